@@ -1,0 +1,520 @@
+"""When to send, resend, renew and recover: the timing rules of NAT-PMP and PCP, as pure functions.
+
+Nothing here touches a socket, a clock or the global random generator. Times are plain ``float``
+seconds on the caller's monotonic clock, passed in; randomness comes from an injected
+:class:`random.Random` (or, for the RFC 3315 ``RAND`` factor, any callable returning a number in
+[-0.1, +0.1]), so every schedule can be reproduced exactly in a test.
+
+What is here, and where each rule comes from:
+
+* Retransmission of a request: NAT-PMP's 250 ms doubling nine times (RFC 6886 §3.1) and PCP's
+  RFC 3315-style ``IRT``/``MRT``/``RAND`` schedule (RFC 6887 §8.1.1), both bounded by an optional
+  caller deadline (:class:`RetransmitSchedule`).
+* Renewal times: NAT-PMP at half the lifetime (RFC 6886 §3.3), PCP at a random point between 1/2
+  and 5/8 of it, then 3/4 to 3/4 + 1/16, 7/8 to 7/8 + 1/32 ... if the renewal is not answered, never
+  less than 4 s apart (RFC 6887 §11.2.1).
+* Epoch checks, the way a client notices that the gateway lost its mappings: RFC 6887 §8.5 (PCP)
+  and RFC 6886 §3.6 (NAT-PMP).
+* The random pause before reacting to an ANNOUNCE (RFC 6887 §14.1.3) and the gateway's own
+  announcement schedule, 10 sends from 250 ms doubling (RFC 6886 §3.2.1), used by the simulator.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "ANNOUNCE_MAX_DELAY",
+    "EPOCH_MODULUS",
+    "NATPMP_ANNOUNCEMENT_COUNT",
+    "NATPMP_ANNOUNCEMENT_FIRST_INTERVAL",
+    "NATPMP_RENEWAL_JITTER",
+    "NATPMP_RETRANSMIT",
+    "PCP_RAND_LIMIT",
+    "PCP_RENEWAL_MIN_SPACING",
+    "PCP_RETRANSMIT",
+    "Attempt",
+    "EpochObservation",
+    "EpochRule",
+    "EpochState",
+    "EpochVerdict",
+    "RandSource",
+    "RetransmitSchedule",
+    "announce_response_delay",
+    "natpmp_announcement_schedule",
+    "natpmp_epoch_lost",
+    "natpmp_renewal_delay",
+    "observe_epoch",
+    "pcp_epoch_lost",
+    "pcp_renewal_delay",
+    "renewal_retry_at",
+]
+
+#: A source of the RFC 3315 ``RAND`` factor: each call returns a number in
+#: [-:data:`PCP_RAND_LIMIT`, +:data:`PCP_RAND_LIMIT`].
+RandSource = Callable[[], float]
+
+#: RFC 3315 §14 (which RFC 6887 §8.1.1 adopts): "RAND is a random number chosen with a uniform
+#: distribution between -0.1 and +0.1".
+PCP_RAND_LIMIT = 0.1
+
+#: The Epoch Time / Seconds Since Start of Epoch field is an unsigned 32-bit integer
+#: (RFC 6887 §7.2, RFC 6886 §3), so it wraps after 2**32 s (about 136 years).
+EPOCH_MODULUS = 2**32
+
+#: RFC 6887 §11.2.1: "renewal requests MUST NOT be sent less than four seconds apart".
+PCP_RENEWAL_MIN_SPACING = 4.0
+
+#: Our own choice, not an RFC number: NAT-PMP renewals are pulled up to 5 % earlier than the
+#: half-life RFC 6886 §3.3 names, so that many mappings granted in the same instant (a manager
+#: restoring 1,000 of them) do not all renew in the same instant. Earlier, never later: later would
+#: eat into the time left for retries before expiry.
+NATPMP_RENEWAL_JITTER = 0.05
+
+#: RFC 6887 §14.1.3: a client that hears an ANNOUNCE waits a random 0-5 s before renewing, so the
+#: clients of a rebooted gateway do not all answer at once.
+ANNOUNCE_MAX_DELAY = 5.0
+
+#: RFC 6886 §3.2.1: the gateway "SHOULD multicast 10 address notifications".
+NATPMP_ANNOUNCEMENT_COUNT = 10
+#: RFC 6886 §3.2.1: "The interval between the first two notifications SHOULD be 250 ms, and the
+#: interval between each subsequent notification SHOULD double."
+NATPMP_ANNOUNCEMENT_FIRST_INTERVAL = 0.25
+
+
+def _as_rand_source(rand: random.Random | RandSource | None) -> RandSource:
+    """The RFC 3315 ``RAND`` source for ``rand``: a Random draws uniformly from [-0.1, +0.1]."""
+    if rand is None:
+        rand = random.Random()  # seeded from the OS, never the shared module-level generator
+    if isinstance(rand, random.Random):
+        generator = rand
+        return lambda: generator.uniform(-PCP_RAND_LIMIT, PCP_RAND_LIMIT)
+    return rand
+
+
+def _draw_rand(source: RandSource) -> float:
+    """One ``RAND`` value, checked: a source outside [-0.1, +0.1] is a programming error."""
+    value = source()
+    if not -PCP_RAND_LIMIT <= value <= PCP_RAND_LIMIT:
+        raise ValueError(f"RAND must lie in [-{PCP_RAND_LIMIT}, +{PCP_RAND_LIMIT}], got {value!r}")
+    return value
+
+
+def _rng(rng: random.Random | None) -> random.Random:
+    return random.Random() if rng is None else rng
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Retransmission
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One transmission of a request: send at ``send_at``, then wait ``wait`` for an answer.
+
+    ``send_at`` is measured from the first transmission (so the first attempt has ``send_at`` 0);
+    ``number`` counts from 1.
+    """
+
+    number: int
+    send_at: float
+    wait: float
+
+    @property
+    def ends_at(self) -> float:
+        """When the wait after this transmission is over, from the first transmission."""
+        return self.send_at + self.wait
+
+
+@dataclass(frozen=True, slots=True)
+class RetransmitSchedule:
+    """How long to wait for an answer after each transmission, in the RFC 3315 §14 terms.
+
+    The per-try timeout ``RT`` follows RFC 3315 §14, which RFC 6887 §8.1.1 adopts for PCP::
+
+        RT = IRT + RAND*IRT                    first transmission
+        RT = 2*RTprev + RAND*RTprev            each later one
+        if MRT and RT > MRT: RT = MRT + RAND*MRT
+
+    with ``RAND`` uniform in [-``jitter``, +``jitter``]; one ``RAND`` is drawn per transmission and
+    serves both lines of that step. With ``jitter`` 0 and no ``MRT`` this is plain doubling, which
+    is exactly NAT-PMP's rule (RFC 6886 §3.1), so one type serves both protocols.
+
+    ``max_tries`` is the number of transmissions in all (RFC 3315's MRC counts retransmissions
+    and uses 0 for "unbounded"; here ``None`` is unbounded). A caller's deadline plays the part of
+    RFC 3315's MRD: see :meth:`attempts`.
+    """
+
+    initial_timeout: float
+    """IRT, seconds."""
+    max_timeout: float | None = None
+    """MRT, seconds; ``None`` (RFC 3315's MRT = 0) for no cap."""
+    max_tries: int | None = None
+    """Transmissions in all; ``None`` for no limit."""
+    jitter: float = 0.0
+    """The bound of ``RAND``: 0.1 for PCP (RFC 3315 §14), 0 for NAT-PMP."""
+
+    def __post_init__(self) -> None:
+        _check_positive("initial_timeout", self.initial_timeout)
+        if self.max_timeout is not None:
+            _check_positive("max_timeout", self.max_timeout)
+        if self.max_tries is not None and self.max_tries < 1:
+            raise ValueError(f"max_tries must be at least 1, got {self.max_tries}")
+        if not 0 <= self.jitter <= PCP_RAND_LIMIT:
+            raise ValueError(f"jitter must lie in [0, {PCP_RAND_LIMIT}], got {self.jitter}")
+
+    def timeouts(self, rand: random.Random | RandSource | None = None) -> Iterator[float]:
+        """The per-try timeouts ``RT``, lazily; endless unless ``max_tries`` is set.
+
+        ``rand`` supplies ``RAND`` (scaled to ``jitter``): a :class:`random.Random`, a callable
+        returning a number in [-0.1, +0.1], or ``None`` for a fresh OS-seeded generator. It is not
+        consulted at all when ``jitter`` is 0.
+        """
+        source = _as_rand_source(rand) if self.jitter else None
+        scale = self.jitter / PCP_RAND_LIMIT
+        previous: float | None = None
+        tries = 0
+        while self.max_tries is None or tries < self.max_tries:
+            factor = _draw_rand(source) * scale if source is not None else 0.0
+            if previous is None:
+                timeout = self.initial_timeout + factor * self.initial_timeout
+            else:
+                timeout = 2 * previous + factor * previous
+            if self.max_timeout is not None and timeout > self.max_timeout:
+                timeout = self.max_timeout + factor * self.max_timeout
+            yield timeout
+            previous = timeout
+            tries += 1
+
+    def attempts(
+        self, deadline: float | None = None, rand: random.Random | RandSource | None = None
+    ) -> Iterator[Attempt]:
+        """The transmissions to make, lazily: what the transport iterates over.
+
+        With a ``deadline`` (seconds from the first transmission) no transmission is made at or
+        after it and the last wait is cut short so that ``send_at + wait`` never exceeds it, as
+        RFC 3315 §14 does for MRD. Without one, and without ``max_tries``, the sequence is endless
+        (PCP's MRC = MRD = 0, RFC 6887 §8.1.1): the caller stops when it is answered or gives up.
+        """
+        if deadline is not None:
+            _check_positive("deadline", deadline)
+        send_at = 0.0
+        for number, timeout in enumerate(self.timeouts(rand), start=1):
+            if deadline is not None:
+                if send_at >= deadline:
+                    return
+                timeout = min(timeout, deadline - send_at)
+            yield Attempt(number=number, send_at=send_at, wait=timeout)
+            send_at += timeout
+
+    def plan(
+        self, deadline: float | None = None, rand: random.Random | RandSource | None = None
+    ) -> list[Attempt]:
+        """Every transmission up to the deadline or ``max_tries``, as a list.
+
+        Raises :class:`ValueError` when neither bounds the schedule (the list would be endless).
+        """
+        if deadline is None and self.max_tries is None:
+            raise ValueError("an unbounded schedule needs a deadline to be planned in full")
+        return list(self.attempts(deadline, rand))
+
+    @property
+    def total(self) -> float | None:
+        """The longest the whole exchange can take without a deadline, for an unjittered schedule.
+
+        ``None`` when the schedule is endless or jittered (then it depends on the draws).
+        """
+        if self.max_tries is None or self.jitter:
+            return None
+        return sum(self.timeouts())
+
+
+#: RFC 6886 §3.1: wait 250 ms, then 500 ms, "the interval between attempts doubling each time";
+#: after "its ninth attempt (and then waiting for 64 seconds)" the gateway does not support
+#: NAT-PMP. Nine tries, 127.75 s in all. Deletions may stop sooner (same section): pass a smaller
+#: ``max_tries`` via :func:`dataclasses.replace`.
+NATPMP_RETRANSMIT = RetransmitSchedule(initial_timeout=0.25, max_tries=9)
+
+#: RFC 6887 §8.1.1: IRT = 3 s, MRT = 1024 s, MRC = 0 and MRD = 0 (both unbounded), with RFC 3315's
+#: ``RAND`` in [-0.1, +0.1]. Give :meth:`RetransmitSchedule.attempts` a deadline to bound it.
+PCP_RETRANSMIT = RetransmitSchedule(initial_timeout=3.0, max_timeout=1024.0, jitter=PCP_RAND_LIMIT)
+
+
+# --------------------------------------------------------------------------------------------
+# Renewal
+# --------------------------------------------------------------------------------------------
+
+
+def natpmp_renewal_delay(
+    lifetime: float, rng: random.Random | None = None, *, jitter: float = NATPMP_RENEWAL_JITTER
+) -> float:
+    """Seconds after the grant at which to renew a NAT-PMP mapping.
+
+    RFC 6886 §3.3: "The client SHOULD begin trying to renew the mapping halfway to expiry time,
+    like DHCP." The result is ``lifetime / 2`` pulled earlier by a uniform random fraction of up
+    to ``jitter`` (5 % by default, see :data:`NATPMP_RENEWAL_JITTER`); ``jitter=0`` gives exactly
+    half. ``rng`` defaults to a fresh OS-seeded generator.
+    """
+    _check_positive("lifetime", lifetime)
+    if not 0 <= jitter < 1:
+        raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
+    half = lifetime / 2
+    if not jitter:
+        return half
+    return half * (1 - jitter * _rng(rng).random())
+
+
+def pcp_renewal_delay(lifetime: float, rng: random.Random | None = None) -> float:
+    """Seconds after the grant at which to send the first renewal of a PCP mapping.
+
+    RFC 6887 §11.2.1: "It is RECOMMENDED that PCP clients send a single renewal request packet at
+    a time chosen with uniform random distribution in the range 1/2 to 5/8 of expiration time."
+    The random window is also what spreads out the renewals of many mappings granted together.
+    """
+    _check_positive("lifetime", lifetime)
+    return _rng(rng).uniform(lifetime / 2, lifetime * 5 / 8)
+
+
+def _renewal_window(attempt: int) -> tuple[float, float]:
+    """Fractions of the lifetime bounding renewal ``attempt`` (0 = the first renewal).
+
+    RFC 6887 §11.2.1: 1/2 to 5/8, then "3/4 to 3/4 + 1/16 to expiration, and then another 7/8 to
+    7/8 + 1/32 to expiration, and so on": window k starts at 1 - 2**-(k+1) and is 2**-(k+3) wide.
+    """
+    start = 1 - 0.5 ** (attempt + 1)
+    return start, start + 0.5 ** (attempt + 3)
+
+
+def renewal_retry_at(
+    granted_at: float,
+    lifetime: float,
+    now: float,
+    attempt: int,
+    rng: random.Random | None = None,
+    *,
+    min_spacing: float = PCP_RENEWAL_MIN_SPACING,
+) -> float | None:
+    """When to send the next renewal after ``attempt`` renewals went unanswered; ``None`` if never.
+
+    RFC 6887 §11.2.1: if the renewal sent at 1/2-5/8 of the lifetime gets no SUCCESS, "the next
+    renewal request should be sent 3/4 to 3/4 + 1/16 to expiration, and then another 7/8 to 7/8 +
+    1/32 to expiration, and so on, subject to the constraint that renewal requests MUST NOT be sent
+    less than four seconds apart". ``attempt`` (at least 1) selects the window; the time is drawn
+    uniformly inside it, measured from ``granted_at``.
+
+    ``now`` is the current time, no earlier than the previous renewal was sent, so the result is
+    never before ``now + min_spacing``: a short lifetime cannot turn into a busy loop, and a window
+    already past (the previous attempt took long) moves to the earliest allowed time instead. Once
+    that time is at or past expiry (``granted_at + lifetime``), there is nothing left to renew and
+    the answer is ``None``: the mapping will expire and must be requested again.
+
+    RFC 6886 (NAT-PMP) gives no rule beyond "begin trying to renew ... halfway to expiry" (§3.3);
+    the same windows serve it well and are used for both protocols.
+    """
+    _check_positive("lifetime", lifetime)
+    _check_positive("min_spacing", min_spacing)
+    if attempt < 1:
+        raise ValueError(f"attempt counts the renewals already sent, so is at least 1: {attempt}")
+    expires_at = granted_at + lifetime
+    earliest = now + min_spacing
+    if earliest >= expires_at:
+        return None
+    low, high = _renewal_window(attempt)
+    at = granted_at + lifetime * _rng(rng).uniform(low, high)
+    at = max(at, earliest)
+    return at if at < expires_at else None
+
+
+# --------------------------------------------------------------------------------------------
+# Epoch: has the gateway lost its state?
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EpochState:
+    """The last epoch heard from a gateway and when (client monotonic time) it was heard."""
+
+    server_epoch: int
+    client_time: float
+
+    def __post_init__(self) -> None:
+        _check_epoch(self.server_epoch)
+
+
+class EpochVerdict(StrEnum):
+    """What one epoch observation says about the gateway's state."""
+
+    FIRST_CONTACT = "first_contact"
+    """Nothing to compare with: RFC 6887 §8.5 treats the first value as "necessarily valid"."""
+    CONSISTENT = "consistent"
+    """The gateway's clock moved in step with ours: its mappings are presumably intact."""
+    LOST_STATE = "lost_state"
+    """The gateway rebooted or otherwise lost its mappings: recreate them now."""
+
+
+class EpochRule(StrEnum):
+    """Which RFC's rule judges an epoch."""
+
+    PCP = "pcp"
+    """RFC 6887 §8.5."""
+    NATPMP = "natpmp"
+    """RFC 6886 §3.6."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochObservation:
+    """The verdict on one epoch, and the state to keep for the next one."""
+
+    verdict: EpochVerdict
+    state: EpochState
+
+
+def _check_epoch(server_epoch: int) -> None:
+    if isinstance(server_epoch, bool) or not isinstance(server_epoch, int):
+        raise TypeError(f"an epoch is an int, got {type(server_epoch).__name__}")
+    if not 0 <= server_epoch < EPOCH_MODULUS:
+        raise ValueError(f"an epoch is an unsigned 32-bit value, got {server_epoch}")
+
+
+def _elapsed(prev: EpochState, now: float) -> float:
+    elapsed = now - prev.client_time
+    if not math.isfinite(elapsed) or elapsed < 0:
+        raise ValueError(
+            f"now ({now}) is before the previous observation ({prev.client_time}): "
+            "epoch checks need a monotonic clock"
+        )
+    return elapsed
+
+
+def _div16(value: int) -> int:
+    """``value/16`` in the RFC's "integer arithmetic": truncation toward zero, as in C."""
+    return -(-value // 16) if value < 0 else value // 16
+
+
+def _pcp_deltas_valid(client_delta: int, server_delta: int) -> bool:
+    """RFC 6887 §8.5: "If client_delta+2 < server_delta - server_delta/16 or server_delta+2 <
+    client_delta - client_delta/16, then the client treats the Epoch Time value as invalid"."""
+    return not (
+        client_delta + 2 < server_delta - _div16(server_delta)
+        or server_delta + 2 < client_delta - _div16(client_delta)
+    )
+
+
+def pcp_epoch_lost(prev: EpochState | None, server_epoch: int, now: float) -> bool:
+    """True when a PCP Epoch Time says the server lost its state (RFC 6887 §8.5).
+
+    The RFC's procedure, "using integer arithmetic": the first value is necessarily valid; a
+    value less than the previous one "by more than one second" is invalid; otherwise, with
+    ``client_delta`` the seconds elapsed on our clock and ``server_delta`` those on the server's,
+    the value is invalid when ``client_delta+2 < server_delta - server_delta/16`` or
+    ``server_delta+2 < client_delta - client_delta/16`` (the 2 absorbs both clocks' one-second
+    granularity, the 1/16 a 6.25 % drift).
+    Our clock is a float; ``client_delta`` is the difference of the two readings in whole seconds
+    (each floored), as an integer-second clock would read them.
+
+    Wrap: the field is 32 bits. A value that went "backwards" is accepted after all when, counted
+    forward through 2**32, it passes the same delta test; a genuine reboot lands near zero and only
+    passes if the old value was within seconds of 2**32, where the two cannot be told apart.
+    """
+    _check_epoch(server_epoch)
+    if prev is None:
+        return False
+    _elapsed(prev, now)
+    client_delta = math.floor(now) - math.floor(prev.client_time)
+    if server_epoch < prev.server_epoch - 1:
+        wrapped_delta = server_epoch + EPOCH_MODULUS - prev.server_epoch
+        return not _pcp_deltas_valid(client_delta, wrapped_delta)
+    return not _pcp_deltas_valid(client_delta, server_epoch - prev.server_epoch)
+
+
+def natpmp_epoch_lost(prev: EpochState | None, server_epoch: int, now: float) -> bool:
+    """True when a NAT-PMP SSSoE says the gateway lost its state (RFC 6886 §3.6).
+
+    The client's "conservative estimate of the expected SSSoE" is the previous value plus 7/8 of
+    the time elapsed on the client's clock; "If the SSSoE in the newly received packet is less than
+    the client's conservative estimate by more than 2 seconds", the gateway lost its mappings.
+    Exactly 2 seconds short is still fine. (Computed as ``8*delta < 7*elapsed - 16`` so no rounding
+    of 7/8 can move the boundary.) Unlike PCP, NAT-PMP has no upper bound: a value far ahead is
+    accepted.
+
+    Wrap: a value below the previous one is accepted after all when its forward distance through
+    2**32 is at least the estimate and at most what our clock allows (``elapsed + 2 +
+    elapsed/16``, PCP's tolerance, since NAT-PMP names none); without that ceiling every reboot
+    would look like a wrap.
+    """
+    _check_epoch(server_epoch)
+    if prev is None:
+        return False
+    elapsed = _elapsed(prev, now)
+    delta = server_epoch - prev.server_epoch
+    if not 8 * delta < 7 * elapsed - 16:
+        return False
+    if server_epoch < prev.server_epoch:
+        wrapped_delta = delta + EPOCH_MODULUS
+        plausible = wrapped_delta <= elapsed + 2 + elapsed / 16
+        if plausible and not 8 * wrapped_delta < 7 * elapsed - 16:
+            return False
+    return True
+
+
+def observe_epoch(
+    rule: EpochRule, prev: EpochState | None, server_epoch: int, now: float
+) -> EpochObservation:
+    """Judge ``server_epoch``, heard at ``now``, against ``prev``; return the verdict and new state.
+
+    The new state is always the value just heard: RFC 6887 §8.5 "The client records the current
+    time values for use in its next comparison" whatever the verdict, and RFC 6886 §3.6 compares
+    with "the SSSoE value in the last packet it received".
+    """
+    lost = pcp_epoch_lost if rule is EpochRule.PCP else natpmp_epoch_lost
+    state = EpochState(server_epoch=server_epoch, client_time=now)
+    if prev is None:
+        return EpochObservation(EpochVerdict.FIRST_CONTACT, state)
+    verdict = EpochVerdict.LOST_STATE if lost(prev, server_epoch, now) else EpochVerdict.CONSISTENT
+    return EpochObservation(verdict, state)
+
+
+# --------------------------------------------------------------------------------------------
+# Announcements
+# --------------------------------------------------------------------------------------------
+
+
+def announce_response_delay(rng: random.Random | None = None) -> float:
+    """Seconds to wait, after hearing an ANNOUNCE that shows lost state, before renewing.
+
+    RFC 6887 §14.1.3: a random delay of 0 to 5 seconds, so that every client of a rebooted gateway
+    does not send its renewals in the same instant. Also used for NAT-PMP address-change
+    announcements (RFC 6886 §3.2.1 asks for prompt renewal but the same herd forms).
+    """
+    return _rng(rng).uniform(0.0, ANNOUNCE_MAX_DELAY)
+
+
+def natpmp_announcement_schedule(
+    count: int = NATPMP_ANNOUNCEMENT_COUNT,
+    first_interval: float = NATPMP_ANNOUNCEMENT_FIRST_INTERVAL,
+) -> tuple[float, ...]:
+    """When a gateway sends its announcements, in seconds from the first (RFC 6886 §3.2.1).
+
+    Ten sends, 250 ms between the first two, each later interval doubled: 0, 0.25, 0.75, 1.75 ...
+    127.75. The simulator schedules its announcements with this (a smaller ``first_interval``
+    speeds a test up while keeping the shape).
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    _check_positive("first_interval", first_interval)
+    offsets = [0.0]
+    interval = first_interval
+    for _ in range(count - 1):
+        offsets.append(offsets[-1] + interval)
+        interval *= 2
+    return tuple(offsets)

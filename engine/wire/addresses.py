@@ -1,0 +1,38 @@
+"""The 128-bit address fields of PCP (RFC 6887 §5): IPv4 travels IPv4-mapped."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+__all__ = ["IPAddress", "decode_address", "encode_address", "to_address"]
+
+IPAddress = IPv4Address | IPv6Address
+
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def to_address(value: str | IPAddress) -> IPAddress:
+    """Parse a string (or pass through an address object); a ``%scope`` suffix is kept."""
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    return ip_address(value)
+
+
+def encode_address(address: IPAddress) -> bytes:
+    """16 bytes: an IPv6 address as is, an IPv4 address IPv4-mapped (``::ffff:a.b.c.d``).
+
+    The all-zeros IPv4 address becomes ``::ffff:0.0.0.0``, as RFC 6887 §5 requires.
+    """
+    if isinstance(address, IPv4Address):
+        return _V4_MAPPED_PREFIX + address.packed
+    return address.packed
+
+
+def decode_address(data: bytes) -> IPAddress:
+    """The inverse of :func:`encode_address`.
+
+    RFC 6887 §5: all of the first 96 bits are checked for the IPv4-mapped pattern.
+    """
+    if data[:12] == _V4_MAPPED_PREFIX:
+        return IPv4Address(data[12:16])
+    return IPv6Address(data[:16])

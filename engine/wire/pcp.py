@@ -1,0 +1,525 @@
+"""PCP messages (RFC 6887 §7, §11, §12, §13, §14.1).
+
+A :class:`Request` (client → gateway) and a :class:`Response` (gateway →
+client, also the unsolicited ANNOUNCE) each carry an opcode, the opcode's data
+(:class:`MapData`, :class:`PeerData`, or ``None`` for ANNOUNCE) and a tuple of
+options. Both directions encode and decode so that the simulated gateway speaks
+through the same code.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from ipaddress import IPv4Address, IPv6Address
+
+from ..codes import PcpResult
+from ..errors import MalformedPacket
+from .addresses import IPAddress, decode_address, encode_address
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_PACKET_SIZE",
+    "NONCE_SIZE",
+    "PCP_VERSION",
+    "Filter",
+    "MapData",
+    "Opcode",
+    "Option",
+    "OptionCode",
+    "PeerData",
+    "PreferFailure",
+    "Request",
+    "RequestRejected",
+    "Response",
+    "ThirdParty",
+    "UnknownOption",
+    "decode_request",
+    "decode_response",
+]
+
+PCP_VERSION = 2
+HEADER_SIZE = 24
+MAX_PACKET_SIZE = 1100  # RFC 6887 §7: messages are at most 1100 octets
+NONCE_SIZE = 12
+RESPONSE_BIT = 0x80
+MAP_DATA_SIZE = 36
+PEER_DATA_SIZE = 56
+
+
+class Opcode(IntEnum):
+    """PCP opcodes (RFC 6887 §19.2)."""
+
+    ANNOUNCE = 0
+    MAP = 1
+    PEER = 2
+
+
+class OptionCode(IntEnum):
+    """PCP option codes (RFC 6887 §13); 0-127 are mandatory to process."""
+
+    THIRD_PARTY = 1
+    PREFER_FAILURE = 2
+    FILTER = 3
+
+
+def _check(name: str, value: int, bits: int) -> None:
+    if not 0 <= value < (1 << bits):
+        raise ValueError(f"{name} must be 0-{(1 << bits) - 1}, not {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class ThirdParty:
+    """THIRD_PARTY (§13.1): the mapping is for ``address``, not the sender."""
+
+    address: IPAddress
+
+    def _data(self) -> bytes:
+        return encode_address(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class PreferFailure:
+    """PREFER_FAILURE (§13.2): fail rather than assign another external port/address."""
+
+    def _data(self) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """FILTER (§13.3): let in only packets from ``remote_address``/``prefix_length``.
+
+    ``prefix_length`` counts bits of the address's own family (0-32 for IPv4,
+    0-128 for IPv6); 0 means "no filter" and removes earlier filters.
+    ``remote_port`` 0 means all ports.
+    """
+
+    prefix_length: int
+    remote_port: int
+    remote_address: IPAddress
+
+    def __post_init__(self) -> None:
+        limit = 32 if isinstance(self.remote_address, IPv4Address) else 128
+        if not 0 <= self.prefix_length <= limit:
+            raise ValueError(f"FILTER prefix length must be 0-{limit}, not {self.prefix_length}")
+        _check("FILTER remote port", self.remote_port, 16)
+
+    def _data(self) -> bytes:
+        return (struct.pack("!BBH", 0, self.prefix_length, self.remote_port)
+                + encode_address(self.remote_address))
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownOption:
+    """An option this code does not know; kept so a caller can see it."""
+
+    code: int
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        _check("option code", self.code, 8)
+        # The Option Length field is 16 bits (§7.3).
+        if len(self.data) > 0xFFFF:
+            raise ValueError(f"PCP option data of {len(self.data)} octets exceeds 65535")
+
+    @property
+    def mandatory(self) -> bool:
+        """Codes 0-127 are mandatory to process (RFC 6887 §7.3)."""
+        return self.code < 128
+
+    def _data(self) -> bytes:
+        return self.data
+
+
+Option = ThirdParty | PreferFailure | Filter | UnknownOption
+
+
+def option_code(option: Option) -> int:
+    """The wire code of an option."""
+    if isinstance(option, ThirdParty):
+        return OptionCode.THIRD_PARTY
+    if isinstance(option, PreferFailure):
+        return OptionCode.PREFER_FAILURE
+    if isinstance(option, Filter):
+        return OptionCode.FILTER
+    return option.code
+
+
+def encode_options(options: tuple[Option, ...]) -> bytes:
+    """Options, each padded to a multiple of 4 octets (§7.3)."""
+    parts = []
+    for option in options:
+        data = option._data()
+        pad = -len(data) % 4
+        parts.append(struct.pack("!BBH", option_code(option), 0, len(data)) + data + bytes(pad))
+    return b"".join(parts)
+
+
+_FIXED_OPTION_SIZE = {OptionCode.THIRD_PARTY: 16, OptionCode.PREFER_FAILURE: 0,
+                      OptionCode.FILTER: 20}
+
+
+def decode_options(data: bytes) -> tuple[Option, ...]:
+    """Parse the option area. Raises :class:`MalformedPacket` on overrun or bad sizes."""
+    options: list[Option] = []
+    offset = 0
+    while offset < len(data):
+        if len(data) - offset < 4:
+            raise MalformedPacket("PCP option header runs past the end of the packet")
+        code, _, length = struct.unpack_from("!BBH", data, offset)
+        offset += 4
+        end = offset + length
+        if end > len(data):
+            raise MalformedPacket(f"PCP option {code} of {length} bytes runs past the packet")
+        body = data[offset:end]
+        offset = end + (-length % 4)
+        if offset > len(data):
+            raise MalformedPacket(f"PCP option {code} is missing its padding")
+        expected = _FIXED_OPTION_SIZE.get(code)
+        if expected is not None and length != expected:
+            raise MalformedPacket(f"PCP option {code} has length {length}, not {expected}")
+        if code == OptionCode.THIRD_PARTY:
+            options.append(ThirdParty(decode_address(body)))
+        elif code == OptionCode.PREFER_FAILURE:
+            options.append(PreferFailure())
+        elif code == OptionCode.FILTER:
+            remote = decode_address(body[4:20])
+            try:
+                options.append(Filter(body[1], struct.unpack_from("!H", body, 2)[0], remote))
+            except ValueError as exc:
+                raise MalformedPacket(f"PCP FILTER option: {exc}") from None
+        else:
+            options.append(UnknownOption(code, bytes(body)))
+    return tuple(options)
+
+
+@dataclass(frozen=True, slots=True)
+class MapData:
+    """MAP opcode data (§11.1): 36 octets.
+
+    In a request ``external_port``/``external_address`` are suggestions (0 and
+    the zero address for "no preference"); in a response they are assigned.
+    """
+
+    nonce: bytes
+    protocol: int
+    internal_port: int
+    external_port: int
+    external_address: IPAddress
+
+    def __post_init__(self) -> None:
+        if len(self.nonce) != NONCE_SIZE:
+            raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(self.nonce)}")
+        _check("protocol", self.protocol, 8)
+        _check("internal port", self.internal_port, 16)
+        _check("external port", self.external_port, 16)
+
+    def encode(self) -> bytes:
+        """36 octets."""
+        return (self.nonce + struct.pack("!B3xHH", self.protocol, self.internal_port,
+                                         self.external_port)
+                + encode_address(self.external_address))
+
+    @classmethod
+    def decode(cls, data: bytes) -> MapData:
+        """From exactly 36 octets."""
+        protocol, internal, external = struct.unpack_from("!B3xHH", data, NONCE_SIZE)
+        return cls(bytes(data[:NONCE_SIZE]), protocol, internal, external,
+                   decode_address(data[20:36]))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerData:
+    """PEER opcode data (§12.1): 56 octets."""
+
+    nonce: bytes
+    protocol: int
+    internal_port: int
+    external_port: int
+    external_address: IPAddress
+    remote_port: int
+    remote_address: IPAddress
+
+    def __post_init__(self) -> None:
+        if len(self.nonce) != NONCE_SIZE:
+            raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(self.nonce)}")
+        _check("protocol", self.protocol, 8)
+        _check("internal port", self.internal_port, 16)
+        _check("external port", self.external_port, 16)
+        _check("remote peer port", self.remote_port, 16)
+
+    def encode(self) -> bytes:
+        """56 octets."""
+        return (self.nonce + struct.pack("!B3xHH", self.protocol, self.internal_port,
+                                         self.external_port)
+                + encode_address(self.external_address)
+                + struct.pack("!H2x", self.remote_port) + encode_address(self.remote_address))
+
+    @classmethod
+    def decode(cls, data: bytes) -> PeerData:
+        """From exactly 56 octets."""
+        protocol, internal, external = struct.unpack_from("!B3xHH", data, NONCE_SIZE)
+        (remote_port,) = struct.unpack_from("!H", data, 36)
+        return cls(bytes(data[:NONCE_SIZE]), protocol, internal, external,
+                   decode_address(data[20:36]), remote_port, decode_address(data[40:56]))
+
+
+OpData = MapData | PeerData
+
+_DATA_SIZE: dict[int, int] = {Opcode.ANNOUNCE: 0, Opcode.MAP: MAP_DATA_SIZE,
+                              Opcode.PEER: PEER_DATA_SIZE}
+
+
+def _opdata_matches(opcode: int, data: OpData | None) -> bool:
+    if opcode == Opcode.MAP:
+        return isinstance(data, MapData)
+    if opcode == Opcode.PEER:
+        return isinstance(data, PeerData)
+    return data is None
+
+
+def _decode_opdata(opcode: int, body: bytes) -> OpData | None:
+    if opcode == Opcode.MAP:
+        return MapData.decode(body)
+    if opcode == Opcode.PEER:
+        return PeerData.decode(body)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A PCP request (§7.1): header, opcode data, options.
+
+    ``version`` and an opcode this code does not know are accepted (with no
+    opcode data) so that a test can send what a server must refuse;
+    :func:`decode_request` takes only version 2 and the opcodes of §19.2.
+    """
+
+    opcode: int
+    lifetime: int
+    client_address: IPAddress
+    data: OpData | None = None
+    options: tuple[Option, ...] = field(default=())
+    version: int = PCP_VERSION
+
+    def __post_init__(self) -> None:
+        _check("version", self.version, 8)
+        _check("opcode", self.opcode, 7)
+        _check("lifetime", self.lifetime, 32)
+        if self.opcode in _DATA_SIZE and not _opdata_matches(self.opcode, self.data):
+            raise ValueError(f"PCP opcode {self.opcode} does not take {type(self.data).__name__}")
+
+    def encode(self) -> bytes:
+        """The request as sent; raises :class:`ValueError` past 1100 octets."""
+        packet = (struct.pack("!BBHI", self.version, self.opcode, 0, self.lifetime)
+                  + encode_address(self.client_address)
+                  + (self.data.encode() if self.data is not None else b"")
+                  + encode_options(self.options))
+        if len(packet) > MAX_PACKET_SIZE:
+            raise ValueError(f"PCP request of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
+        return packet
+
+
+_NO_RESERVED = bytes(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A PCP response (§7.2), or an unsolicited ANNOUNCE (§14.1.3).
+
+    ``lifetime`` is the granted lifetime on success and the error lifetime on
+    failure (§7.2, §15). ``epoch`` is the server's Epoch Time (§8.5). Error
+    responses may come without opcode data (``data`` is ``None``).
+
+    ``reserved`` is the 96-bit field after the epoch: zero, except that a server
+    answering a request it could not parse copies the last 96 bits of the
+    request's client address into it (§7.2).
+
+    Construction enforces what :func:`decode_response` accepts, so that
+    ``decode_response(r.encode()) == r`` for every response that constructs:
+    a version other than 2 only in an UNSUPP_VERSION answer and with nothing
+    after the header (§9); an opcode other than ANNOUNCE, MAP and PEER only in
+    an error answer with nothing after the header; MAP and PEER success
+    answers with their opcode data; options only after opcode data.
+    """
+
+    opcode: int
+    result: int
+    lifetime: int
+    epoch: int
+    data: OpData | None = None
+    options: tuple[Option, ...] = field(default=())
+    version: int = PCP_VERSION
+    reserved: bytes = _NO_RESERVED
+
+    def __post_init__(self) -> None:
+        _check("version", self.version, 8)
+        _check("opcode", self.opcode, 7)
+        _check("result code", self.result, 8)
+        _check("lifetime", self.lifetime, 32)
+        _check("epoch", self.epoch, 32)
+        if len(self.reserved) != len(_NO_RESERVED):
+            raise ValueError(f"PCP response reserved field must be 12 octets, not "
+                             f"{len(self.reserved)}")
+        header_only = self.data is None and not self.options
+        if self.version != PCP_VERSION:
+            # §9: a server of another version says so with UNSUPP_VERSION; what
+            # follows its header is not in our layout and is not read.
+            if self.result != PcpResult.UNSUPP_VERSION or not header_only:
+                raise ValueError(f"a PCP version {self.version} response can only be a bare "
+                                 "UNSUPP_VERSION answer")
+            return
+        if self.opcode not in _DATA_SIZE:
+            if self.result == PcpResult.SUCCESS or not header_only:
+                raise ValueError(f"a PCP response with opcode {self.opcode} can only be a bare "
+                                 "error answer")
+            return
+        if self.data is None:
+            if self.opcode != Opcode.ANNOUNCE and (self.result == PcpResult.SUCCESS
+                                                   or self.options):
+                raise ValueError(f"a PCP {Opcode(self.opcode).name} success response, or one "
+                                 "with options, carries its opcode data")
+        elif not _opdata_matches(self.opcode, self.data):
+            raise ValueError(f"PCP opcode {self.opcode} does not take {type(self.data).__name__}")
+
+    def encode(self) -> bytes:
+        """The response as sent; raises :class:`ValueError` past 1100 octets."""
+        packet = (struct.pack("!BBBBII", self.version, RESPONSE_BIT | self.opcode, 0,
+                              self.result, self.lifetime, self.epoch)
+                  + self.reserved
+                  + (self.data.encode() if self.data is not None else b"")
+                  + encode_options(self.options))
+        if len(packet) > MAX_PACKET_SIZE:
+            raise ValueError(f"PCP response of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
+        return packet
+
+    @property
+    def unknown_mandatory_options(self) -> tuple[UnknownOption, ...]:
+        """Options in the mandatory-to-process range (0-127) that this code does not know."""
+        return tuple(o for o in self.options if isinstance(o, UnknownOption) and o.mandatory)
+
+
+def _size_problem(data: bytes, what: str) -> str | None:
+    """Why ``data`` cannot be a PCP message by its length alone (§7, §8.2, §8.3), or None."""
+    if len(data) < HEADER_SIZE:
+        return (f"PCP {what} of {len(data)} octets is shorter than the {HEADER_SIZE}-octet "
+                "header")
+    if len(data) > MAX_PACKET_SIZE:
+        return f"PCP {what} of {len(data)} octets exceeds {MAX_PACKET_SIZE}"
+    if len(data) % 4:
+        return f"PCP {what} of {len(data)} octets is not a multiple of 4"
+    return None
+
+
+def decode_response(data: bytes) -> Response:
+    """Decode a response or ANNOUNCE from a gateway. Raises :class:`MalformedPacket`.
+
+    §8.3: a response shorter than 24 octets, longer than 1100 or not a multiple
+    of 4 is invalid. A version other than 2 is accepted only in an
+    UNSUPP_VERSION answer, where it names the version the server speaks (§9);
+    only its header is read. Options this code does not know are kept as
+    :class:`UnknownOption`, whatever their range (§7.3: a client ignores them).
+    """
+    problem = _size_problem(data, "response")
+    if problem is not None:
+        raise MalformedPacket(problem)
+    version, r_opcode, _, result, lifetime, epoch = struct.unpack_from("!BBBBII", data)
+    if not r_opcode & RESPONSE_BIT:
+        raise MalformedPacket(f"PCP packet with opcode {r_opcode} has the response bit clear")
+    opcode = r_opcode & ~RESPONSE_BIT
+    reserved = bytes(data[12:HEADER_SIZE])
+    if version != PCP_VERSION:
+        if result != PcpResult.UNSUPP_VERSION:
+            raise MalformedPacket(f"PCP response has version {version}, not {PCP_VERSION}")
+        return Response(opcode, result, lifetime, epoch, version=version, reserved=reserved)
+    size = _DATA_SIZE.get(opcode)
+    if size is None:
+        if result == PcpResult.SUCCESS:
+            raise MalformedPacket(f"PCP response has unknown opcode {opcode}")
+        # An UNSUPP_OPCODE (or other) answer to an opcode we do not know: its
+        # data, if the server copied any, has no layout we could read.
+        return Response(opcode, result, lifetime, epoch, reserved=reserved)
+    body = data[HEADER_SIZE:]
+    if len(body) < size:
+        if result != PcpResult.SUCCESS and not body:
+            # An error answer may carry the header alone (for example MALFORMED_REQUEST).
+            return Response(opcode, result, lifetime, epoch, reserved=reserved)
+        raise MalformedPacket(f"PCP {Opcode(opcode).name} response is missing its opcode data")
+    return Response(opcode, result, lifetime, epoch, _decode_opdata(opcode, body[:size]),
+                    decode_options(body[size:]), reserved=reserved)
+
+
+class RequestRejected(MalformedPacket):
+    """A request a server must answer with an error code (the gateway's side).
+
+    ``result`` is the code to answer with and ``opcode`` the request's opcode,
+    which the answer copies (§7.2).
+    """
+
+    def __init__(self, message: str, result: PcpResult, opcode: int = 0) -> None:
+        super().__init__(message)
+        self.result = result
+        self.opcode = opcode
+
+
+#: Options that may appear at most once in a request (§13.1, §13.2: "Maximum occurrences: 1").
+_ONCE_ONLY = (ThirdParty, PreferFailure)
+
+
+def decode_request(data: bytes) -> Request:
+    """Decode a request (the gateway's side).
+
+    Two kinds of failure, as §8.2 orders the checks:
+
+    * :class:`MalformedPacket` itself: the server drops the packet silently
+      (fewer than 2 octets, the R bit set, or version 2 but shorter than the
+      24-octet header);
+    * :class:`RequestRejected` (a subclass) carrying the result code the server
+      answers with: UNSUPP_VERSION for a version other than 2; MALFORMED_REQUEST
+      for a length past 1100 octets, not a multiple of 4 or too short for the
+      opcode, and for PREFER_FAILURE in a PEER request (§12.1); UNSUPP_OPCODE;
+      MALFORMED_OPTION for an option that overruns the packet, lacks its
+      padding, has the wrong length or a bad value, or appears more often than
+      allowed (§7.3, §7.4, §13).
+    """
+    if len(data) < 2:
+        raise MalformedPacket(f"PCP request of {len(data)} octets is shorter than 2")
+    if data[1] & RESPONSE_BIT:
+        raise MalformedPacket("PCP request has the response bit set")
+    opcode = data[1]
+    if data[0] != PCP_VERSION:
+        raise RequestRejected(f"PCP request version {data[0]}", PcpResult.UNSUPP_VERSION, opcode)
+    if len(data) < HEADER_SIZE:
+        raise MalformedPacket(f"PCP request of {len(data)} octets is shorter than the "
+                              f"{HEADER_SIZE}-octet header")
+    problem = _size_problem(data, "request")
+    if problem is not None:
+        raise RequestRejected(problem, PcpResult.MALFORMED_REQUEST, opcode)
+    size = _DATA_SIZE.get(opcode)
+    if size is None:
+        raise RequestRejected(f"PCP opcode {opcode}", PcpResult.UNSUPP_OPCODE, opcode)
+    (lifetime,) = struct.unpack_from("!I", data, 4)
+    client = decode_address(data[8:HEADER_SIZE])
+    body = data[HEADER_SIZE:]
+    if len(body) < size:
+        raise RequestRejected("PCP request is missing its opcode data",
+                              PcpResult.MALFORMED_REQUEST, opcode)
+    try:
+        options = decode_options(body[size:])
+    except MalformedPacket as exc:
+        raise RequestRejected(str(exc), PcpResult.MALFORMED_OPTION, opcode) from None
+    for kind in _ONCE_ONLY:
+        if sum(isinstance(option, kind) for option in options) > 1:
+            raise RequestRejected(f"PCP request has more than one {kind.__name__} option",
+                                  PcpResult.MALFORMED_OPTION, opcode)
+    if opcode == Opcode.PEER and any(isinstance(option, PreferFailure) for option in options):
+        raise RequestRejected("PREFER_FAILURE is not allowed in a PEER request",
+                              PcpResult.MALFORMED_REQUEST, opcode)
+    return Request(opcode, lifetime, client, _decode_opdata(opcode, body[:size]), options)
+
+
+def zero_address(like: IPAddress) -> IPAddress:
+    """The all-zeros address of the same family (§5: "no preference")."""
+    return IPv4Address(0) if isinstance(like, IPv4Address) else IPv6Address(0)
