@@ -780,11 +780,11 @@ def _accepts_pcp(opcode: int, data: pcp.MapData | pcp.PeerData | None) -> Callab
             return False
         if message.version != pcp.PCP_VERSION:
             return message.result == PcpResult.UNSUPP_VERSION
+        if data is None:
+            return message.data is None  # ANNOUNCE: a header alone
         if message.data is None:
             # A header-only answer can only be an error about the whole request.
             return message.result != PcpResult.SUCCESS
-        if data is None:
-            return True
         got = message.data
         if got.nonce != data.nonce or got.protocol != data.protocol:
             return False

@@ -73,7 +73,7 @@ def parse_protocol(text: str) -> Protocol | int:
         pass
     try:
         return as_protocol(socket.getprotobyname(word))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the text
         raise ValueError(
             f"unknown protocol {text!r}; use tcp, udp, a number 0-255 or a protocol name"
         ) from None

@@ -53,11 +53,11 @@ def _check_u32(name: str, value: int) -> None:
         raise ValueError(f"{name} must be 0-4294967295, not {value}")
 
 
-def _check_forced(name: str, value: int | None) -> None:
+def _check_forced(name: str, value: int | None, limit: int) -> None:
     # 0 would be "success without doing anything", which no gateway does; the field is for
     # error codes, known or not (an unknown code tests how a client copes with it).
-    if value is not None and not 1 <= value <= 0xFF:
-        raise ValueError(f"{name} must be an error code 1-255 or None, not {value}")
+    if value is not None and not 1 <= value <= limit:
+        raise ValueError(f"{name} must be an error code 1-{limit} or None, not {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class GatewayConfig:
     force_pcp_result: int | None = None
     """Answer every PCP request with this error code (1-255), changing nothing."""
     force_natpmp_result: int | None = None
-    """Answer every NAT-PMP request with this error code (1-255), changing nothing."""
+    """Answer every NAT-PMP request with this error code (1-65535), changing nothing."""
 
     # --- lifetimes ------------------------------------------------------------------------
     min_lifetime: int = 120
@@ -156,8 +156,8 @@ class GatewayConfig:
             raise ValueError(f"drop_rate must lie in [0, 1], not {self.drop_rate}")
         if not (math.isfinite(self.delay) and self.delay >= 0):
             raise ValueError(f"delay must be a non-negative number of seconds, not {self.delay}")
-        _check_forced("force_pcp_result", self.force_pcp_result)
-        _check_forced("force_natpmp_result", self.force_natpmp_result)
+        _check_forced("force_pcp_result", self.force_pcp_result, 0xFF)  # an 8-bit field
+        _check_forced("force_natpmp_result", self.force_natpmp_result, 0xFFFF)  # 16 bits
         for name in ("min_lifetime", "max_lifetime", "error_lifetime", "long_error_lifetime",
                      "initial_epoch"):
             _check_u32(name, getattr(self, name))

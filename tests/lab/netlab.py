@@ -1,0 +1,1404 @@
+"""A real NAT-PMP/PCP gateway (Debian's miniupnpd) inside Linux network namespaces.
+
+The lab is three namespaces joined by two veth pairs::
+
+    client ns                 gateway ns                          wan ns
+    lan1 198.18.0.2/24 <----> lan0 198.18.0.1/24
+                              wan0 11.0.0.1/24   <---->  wan1 11.0.0.254/24
+                              miniupnpd -d (NAT-PMP + PCP on 198.18.0.1:5351)
+
+Why these addresses: miniupnpd refuses a reserved external address (private, 100.64/10,
+198.18/15, TEST-NETs), so the WAN side needs a public-looking one; 11.0.0.0/24 lives only on
+the two veth ends inside our namespaces, and nothing in the host namespace routes to it. The
+LAN side uses the benchmarking range 198.18.0.0/15 (RFC 2544), again only inside namespaces.
+
+Network safety: every address above exists only inside namespaces this module creates, and
+every packet a lab sends is sent by a process running inside one of them. Code that runs in
+the host namespace must never be handed these addresses (the host would route them to its
+real default gateway); :meth:`Lab.client_namespace` exists so in-process code can create its
+sockets inside the client namespace instead.
+
+What Debian's miniupnpd 2.3.1 does here (measured; rely on nothing else):
+
+- Epoch = seconds since start; a restart (or a WAN address change) resets it to 0.
+- Startup multicasts one PCP ANNOUNCE to 224.0.0.1:5350. SIGUSR1 after a WAN change sends one
+  NAT-PMP address notification to ports 5350 and 5351 (carrying the *old* epoch) and one PCP
+  ANNOUNCE (epoch 0) -- not the RFC 6886 series of ten.
+- With a reserved WAN address it answers public-address requests with result 3 (network
+  failure) and sends only the PCP ANNOUNCE.
+- ~5 ms per mapping on an empty table, ~14 ms with a hundred rules. A mapping for an internal
+  port below 1024 walks all external ports before refusing (~2 s, result 2): use ports >= 1024.
+  (Without the /dev/console fix in :meth:`Lab.start_gateway` all of this is 20-30x slower.)
+- It lets a different PCP nonce replace or delete a mapping; current upstream refuses. Never
+  rely on either.
+- SIGTERM may take up to ~30 s to be noticed, so the lab stops it with SIGKILL by default.
+
+This module is plain Python (no pytest import) so benchmarks can reuse it. It needs root,
+``ip`` (iproute2), ``nft`` (nftables), ``miniupnpd`` (miniupnpd-nftables) and, for the smoke
+tests, ``natpmpc``; :func:`ensure_lab_dependencies` installs them with
+``.ci/install-lab-deps.sh`` when it can.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import ipaddress
+import itertools
+import json
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, Self
+
+__all__ = [
+    "ANNOUNCEMENT_LISTENER_CODE",
+    "CLIENT_ADDRESS",
+    "GATEWAY_LAN",
+    "INITIAL_WAN_ADDRESS",
+    "NATPMP_PORT",
+    "PCP_ANNOUNCE_PORT",
+    "ClientProcess",
+    "DnatRule",
+    "GatewayConfig",
+    "GatewayCounters",
+    "Lab",
+    "LabCommandError",
+    "LabError",
+    "LabTimeoutError",
+    "NatRule",
+    "cleanup_stale_labs",
+    "ensure_lab_dependencies",
+    "lab_namespaces",
+    "parse_nat_rules",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INSTALL_SCRIPT = REPO_ROOT / ".ci" / "install-lab-deps.sh"
+REQUIRED_BINARIES = ("ip", "nft", "miniupnpd", "natpmpc")
+
+GATEWAY_LAN = "198.18.0.1"
+CLIENT_ADDRESS = "198.18.0.2"
+LAN_PREFIX_LENGTH = 24
+INITIAL_WAN_ADDRESS = "11.0.0.1"
+WAN_PREFIX_LENGTH = 24
+
+# RFC 6886 section 3.2 / RFC 6887 section 19.1: the server listens on 5351; clients listen on
+# 5350 for unsolicited announcements (miniupnpd also sends NAT-PMP ones to 5351).
+NATPMP_PORT = 5351
+PCP_ANNOUNCE_PORT = 5350
+
+NAMESPACE_PREFIX = "natdeck-"
+_ROLES = ("gw", "cl", "wan")
+# Interface names live inside private namespaces, so they never collide between labs.
+GW_LAN_IF = "lan0"
+CLIENT_IF = "lan1"
+GW_WAN_IF = "wan0"
+WAN_PEER_IF = "wan1"
+
+# The table/chain names miniupnpd 2.3.1 (nftables backend) uses by default: upnp_table_name and
+# upnp_nat_table_name both default to "filter", family inet (see /etc/miniupnpd/nft_init.sh).
+MINIUPNPD_TABLE = "filter"
+MINIUPNPD_FILTER_CHAIN = "miniupnpd"
+MINIUPNPD_DNAT_CHAIN = "prerouting_miniupnpd"
+MINIUPNPD_SNAT_CHAIN = "postrouting_miniupnpd"
+MINIUPNPD_CHAINS = (MINIUPNPD_FILTER_CHAIN, MINIUPNPD_DNAT_CHAIN, MINIUPNPD_SNAT_CHAIN)
+# Our own table for loss injection and packet counters; separate so flushing it never touches
+# what miniupnpd owns.
+LAB_TABLE = "natdeck_lab"
+
+_READY_MARKER = f"Listening for NAT-PMP/PCP traffic on port {NATPMP_PORT}"
+_START_MARKER = "=== natdeck lab: starting miniupnpd ==="
+_CLONE_NEWNET = 0x40000000
+_SILENCE_CONSOLE_AND_EXEC = (
+    "mount --bind /dev/null /dev/console"
+    " || echo 'natdeck lab: cannot silence /dev/console; miniupnpd will be slow' >&2;"
+    ' exec "$@"'
+)
+_sequence = itertools.count()
+
+
+class LabError(RuntimeError):
+    """The lab could not be built, driven or torn down."""
+
+
+class LabTimeoutError(LabError):
+    """Something in the lab did not happen within the allowed time."""
+
+
+class LabCommandError(LabError):
+    """A command run for the lab exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        detail = stderr.strip() or stdout.strip()
+        super().__init__(f"command {' '.join(self.argv)!r} exited {returncode}: {detail}")
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def _which(name: str) -> str | None:
+    """Find a binary on PATH or in the sbin directories (which a non-login PATH may lack)."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=search)
+
+
+def _missing_binaries() -> list[str]:
+    return [name for name in REQUIRED_BINARIES if _which(name) is None]
+
+
+def ensure_lab_dependencies() -> str | None:
+    """Make sure the lab can be built; return None if so, else a reason why not.
+
+    If binaries are missing and we are root on a machine with apt-get, runs
+    ``.ci/install-lab-deps.sh`` once to install them.
+    """
+    if not sys.platform.startswith("linux"):
+        return f"the lab needs Linux network namespaces (platform is {sys.platform})"
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, nftables, miniupnpd)"
+    missing = _missing_binaries()
+    if not missing:
+        return None
+    if _which("apt-get") is None or not INSTALL_SCRIPT.exists():
+        return f"missing {', '.join(missing)} and no apt-get/{INSTALL_SCRIPT.name} to install them"
+    try:
+        result = subprocess.run(
+            ["bash", str(INSTALL_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"{INSTALL_SCRIPT.name} timed out installing {', '.join(missing)}"
+    missing = _missing_binaries()
+    if result.returncode != 0 or missing:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+        return (
+            f"{INSTALL_SCRIPT.name} failed (exit {result.returncode}); "
+            f"still missing {missing}: {tail}"
+        )
+    return None
+
+
+def _binary(name: str) -> str:
+    path = _which(name)
+    if path is None:
+        raise LabError(f"{name} not found; run .ci/install-lab-deps.sh")
+    return path
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _run(
+    argv: Sequence[str],
+    *,
+    input: str | None = None,
+    timeout: float = 30.0,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    cwd: Path | str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
+            cwd=cwd,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LabTimeoutError(f"command {' '.join(argv)!r} timed out after {timeout} s") from exc
+    if check and result.returncode != 0:
+        raise LabCommandError(argv, result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def _ip_batch(lines: Sequence[str], *, namespace: str | None = None, force: bool = False) -> None:
+    """Run several ``ip`` commands in one process (each exec costs milliseconds)."""
+    argv = [_binary("ip")]
+    if namespace is not None:
+        argv += ["-n", namespace]
+    if force:
+        argv.append("-force")
+    argv += ["-batch", "-"]
+    _run(argv, input="\n".join(lines) + "\n", check=not force)
+
+
+def lab_namespaces() -> list[str]:
+    """Names of all network namespaces that look like they belong to a lab (any process)."""
+    result = _run([_binary("ip"), "netns", "list"], check=False)
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    return [name for name in names if name.startswith(NAMESPACE_PREFIX)]
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    result = _run([_binary("ip"), "netns", "pids", namespace], check=False)
+    return [int(token) for token in result.stdout.split() if token.isdigit()]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_namespace_processes(namespace: str, timeout: float = 5.0) -> None:
+    """SIGKILL every process living in one of *our* namespaces, and wait until they are gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [pid for pid in _namespace_pids(namespace) if pid != os.getpid()]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        # Reap any that are our own children so they do not linger as zombies.
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        if time.monotonic() > deadline:
+            raise LabTimeoutError(f"processes {pids} in {namespace} survived SIGKILL")
+        time.sleep(0.01)
+
+
+def cleanup_stale_labs() -> list[str]:
+    """Delete lab namespaces whose owning process (the pid in their name) no longer exists.
+
+    A test run killed with SIGKILL cannot tear its lab down; the next run calls this so such
+    leftovers (and the miniupnpd inside them) do not pile up. Returns the names deleted.
+    """
+    removed = []
+    for name in lab_namespaces():
+        parts = name.split("-")
+        # natdeck-<role>-<pid>-<token>
+        if len(parts) != 4 or parts[1] not in _ROLES or not parts[2].isdigit():
+            continue
+        owner = int(parts[2])
+        if owner == os.getpid() or _pid_alive(owner):
+            continue
+        with contextlib.suppress(LabError):
+            _kill_namespace_processes(name)
+        _run([_binary("ip"), "netns", "delete", name], check=False)
+        removed.append(name)
+    return removed
+
+
+@contextlib.contextmanager
+def _thread_in_namespace(namespace: str) -> Iterator[None]:
+    """Switch the *calling thread* into a network namespace, and back afterwards.
+
+    setns(2) with CLONE_NEWNET only affects the calling thread, and a socket keeps the
+    namespace it was created in, so sockets created inside the block talk from that namespace.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                errno = ctypes.get_errno()
+                raise LabError(f"setns({namespace}) failed: {os.strerror(errno)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if libc.setns(original, _CLONE_NEWNET) != 0:
+                # Staying in the lab namespace would silently break everything after; be loud.
+                errno = ctypes.get_errno()
+                raise LabError(f"could not return to the original namespace: {os.strerror(errno)}")
+    finally:
+        os.close(original)
+
+
+# --------------------------------------------------------------------------- nftables parsing
+
+_PROTOCOL_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132, "udplite": 136, "dccp": 33}
+
+
+@dataclass(frozen=True)
+class NatRule:
+    """One NAT rule from a miniupnpd chain, as the kernel holds it (fields it matches on).
+
+    ``source_*``/``destination_*`` are what the rule matches (None: not matched); ``to_*`` is
+    the dnat/snat target. Debian's miniupnpd 2.3.1 writes PCP PEER snat rules that match the
+    reverse direction (daddr = internal host, dport = internal port), so read them literally.
+    """
+
+    chain: str
+    handle: int
+    action: Literal["dnat", "snat"]
+    protocol: int | None
+    to_address: str
+    to_port: int | None
+    input_interface: str | None = None
+    source_address: str | None = None
+    destination_address: str | None = None
+    source_port: int | None = None
+    destination_port: int | None = None
+
+
+@dataclass(frozen=True)
+class DnatRule:
+    """A port mapping as the gateway really forwards it (from ``prerouting_miniupnpd``)."""
+
+    protocol: int
+    """IP protocol number (6 TCP, 17 UDP), comparable with ``engine.protocols.Protocol``."""
+    external_port: int
+    internal_address: str
+    internal_port: int
+    remote_address: str | None = None
+    """Only packets from this remote host are forwarded (PCP FILTER / UPnP RemoteHost)."""
+
+    @property
+    def protocol_name(self) -> str:
+        """Lower-case name ("tcp", "udp"), or the number as text for anything else."""
+        for name, number in _PROTOCOL_NAMES.items():
+            if number == self.protocol:
+                return name
+        return str(self.protocol)
+
+
+def _as_ipv4(value: Any) -> str | None:
+    """nft shows raw ``@nh,96,32`` matches as integers and ``ip saddr`` ones as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(ipaddress.IPv4Address(value))
+    if isinstance(value, str):
+        return str(ipaddress.ip_address(value))
+    return None
+
+
+def _as_protocol(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _PROTOCOL_NAMES.get(value.lower(), int(value) if value.isdigit() else None)
+    return None
+
+
+def _as_port(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _parse_rule(chain: str, rule: dict[str, Any]) -> NatRule | None:
+    matched: dict[str, Any] = {}
+    target: tuple[Literal["dnat", "snat"], dict[str, Any]] | None = None
+    for expression in rule.get("expr", []):
+        if not isinstance(expression, dict):
+            continue
+        for action in ("dnat", "snat"):
+            if action in expression and isinstance(expression[action], dict):
+                target = ("dnat" if action == "dnat" else "snat", expression[action])
+        match = expression.get("match")
+        if not isinstance(match, dict) or match.get("op", "==") != "==":
+            continue
+        left, right = match.get("left"), match.get("right")
+        if not isinstance(left, dict):
+            continue
+        meta = left.get("meta")
+        payload = left.get("payload")
+        if isinstance(meta, dict):
+            key = meta.get("key")
+            if key in ("iif", "iifname"):
+                matched["input_interface"] = str(right)
+            elif key == "l4proto":
+                matched["protocol"] = _as_protocol(right)
+        elif isinstance(payload, dict):
+            base, offset, length = payload.get("base"), payload.get("offset"), payload.get("len")
+            proto, fieldname = payload.get("protocol"), payload.get("field")
+            # Raw network-header offsets (bits) that miniupnpd uses: 72 = IPv4 protocol,
+            # 96 = source address, 128 = destination address (RFC 791 header layout).
+            if (base, offset, length) == ("nh", 72, 8) or (proto, fieldname) == ("ip", "protocol"):
+                matched["protocol"] = _as_protocol(right)
+            elif (base, offset, length) == ("nh", 96, 32) or (proto, fieldname) == ("ip", "saddr"):
+                matched["source_address"] = _as_ipv4(right)
+            elif (base, offset, length) == ("nh", 128, 32) or (proto, fieldname) == (
+                "ip",
+                "daddr",
+            ):
+                matched["destination_address"] = _as_ipv4(right)
+            elif proto in ("th", "tcp", "udp") and fieldname in ("sport", "dport"):
+                key = "source_port" if fieldname == "sport" else "destination_port"
+                matched[key] = _as_port(right)
+                if proto in ("tcp", "udp") and "protocol" not in matched:
+                    matched["protocol"] = _PROTOCOL_NAMES[proto]
+    if target is None:
+        return None
+    action, spec = target
+    address = spec.get("addr")
+    if not isinstance(address, str):
+        return None
+    return NatRule(
+        chain=chain,
+        handle=int(rule.get("handle", -1)),
+        action=action,
+        protocol=matched.get("protocol"),
+        to_address=address,
+        to_port=_as_port(spec.get("port")),
+        input_interface=matched.get("input_interface"),
+        source_address=matched.get("source_address"),
+        destination_address=matched.get("destination_address"),
+        source_port=matched.get("source_port"),
+        destination_port=matched.get("destination_port"),
+    )
+
+
+def parse_nat_rules(nft_json: str, chain: str) -> list[NatRule]:
+    """Parse ``nft -j list ...`` output into the NAT rules of one chain (pure function)."""
+    document = json.loads(nft_json)
+    rules = []
+    for item in document.get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if isinstance(rule, dict) and rule.get("chain") == chain:
+            parsed = _parse_rule(chain, rule)
+            if parsed is not None:
+                rules.append(parsed)
+    return rules
+
+
+def _dnat_from(rule: NatRule) -> DnatRule | None:
+    if rule.action != "dnat" or rule.protocol is None or rule.destination_port is None:
+        return None
+    return DnatRule(
+        protocol=rule.protocol,
+        external_port=rule.destination_port,
+        internal_address=rule.to_address,
+        internal_port=rule.to_port if rule.to_port is not None else rule.destination_port,
+        remote_address=rule.source_address,
+    )
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """miniupnpd settings the lab writes into its config file.
+
+    Defaults are miniupnpd's own (a stock router): PCP lifetimes clamped to 120..86400 s,
+    secure mode on (a client may only map to its own address).
+    """
+
+    min_lifetime: int = 120
+    max_lifetime: int = 86400
+    secure_mode: bool = True
+    pcp_allow_thirdparty: bool = False
+    extra_lines: tuple[str, ...] = ()
+    """Raw config lines appended before the permission rules."""
+    permissions: tuple[str, ...] = (
+        "allow 1024-65535 198.18.0.0/15 1024-65535",
+        "deny 0-65535 0.0.0.0/0 0-65535",
+    )
+
+    def render(self, *, lease_file: Path) -> str:
+        """The miniupnpd.conf text for this lab."""
+        lines = [
+            f"ext_ifname={GW_WAN_IF}",
+            f"listening_ip={GW_LAN_IF}",
+            "enable_upnp=no",
+            "enable_natpmp=yes",
+            "ipv6_disable=yes",
+            f"secure_mode={'yes' if self.secure_mode else 'no'}",
+            f"pcp_allow_thirdparty={'yes' if self.pcp_allow_thirdparty else 'no'}",
+            "system_uptime=no",
+            f"min_lifetime={self.min_lifetime}",
+            f"max_lifetime={self.max_lifetime}",
+            f"lease_file={lease_file}",
+            f"uuid={uuid.uuid4()}",
+            *self.extra_lines,
+            *self.permissions,
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _nft_base_ruleset() -> str:
+    """The chains miniupnpd expects, plus a stock-router NAT, plus our loss/counter table."""
+    return f"""
+table inet {MINIUPNPD_TABLE} {{
+    chain {MINIUPNPD_FILTER_CHAIN} {{
+    }}
+    chain {MINIUPNPD_DNAT_CHAIN} {{
+    }}
+    chain {MINIUPNPD_SNAT_CHAIN} {{
+    }}
+    chain forward {{
+        type filter hook forward priority 0; policy drop;
+        ct state established,related accept
+        iifname "{GW_LAN_IF}" accept
+        jump {MINIUPNPD_FILTER_CHAIN}
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority -100; policy accept;
+        jump {MINIUPNPD_DNAT_CHAIN}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority 100; policy accept;
+        jump {MINIUPNPD_SNAT_CHAIN}
+        oifname "{GW_WAN_IF}" masquerade
+    }}
+}}
+table inet {LAB_TABLE} {{
+    counter requests_received {{
+    }}
+    counter requests_dropped {{
+    }}
+    counter responses_sent {{
+    }}
+    counter responses_dropped {{
+    }}
+    chain loss_in {{
+    }}
+    chain loss_out {{
+    }}
+    chain input {{
+        type filter hook input priority -10; policy accept;
+        udp dport {NATPMP_PORT} counter name requests_received
+        udp dport {NATPMP_PORT} jump loss_in
+    }}
+    chain output {{
+        type filter hook output priority -10; policy accept;
+        udp sport {NATPMP_PORT} counter name responses_sent
+        udp sport {NATPMP_PORT} jump loss_out
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class GatewayCounters:
+    """Packet counts at the gateway's port 5351 (since the last reset).
+
+    ``requests_received`` counts every datagram arriving for port 5351, including those the loss
+    rule then drops; ``responses_sent`` counts every datagram miniupnpd sends from port 5351
+    (answers *and* multicast announcements), including those the loss rule then drops.
+    """
+
+    requests_received: int
+    requests_dropped: int
+    responses_sent: int
+    responses_dropped: int
+
+
+# --------------------------------------------------------------------------- client processes
+
+_EOF = object()
+
+
+class ClientProcess:
+    """A long-running process in a lab namespace that speaks line-delimited JSON.
+
+    Each line the process prints on stdout is parsed as JSON and queued; :meth:`send` writes one
+    JSON line to its stdin. Non-JSON stdout lines are kept in :attr:`stray_output`.
+    """
+
+    def __init__(self, popen: subprocess.Popen[str], description: str) -> None:
+        self._popen = popen
+        self.description = description
+        self._messages: queue.Queue[object] = queue.Queue()
+        self._stderr: list[str] = []
+        self.stray_output: list[str] = []
+        if popen.stdout is None or popen.stderr is None:
+            raise LabError("ClientProcess needs stdout and stderr pipes")
+        self._threads = [
+            threading.Thread(target=self._read_stdout, args=(popen.stdout,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(popen.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def pid(self) -> int:
+        """The process id (of the program itself: ``ip netns exec`` execs, it does not fork)."""
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status, or None while running."""
+        return self._popen.poll()
+
+    @property
+    def stderr(self) -> str:
+        """Everything the process wrote to stderr so far."""
+        return "".join(self._stderr)
+
+    def _read_stdout(self, stream: IO[str]) -> None:
+        for line in stream:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                self._messages.put(json.loads(text))
+            except json.JSONDecodeError:
+                self.stray_output.append(line)
+        self._messages.put(_EOF)
+
+    def _read_stderr(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._stderr.append(line)
+
+    def send(self, message: Any) -> None:
+        """Write one JSON line to the process's stdin."""
+        stdin = self._popen.stdin
+        if stdin is None or stdin.closed:
+            raise LabError(f"{self.description}: stdin is closed")
+        try:
+            stdin.write(json.dumps(message) + "\n")
+            stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise LabError(f"{self.description} is gone: {self.stderr[-2000:]}") from exc
+
+    def receive(self, timeout: float = 5.0) -> Any:
+        """The next JSON message, waiting up to *timeout* seconds."""
+        try:
+            message = self._messages.get(timeout=timeout)
+        except queue.Empty:
+            raise LabTimeoutError(
+                f"{self.description}: no message within {timeout} s; stderr: {self.stderr[-2000:]}"
+            ) from None
+        if message is _EOF:
+            self._messages.put(_EOF)  # later calls see the end too
+            self._popen.wait(timeout=5)
+            raise LabError(
+                f"{self.description} exited ({self._popen.returncode}); "
+                f"stderr: {self.stderr[-2000:]}"
+            )
+        return message
+
+    def receive_until(self, predicate: Callable[[Any], bool], timeout: float = 5.0) -> list[Any]:
+        """Collect messages until one satisfies *predicate* (included); all of them, in order."""
+        deadline = time.monotonic() + timeout
+        collected: list[Any] = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LabTimeoutError(
+                    f"{self.description}: condition not met within {timeout} s; got {collected!r}"
+                )
+            message = self.receive(timeout=remaining)
+            collected.append(message)
+            if predicate(message):
+                return collected
+
+    def drain(self) -> list[Any]:
+        """Messages already received and not yet read (does not wait)."""
+        drained: list[Any] = []
+        while True:
+            try:
+                message = self._messages.get_nowait()
+            except queue.Empty:
+                return drained
+            if message is _EOF:
+                self._messages.put(_EOF)
+                return drained
+            drained.append(message)
+
+    def close(self, timeout: float = 2.0) -> int:
+        """Close stdin (the polite "please exit"), then kill if needed; return the exit status."""
+        if self._popen.stdin is not None and not self._popen.stdin.closed:
+            with contextlib.suppress(OSError, ValueError):
+                self._popen.stdin.close()
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._popen.kill()
+            self._popen.wait(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=1)
+        return self._popen.returncode
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+# A client-namespace process that reports every datagram arriving on 5350 and 5351 for the
+# all-hosts group 224.0.0.1 (RFC 6886 section 3.2.1, RFC 6887 section 14.1.1). Prints
+# {"event": "ready"} once joined, then one {"port", "source", "data"} line per datagram; exits
+# when stdin closes.
+ANNOUNCEMENT_LISTENER_CODE = r"""
+import json, select, socket, struct, sys
+interface_address = sys.argv[1]
+sockets = []
+for port in (5350, 5351):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    membership = struct.pack(
+        "4s4s", socket.inet_aton("224.0.0.1"), socket.inet_aton(interface_address))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    sockets.append(s)
+print(json.dumps({"event": "ready"}), flush=True)
+while True:
+    readable, _, _ = select.select(sockets + [sys.stdin], [], [])
+    for r in readable:
+        if r is sys.stdin:
+            if not sys.stdin.readline():
+                sys.exit(0)
+            continue
+        data, source = r.recvfrom(2048)
+        print(json.dumps({"event": "datagram", "port": r.getsockname()[1],
+                          "source": list(source), "data": data.hex()}), flush=True)
+"""
+
+
+# --------------------------------------------------------------------------- the lab
+
+
+@dataclass
+class Lab:
+    """A miniupnpd gateway, a client and a WAN peer in three fresh network namespaces.
+
+    Build with :meth:`create` (or use as a context manager); always :meth:`destroy`.
+    """
+
+    gateway_ns: str
+    client_ns: str
+    wan_ns: str
+    workdir: Path
+    config: GatewayConfig = field(default_factory=GatewayConfig)
+    gateway_lan: str = GATEWAY_LAN
+    client_address: str = CLIENT_ADDRESS
+    wan_address: str = INITIAL_WAN_ADDRESS
+    """The gateway's current external address (changes with :meth:`change_wan_address`)."""
+    wan_peer_address: str = "11.0.0.254"
+    """An address of the WAN namespace on the gateway's external subnet (a host "on the
+    Internet" that can reach mapped ports)."""
+    _base_config: GatewayConfig = field(init=False, repr=False)
+    _gateway: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _workers: list[ClientProcess] = field(default_factory=list, init=False, repr=False)
+    _loss: tuple[int, str] = field(default=(0, "requests"), init=False, repr=False)
+    _destroyed: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # What reset() returns to after a test ran the gateway with another config.
+        self._base_config = self.config
+
+    # ---- building and tearing down
+
+    @classmethod
+    def create(cls, config: GatewayConfig | None = None) -> Lab:
+        """Build the namespaces, veths, nftables state, and start miniupnpd.
+
+        Raises :class:`LabError` (after cleaning up whatever it built) if anything fails.
+        """
+        reason = ensure_lab_dependencies()
+        if reason is not None:
+            raise LabError(reason)
+        cleanup_stale_labs()
+        token = f"{os.getpid()}-{next(_sequence)}{secrets.token_hex(2)}"
+        lab = cls(
+            gateway_ns=f"{NAMESPACE_PREFIX}gw-{token}",
+            client_ns=f"{NAMESPACE_PREFIX}cl-{token}",
+            wan_ns=f"{NAMESPACE_PREFIX}wan-{token}",
+            workdir=Path(tempfile.mkdtemp(prefix="natdeck-lab-")),
+            config=config or GatewayConfig(),
+        )
+        atexit.register(lab.destroy)
+        try:
+            lab._build()
+            lab.start_gateway()
+        except BaseException:
+            lab.destroy()
+            raise
+        return lab
+
+    def _build(self) -> None:
+        gw, cl, wan = self.gateway_ns, self.client_ns, self.wan_ns
+        # One ip process creates all three namespaces and both veth pairs, each end created
+        # directly inside its namespace (so the host namespace never sees these interfaces).
+        _ip_batch(
+            [
+                f"netns add {gw}",
+                f"netns add {cl}",
+                f"netns add {wan}",
+                f"link add {GW_LAN_IF} netns {gw} type veth peer name {CLIENT_IF} netns {cl}",
+                f"link add {GW_WAN_IF} netns {gw} type veth peer name {WAN_PEER_IF} netns {wan}",
+            ]
+        )
+        _ip_batch(
+            [
+                "link set lo up",
+                f"addr add {self.gateway_lan}/{LAN_PREFIX_LENGTH} dev {GW_LAN_IF}",
+                f"addr add {self.wan_address}/{WAN_PREFIX_LENGTH} dev {GW_WAN_IF}",
+                f"link set {GW_LAN_IF} up",
+                f"link set {GW_WAN_IF} up",
+            ],
+            namespace=gw,
+        )
+        _ip_batch(
+            [
+                "link set lo up",
+                f"addr add {self.client_address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}",
+                f"link set {CLIENT_IF} up",
+                f"route add default via {self.gateway_lan}",
+            ],
+            namespace=cl,
+        )
+        _ip_batch(
+            [
+                "link set lo up",
+                f"addr add {self.wan_peer_address}/{WAN_PREFIX_LENGTH} dev {WAN_PEER_IF}",
+                f"link set {WAN_PEER_IF} up",
+            ],
+            namespace=wan,
+        )
+        self.run_in_gateway(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        self.nft("-f", "-", input=_nft_base_ruleset())
+
+    def destroy(self) -> None:
+        """Stop every process, delete the namespaces (and so the veths) and the temp dir.
+
+        Safe to call more than once and on a half-built lab. Raises :class:`LabError` at the end
+        if something could not be removed.
+        """
+        if self._destroyed:
+            return
+        self._destroyed = True
+        atexit.unregister(self.destroy)
+        problems: list[str] = []
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                worker.close(timeout=0.5)
+        self._workers.clear()
+        try:
+            self.stop_gateway()
+        except Exception as exc:
+            problems.append(f"stopping miniupnpd: {exc}")
+        existing = set(lab_namespaces())
+        mine = [ns for ns in (self.gateway_ns, self.client_ns, self.wan_ns) if ns in existing]
+        for namespace in mine:
+            try:
+                _kill_namespace_processes(namespace)
+            except LabError as exc:
+                problems.append(str(exc))
+        if mine:
+            _ip_batch([f"netns delete {ns}" for ns in mine], force=True)
+        left = set(lab_namespaces()) & set(mine)
+        if left:
+            problems.append(f"namespaces left behind: {sorted(left)}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir.exists():
+            problems.append(f"could not remove {self.workdir}")
+        if problems:
+            raise LabError("lab teardown incomplete: " + "; ".join(problems))
+
+    @property
+    def namespaces(self) -> tuple[str, str, str]:
+        """(gateway, client, wan) namespace names."""
+        return (self.gateway_ns, self.client_ns, self.wan_ns)
+
+    @property
+    def destroyed(self) -> bool:
+        """True once :meth:`destroy` ran."""
+        return self._destroyed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.destroy()
+
+    # ---- running things in namespaces
+
+    def run_in(
+        self,
+        namespace: str,
+        argv: Sequence[str],
+        *,
+        timeout: float = 30.0,
+        check: bool = False,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run *argv* inside one of this lab's namespaces (``ip netns exec``), capturing text."""
+        if namespace not in self.namespaces:
+            raise LabError(f"{namespace} is not a namespace of this lab")
+        return _run(
+            [_binary("ip"), "netns", "exec", namespace, *argv],
+            timeout=timeout,
+            check=check,
+            input=input,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+
+    def run_in_client(
+        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the client namespace (``natpmpc -g 198.18.0.1 ...``)."""
+        return self.run_in(self.client_ns, argv, timeout=timeout, check=check)
+
+    def run_in_gateway(
+        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the gateway namespace."""
+        return self.run_in(self.gateway_ns, argv, timeout=timeout, check=check)
+
+    def run_in_wan(
+        self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the WAN namespace (a host outside the NAT)."""
+        return self.run_in(self.wan_ns, argv, timeout=timeout, check=check)
+
+    @staticmethod
+    def python_env() -> dict[str, str]:
+        """Environment for the repo's Python: the venv interpreter with the repo importable."""
+        env = dict(os.environ)
+        paths = [str(REPO_ROOT)]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    @staticmethod
+    def _python_argv(code: str | Path, args: Sequence[str]) -> list[str]:
+        # A Path is a script file; a str is source code.
+        if isinstance(code, Path):
+            return [sys.executable, str(code), *args]
+        return [sys.executable, "-c", code, *args]
+
+    def run_python(
+        self,
+        namespace: str,
+        code: str | Path,
+        args: Sequence[str] = (),
+        *,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> Any:
+        """Run Python (source text, or a script ``Path``) in *namespace*; return its JSON result.
+
+        The interpreter is ``sys.executable`` with the repo on PYTHONPATH, so ``import engine``
+        works. The last non-empty stdout line must be JSON (earlier lines are ignored). A
+        non-zero exit raises :class:`LabCommandError` with stderr.
+        """
+        result = self.run_in(
+            namespace,
+            self._python_argv(code, args),
+            timeout=timeout,
+            check=True,
+            input=input,
+            env=self.python_env(),
+        )
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        if not lines:
+            raise LabError(f"python in {namespace} printed nothing; stderr: {result.stderr}")
+        try:
+            return json.loads(lines[-1])
+        except json.JSONDecodeError as exc:
+            raise LabError(
+                f"python in {namespace} did not end with a JSON line: {lines[-1]!r}"
+            ) from exc
+
+    def run_python_in_client(
+        self,
+        code: str | Path,
+        args: Sequence[str] = (),
+        *,
+        timeout: float = 30.0,
+        input: str | None = None,
+    ) -> Any:
+        """:meth:`run_python` in the client namespace: how tests run natdeck's client code."""
+        return self.run_python(self.client_ns, code, args, timeout=timeout, input=input)
+
+    def run_python_in_wan(
+        self, code: str | Path, args: Sequence[str] = (), *, timeout: float = 30.0
+    ) -> Any:
+        """:meth:`run_python` in the WAN namespace (e.g. connect to a mapped external port)."""
+        return self.run_python(self.wan_ns, code, args, timeout=timeout)
+
+    def spawn_python(
+        self, namespace: str, code: str | Path, args: Sequence[str] = ()
+    ) -> ClientProcess:
+        """Start a long-running Python process in *namespace* with line-JSON stdin/stdout.
+
+        The lab kills it at :meth:`reset`/:meth:`destroy` if the caller has not closed it.
+        """
+        if namespace not in self.namespaces:
+            raise LabError(f"{namespace} is not a namespace of this lab")
+        argv = [_binary("ip"), "netns", "exec", namespace, *self._python_argv(code, args)]
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=self.python_env(),
+            cwd=REPO_ROOT,
+        )
+        worker = ClientProcess(popen, f"python in {namespace} (pid {popen.pid})")
+        self._workers.append(worker)
+        return worker
+
+    def spawn_python_in_client(self, code: str | Path, args: Sequence[str] = ()) -> ClientProcess:
+        """:meth:`spawn_python` in the client namespace (a live natdeck worker)."""
+        return self.spawn_python(self.client_ns, code, args)
+
+    def start_announcement_listener(self, timeout: float = 5.0) -> ClientProcess:
+        """Start :data:`ANNOUNCEMENT_LISTENER_CODE` in the client ns; return once it joined."""
+        listener = self.spawn_python_in_client(ANNOUNCEMENT_LISTENER_CODE, [self.client_address])
+        ready = listener.receive(timeout=timeout)
+        if ready != {"event": "ready"}:
+            listener.close()
+            raise LabError(f"announcement listener said {ready!r}")
+        return listener
+
+    @contextlib.contextmanager
+    def client_namespace(self) -> Iterator[None]:
+        """Run the calling thread inside the client namespace for the ``with`` block.
+
+        Sockets created in the block (e.g. by an asyncio endpoint) stay in the client namespace
+        for their whole life, so in-process code can talk to the gateway. Anything created
+        *outside* the block lives in the host namespace: never give it lab addresses.
+        """
+        if self._destroyed:
+            raise LabError("lab destroyed")
+        with _thread_in_namespace(self.client_ns):
+            yield
+
+    # ---- the gateway process
+
+    @property
+    def _config_path(self) -> Path:
+        return self.workdir / "miniupnpd.conf"
+
+    @property
+    def _lease_path(self) -> Path:
+        return self.workdir / "miniupnpd.leases"
+
+    @property
+    def _pid_path(self) -> Path:
+        return self.workdir / "miniupnpd.pid"
+
+    @property
+    def log_path(self) -> Path:
+        """File receiving miniupnpd's output (all its runs, appended)."""
+        return self.workdir / "miniupnpd.log"
+
+    @property
+    def gateway_pid(self) -> int | None:
+        """miniupnpd's pid while it runs, else None."""
+        if self._gateway is None or self._gateway.poll() is not None:
+            return None
+        return self._gateway.pid
+
+    @property
+    def gateway_running(self) -> bool:
+        """True while miniupnpd runs."""
+        return self.gateway_pid is not None
+
+    def start_gateway(self, config: GatewayConfig | None = None, timeout: float = 10.0) -> None:
+        """Start miniupnpd (fresh epoch) and wait until it listens on port 5351."""
+        if self._destroyed:
+            raise LabError("lab destroyed")
+        if self.gateway_running:
+            raise LabError("miniupnpd already running")
+        if config is not None:
+            self.config = config
+        self._config_path.write_text(self.config.render(lease_file=self._lease_path))
+        # A pid file naming a live (reused) pid would make miniupnpd refuse to start.
+        self._pid_path.unlink(missing_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"{_START_MARKER}\n".encode())
+            start_offset = log.tell()
+            # ip netns exec setns()es and execs sh, which execs miniupnpd: the Popen pid is
+            # miniupnpd's. miniupnpd logs with LOG_CONS: with no syslog daemon (/dev/log) glibc
+            # writes every message to /dev/console -- on a VM a serial port, ~1 ms a line and
+            # miniupnpd logs a few lines per existing rule per request. ip netns exec runs us
+            # in a private mount namespace, so binding /dev/null there only silences our copy.
+            self._gateway = subprocess.Popen(
+                [
+                    _binary("ip"),
+                    "netns",
+                    "exec",
+                    self.gateway_ns,
+                    "/bin/sh",
+                    "-c",
+                    _SILENCE_CONSOLE_AND_EXEC,
+                    "sh",
+                    _binary("miniupnpd"),
+                    "-f",
+                    str(self._config_path),
+                    "-d",
+                    "-P",
+                    str(self._pid_path),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            output = self.gateway_log(since=start_offset)
+            if _READY_MARKER in output:
+                return
+            if self._gateway.poll() is not None:
+                raise LabError(f"miniupnpd exited ({self._gateway.returncode}) at start:\n{output}")
+            if time.monotonic() > deadline:
+                self.stop_gateway()
+                raise LabTimeoutError(f"miniupnpd not listening after {timeout} s:\n{output}")
+            time.sleep(0.002)
+
+    def stop_gateway(self, *, graceful: bool = False, timeout: float = 40.0) -> None:
+        """Stop miniupnpd and wait until it has exited.
+
+        Default is SIGKILL, like a power cut: instant and deterministic. ``graceful=True`` sends
+        SIGTERM, which miniupnpd 2.3.1 may only notice when its select() times out (up to ~30 s).
+        Its nftables rules and lease file stay either way (see :meth:`clear_mappings`).
+        """
+        process = self._gateway
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self._gateway = None
+
+    def clear_mappings(self) -> None:
+        """Flush miniupnpd's chains and delete its lease file (only while it is stopped).
+
+        miniupnpd caches its rules, so flushing under a running daemon would desynchronise it.
+        """
+        if self.gateway_running:
+            raise LabError("stop the gateway before clearing its mappings")
+        self._lease_path.unlink(missing_ok=True)
+        self.nft(
+            "-f",
+            "-",
+            input="".join(
+                f"flush chain inet {MINIUPNPD_TABLE} {chain}\n" for chain in MINIUPNPD_CHAINS
+            ),
+        )
+
+    def restart_gateway(
+        self, *, keep_mappings: bool = False, config: GatewayConfig | None = None
+    ) -> None:
+        """Kill miniupnpd, wait for it to exit, start it again: the epoch restarts at 0.
+
+        ``keep_mappings=False`` (a reboot that lost state, RFC 6886 section 3.7 / RFC 6887
+        section 8.5) clears rules and leases; ``True`` lets miniupnpd reload its lease file.
+        """
+        self.stop_gateway()
+        if not keep_mappings:
+            self.clear_mappings()
+        self.start_gateway(config=config)
+
+    def gateway_log(self, since: int = 0) -> str:
+        """miniupnpd's output from byte offset *since* (see :meth:`gateway_log_size`)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def gateway_log_size(self) -> int:
+        """Current size of the log, to later read only what one test produced."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # ---- nftables state
+
+    def nft(self, *args: str, input: str | None = None) -> str:
+        """Run ``nft`` in the gateway namespace; return stdout (raises on failure)."""
+        return self.run_in(self.gateway_ns, [_binary("nft"), *args], check=True, input=input).stdout
+
+    def ruleset(self) -> str:
+        """The gateway's whole nftables ruleset, as text (for assertions and debugging)."""
+        return self.nft("list", "ruleset")
+
+    def nat_rules(self) -> list[NatRule]:
+        """Every NAT rule in miniupnpd's dnat and snat chains, parsed."""
+        text = self.nft("-j", "list", "table", "inet", MINIUPNPD_TABLE)
+        return parse_nat_rules(text, MINIUPNPD_DNAT_CHAIN) + parse_nat_rules(
+            text, MINIUPNPD_SNAT_CHAIN
+        )
+
+    def dnat_rules(self) -> list[DnatRule]:
+        """The port mappings the gateway really forwards, read from the kernel's nftables."""
+        text = self.nft("-j", "list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_DNAT_CHAIN)
+        rules = (_dnat_from(rule) for rule in parse_nat_rules(text, MINIUPNPD_DNAT_CHAIN))
+        return [rule for rule in rules if rule is not None]
+
+    def peer_rules(self) -> list[NatRule]:
+        """miniupnpd's snat rules (PCP PEER), parsed literally (see :class:`NatRule`)."""
+        text = self.nft("-j", "list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_SNAT_CHAIN)
+        return parse_nat_rules(text, MINIUPNPD_SNAT_CHAIN)
+
+    def miniupnpd_rule_count(self) -> int:
+        """How many rules miniupnpd has in its three chains (0 = no mapping state)."""
+        document = json.loads(self.nft("-j", "list", "table", "inet", MINIUPNPD_TABLE))
+        return sum(
+            1
+            for item in document.get("nftables", [])
+            if "rule" in item and item["rule"].get("chain") in MINIUPNPD_CHAINS
+        )
+
+    def set_loss(
+        self,
+        percent: int,
+        *,
+        direction: Literal["requests", "responses", "both"] = "requests",
+    ) -> None:
+        """Drop *percent* % of datagrams to (requests) and/or from (responses) port 5351.
+
+        Random per datagram (nftables ``numgen random``), in the gateway namespace. Responses
+        include miniupnpd's multicast announcements. Replaces any previous loss setting.
+        """
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent must be 0..100, got {percent}")
+        if direction not in ("requests", "responses", "both"):
+            raise ValueError(f"direction must be requests, responses or both, got {direction!r}")
+        commands = [
+            f"flush chain inet {LAB_TABLE} loss_in",
+            f"flush chain inet {LAB_TABLE} loss_out",
+        ]
+        if percent:
+            # numgen's range is 0..99, so "< 100" is rejected: 100 % is an unconditional drop.
+            rule = "" if percent == 100 else f"numgen random mod 100 < {percent}"
+            if direction in ("requests", "both"):
+                commands.append(
+                    f"add rule inet {LAB_TABLE} loss_in {rule} counter name requests_dropped drop"
+                )
+            if direction in ("responses", "both"):
+                commands.append(
+                    f"add rule inet {LAB_TABLE} loss_out {rule} counter name responses_dropped drop"
+                )
+        self.nft("-f", "-", input="\n".join(commands) + "\n")
+        self._loss = (percent, direction)
+
+    def clear_loss(self) -> None:
+        """Stop dropping datagrams."""
+        self.set_loss(0)
+
+    @property
+    def loss(self) -> tuple[int, str]:
+        """(percent, direction) currently set."""
+        return self._loss
+
+    def loss_rules(self) -> str:
+        """The loss chains as nft prints them (shows the ``numgen`` drop rules)."""
+        return self.nft("list", "chain", "inet", LAB_TABLE, "loss_in") + self.nft(
+            "list", "chain", "inet", LAB_TABLE, "loss_out"
+        )
+
+    def counters(self) -> GatewayCounters:
+        """Packet counters at port 5351 since the last :meth:`reset_counters`."""
+        document = json.loads(self.nft("-j", "list", "counters", "table", "inet", LAB_TABLE))
+        values = {
+            item["counter"]["name"]: int(item["counter"]["packets"])
+            for item in document.get("nftables", [])
+            if "counter" in item
+        }
+        return GatewayCounters(
+            requests_received=values.get("requests_received", 0),
+            requests_dropped=values.get("requests_dropped", 0),
+            responses_sent=values.get("responses_sent", 0),
+            responses_dropped=values.get("responses_dropped", 0),
+        )
+
+    def reset_counters(self) -> None:
+        """Zero the port-5351 packet counters."""
+        self.nft("reset", "counters", "table", "inet", LAB_TABLE)
+
+    # ---- the WAN side
+
+    def change_wan_address(self, new: str, *, notify: bool = True) -> None:
+        """Re-address the gateway's WAN veth, then SIGUSR1 miniupnpd (if *notify*).
+
+        On SIGUSR1 miniupnpd re-reads the address and multicasts a NAT-PMP address change
+        (RFC 6886 section 3.2.1) to 224.0.0.1 ports 5350/5351 and a PCP ANNOUNCE (RFC 6887
+        section 14.1.1) to port 5350 -- once each. The WAN namespace gets an address on the new
+        subnet too, so it can still reach mapped ports.
+        """
+        address = ipaddress.IPv4Address(new)
+        interface = ipaddress.IPv4Interface(f"{address}/{WAN_PREFIX_LENGTH}")
+        hosts = list(interface.network.hosts())
+        peer = hosts[-1] if hosts[-1] != address else hosts[-2]
+        _ip_batch(
+            [f"addr flush dev {GW_WAN_IF}", f"addr add {interface} dev {GW_WAN_IF}"],
+            namespace=self.gateway_ns,
+        )
+        peer_addresses = self.run_in_wan(
+            [_binary("ip"), "-4", "-o", "addr", "show", "dev", WAN_PEER_IF], check=True
+        ).stdout
+        if f" {peer}/" not in peer_addresses:
+            _ip_batch(
+                [f"addr add {peer}/{WAN_PREFIX_LENGTH} dev {WAN_PEER_IF}"], namespace=self.wan_ns
+            )
+        self.wan_address = str(address)
+        self.wan_peer_address = str(peer)
+        if notify and self.gateway_pid is not None:
+            os.kill(self.gateway_pid, signal.SIGUSR1)
+
+    # ---- between tests
+
+    def reset(self, *, restart: bool = False) -> None:
+        """Bring the lab back to its just-built state, as cheaply as possible.
+
+        Closes spawned processes, clears loss and counters; restarts miniupnpd (clean, new
+        epoch) only if *restart*, if it is not running, if it holds any rule, or if the WAN
+        address was changed. A clean lab costs two nft calls.
+        """
+        if self._destroyed:
+            raise LabError("lab destroyed")
+        for worker in self._workers:
+            worker.close(timeout=0.5)
+        self._workers.clear()
+        if self._loss[0]:
+            self.clear_loss()
+        if self.wan_address != INITIAL_WAN_ADDRESS:
+            self.change_wan_address(INITIAL_WAN_ADDRESS, notify=False)
+            restart = True
+        if self.config != self._base_config:
+            restart = True
+        if restart or not self.gateway_running or self.miniupnpd_rule_count():
+            self.restart_gateway(keep_mappings=False, config=self._base_config)
+        # Last, so the PCP ANNOUNCE a (re)started miniupnpd multicasts is not counted.
+        self.reset_counters()

@@ -1,0 +1,1 @@
+"""natdeck's front ends: the Textual TUI and the ``natdeck`` command line (:mod:`tui.cli`)."""

@@ -1,0 +1,217 @@
+"""What the widgets show, computed from engine state and a clock, as styled text.
+
+Pure: a :class:`~engine.events.ManagedMapping` or a
+:class:`~engine.events.GatewayStatus` and the current loop time in, plain
+strings with a style out. The widgets only compare and paint these, which
+keeps the per-second tick cheap (a tuple comparison per row) and lets tests
+check the words without a screen. Every string that may carry text from the
+network goes through :func:`~tui.safe_text.sanitize`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from engine.errors import GatewayTimeout, NatDeckError, ResultCodeError
+from engine.events import GatewayStatus, ManagedMapping, MappingState
+from engine.protocols import protocol_name
+
+from .formatting import PROTOCOL_LABELS, countdown, duration, endpoint, rtt, since
+from .safe_text import sanitize
+
+__all__ = [
+    "MAPPING_COLUMNS",
+    "Cell",
+    "Cells",
+    "EngineNote",
+    "gateway_lines",
+    "mapping_cells",
+    "short_error",
+]
+
+#: A cell: its text and its Rich style ("" for the default).
+Cell = tuple[str, str]
+Cells = tuple[Cell, ...]
+
+#: (column key, heading, width) of the mappings table, in order.
+MAPPING_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("protocol", "Proto", 6),
+    ("internal", "Internal", 8),
+    ("external", "External", 22),
+    ("via", "Via", 7),
+    ("lifetime", "Lifetime", 16),
+    ("expires", "Expires in", 10),
+    ("renewal", "Renew in", 8),
+    ("state", "State", 30),
+)
+
+_STATE_STYLE = {
+    MappingState.REQUESTING: "cyan",
+    MappingState.ACTIVE: "green",
+    MappingState.RENEWING: "yellow",
+    MappingState.LOST: "bold red",
+    MappingState.FAILED: "bold red",
+    MappingState.REMOVING: "dim",
+}
+
+
+def short_error(error: NatDeckError) -> str:
+    """A few words for a table cell: ``NO_RESOURCES (8), lasts 30 s``, ``no answer (9 tries)``.
+
+    For PCP the error lifetime is how long the gateway says the condition lasts
+    (RFC 6887 §7.4, §15).
+    """
+    if isinstance(error, ResultCodeError):
+        lasting = f", lasts {error.error_lifetime} s" if error.error_lifetime is not None else ""
+        return f"{error.name} ({error.code}){lasting}"
+    if isinstance(error, GatewayTimeout):
+        return f"no answer ({error.tries} {'try' if error.tries == 1 else 'tries'})"
+    return sanitize(str(error), limit=80)
+
+
+def _state_cell(mapping: ManagedMapping) -> Cell:
+    state = mapping.state
+    style = _STATE_STYLE.get(state, "")
+    why = ""
+    if mapping.error is not None:
+        why = short_error(mapping.error)
+    elif mapping.reason:
+        why = sanitize(mapping.reason, limit=80)
+    if state is MappingState.REQUESTING:
+        return ("requesting…", style)
+    if state is MappingState.REMOVING:
+        return ("removing…", style)
+    if state is MappingState.RENEWING:
+        if mapping.failures:
+            tries = f"retry {mapping.failures}"
+            return (f"renewing, {tries}: {why}" if why else f"renewing, {tries}", style)
+        return ("renewing", style)
+    if state in (MappingState.LOST, MappingState.FAILED):
+        return (f"{state.value}: {why}" if why else state.value, style)
+    return (str(state.value), style)
+
+
+def mapping_cells(mapping: ManagedMapping, now: float) -> Cells:
+    """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order."""
+    if mapping.external_port is not None:
+        external: Cell = (endpoint(mapping.external_address, mapping.external_port), "bold")
+    else:
+        external = ("—", "dim")
+    via: Cell = (PROTOCOL_LABELS.get(mapping.via, "—") if mapping.via else "—", "")
+    if mapping.lifetime:
+        asked = (f" (asked {mapping.requested_lifetime})"
+                 if mapping.lifetime != mapping.requested_lifetime else "")
+        lifetime: Cell = (f"{mapping.lifetime} s{asked}", "")
+    else:
+        lifetime = (f"({mapping.requested_lifetime} s)", "dim")
+    remaining = mapping.remaining(now)
+    if remaining is not None and remaining <= 0:
+        expires: Cell = ("expired", "bold red")
+    else:
+        expires = (countdown(remaining), "yellow" if remaining is not None and remaining < 60
+                   else "")
+    until = mapping.until_renewal(now)
+    if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING):
+        renewal: Cell = ("—", "dim")
+    elif until <= 0:
+        renewal = ("now", "yellow")
+    else:
+        renewal = (countdown(until), "")
+    return (
+        (protocol_name(int(mapping.protocol)), ""),
+        (str(mapping.internal_port), ""),
+        external,
+        via,
+        lifetime,
+        expires,
+        renewal,
+        _state_cell(mapping),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineNote:
+    """A line about the app's own engine worker (starting, failed, quitting)."""
+
+    text: str
+    style: str = ""
+
+
+def _answers(flag: bool | None, name: str) -> Text:
+    if flag is None:
+        return Text(f"{name} ?", style="dim")
+    return Text(f"{name} ✓", style="green") if flag else Text(f"{name} ✗", style="red")
+
+
+def _pair(line: Text, label: str, value: str | Text, style: str = "") -> None:
+    if line.plain:
+        line.append("  ·  ", style="dim")
+    line.append(f"{label} ", style="dim")
+    if isinstance(value, Text):
+        line.append_text(value)
+    else:
+        line.append(value, style=style)
+
+
+def gateway_lines(status: GatewayStatus | None, now: float,
+                  note: EngineNote | None = None) -> list[Text]:
+    """The gateway panel's lines for ``status`` at loop time ``now``."""
+    lines: list[Text] = []
+    if status is None:
+        lines.append(Text("No gateway yet.", style="dim"))
+    else:
+        first = Text()
+        _pair(first, "Gateway", endpoint(status.gateway, status.port), "bold")
+        _pair(first, "Local", str(status.local_address) if status.local_address else "?")
+        answered = Text()
+        answered.append_text(_answers(status.speaks_pcp, "PCP"))
+        answered.append(" ")
+        answered.append_text(_answers(status.speaks_natpmp, "NAT-PMP"))
+        using = PROTOCOL_LABELS[status.via] if status.via else "?"
+        protocol = Text(using, style="bold")
+        protocol.append(" (answers ", style="dim")
+        protocol.append_text(answered)
+        protocol.append(")", style="dim")
+        _pair(first, "Protocol", protocol)
+        lines.append(first)
+
+        second = Text()
+        _pair(second, "External",
+              str(status.external_address) if status.external_address else "?", "bold cyan")
+        if status.epoch is not None:
+            age = 0.0 if status.last_contact is None else max(now - status.last_contact, 0.0)
+            epoch = Text(str(status.epoch))
+            epoch.append(f" (up {duration(status.epoch + age)})", style="dim")
+            _pair(second, "Epoch", epoch)
+        else:
+            _pair(second, "Epoch", "?")
+        _pair(second, "RTT", rtt(status.rtt))
+        if status.restarts:
+            _pair(second, "Restarts", str(status.restarts), "yellow")
+        lines.append(second)
+
+        third = Text()
+        if status.reachable is None:
+            _pair(third, "Reachable", "not yet asked", "dim")
+        elif status.reachable:
+            _pair(third, "Reachable", "yes", "bold green")
+        else:
+            _pair(third, "Reachable", "NO", "bold red")
+        last = None if status.last_contact is None else now - status.last_contact
+        _pair(third, "Last contact", since(last))
+        if status.listening:
+            _pair(third, "Announcements", "listening", "green")
+        elif status.listen_error:
+            _pair(third, "Announcements", f"off: {sanitize(status.listen_error, limit=60)}",
+                  "yellow")
+        else:
+            _pair(third, "Announcements", "off", "dim")
+        lines.append(third)
+
+        if status.warning:
+            lines.append(Text(f"⚠ {sanitize(status.warning)}", style="bold yellow"))
+    if note is not None:
+        lines.append(Text(sanitize(note.text), style=note.style))
+    return lines
