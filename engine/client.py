@@ -382,18 +382,24 @@ class GatewayClient:
         if silence_fallback:
             pcp_budget = PCP_SILENCE_FALLBACK if timeout is None \
                 else min(timeout, PCP_SILENCE_FALLBACK)
+        pcp_silence: GatewayTimeout | None = None
         try:
             return await self._map_pcp(request, pcp_budget)
         except UnsupportedVersion:
             if via != "auto":
                 raise
             log.info("gateway %s does not speak PCP; trying NAT-PMP", self.gateway)
-        except GatewayTimeout:
+        except GatewayTimeout as exc:
             if not silence_fallback:
                 raise
+            pcp_silence = exc
             log.info("gateway %s is silent on PCP; trying NAT-PMP", self.gateway)
         remaining = None if timeout is None else timeout - (loop.time() - start)
         if remaining is not None and remaining <= 0:
+            # The whole budget went on PCP: say what was tried (PCP, its tries), not
+            # "0 NAT-PMP tries".
+            if pcp_silence is not None:
+                raise pcp_silence
             raise GatewayTimeout(str(self.gateway), "map", 0, loop.time() - start, "natpmp")
         return await self._map_natpmp(request, remaining)
 

@@ -213,7 +213,7 @@ class MappingManager:
             self._listener = AnnouncementListener(
                 self.client.gateway, self._announced, host=self.announce_host,
                 ports=self.announce_ports, multicast=self.multicast,
-                local_address=self.status.local_address)
+                local_address=self.status.local_address, source_port=self.client.port)
             try:
                 await self._listener.start()
             except TransportError as exc:

@@ -143,5 +143,6 @@ def parse_map_form(protocol: str, internal_port: str, external_port: str, lifeti
 
     if errors:
         return errors
-    assert proto is not None and internal is not None
+    assert proto is not None
+    assert internal is not None
     return MapRequest(proto, internal, external, seconds, chosen_via)

@@ -151,6 +151,11 @@ class GatewayConfig:
     miniupnpd_announce_ports: tuple[int, int] = (5350, 5351)
     """(client port, server port) of miniupnpd mode; tests point them at free ports."""
 
+    def granted_lifetime(self, requested: int) -> int:
+        """The lifetime granted for ``requested`` (not 0): clamped to [min, max] (RFC 6887
+        §15 and RFC 6886 §3.3 let a gateway shorten or lengthen it; miniupnpd clamps)."""
+        return min(max(requested, self.min_lifetime), self.max_lifetime)
+
     def __post_init__(self) -> None:
         if not (math.isfinite(self.drop_rate) and 0.0 <= self.drop_rate <= 1.0):
             raise ValueError(f"drop_rate must lie in [0, 1], not {self.drop_rate}")

@@ -80,6 +80,7 @@ class SimulatedGateway:
         self._transport: asyncio.DatagramTransport | None = None
         self._queue: asyncio.Queue[tuple[bytes, Any]] = asyncio.Queue()
         self._busy = False
+        self._generation = 0  # bumped by restart(): a request held across a reboot is lost
         self._worker: asyncio.Task[None] | None = None
         self._announcers: set[asyncio.Task[None]] = set()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -201,6 +202,7 @@ class SimulatedGateway:
         (see :func:`~engine.simulator.announcer.plan_restart`)."""
         now = self._now()
         self.core.restart(now)
+        self._generation += 1
         while not self._queue.empty():
             self._queue.get_nowait()
         for task in self._announcers:
@@ -234,8 +236,8 @@ class SimulatedGateway:
 
     async def wait_announcements(self) -> None:
         """Return once every announcement schedule in progress has finished (or was stopped)."""
-        while self._announcers:
-            await asyncio.wait(set(self._announcers))
+        while pending := {task for task in self._announcers if not task.done()}:
+            await asyncio.wait(pending)
 
     def inject(self, raw: bytes, target: tuple[str, int], from_gateway_socket: bool = True) -> None:
         """Send arbitrary bytes to a loopback ``target``: from the gateway's own socket (the
@@ -262,11 +264,13 @@ class SimulatedGateway:
         # One request at a time, like miniupnpd's event loop: a burst queues behind the delay.
         while True:
             data, addr = await self._queue.get()
+            generation = self._generation
             self._busy = True
             try:
                 if self._config.delay:
                     await asyncio.sleep(self._config.delay)
-                self._answer(data, addr)
+                if generation == self._generation:
+                    self._answer(data, addr)
             finally:
                 self._busy = False
 

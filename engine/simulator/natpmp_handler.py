@@ -120,7 +120,7 @@ def _map(state: GatewayState, config: GatewayConfig, request: MapRequest, client
     if existing is not None and existing.nonce is not None and config.strict_nonce:
         # A PCP mapping is guarded by its nonce, which a NAT-PMP request cannot show.
         return _map_error(request, NatPmpResult.NOT_AUTHORIZED, epoch)
-    if existing is None and config.max_mappings is not None and len(state) >= config.max_mappings:
+    if existing is None and not state.has_room(config.max_mappings):
         return _map_error(request, NatPmpResult.OUT_OF_RESOURCES, epoch)
     # RFC 6886 §3.3: asking again for an existing mapping renews it with the same external port
     # (the endpoint already holds it); a new one gets the suggestion if free, else another.
@@ -128,7 +128,7 @@ def _map(state: GatewayState, config: GatewayConfig, request: MapRequest, client
                                request.external_port, config.port_range)
     if port is None:
         return _map_error(request, NatPmpResult.OUT_OF_RESOURCES, epoch)
-    lifetime = min(max(request.lifetime, config.min_lifetime), config.max_lifetime)
+    lifetime = config.granted_lifetime(request.lifetime)
     state.put(Mapping(internal_address=client, protocol=protocol,
                       internal_port=request.internal_port, external_port=port,
                       lifetime=lifetime, expires_at=now + lifetime, via="natpmp",

@@ -65,7 +65,8 @@ def handle_pcp(state: GatewayState, config: GatewayConfig, data: bytes, client: 
                now: float) -> bytes | None:
     """Answer one datagram from ``client`` as a PCP server; ``None`` means no answer.
 
-    RFC 6887 §8.3: a message under two octets, or one with the R bit set, is silently dropped.
+    RFC 6887 §8.3: a message under two octets, one with the R bit set, or a version-2 one
+    shorter than the header is silently dropped.
     A version other than 2 gets UNSUPP_VERSION with version field 2 (§9), which is also how a
     PCP-only gateway answers NAT-PMP.
     """
@@ -143,10 +144,6 @@ def _process(state: GatewayState, config: GatewayConfig, request: Request, clien
     return _peer(state, config, request, request.data, internal, client, now, epoch)
 
 
-def _at_capacity(state: GatewayState, config: GatewayConfig) -> bool:
-    return config.max_mappings is not None and len(state) >= config.max_mappings
-
-
 def _nonce_refused(config: GatewayConfig, existing: Mapping | None, nonce: bytes) -> bool:
     """RFC 6887 §11.3: only the nonce that made a mapping may renew or delete it. A NAT-PMP
     mapping has none and may be taken over."""
@@ -197,7 +194,7 @@ def _map(state: GatewayState, config: GatewayConfig, request: Request, data: Map
     existing = state.get(key)
     if _nonce_refused(config, existing, data.nonce):
         return _error(request, PcpResult.NOT_AUTHORIZED, config, epoch)
-    if existing is None and _at_capacity(state, config):
+    if existing is None and not state.has_room(config.max_mappings):
         return _error(request, PcpResult.NO_RESOURCES, config, epoch)
     endpoint = (protocol, internal, internal_port)
     port: int | None
@@ -223,7 +220,7 @@ def _map(state: GatewayState, config: GatewayConfig, request: Request, data: Map
     kept = _apply_filters(existing.filters if existing is not None else (), filters)
     if config.max_filters is not None and len(kept) > config.max_filters:
         return _error(request, PcpResult.EXCESSIVE_REMOTE_PEERS, config, epoch)
-    lifetime = min(max(request.lifetime, config.min_lifetime), config.max_lifetime)
+    lifetime = config.granted_lifetime(request.lifetime)
     state.put(Mapping(internal_address=internal, protocol=protocol, internal_port=internal_port,
                       external_port=port, lifetime=lifetime, expires_at=now + lifetime,
                       via="pcp", nonce=data.nonce, filters=tuple(kept), requested_by=client))
@@ -288,13 +285,13 @@ def _peer(state: GatewayState, config: GatewayConfig, request: Request, data: Pe
     external = state.external_address
     if external is None:
         return _error(request, PcpResult.NETWORK_FAILURE, config, epoch)
-    if existing is None and _at_capacity(state, config):
+    if existing is None and not state.has_room(config.max_mappings):
         return _error(request, PcpResult.NO_RESOURCES, config, epoch)
     port = state.allocate_port((protocol, internal, internal_port), data.external_port,
                                config.port_range)
     if port is None:
         return _error(request, PcpResult.NO_RESOURCES, config, epoch)
-    lifetime = min(max(request.lifetime, config.min_lifetime), config.max_lifetime)
+    lifetime = config.granted_lifetime(request.lifetime)
     state.put(Mapping(internal_address=internal, protocol=protocol, internal_port=internal_port,
                       external_port=port, lifetime=lifetime, expires_at=now + lifetime,
                       via="pcp", nonce=data.nonce, remote_peer=remote, requested_by=client))

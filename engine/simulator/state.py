@@ -139,6 +139,10 @@ class GatewayState:
     def __iter__(self) -> Iterator[Mapping]:
         return iter(tuple(self._table.values()))
 
+    def has_room(self, limit: int | None) -> bool:
+        """True if one more mapping fits under ``limit`` (``None``: no limit)."""
+        return limit is None or len(self._table) < limit
+
     def get(self, key: MappingKey) -> Mapping | None:
         """The mapping held under ``key``, expired or not (call :meth:`expire` first)."""
         return self._table.get(key)

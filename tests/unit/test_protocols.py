@@ -102,6 +102,8 @@ def test_parse_protocol_any_text(text: str) -> None:
     try:
         value = parse_protocol(text)
     except ValueError as exc:
-        assert "protocol" in str(exc)
+        message = str(exc)
+    else:
+        assert 0 <= value <= 255
         return
-    assert 0 <= value <= 255
+    assert "protocol" in message

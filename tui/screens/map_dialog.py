@@ -53,8 +53,8 @@ class MapDialog(ModalScreen[MapRequest | None]):
             for field, label, hint in _FIELDS:
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
-                    yield Input(value=self._initial[field], id=field, placeholder=hint.split(";")[0],
-                                select_on_focus=False)
+                    yield Input(value=self._initial[field], id=field,
+                                placeholder=hint.split(";")[0], select_on_focus=False)
                 yield Static(Text(hint), id=f"{field}-note", classes="field-note")
             with Horizontal(classes="field"):
                 yield Label("Via", classes="field-label")

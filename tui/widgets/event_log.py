@@ -25,7 +25,7 @@ class EventLog(RichLog):
     """
 
     def __init__(self, *, timestamp: Callable[[float], str] = clock_time,
-                 id: str | None = None) -> None:  # noqa: A002 - Textual's name
+                 id: str | None = None) -> None:
         super().__init__(max_lines=MAX_LINES, markup=False, highlight=False, wrap=True,
                          auto_scroll=True, id=id)
         self.border_title = "Events"

@@ -15,7 +15,7 @@ class GatewayPanel(Static):
     costs a string comparison when nothing happened.
     """
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(Text("Starting…", style="dim"), id=id)
         self.border_title = "Gateway"
         self._shown: str | None = None

@@ -1,0 +1,188 @@
+"""``natdeck map``: PCP, NAT-PMP, auto; the stored nonce; ``--hold`` until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from engine.codes import PcpResult
+from engine.statefile import StateFile
+
+from .conftest import Sim
+
+CONTRACT_FIELDS = {"protocol", "internal_port", "external_address", "external_port", "lifetime",
+                   "via", "gateway", "local_address", "epoch"}
+
+
+async def test_map_pcp_text(sim: Sim, run: Any, state_dir: Any) -> None:
+    result = await run("map", "tcp", "8080", *sim.target)
+    assert result.code == 0, result.err
+    assert result.err == ""
+    [line] = result.lines
+    assert re.fullmatch(rf"mapped tcp 8080 -> 203\.0\.113\.7:8080 for 7200 s via PCP "
+                        rf"\(gateway 127\.0\.0\.1:{sim.port}, epoch \d+\)", line), line
+    at_gateway = sim.mapped()[(6, 8080)]
+    assert at_gateway.via == "pcp" and at_gateway.external_port == 8080
+    # The nonce the gateway holds is the one stored for 'natdeck unmap'.
+    record, warnings = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)
+    assert warnings == []
+    assert record is not None and record.via == "pcp"
+    assert record.nonce == at_gateway.nonce
+    assert record.pid is None
+
+
+async def test_map_json_fields(sim: Sim, run: Any) -> None:
+    result = await run("map", "udp", "5000", "--external-port", "6000", "--lifetime", "600",
+                       "--json", *sim.target)
+    assert result.code == 0, result.err
+    [obj] = result.objects
+    assert CONTRACT_FIELDS <= obj.keys()
+    assert obj["protocol"] == "udp" and obj["protocol_number"] == 17
+    assert obj["internal_port"] == 5000
+    assert obj["external_port"] == 6000
+    assert obj["external_address"] == "203.0.113.7"
+    assert obj["lifetime"] == 600
+    assert obj["via"] == "pcp"
+    assert obj["gateway"] == "127.0.0.1" and obj["gateway_port"] == sim.port
+    assert obj["local_address"] == "127.0.0.1"
+    assert obj["epoch"] == sim.gateway.epoch or obj["epoch"] == sim.gateway.epoch - 1
+    assert obj["event"] == "mapped"
+    at_gateway = sim.mapped()[(17, 5000)]
+    assert (at_gateway.external_port, at_gateway.lifetime) == (6000, 600)
+
+
+async def test_map_natpmp(sim: Sim, run: Any, state_dir: Any) -> None:
+    result = await run("map", "tcp", "9000", "--via", "natpmp", "--json", *sim.target)
+    assert result.code == 0, result.err
+    [obj] = result.objects
+    assert obj["via"] == "natpmp"
+    assert obj["external_address"] == "203.0.113.7"  # learnt with NAT-PMP opcode 0
+    assert sim.mapped()[(6, 9000)].via == "natpmp"
+    assert sim.gateway.counters.count("pcp") == 0  # --via natpmp: no PCP at all
+    record, _ = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 9000)
+    assert record is not None and record.via == "natpmp" and record.nonce is None
+
+
+async def test_map_auto_falls_back_to_natpmp(make_sim: Any, run: Any) -> None:
+    sim = await make_sim(speak_pcp=False)
+    result = await run("map", "udp", "4500", "--json", *sim.target)
+    assert result.code == 0, result.err
+    assert result.objects[0]["via"] == "natpmp"
+    assert sim.mapped()[(17, 4500)].via == "natpmp"
+
+
+async def test_map_auto_prefers_pcp(sim: Sim, run: Any) -> None:
+    result = await run("map", "udp", "4500", "--json", *sim.target)
+    assert result.objects[0]["via"] == "pcp"
+    assert sim.gateway.counters.count("natpmp") == 0
+
+
+async def test_map_again_renews_with_the_stored_nonce(sim: Sim, run: Any, state_dir: Any,
+                                                      tmp_path: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (await run("map", "tcp", "8080", "--external-port", "18080", *sim.target)).code == 0
+    nonce = sim.mapped()[(6, 8080)].nonce
+    # Run again (a cron job renewing): the stored nonce and external port are reused, and
+    # the strict gateway accepts it as a renewal of the same mapping.
+    again = await run("map", "tcp", "8080", "--json", *sim.target)
+    assert again.code == 0, again.err
+    assert again.objects[0]["external_port"] == 18080
+    assert sim.mapped()[(6, 8080)].nonce == nonce
+    assert len(sim.mapped()) == 1
+    # Without the state file a new nonce is made, and the strict gateway refuses it: this is
+    # what the state file is for (RFC 6887 §11.3).
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path / "elsewhere"))
+    refused = await run("map", "tcp", "8080", *sim.target)
+    assert refused.code == 1
+    assert len(refused.err_lines) == 1 and "NOT_AUTHORIZED" in refused.err
+    assert refused.out == ""
+
+
+async def test_map_refused_is_exit_1_one_line(make_sim: Any, run: Any, state_dir: Any) -> None:
+    sim = await make_sim(force_pcp_result=int(PcpResult.NO_RESOURCES))
+    result = await run("map", "tcp", "8080", "--via", "pcp", *sim.target)
+    assert result.code == 1
+    assert result.out == ""
+    [line] = result.err_lines
+    assert line.startswith("natdeck: ") and "NO_RESOURCES" in line
+    assert StateFile(state_dir).load().records == []
+
+
+async def test_map_protocol_by_name_pcp(sim: Sim, run: Any) -> None:
+    # PCP maps any IP protocol (RFC 6887 §11.1); 'sctp' from the protocol table.
+    result = await run("map", "sctp", "3868", "--json", *sim.target)
+    assert result.code == 0, result.err
+    assert result.objects[0]["protocol"] == "sctp"
+    assert (132, 3868) in sim.mapped()
+
+
+# -- --hold ----------------------------------------------------------------------------------
+
+
+async def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+async def test_hold_renews_then_deletes_when_stopped(make_sim: Any, run: Any,
+                                                     state_dir: Any) -> None:
+    sim = await make_sim(min_lifetime=2)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run("map", "udp", "7000", "--hold", "--lifetime", "2",
+                                     "--no-listen", "--json", *sim.target, stop=stop))
+    await _wait_for(lambda: (17, 7000) in sim.mapped())
+    nonce = sim.mapped()[(17, 7000)].nonce
+    state = StateFile(state_dir)
+    await _wait_for(lambda: state.find("127.0.0.1", sim.port, 17, 7000)[0] is not None)
+    record = state.find("127.0.0.1", sim.port, 17, 7000)[0]
+    assert record is not None and record.nonce == nonce
+    # PCP renews at 1/2 to 5/8 of the lifetime (RFC 6887 §11.2.1): within ~1.3 s of 2 s.
+    renewals_before = sim.gateway.counters.count("pcp", 1)
+    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) > renewals_before, 5)
+    stop.set()
+    result = await task
+    assert result.code == 0, result.err
+    events = [obj["event"] for obj in result.objects]
+    assert events[0] == "mapped" and "renewed" in events and events[-1] == "deleted"
+    assert sim.mapped() == {}
+    assert state.load().records == []
+
+
+async def test_hold_cancelled_in_process_still_deletes(sim: Sim, run: Any,
+                                                       state_dir: Any) -> None:
+    task = asyncio.ensure_future(run("map", "tcp", "2222", "--hold", "--no-listen",
+                                     *sim.target))
+    await _wait_for(lambda: (6, 2222) in sim.mapped())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sim.mapped() == {}
+    assert StateFile(state_dir).load().records == []
+
+
+async def test_hold_over_a_mapping_made_before_takes_it_over(sim: Sim, run: Any) -> None:
+    assert (await run("map", "tcp", "8080", "--external-port", "18080", *sim.target)).code == 0
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run("map", "tcp", "8080", "--hold", "--no-listen", "--json",
+                                     *sim.target, stop=stop))
+    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) >= 3)  # map, delete, map
+    stop.set()
+    result = await task
+    assert result.code == 0, result.err
+    assert result.objects[0]["external_port"] == 18080  # the port it had
+    assert sim.mapped() == {}
+
+
+async def test_hold_refused_gives_exit_1(make_sim: Any, run: Any) -> None:
+    sim = await make_sim(force_pcp_result=int(PcpResult.NOT_AUTHORIZED))
+    result = await run("map", "tcp", "80", "--hold", "--via", "pcp", "--no-listen",
+                       *sim.target)
+    assert result.code == 1
+    assert "NOT_AUTHORIZED" in result.err and len(result.err_lines) == 1

@@ -1,0 +1,190 @@
+"""Bad arguments (exit 2, nothing sent), silence (exit 3), no gateway (exit 4), a damaged
+state file (a warning, never fatal), the TUI hand-off, --help."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.statefile import StateFile
+from tui import cli
+
+from .conftest import Sim
+
+
+@pytest.mark.parametrize("argv", [
+    ["map", "tcp", "70000"],
+    ["map", "tcp", "-1"],
+    ["map", "tcp", "eighty"],
+    ["map", "bogus-protocol", "80"],
+    ["map", "300", "80"],
+    ["map", "tcp"],
+    ["map", "tcp", "80", "--lifetime", "0"],
+    ["map", "tcp", "80", "--lifetime", "4294967296"],
+    ["map", "tcp", "80", "--external-port", "65536"],
+    ["map", "tcp", "80", "--timeout", "-1"],
+    ["map", "tcp", "80", "--timeout", "nan"],
+    ["map", "tcp", "80", "--via", "upnp"],
+    ["map", "tcp", "0", "--via", "natpmp"],
+    ["map", "tcp", "0"],
+    ["map", "all", "80"],
+    ["map", "gre", "0", "--via", "natpmp"],
+    ["map", "tcp", "80", "--no-listen"],
+    ["map", "tcp", "80", "--listen-port", "6000"],
+    ["map", "tcp", "80", "--demo"],
+    ["map", "tcp", "80", "--local", "::1"],
+    ["map", "tcp", "80", "--local", "not-an-address"],
+    ["map", "tcp", "80", "--gateway-port", "0"],
+    ["unmap", "tcp"],
+    ["unmap", "tcp", "80", "--all"],
+    ["unmap", "gre", "--all"],
+    ["unmap", "udp", "--all", "--via", "pcp"],
+    ["unmap", "udp", "--all", "--external-port", "5"],
+    ["probe", "--listen-port", "6000"],
+    ["probe", "extra"],
+    ["watch", "--count", "0"],
+    ["watch", "--listen-port", "0"],
+    ["frobnicate"],
+])
+async def test_bad_arguments_exit_2_before_sending(sim: Sim, run: Any, argv: list[str],
+                                                   state_dir: Path) -> None:
+    # The simulated gateway's flags first: a bad --gateway-port given later wins.
+    result = await run(*argv[:1], *sim.target, *argv[1:])
+    assert result.code == 2, (result.out, result.err)
+    assert "usage: natdeck" in result.err
+    assert result.out == ""
+    assert sim.gateway.counters.received == 0
+    assert not state_dir.exists()
+
+
+async def test_bad_gateway_address(run: Any) -> None:
+    result = await run("probe", "--gateway", "192.0.2.300")
+    assert result.code == 2 and "not an IPv4 or IPv6 address" in result.err
+
+
+async def test_usage_error_names_the_subcommand(sim: Sim, run: Any) -> None:
+    result = await run("unmap", "udp", "--all", "--via", "pcp", *sim.target)
+    assert "usage: natdeck unmap" in result.err
+    assert result.err_lines[-1] == ("natdeck unmap: error: unmap --all is NAT-PMP's "
+                                    "delete-all; PCP has none")
+
+
+async def test_options_before_the_subcommand(sim: Sim, run: Any) -> None:
+    result = await run(*sim.target, "probe", "--json")
+    assert result.code == 0, result.err
+    assert result.objects[0]["gateway_port"] == sim.port
+
+
+@pytest.mark.parametrize("argv", [
+    ["map", "tcp", "8080", "--via", "pcp"],
+    ["map", "tcp", "8080"],  # auto: PCP silence, then NAT-PMP, within the one timeout
+    ["unmap", "tcp", "8080", "--via", "natpmp"],
+    ["unmap", "udp", "--all"],
+])
+async def test_silent_gateway_is_exit_3(make_sim: Any, run: Any, argv: list[str]) -> None:
+    sim = await make_sim(silent=True)
+    result = await run(*argv, "--timeout", "0.5", *sim.target)
+    assert result.code == 3
+    assert result.out == ""
+    [line] = result.err_lines
+    assert line.startswith("natdeck: ") and "no answer" in line
+    assert sim.gateway.counters.received >= 1
+
+
+async def test_no_gateway_is_exit_4(run: Any) -> None:
+    # Discovery is replaced in these tests by one that finds nothing (see conftest).
+    result = await run("probe")
+    assert result.code == 4
+    assert result.err_lines == ["natdeck: tests never discover the real gateway; pass --gateway"]
+
+
+# -- a damaged state file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("content", "warning"), [
+    ("{corrupt", "not valid JSON"),
+    (json.dumps({"version": 7, "mappings": []}), "format version 7"),
+])
+async def test_damaged_state_file_warns_and_carries_on(sim: Sim, run: Any, state_dir: Path,
+                                                       content: str, warning: str) -> None:
+    state_dir.mkdir()
+    (state_dir / "mappings.json").write_text(content)
+    result = await run("map", "tcp", "8080", *sim.target)
+    assert result.code == 0
+    assert result.out.startswith("mapped tcp 8080")
+    assert result.err_lines and all(line.startswith("natdeck: warning: ")
+                                    for line in result.err_lines)
+    assert warning in result.err
+    # The damaged file was kept aside; the new one holds the mapping.
+    assert len(list(state_dir.glob("mappings.json.bad-*"))) == 1
+    assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)[0] is not None
+    again = await run("unmap", "tcp", "8080", *sim.target)
+    assert again.code == 0 and again.err == ""
+    assert sim.mapped() == {}
+
+
+async def test_missing_state_file_is_silent(sim: Sim, run: Any, state_dir: Path) -> None:
+    result = await run("unmap", "tcp", "8080", *sim.target)
+    assert result.code == 0 and result.err == ""
+
+
+async def test_unwritable_state_dir_is_a_warning(sim: Sim, run: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(blocker / "state"))
+    result = await run("map", "tcp", "8080", *sim.target)
+    assert result.code == 0
+    [line] = result.err_lines
+    assert line.startswith("natdeck: warning: could not write the state file")
+    assert (6, 8080) in sim.mapped()
+
+
+# -- the TUI hand-off and help ---------------------------------------------------------------
+
+
+def test_no_subcommand_runs_the_tui(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def run_app(**kwargs: Any) -> int:
+        calls.append(kwargs)
+        return 5
+
+    fake = types.ModuleType("tui.launch")
+    fake.run_app = run_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tui.launch", fake)
+    code = cli.main(["--gateway", "127.0.0.1", "--gateway-port", "15351", "--local", "127.0.0.2",
+                     "--demo", "--map", "tcp:8080", "--map", "udp:5000", "--map", "gre:0",
+                     "--keep", "--via", "pcp"])
+    assert code == 5
+    assert calls == [dict(gateway="127.0.0.1", local="127.0.0.2", gateway_port=15351, demo=True,
+                          maps=[(6, 8080), (17, 5000), (47, 0)], keep=True, via="pcp")]
+    calls.clear()
+    assert cli.main([]) == 5
+    assert calls == [dict(gateway=None, local=None, gateway_port=5351, demo=False, maps=[],
+                          keep=False, via="auto")]
+
+
+@pytest.mark.parametrize("spec", ["tcp", "tcp:", "tcp:99999", "nope:80", ":80", "all:80"])
+def test_bad_tui_map_spec(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--map", spec]) == 2
+    assert "--map" in capsys.readouterr().err
+
+
+def test_help_lists_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for code in cli.EXIT_CODES:
+        assert f"  {code} " in text
+    for command in ("map", "unmap", "probe", "watch"):
+        assert command in text
+    assert cli.main(["map", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--gateway", "--gateway-port", "--local", "--via", "--timeout", "--json",
+                 "--external-port", "--lifetime", "--hold", "--listen-host", "--listen-port"):
+        assert flag in text

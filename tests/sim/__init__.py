@@ -1,0 +1,1 @@
+"""Integration tests over loopback UDP against the simulated gateway."""

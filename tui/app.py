@@ -1,0 +1,332 @@
+"""NatDeckApp: watch a gateway and its mappings, map and unmap ports with one key.
+
+The app owns one long-lived engine worker (:meth:`NatDeckApp.run_engine`, an
+async worker in the ``engine`` group) that runs the
+:class:`~engine.manager.MappingManager` and talks to the network; key actions
+put commands on its queue and its findings come back as messages
+(:mod:`tui.messages`). The UI only reads the manager's in-memory state: one
+``set_interval`` tick a second repaints the countdowns, updating only the
+cells that changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from engine.errors import NatDeckError
+from engine.events import (
+    Event,
+    ExternalAddressChanged,
+    GatewayReachable,
+    GatewayRestarted,
+    GatewayUnreachable,
+    MappingAdded,
+    MappingFailed,
+    MappingLost,
+    MappingRecovered,
+    MappingRemoved,
+    MappingRenewalFailed,
+)
+from engine.manager import MappingManager
+
+from .backend import EngineFactory, using
+from .engine_link import (
+    AddMapping,
+    ChangeExternalAddress,
+    Command,
+    EngineLink,
+    ProbeGateway,
+    Quit,
+    RefreshExternalAddress,
+    RemoveMapping,
+    RenewMapping,
+    RestartGateway,
+)
+from .formatting import clock_time, countdown
+from .log_bridge import EngineLogHandler, EngineLogTap
+from .map_request import MapRequest, Via
+from .messages import (
+    CommandDone,
+    CommandFailed,
+    EngineEvent,
+    EngineStarted,
+    EngineStopped,
+    LogLine,
+)
+from .presentation import EngineNote, gateway_lines
+from .safe_text import sanitize
+from .screens import HelpScreen, MainScreen, MapDialog
+from .screens.help import KeyHelp
+
+__all__ = ["NatDeckApp"]
+
+_DEMO_ACTIONS = frozenset({"demo_restart", "demo_address"})
+
+_EVENT_STYLE: dict[type[Event], str] = {
+    MappingAdded: "green",
+    MappingRecovered: "green",
+    MappingRemoved: "",
+    MappingLost: "bold red",
+    MappingFailed: "bold red",
+    MappingRenewalFailed: "yellow",
+    ExternalAddressChanged: "bold cyan",
+    GatewayRestarted: "bold yellow",
+    GatewayUnreachable: "bold red",
+    GatewayReachable: "green",
+}
+
+
+class NatDeckApp(App[int]):
+    """The natdeck terminal UI.
+
+    Give it a :class:`~engine.manager.MappingManager` that is not yet entered
+    (the engine worker enters it, and leaving it on quit deletes the mappings
+    unless the manager keeps them), or an ``engine`` factory that builds one
+    (the demo's, which also starts the simulated gateway on the app's loop).
+
+    ``initial_maps`` are requested once the manager runs. ``clock`` returns the
+    manager's time (``loop.time()`` by default) and ``timestamp`` formats the
+    event log's wall-clock stamps; tests fix both for stable snapshots.
+    """
+
+    CSS_PATH = "natdeck.tcss"
+    TITLE = "natdeck"
+
+    def __init__(self, manager: MappingManager | None = None, *,
+                 engine: EngineFactory | None = None, demo: bool = False,
+                 initial_maps: Sequence[MapRequest] = (), via: Via = "auto",
+                 clock: Callable[[], float] | None = None,
+                 timestamp: Callable[[float], str] = clock_time,
+                 tick: float = 1.0) -> None:
+        super().__init__()
+        if engine is None:
+            if manager is None:
+                raise ValueError("give NatDeckApp a MappingManager or an engine factory")
+            engine = using(manager)
+        self.manager: MappingManager | None = manager
+        self.demo = demo
+        self.via: Via = via
+        self.clock = clock
+        self.tick_interval = tick
+        self.link = EngineLink(engine, self.post_message, initial=initial_maps)
+        self.main = MainScreen(timestamp=timestamp)
+        self.note: EngineNote | None = EngineNote("Starting the engine…", "dim")
+        self.engine_running = False
+        self.engine_error: BaseException | None = None
+        self._log_tap = EngineLogTap(EngineLogHandler(self.post_message))
+        self.sub_title = "demo: simulated gateway on loopback" if demo else ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def get_default_screen(self) -> Screen[None]:
+        return self.main
+
+    def on_mount(self) -> None:
+        self._log_tap.attach()
+        self.set_interval(self.tick_interval, self.refresh_view, name="natdeck-tick")
+        self.engine_running = True
+        self.run_engine()
+        self.refresh_view()
+
+    def on_unmount(self) -> None:
+        self._log_tap.detach()
+
+    @work(exclusive=True, group="engine", exit_on_error=False, name="engine",
+          description="runs the MappingManager and every network request")
+    async def run_engine(self) -> None:
+        """The engine worker: all network work happens in here."""
+        await self.link.run()
+
+    def now(self) -> float:
+        """The manager's clock (loop time), or the injected one."""
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+    def send(self, command: Command) -> bool:
+        """Queue ``command`` for the engine worker; False (and a message) if it is not running."""
+        if not self.engine_running:
+            self.notify("The engine is not running; nothing can be sent.", severity="error")
+            return False
+        self.link.send(command)
+        return True
+
+    # -- the view --------------------------------------------------------------------------
+
+    def refresh_view(self) -> None:
+        """The tick: repaint countdowns and the gateway panel (changed cells only)."""
+        now = self.now()
+        with self.batch_update():
+            if self.manager is not None:
+                self.main.table.sync(self.manager.mappings, now)
+            self._show_gateway(now)
+
+    def _show_gateway(self, now: float) -> None:
+        status = self.manager.status if self.manager is not None else None
+        self.main.panel.show(gateway_lines(status, now, self.note))
+
+    def log_line(self, wall: float, text: str, style: str = "") -> None:
+        """Add a line to the event log (``text`` must be sanitized)."""
+        self.main.events.add(wall, text, style)
+
+    # -- messages from the engine worker ---------------------------------------------------
+
+    def on_engine_started(self, message: EngineStarted) -> None:
+        self.manager = message.parts.manager
+        self.note = None
+        if self.manager.keep:
+            self.note = EngineNote("Mappings are kept when natdeck quits (--keep).", "dim")
+        self.refresh_view()
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        text = sanitize(event.summary)
+        retry_at = getattr(event, "retry_at", None)
+        if isinstance(retry_at, float):
+            text += f" (next try in {countdown(retry_at - event.at)})"
+        self.log_line(event.wall, text, _EVENT_STYLE.get(type(event), ""))
+        now = self.now()
+        key = getattr(event, "key", None)
+        if self.manager is not None and key is not None:
+            with self.batch_update():
+                self.main.table.show_mapping(key, self.manager.mappings.get(key), now)
+        self._show_gateway(now)
+
+    def on_command_done(self, message: CommandDone) -> None:
+        self.log_line(time.time(), sanitize(message.text), "green")
+
+    def on_command_failed(self, message: CommandFailed) -> None:
+        error = sanitize(str(message.error))
+        self.log_line(time.time(), f"✗ {sanitize(message.what)}: {error}", "bold red")
+        self.notify(error, title=f"Could not {sanitize(message.what, limit=60)}",
+                    severity="error", timeout=8)
+
+    def on_log_line(self, message: LogLine) -> None:
+        self.log_line(message.wall, message.text, message.style)
+
+    def on_engine_stopped(self, message: EngineStopped) -> None:
+        self.engine_running = False
+        if message.quitting:
+            self.exit(0)
+            return
+        error = message.error
+        self.engine_error = error
+        if isinstance(error, NatDeckError):
+            text = str(error)
+        elif error is None:
+            text = "the engine stopped"
+        else:
+            text = f"{type(error).__name__}: {error}"
+        self.note = EngineNote(f"✗ Engine stopped: {text} (press q to quit)", "bold red")
+        self.log_line(time.time(), sanitize(f"✗ engine stopped: {text}"), "bold red")
+        self.notify(sanitize(text), title="The engine stopped", severity="error", timeout=10)
+        self.refresh_view()
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _DEMO_ACTIONS:
+            return self.demo
+        return True
+
+    def action_map_port(self) -> None:
+        """Open the map dialog; a valid form is sent to the engine."""
+        lifetime = self.manager.lifetime if self.manager is not None else None
+
+        def mapped(request: MapRequest | None) -> None:
+            if request is not None:
+                self.send(AddMapping(request))
+
+        self.push_screen(MapDialog(via=self.via, lifetime=lifetime), mapped)
+
+    def action_unmap(self) -> None:
+        """Delete the selected mapping at once."""
+        key = self.main.table.selected_key()
+        if key is None:
+            self.notify("No mapping selected to unmap; press m to map a port.",
+                        severity="warning")
+            return
+        self.send(RemoveMapping(key))
+
+    def action_renew(self) -> None:
+        """Renew the selected mapping now."""
+        key = self.main.table.selected_key()
+        if key is None:
+            self.notify("No mapping selected to renew; press m to map a port.",
+                        severity="warning")
+            return
+        self.send(RenewMapping(key))
+
+    def action_refresh_address(self) -> None:
+        """Ask the gateway for its external address."""
+        self.send(RefreshExternalAddress())
+
+    def action_probe(self) -> None:
+        """Probe the gateway."""
+        self.send(ProbeGateway())
+
+    def action_demo_restart(self) -> None:
+        """Demo: restart the simulated gateway."""
+        self.send(RestartGateway())
+
+    def action_demo_address(self) -> None:
+        """Demo: change the simulated gateway's external address."""
+        self.send(ChangeExternalAddress())
+
+    def action_help(self) -> None:
+        """Show every key."""
+        self.push_screen(HelpScreen(self.key_help()))
+
+    async def action_quit(self) -> None:
+        """Quit at once; the worker deletes the mappings first (unless kept).
+
+        A second quit while that runs exits without waiting.
+        """
+        if not self.engine_running or self.link.quitting:
+            self.exit(1 if self.engine_error is not None else 0)
+            return
+        count = len(self.manager.mappings) if self.manager is not None else 0
+        if self.manager is not None and self.manager.keep:
+            self.note = EngineNote("Quitting (keeping the mappings)…", "bold")
+        else:
+            self.note = EngineNote(f"Quitting: deleting {count} mapping(s)… "
+                                   "(q again to quit without waiting)", "bold")
+        self.link.send(Quit())
+        self.refresh_view()
+
+    # -- keys for the help screen and the command palette ----------------------------------
+
+    def main_keys(self) -> list[tuple[str, Binding]]:
+        """The main screen's enabled bindings that have a description, one per action,
+        with every key bound to it as displayed (``?``, ``q``, ``^q``)."""
+        keys: dict[str, list[str]] = {}
+        first: dict[str, Binding] = {}
+        for active in self.main.active_bindings.values():
+            binding = active.binding
+            if not binding.description:
+                continue
+            first.setdefault(binding.action, binding)
+            display = self.get_key_display(binding)
+            if display not in keys.setdefault(binding.action, []):
+                keys[binding.action].append(display)
+        return [(" / ".join(keys[action]), binding) for action, binding in first.items()]
+
+    def key_help(self) -> list[KeyHelp]:
+        """(keys, description, tooltip) for the help screen."""
+        return [(keys, b.description, b.tooltip) for keys, b in self.main_keys()]
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if screen is not self.main:
+            return
+        for keys, binding in self.main_keys():
+            if binding.action in ("app.quit", "quit"):
+                continue  # Textual's own "Quit" command already calls action_quit
+            yield SystemCommand(binding.description, f"{binding.tooltip} (key: {keys})",
+                                partial(self.run_action, binding.action))

@@ -1,0 +1,121 @@
+"""The demo: a simulated gateway in this process, on loopback, and a manager on it.
+
+``natdeck --demo`` shows everything the TUI does without sending a packet off
+this machine: :func:`demo_engine` starts :class:`~engine.simulator.SimulatedGateway`
+on 127.0.0.1 (a free port), points its announcements, unicast, at the
+manager's announcement listener on another free loopback port (a real
+gateway multicasts them to 224.0.0.1:5350, RFC 6886 §3.2.1 and RFC 6887
+§14.1.3), and pre-maps a few ports. The demo keys restart the gateway and
+change its external address, cycling through documentation addresses and one
+carrier-grade NAT address (RFC 6598) that shows the "not public" warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from engine.manager import MappingManager
+from engine.protocols import Protocol
+from engine.simulator import GatewayConfig, SimulatedGateway
+
+from .backend import EngineParts
+from .map_request import MapRequest, Via
+
+__all__ = [
+    "DEMO_ADDRESSES",
+    "DEMO_LIFETIME",
+    "DEMO_MAPS",
+    "DemoOptions",
+    "SimulatorControls",
+    "demo_engine",
+    "free_udp_port",
+]
+
+LOOPBACK = "127.0.0.1"
+
+#: The simulated gateway's external addresses, in order (RFC 5737 documentation ranges,
+#: and 100.64.0.0/10, the shared address space of carrier-grade NAT, RFC 6598).
+DEMO_ADDRESSES: tuple[str, ...] = ("203.0.113.7", "198.51.100.23", "100.64.12.34",
+                                   "192.0.2.45")
+
+#: Short, so that renewals (at 1/2 to 5/8 of it, RFC 6887 §11.2.1) happen while you watch;
+#: 120 s is also the shortest lifetime miniupnpd grants.
+DEMO_LIFETIME = 120
+
+#: What the demo maps at start: a web server, WireGuard, a game server.
+DEMO_MAPS: tuple[MapRequest, ...] = (
+    MapRequest(Protocol.TCP, 8080),
+    MapRequest(Protocol.UDP, 51820),
+    MapRequest(Protocol.TCP, 25565, external_port=25570),
+)
+
+
+def free_udp_port(host: str = LOOPBACK) -> int:
+    """A UDP port on ``host`` that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class SimulatorControls:
+    """The demo keys' effect on a :class:`SimulatedGateway` (see :class:`DemoControls`)."""
+
+    def __init__(self, gateway: SimulatedGateway,
+                 addresses: Sequence[str] = DEMO_ADDRESSES) -> None:
+        self.gateway = gateway
+        current = str(gateway.external_address)
+        rest = [a for a in addresses if a != current]
+        self._next = itertools.cycle([*rest, current] if current in addresses else rest)
+
+    async def restart(self) -> str:
+        """Reboot the simulated gateway: it forgets every mapping and its epoch goes to 0."""
+        self.gateway.restart()
+        return ("simulated gateway restarted: it forgot every mapping and its epoch is 0; "
+                "it announces the restart")
+
+    async def change_external_address(self) -> str:
+        """Move the simulated gateway to the next demo address (announced)."""
+        address = next(self._next)
+        self.gateway.change_external_address(address)
+        return f"simulated gateway's external address is now {address}; it announces the change"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """How the demo engine is set up (the snapshot tests fix the port and the seed)."""
+
+    keep: bool = False
+    via: Via = "auto"
+    lifetime: int = DEMO_LIFETIME
+    port: int = 0
+    external_address: str = DEMO_ADDRESSES[0]
+    seed: int | None = None
+    config: GatewayConfig | None = None
+    announce_count: int = 3
+
+
+@asynccontextmanager
+async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[EngineParts]:
+    """Start the simulated gateway and build a manager on it; stop the gateway on exit.
+
+    The manager is not entered here: the app's engine worker enters it.
+    """
+    opts = options if options is not None else DemoOptions()
+    announce_port = free_udp_port()
+    base = opts.config if opts.config is not None else GatewayConfig()
+    config = dataclasses.replace(base, announce_targets=((LOOPBACK, announce_port),),
+                                 announce_count=opts.announce_count)
+    async with SimulatedGateway(LOOPBACK, opts.port, opts.external_address, config) as gateway:
+        host, port = gateway.address
+        manager = MappingManager(
+            host, gateway_port=port, local_address=LOOPBACK, via=opts.via,
+            lifetime=opts.lifetime, announce_host=LOOPBACK, announce_ports=(announce_port,),
+            multicast=False, keep=opts.keep,
+            rng=random.Random(opts.seed) if opts.seed is not None else None)
+        yield EngineParts(manager, SimulatorControls(gateway))

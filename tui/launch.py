@@ -1,0 +1,107 @@
+"""The entry point the ``natdeck`` command calls to open the terminal UI.
+
+:func:`run_app` resolves the gateway (``--demo``: a simulated one in this
+process; else discovery, explicit ``--gateway``/``--local`` winning), builds
+the app and runs it. Problems found before the UI starts (no gateway, a bad
+address) are printed as one sentence, not a traceback; everything after that
+is shown in the UI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from engine.discovery import discover
+from engine.errors import NoGatewayError
+from engine.manager import MappingManager
+from engine.protocols import as_protocol
+
+from .backend import EngineFactory, EngineParts
+from .map_request import VIAS, MapRequest, Via
+
+if TYPE_CHECKING:
+    from .app import NatDeckApp
+
+__all__ = ["EXIT_NO_GATEWAY", "EXIT_USAGE", "build_app", "run_app"]
+
+# The same statuses as tui.cli's.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NO_GATEWAY = 4
+
+
+def _requests(maps: Sequence[tuple[int, int]]) -> list[MapRequest]:
+    return [MapRequest(as_protocol(protocol), port) for protocol, port in maps]
+
+
+def _checked_via(via: str) -> Via:
+    for candidate in VIAS:
+        if via == candidate:
+            return candidate
+    raise ValueError(f"via must be one of {', '.join(VIAS)}, not {via!r}")
+
+
+def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
+                 keep: bool) -> EngineFactory:
+    @asynccontextmanager
+    async def factory() -> AsyncIterator[EngineParts]:
+        # Built on the worker's loop: the manager's sockets belong to it.
+        yield EngineParts(MappingManager(gateway, gateway_port=gateway_port,
+                                         local_address=local, via=via, keep=keep))
+
+    return factory
+
+
+def build_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
+              demo: bool, maps: Sequence[tuple[int, int]] = (), keep: bool = False,
+              via: str = "auto") -> NatDeckApp:
+    """The app :func:`run_app` would run (``NatDeckApp``), without running it.
+
+    Raises :class:`~engine.errors.NoGatewayError` when discovery finds no gateway and
+    ``ValueError`` for a bad address or ``via``.
+    """
+    from .app import NatDeckApp  # Textual is imported only when the UI is wanted
+
+    chosen = _checked_via(via)
+    requests = _requests(maps)
+    if demo:
+        from .demo import DEMO_MAPS, DemoOptions, demo_engine
+
+        wanted = {(int(r.protocol), r.internal_port) for r in requests}
+        initial = [r for r in DEMO_MAPS if (int(r.protocol), r.internal_port) not in wanted]
+        options = DemoOptions(keep=keep, via=chosen)
+        return NatDeckApp(engine=lambda: demo_engine(options), demo=True,
+                          initial_maps=[*initial, *requests], via=chosen)
+    found = discover(gateway=gateway, local_address=local)
+    return NatDeckApp(engine=_real_engine(str(found.gateway), str(found.local_address),
+                                          gateway_port, chosen, keep),
+                      initial_maps=requests, via=chosen)
+
+
+def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
+            demo: bool, maps: Sequence[tuple[int, int]] = (), keep: bool = False,
+            via: str = "auto") -> int:
+    """Open the terminal UI; return the exit status (0 after a normal quit).
+
+    ``maps`` are (IP protocol number, internal port) pairs mapped at start;
+    ``keep`` leaves the mappings at the gateway on quit; ``via`` is auto, pcp or
+    natpmp. With ``demo`` the gateway is simulated in this process and nothing
+    leaves the machine.
+    """
+    try:
+        app = build_app(gateway=gateway, local=local, gateway_port=gateway_port, demo=demo,
+                        maps=maps, keep=keep, via=via)
+    except NoGatewayError as exc:
+        print(f"natdeck: {exc}", file=sys.stderr)
+        return EXIT_NO_GATEWAY
+    except ValueError as exc:
+        print(f"natdeck: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = app.run()
+    if app.engine_error is not None:
+        print(f"natdeck: {app.engine_error}", file=sys.stderr)
+    return EXIT_OK if status is None else int(status)
