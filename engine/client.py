@@ -225,11 +225,14 @@ class GatewayClient:
                  local_address: str | IPAddress | None = None,
                  max_in_flight: int | None = None,
                  rng: random.Random | None = None) -> None:
-        self.gateway: IPAddress = to_address(gateway)
+        self.gateway: IPAddress = _address("gateway", gateway)
         self.port = port
-        self._explicit_local = to_address(local_address) if local_address is not None else None
+        self._explicit_local = (_address("local address", local_address)
+                               if local_address is not None else None)
+        # An explicit local address is bound: the PCP client address field must be the
+        # packet's source, or the gateway answers ADDRESS_MISMATCH (RFC 6887 §8.3).
         self.channel = GatewayChannel(
-            self.gateway, port,
+            self.gateway, port, local_address=self._explicit_local,
             max_in_flight=DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else max_in_flight)
         self.channel.observers.append(self._observe)
         self.rng = rng if rng is not None else random.Random()
@@ -263,10 +266,13 @@ class GatewayClient:
 
     async def _exchange(self, packet: bytes, accepts: Callable[[Message], bool],
                         protocol: ProtocolName, *, timeout: float | None,
-                        describe: str) -> Exchange:
+                        describe: str, retransmit: bool = True) -> Exchange:
         schedule = timing.NATPMP_RETRANSMIT if protocol == "natpmp" else timing.PCP_RETRANSMIT
-        if timeout is None and protocol == "pcp":
-            attempts: Iterator[timing.Attempt] = schedule.attempts(None, self.rng)
+        if not retransmit and timeout is not None:
+            # One packet, whose answer is awaited until the deadline.
+            attempts: Iterator[timing.Attempt] = iter([timing.Attempt(1, 0.0, timeout)])
+        elif timeout is None and protocol == "pcp":
+            attempts = schedule.attempts(None, self.rng)
         else:
             attempts = schedule.attempts(timeout, self.rng)
         self._users += 1
@@ -359,11 +365,12 @@ class GatewayClient:
         _check_port("external port", suggested)
         options: list[pcp.Option] = []
         if third_party is not None:
-            options.append(pcp.ThirdParty(to_address(third_party)))
+            options.append(pcp.ThirdParty(_address("third-party address", third_party)))
         if prefer_failure:
             options.append(pcp.PreferFailure())
         options.extend(filters)
-        wanted_external = to_address(external_address) if external_address is not None else None
+        wanted_external = (_address("external address", external_address)
+                           if external_address is not None else None)
         request = _MapArgs(proto, internal_port, suggested, wanted_external, lifetime,
                            tuple(options), nonce or _new_nonce())
         return await self._map_with_fallback(request, via, timeout, fallback_on_silence)
@@ -404,7 +411,8 @@ class GatewayClient:
         return await self._map_natpmp(request, remaining)
 
     async def _map_pcp(self, request: _MapArgs, timeout: float | None,
-                       mapping: PortMapping | None = None) -> PortMapping:
+                       mapping: PortMapping | None = None, *,
+                       retransmit: bool = True) -> PortMapping:
         local = await self.local_address()
         suggested_address = request.external_address or _zero_like(local)
         data = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
@@ -414,7 +422,8 @@ class GatewayClient:
         what = "delete" if request.lifetime == 0 else "renew" if mapping else "map"
         describe = f"PCP {what} {protocol_name(int(request.protocol))} {request.internal_port}"
         exchange = await self._exchange(packet, _accepts_pcp(pcp.Opcode.MAP, data), "pcp",
-                                        timeout=timeout, describe=describe)
+                                        timeout=timeout, describe=describe,
+                                        retransmit=retransmit)
         response = self._pcp_result(exchange.message, describe)
         assert isinstance(response.data, pcp.MapData)
         if request.lifetime == 0:
@@ -519,8 +528,14 @@ class GatewayClient:
         return message
 
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
-                    timeout: float | None = DEFAULT_TIMEOUT) -> PortMapping:
-        """Renew ``mapping`` in place: same nonce, same protocol, its assigned port."""
+                    timeout: float | None = DEFAULT_TIMEOUT,
+                    retransmit: bool = True) -> PortMapping:
+        """Renew ``mapping`` in place: same nonce, same protocol, its assigned port.
+
+        ``retransmit=False`` sends a PCP renewal once and waits ``timeout`` for its answer:
+        RFC 6887 §11.2.1 spaces renewals at least 4 s apart and retries them in later
+        windows of the lifetime, which the caller schedules (IRT, 3 s, would be too soon).
+        """
         if mapping.deleted:
             raise InvalidRequest(f"{mapping.describe()} was deleted; map it again")
         lifetime = mapping.requested_lifetime if lifetime is None else lifetime
@@ -530,7 +545,7 @@ class GatewayClient:
             return await self._peer_request(mapping, lifetime, timeout)
         request = self._request_for(mapping, lifetime)
         if mapping.via == "pcp":
-            return await self._map_pcp(request, timeout, mapping)
+            return await self._map_pcp(request, timeout, mapping, retransmit=retransmit)
         return await self._map_natpmp(request, timeout, mapping)
 
     async def recreate(self, mapping: PortMapping, *,
@@ -613,7 +628,11 @@ class GatewayClient:
     async def get_external_address(self, *, via: Via = "auto",
                                    timeout: float | None = DEFAULT_TIMEOUT) -> IPAddress:
         """The gateway's external address; see :func:`external_address`."""
-        if via == "natpmp" or (via == "auto" and self.speaks["natpmp"] is not False):
+        # NAT-PMP is IPv4-only (RFC 6886 §3.2: its answer holds an IPv4 address): over IPv6,
+        # "auto" asks PCP, which reports an IPv6 external address too.
+        natpmp_possible = (isinstance(self.gateway, IPv4Address)
+                           and self.speaks["natpmp"] is not False)
+        if via == "natpmp" or (via == "auto" and natpmp_possible):
             try:
                 return await self._natpmp_external_address(timeout)
             except UnsupportedVersion:
@@ -636,15 +655,17 @@ class GatewayClient:
         local = await self.local_address()
         options: tuple[pcp.Option, ...] = ()
         if third_party is not None:
-            options = (pcp.ThirdParty(to_address(third_party)),)
+            options = (pcp.ThirdParty(_address("third-party address", third_party)),)
         mapping = PortMapping(
             gateway=self.gateway, gateway_port=self.port, local_address=local,
             protocol=proto, internal_port=internal_port,
             external_port=internal_port if external_port is None else external_port,
-            external_address=to_address(external_address) if external_address else None,
+            external_address=(_address("external address", external_address)
+                              if external_address else None),
             lifetime=0, expires_at=0.0, via="pcp", epoch=0, nonce=nonce or _new_nonce(),
             requested_lifetime=lifetime, options=options,
-            remote_address=to_address(remote_address), remote_port=remote_port, client=self)
+            remote_address=_address("remote address", remote_address), remote_port=remote_port,
+            client=self)
         return await self._peer_request(mapping, lifetime, timeout)
 
     async def _peer_request(self, mapping: PortMapping, lifetime: int,
@@ -748,6 +769,14 @@ def _checked_protocol(protocol: int) -> Protocol | int:
         raise InvalidRequest(str(exc)) from None
 
 
+def _address(what: str, value: str | IPAddress) -> IPAddress:
+    # A caller's typo is an InvalidRequest (a NatDeckError), not ipaddress's bare ValueError.
+    try:
+        return to_address(value)
+    except ValueError:
+        raise InvalidRequest(f"{what} must be an IP address, not {value!r}") from None
+
+
 def _check_port(name: str, port: int) -> None:
     if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
         raise InvalidRequest(f"{name} must be 0-65535, not {port!r}")
@@ -786,6 +815,11 @@ def _accepts_pcp(opcode: int, data: pcp.MapData | pcp.PeerData | None) -> Callab
             return False
         if message.version != pcp.PCP_VERSION:
             return message.result == PcpResult.UNSUPP_VERSION
+        if message.result == PcpResult.UNSUPP_VERSION and message.data is None:
+            # A version-2 server that refuses "the version" of a packet, without our nonce,
+            # refuses a version-0 one: a PCP-only gateway answering the NAT-PMP request sent
+            # alongside (RFC 6887 §9; its opcode 0, 1 or 2 collides with ours).
+            return False
         if data is None:
             return message.data is None  # ANNOUNCE: a header alone
         if message.data is None:

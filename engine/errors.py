@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .codes import ErrorLifetime, pcp_result, result_description, result_name
+from .codes import ErrorLifetime, PcpResult, pcp_result, result_description, result_name
 
 __all__ = [
     "GatewayTimeout",
@@ -109,7 +109,9 @@ class ResultCodeError(GatewayError):
         """
         if self.protocol == "pcp":
             member = pcp_result(self.code)
-            return member.lifetime_kind if not isinstance(member, int) else ErrorLifetime.LONG
+            # PcpResult is an IntEnum, so "not isinstance(member, int)" was never true and
+            # every PCP code counted as LONG; only an unknown code (a bare int) is LONG here.
+            return member.lifetime_kind if isinstance(member, PcpResult) else ErrorLifetime.LONG
         return ErrorLifetime.SHORT if self.code in (3, 4) else ErrorLifetime.LONG
 
 

@@ -15,8 +15,11 @@ What it reacts to:
   a gateway that lost its state gets every mapping back, asking for the same
   external ports, with no user action.
 * Announcements (see :mod:`engine.announce`): a NAT-PMP address change updates
-  every mapping and the status at once; an ANNOUNCE triggers renewals after the
-  RFC's random 0-5 s delay (RFC 6887 §14.1.3).
+  every mapping and the status at once (and PCP mappings are renewed to confirm
+  it); an announcement whose epoch shows lost state gets every mapping back. Both
+  after the RFC's random 0-5 s delay (RFC 6887 §14.1.3), once per change: the
+  repetitions of an announcement (ten, RFC 6886 §3.2.1) or a flood of them add
+  no requests.
 * Errors: a short-lifetime error is retried when the gateway's error lifetime is
   over; a long-lifetime one leaves the mapping FAILED until something changes
   (the gateway restarts, its address changes, or the user renews).
@@ -119,6 +122,9 @@ class _Entry:
     backoff: float = 5.0
     long_failure: bool = False
     pending_ops: set[asyncio.Task[None]] = field(default_factory=set)
+    recheck: bool = False
+    """The gateway lost its state (or changed address) while a request was in flight:
+    its answer may predate that, or the request died with the gateway's queue."""
 
 
 class _Subscription:
@@ -185,7 +191,7 @@ class MappingManager:
         self._scheduler: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: AnnouncementListener | None = None
-        self._announce_renewal: asyncio.TimerHandle | None = None
+        self._loss_announced = False
         self._started = False
         self._closed = False
 
@@ -238,8 +244,6 @@ class MappingManager:
             self._closed = True
             return
         self._closed = True
-        if self._announce_renewal is not None:
-            self._announce_renewal.cancel()
         if self._scheduler is not None:
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
@@ -344,6 +348,7 @@ class MappingManager:
                 log.exception("internal error while handling %s", entry.view.key)
             finally:
                 entry.busy = False
+                self._after_request(entry)
 
         self._spawn(guarded())
 
@@ -352,6 +357,13 @@ class MappingManager:
         now = self._now()
         if view.state in (MappingState.ACTIVE, MappingState.RENEWING, MappingState.FAILED) \
                 and view.expires_at is not None and now >= view.expires_at:
+            if entry.long_failure:
+                # RFC 6887 §15: a long-lifetime error is not retried until something
+                # changes. The mapping is gone at the gateway now: say so, stay FAILED.
+                view.expires_at = None
+                self._schedule(entry, None)
+                self._emit(MappingLost(now, view.key, f"expired: {view.reason}"))
+                return
             self._lose(entry, "its lifetime ran out before a renewal succeeded"
                        if view.reason is None else f"expired: {view.reason}")
         if view.state is MappingState.LOST or (view.state is MappingState.FAILED
@@ -379,7 +391,8 @@ class MappingManager:
         entry.attempt = 0
         entry.backoff = 5.0
         entry.long_failure = False
-        if mapping.external_address is not None:
+        if mapping.external_address is not None and not entry.recheck:
+            # (With recheck set the answer may predate an address change: not news.)
             self._external_address(mapping.external_address, "response")
         self.status.via = mapping.via
         self._schedule(entry, self._renewal_time(mapping))
@@ -398,6 +411,7 @@ class MappingManager:
                   lifetime: int | None = None, via: Via | None = None,
                   prefer_failure: bool = False, filters: Iterable[pcp.Filter] = (),
                   third_party: str | IPAddress | None = None,
+                  nonce: bytes | None = None,
                   timeout: float | None = None) -> ManagedMapping:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
@@ -415,7 +429,7 @@ class MappingManager:
         options: dict[str, object] = dict(
             external_port=external_port, external_address=external_address,
             lifetime=requested, via=via or self.via, prefer_failure=prefer_failure,
-            filters=tuple(filters), third_party=third_party)
+            filters=tuple(filters), third_party=third_party, nonce=nonce)
         entry = _Entry(view, options, busy=True)
         self._entries[key] = entry
         self._views[key] = view
@@ -424,7 +438,8 @@ class MappingManager:
                 protocol, internal_port, external_port=external_port,
                 external_address=external_address, lifetime=requested, via=via or self.via,
                 prefer_failure=prefer_failure, filters=entry.options["filters"],  # type: ignore[arg-type]
-                third_party=third_party, timeout=self.timeout if timeout is None else timeout)
+                third_party=third_party, nonce=nonce,
+                timeout=self.timeout if timeout is None else timeout)
         except NatDeckError as exc:
             self._entries.pop(key, None)
             self._views.pop(key, None)
@@ -436,6 +451,7 @@ class MappingManager:
         entry.mapping = mapping
         self._update_view(entry, mapping)
         self._emit(MappingAdded(self._now(), key, view))
+        self._after_request(entry)
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -489,6 +505,7 @@ class MappingManager:
                 await self._renew(entry, raise_errors=True)
         finally:
             entry.busy = False
+            self._after_request(entry)
         return entry.view
 
     async def _renew(self, entry: _Entry, *, raise_errors: bool = False) -> None:
@@ -497,16 +514,28 @@ class MappingManager:
         view.state = MappingState.RENEWING
         now = self._now()
         old_port = entry.mapping.external_port
-        left = (view.expires_at - now) if view.expires_at is not None else self.timeout
+        # RFC 6887 §11.2.1: one renewal request, then (unanswered) the next in the next
+        # window of the lifetime, never less than 4 s later. So a scheduled PCP renewal is
+        # not retransmitted on the 3 s RFC 3315 schedule: its answer is awaited until the
+        # next window. NAT-PMP keeps its 250 ms retransmissions (RFC 6886 §3.1), and so
+        # does a renewal the user asked for (raise_errors): a request now, like any other.
+        lifetime = max(view.lifetime, 1)
+        planned = timing.renewal_retry_at(
+            view.granted_at if view.granted_at is not None else now, lifetime, now,
+            entry.attempt + 1, self.rng,
+            min_spacing=min(timing.PCP_RENEWAL_MIN_SPACING, lifetime / 8))
+        until = planned if planned is not None else view.expires_at
+        left = (until - now) if until is not None else self.timeout
         try:
-            await self.client.renew(entry.mapping, timeout=max(1.0, min(self.timeout, left)))
+            await self.client.renew(entry.mapping, timeout=max(1.0, min(self.timeout, left)),
+                                    retransmit=entry.mapping.via != "pcp" or raise_errors)
         except NatDeckError as exc:
             self._failed_request(exc)
             view.reason = str(exc)
             view.error = exc
             view.failures += 1
             entry.attempt += 1
-            retry = self._retry_after_error(entry, exc)
+            retry = self._retry_after_error(entry, exc, planned)
             self._emit(MappingRenewalFailed(self._now(), view.key, exc, retry))
             if raise_errors:
                 raise
@@ -516,8 +545,12 @@ class MappingManager:
         self._emit(MappingRenewed(self._now(), view.key, view,
                                   port_changed=entry.mapping.external_port != old_port))
 
-    def _retry_after_error(self, entry: _Entry, exc: NatDeckError) -> float | None:
-        """Decide (and schedule) what follows a failed renewal; returns the retry time."""
+    def _retry_after_error(self, entry: _Entry, exc: NatDeckError,
+                           planned: float | None) -> float | None:
+        """Decide (and schedule) what follows a failed renewal; returns the retry time.
+
+        ``planned`` is the next renewal window's time, drawn when the request was sent.
+        """
         view = entry.view
         now = self._now()
         if isinstance(exc, ResultCodeError):
@@ -530,11 +563,7 @@ class MappingManager:
             view.state = MappingState.RENEWING
             self._schedule(entry, now + wait)
             return now + wait
-        granted = view.granted_at if view.granted_at is not None else now
-        retry = timing.renewal_retry_at(granted, max(view.lifetime, 1), now, entry.attempt,
-                                        self.rng, min_spacing=min(
-                                            timing.PCP_RENEWAL_MIN_SPACING,
-                                            max(view.lifetime, 1) / 8))
+        retry = None if planned is None else max(planned, now)
         view.state = MappingState.RENEWING
         self._schedule(entry, retry)
         return retry
@@ -568,6 +597,7 @@ class MappingManager:
                     prefer_failure=bool(options["prefer_failure"]),
                     filters=options["filters"],  # type: ignore[arg-type]
                     third_party=options["third_party"],  # type: ignore[arg-type]
+                    nonce=options["nonce"],  # type: ignore[arg-type]
                     timeout=self.timeout)
                 entry.mapping = mapping
             else:
@@ -599,6 +629,17 @@ class MappingManager:
         self._update_view(entry, entry.mapping)
         self._emit(MappingRecovered(self._now(), view.key, view,
                                     same_port=old_port in (None, entry.mapping.external_port)))
+
+    def _after_request(self, entry: _Entry) -> None:
+        """Check ``entry`` again soon if its gateway changed while its request was out."""
+        if not entry.recheck or self._closed:
+            return
+        entry.recheck = False
+        if self._entries.get(entry.view.key) is entry and entry.view.state in (
+                MappingState.ACTIVE, MappingState.RENEWING, MappingState.LOST):
+            # A renewal (or recovery) re-creates the mapping if the gateway lost it,
+            # after the same random 0-5 s as the others (RFC 6887 §14.1.3).
+            self._schedule(entry, self._now() + timing.announce_response_delay(self.rng))
 
     def _check_open(self) -> None:
         if not self._started or self._closed:
@@ -638,12 +679,19 @@ class MappingManager:
         self.status.restarts += 1
         self.status.epoch = epoch
         self._emit(GatewayRestarted(self._now(), protocol, epoch))
+        # The other protocol's epoch went back with this one (one table, and miniupnpd
+        # shares the epoch): forget it, or its next answer reports the same reboot again.
+        self.client.epochs["natpmp" if protocol == "pcp" else "pcp"] = None
         now = self._now()
         for entry in self._entries.values():
             if entry.busy or entry.mapping is None:
+                entry.recheck = True
                 continue
             self._lose(entry, "the gateway lost its state (restart or reboot)")
-            self._schedule(entry, now)
+            # RFC 6887 §14.1.3: after an announcement every client of the gateway hears
+            # it, so each request waits a random 0-5 s; an answer's epoch is ours alone.
+            delay = timing.announce_response_delay(self.rng) if self._loss_announced else 0.0
+            self._schedule(entry, now + delay)
 
     def _external_address(self, address: IPAddress, source: str) -> None:
         old = self.status.external_address
@@ -661,32 +709,34 @@ class MappingManager:
         now = self._now()
         self.status.last_contact = now
         protocol: ProtocolName = "natpmp" if announcement.kind == "natpmp_address" else "pcp"
-        lost = self.client.observe_epoch(protocol, announcement.epoch, now)
+        # RFC 6887 §14.1.3 and §8.5: the epoch says whether the gateway lost its state; if
+        # it did, _state_lost gets every mapping back. An announcement that says nothing
+        # new (the nine repetitions of RFC 6886 §3.2.1, a flood) costs no request.
+        self._loss_announced = True
+        try:
+            self.client.observe_epoch(protocol, announcement.epoch, now)
+        finally:
+            self._loss_announced = False
         self.status.epoch = announcement.epoch
-        if announcement.external_address is not None:
-            changed = announcement.external_address != self.status.external_address
-            self._external_address(announcement.external_address, "announce")
-            if changed:
-                for entry in self._entries.values():
-                    if entry.mapping is not None and entry.mapping.via == "natpmp":
-                        entry.mapping.external_address = announcement.external_address
-                        entry.view.external_address = announcement.external_address
-        # RFC 6887 §14.1.3: renew every mapping after a random 0-5 s, so the new
-        # external address (or lost state) is learnt without a herd of requests.
-        # Coalesced: a flood of announcements schedules one round.
-        if not lost and self._announce_renewal is None and self._entries:
-            delay = timing.announce_response_delay(self.rng)
-            loop = asyncio.get_running_loop()
-            self._announce_renewal = loop.call_later(delay, self._renew_all_after_announce)
-
-    def _renew_all_after_announce(self) -> None:
-        self._announce_renewal = None
-        now = self._now()
+        new = announcement.external_address
+        old = self.status.external_address
+        if new is None or new == old:
+            return
+        self._external_address(new, "announce")
         for entry in self._entries.values():
-            if entry.busy or entry.mapping is None:
-                continue
-            if entry.view.state in (MappingState.ACTIVE, MappingState.RENEWING):
-                self._schedule(entry, now)
+            mapping = entry.mapping
+            if mapping is None or entry.busy:
+                entry.recheck = True  # its answer may still carry the old address
+            if mapping is None or entry.view.external_address not in (old, None):
+                continue  # a PCP mapping on another address of the gateway's pool
+            mapping.external_address = new
+            entry.view.external_address = new
+            # A PCP mapping learns its address from the gateway: confirm it, after the
+            # random 0-5 s of RFC 6887 §14.1.3 (one renewal each, however many
+            # announcements). Lost ones are being recovered already.
+            if (mapping.via == "pcp" and not entry.busy
+                    and entry.view.state in (MappingState.ACTIVE, MappingState.RENEWING)):
+                self._schedule(entry, now + timing.announce_response_delay(self.rng))
 
     # -- probing ---------------------------------------------------------------------------
 

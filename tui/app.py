@@ -12,6 +12,8 @@ cells that changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -35,7 +37,7 @@ from engine.events import (
     MappingRemoved,
     MappingRenewalFailed,
 )
-from engine.manager import MappingManager
+from engine.manager import CLOSE_DEADLINE, MappingManager
 
 from .backend import EngineFactory, using
 from .engine_link import (
@@ -68,6 +70,10 @@ from .screens.help import KeyHelp
 
 __all__ = ["NatDeckApp"]
 
+#: How long closing the app waits for the engine worker to leave the manager: the
+#: manager's own deadline for deleting the mappings, and a little more.
+CLOSE_WAIT = CLOSE_DEADLINE + 1.0
+
 _DEMO_ACTIONS = frozenset({"demo_restart", "demo_address"})
 
 _EVENT_STYLE: dict[type[Event], str] = {
@@ -94,7 +100,9 @@ class NatDeckApp(App[int]):
 
     ``initial_maps`` are requested once the manager runs. ``clock`` returns the
     manager's time (``loop.time()`` by default) and ``timestamp`` formats the
-    event log's wall-clock stamps; tests fix both for stable snapshots.
+    event log's wall-clock stamps; tests fix both for stable snapshots. Records
+    of the ``engine`` logger at ``engine_log_level`` and above (by default INFO:
+    retransmissions, dropped packets) are shown in the event log.
     """
 
     CSS_PATH = "natdeck.tcss"
@@ -105,7 +113,7 @@ class NatDeckApp(App[int]):
                  initial_maps: Sequence[MapRequest] = (), via: Via = "auto",
                  clock: Callable[[], float] | None = None,
                  timestamp: Callable[[float], str] = clock_time,
-                 tick: float = 1.0) -> None:
+                 tick: float = 1.0, engine_log_level: int = logging.INFO) -> None:
         super().__init__()
         if engine is None:
             if manager is None:
@@ -120,8 +128,13 @@ class NatDeckApp(App[int]):
         self.main = MainScreen(timestamp=timestamp)
         self.note: EngineNote | None = EngineNote("Starting the engine…", "dim")
         self.engine_running = False
+        """Whether the engine worker is running (from mount until it stops)."""
+        self.engine_started = False
+        """Whether the manager has been entered (the gateway panel shows its status)."""
         self.engine_error: BaseException | None = None
-        self._log_tap = EngineLogTap(EngineLogHandler(self.post_message))
+        self._force_quit = False
+        self._log_tap = EngineLogTap(EngineLogHandler(self.post_message, engine_log_level),
+                                     engine_log_level)
         self.sub_title = "demo: simulated gateway on loopback" if demo else ""
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -136,7 +149,14 @@ class NatDeckApp(App[int]):
         self.run_engine()
         self.refresh_view()
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        # Textual cancels the workers when the app closes but does not wait for them.
+        # Give the engine worker the time its manager takes to delete the mappings
+        # (the app may be closing by another way than q: the palette, app.exit(), a
+        # test ending), unless the user already asked to quit without waiting.
+        if self.engine_running and not self._force_quit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.link.finished.wait(), CLOSE_WAIT)
         self._log_tap.detach()
 
     @work(exclusive=True, group="engine", exit_on_error=False, name="engine",
@@ -179,6 +199,7 @@ class NatDeckApp(App[int]):
 
     def on_engine_started(self, message: EngineStarted) -> None:
         self.manager = message.parts.manager
+        self.engine_started = True
         self.note = None
         if self.manager.keep:
             self.note = EngineNote("Mappings are kept when natdeck quits (--keep).", "dim")
@@ -203,7 +224,7 @@ class NatDeckApp(App[int]):
 
     def on_command_failed(self, message: CommandFailed) -> None:
         error = sanitize(str(message.error))
-        self.log_line(time.time(), f"✗ {sanitize(message.what)}: {error}", "bold red")
+        self.log_line(time.time(), f"{sanitize(message.what)} failed: {error}", "bold red")
         self.notify(error, title=f"Could not {sanitize(message.what, limit=60)}",
                     severity="error", timeout=8)
 
@@ -213,7 +234,7 @@ class NatDeckApp(App[int]):
     def on_engine_stopped(self, message: EngineStopped) -> None:
         self.engine_running = False
         if message.quitting:
-            self.exit(0)
+            self._leave(0)
             return
         error = message.error
         self.engine_error = error
@@ -223,10 +244,14 @@ class NatDeckApp(App[int]):
             text = "the engine stopped"
         else:
             text = f"{type(error).__name__}: {error}"
-        self.note = EngineNote(f"✗ Engine stopped: {text} (press q to quit)", "bold red")
-        self.log_line(time.time(), sanitize(f"✗ engine stopped: {text}"), "bold red")
+        self.note = EngineNote(f"Engine stopped: {text} (press q to quit)", "bold red")
+        self.log_line(time.time(), sanitize(f"engine stopped: {text}"), "bold red")
         self.notify(sanitize(text), title="The engine stopped", severity="error", timeout=10)
         self.refresh_view()
+
+    def _leave(self, status: int) -> None:
+        """Exit with ``status`` as both the app's result and its return code."""
+        self.exit(status, return_code=status)
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -289,7 +314,8 @@ class NatDeckApp(App[int]):
         A second quit while that runs exits without waiting.
         """
         if not self.engine_running or self.link.quitting:
-            self.exit(1 if self.engine_error is not None else 0)
+            self._force_quit = self.engine_running
+            self._leave(1 if self.engine_error is not None else 0)
             return
         count = len(self.manager.mappings) if self.manager is not None else 0
         if self.manager is not None and self.manager.keep:
@@ -303,18 +329,26 @@ class NatDeckApp(App[int]):
     # -- keys for the help screen and the command palette ----------------------------------
 
     def main_keys(self) -> list[tuple[str, Binding]]:
-        """The main screen's enabled bindings that have a description, one per action,
-        with every key bound to it as displayed (``?``, ``q``, ``^q``)."""
+        """natdeck's keys on the main screen (as the keymap has them now), then the app's
+        own (^q, the command palette): one entry per action, with every key bound to it."""
         keys: dict[str, list[str]] = {}
         first: dict[str, Binding] = {}
-        for active in self.main.active_bindings.values():
-            binding = active.binding
-            if not binding.description:
-                continue
-            first.setdefault(binding.action, binding)
+
+        def add(action: str, binding: Binding) -> None:
+            first.setdefault(action, binding)
             display = self.get_key_display(binding)
-            if display not in keys.setdefault(binding.action, []):
-                keys[binding.action].append(display)
+            if display not in keys.setdefault(action, []):
+                keys[action].append(display)
+
+        active = list(self.main.active_bindings.values())
+        for entry in active:
+            binding = entry.binding
+            if entry.node is self.main and (binding.id or "").startswith("natdeck."):
+                add(binding.action.removeprefix("app."), binding)
+        for entry in active:
+            binding = entry.binding
+            if entry.node is self and binding.description and not binding.system:
+                add(binding.action.removeprefix("app."), binding)
         return [(" / ".join(keys[action]), binding) for action, binding in first.items()]
 
     def key_help(self) -> list[KeyHelp]:
@@ -326,7 +360,7 @@ class NatDeckApp(App[int]):
         if screen is not self.main:
             return
         for keys, binding in self.main_keys():
-            if binding.action in ("app.quit", "quit"):
+            if binding.action in ("app.quit", "quit", "command_palette"):
                 continue  # Textual's own "Quit" command already calls action_quit
             yield SystemCommand(binding.description, f"{binding.tooltip} (key: {keys})",
                                 partial(self.run_action, binding.action))

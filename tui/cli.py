@@ -26,8 +26,30 @@ Exit status (:data:`EXIT_CODES`):
 130   interrupted (SIGINT) in the middle of a one-shot command
 ====  =======================================================================
 
+JSON output (``--json``), one object per line; fields are only ever added:
+
+- ``map``: ``event`` ("mapped"; with ``--hold`` then "renewed", "recovered",
+  "lost", "renewal_failed", "failed", "external_address_changed",
+  "gateway_restarted", and "deleted" at the end), ``protocol`` (name),
+  ``protocol_number``, ``internal_port``, ``external_address``,
+  ``external_port``, ``lifetime`` (granted seconds), ``via`` ("pcp"/"natpmp"),
+  ``gateway``, ``gateway_port``, ``local_address``, ``epoch``; events about
+  trouble carry ``reason`` instead of the mapping's fields.
+- ``unmap``: ``event`` ("deleted", or "deleted_all" for ``--all``),
+  ``protocol``, ``protocol_number``, ``internal_port``, ``external_port``, ``via``,
+  ``gateway``, ``gateway_port``, ``local_address``, ``stored_nonce``.
+- ``probe``: ``gateway``, ``gateway_port``, ``local_address``, ``reachable``,
+  ``pcp``, ``natpmp``, ``via``, ``external_address``, ``epoch``, ``pcp_epoch``,
+  ``natpmp_epoch``, ``rtt`` (seconds), ``pcp_version``.
+- ``watch``: ``event`` ("announcement"), ``kind`` ("natpmp_address" or
+  "pcp_announce"), ``protocol``, ``external_address``, ``previous_address``,
+  ``address_changed``, ``restarted`` (the epoch shows the gateway lost its
+  state), ``repeat``, ``epoch``, ``gateway``, ``gateway_port``, ``port`` (where it
+  arrived), ``time`` (UTC, ISO 8601).
+
 PCP mappings belong to their nonce (RFC 6887 §11.1), so ``map`` keeps it in
-the state file (:mod:`engine.statefile`) and ``unmap`` (another process) uses it.
+the state file (:mod:`engine.statefile`) and ``unmap`` (another process) uses it;
+running ``map`` again for the same mapping renews it with the same nonce.
 
 This module imports neither Textual nor the TUI: the TUI is imported only when
 ``natdeck`` runs without a subcommand.
@@ -42,6 +64,7 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -78,6 +101,7 @@ from engine.manager import MappingManager
 from engine.protocols import PORTED_PROTOCOLS, Protocol, parse_protocol, protocol_name
 from engine.statefile import MappingRecord, StateFile
 from engine.transport import SERVER_PORT
+from engine.wire import pcp
 from engine.wire.addresses import IPAddress, to_address
 
 __all__ = ["EXIT_CODES", "build_parser", "main", "main_async"]
@@ -655,7 +679,7 @@ async def _delete_unknown(ctx: _Context, client: GatewayClient, protocol: int, p
         external_port=port if external_port is None else external_port,
         external_address=None, lifetime=0, expires_at=0.0,
         via="natpmp" if ctx.conn.via == "natpmp" else "pcp", epoch=0,
-        nonce=os.urandom(12), suggested_external_port=port)
+        nonce=secrets.token_bytes(pcp.NONCE_SIZE), suggested_external_port=port)
     try:
         await client.delete(mapping, timeout=timeout)
     except UnsupportedVersion:
@@ -783,15 +807,13 @@ async def _hold(ctx: _Context, record: MappingRecord | None) -> int:
     port: int = args.port
     timeout = args.timeout or DEFAULT_TIMEOUT
     external_port = args.external_port
+    nonce: bytes | None = None
     if record is not None and ctx.conn.via in ("auto", record.via):
         if external_port is None:
             external_port = record.external_port
-        if record.via == "pcp":
-            # The manager makes its own nonce, which the gateway refuses for a mapping that
-            # exists under the stored one (RFC 6887 §11.3): delete that one first.
-            with contextlib.suppress(NatDeckError):
-                async with ctx.client() as client:
-                    await client.delete(record.to_mapping(), timeout=min(timeout, 5.0))
+        # Hold the mapping we made before under its own nonce: a new one would be refused
+        # for a mapping that exists under the stored one (RFC 6887 §11.1).
+        nonce = record.nonce
     listen = not args.no_listen
     manager = MappingManager(
         ctx.gateway, gateway_port=ctx.conn.gateway_port, local_address=ctx.local,
@@ -801,7 +823,7 @@ async def _hold(ctx: _Context, record: MappingRecord | None) -> int:
         multicast=args.listen_host is None, keep=True, probe_on_start=False)
     key = MappingKey(protocol, port)
     async with manager:
-        view = await manager.add(protocol, port, external_port=external_port)
+        view = await manager.add(protocol, port, external_port=external_port, nonce=nonce)
         created = time.time()
         new = _view_record(view, ctx, manager, created)
         if new is not None:
@@ -1136,7 +1158,8 @@ def main(argv: Sequence[str] | None = None, *,
     with _logging(conn.verbose):
         try:
             return asyncio.run(_run(args, conn, state_dir=state_dir, stop=None))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C in a one-shot command, or a second one while --hold deletes.
             _Output(False).error("interrupted")
             return EXIT_INTERRUPTED
 

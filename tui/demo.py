@@ -48,6 +48,9 @@ DEMO_ADDRESSES: tuple[str, ...] = ("203.0.113.7", "198.51.100.23", "100.64.12.34
 #: 120 s is also the shortest lifetime miniupnpd grants.
 DEMO_LIFETIME = 120
 
+#: How long the simulated gateway has been up at start (its epoch, RFC 6887 §8.5): 3d04h.
+DEMO_UPTIME = 273_600
+
 #: What the demo maps at start: a web server, WireGuard, a game server.
 DEMO_MAPS: tuple[MapRequest, ...] = (
     MapRequest(Protocol.TCP, 8080),
@@ -98,6 +101,15 @@ class DemoOptions:
     seed: int | None = None
     config: GatewayConfig | None = None
     announce_count: int = 3
+    """Each announcement is sent this often (RFC 6886 §3.2.1 says 10, over about two minutes;
+    a few are enough on loopback, and keep the event log readable)."""
+    initial_epoch: int = DEMO_UPTIME
+    """The gateway has been up this long when the demo starts."""
+    timeout: float = 10.0
+    """How long one request may go unanswered before it fails (the manager's ``timeout``)."""
+    probe_on_start: bool = True
+    """Whether the manager probes the gateway at start (the snapshot tests turn it off: a
+    probe's log line carries a round-trip time)."""
 
 
 @asynccontextmanager
@@ -110,12 +122,14 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
     announce_port = free_udp_port()
     base = opts.config if opts.config is not None else GatewayConfig()
     config = dataclasses.replace(base, announce_targets=((LOOPBACK, announce_port),),
-                                 announce_count=opts.announce_count)
+                                 announce_count=opts.announce_count,
+                                 initial_epoch=opts.initial_epoch)
     async with SimulatedGateway(LOOPBACK, opts.port, opts.external_address, config) as gateway:
         host, port = gateway.address
         manager = MappingManager(
             host, gateway_port=port, local_address=LOOPBACK, via=opts.via,
-            lifetime=opts.lifetime, announce_host=LOOPBACK, announce_ports=(announce_port,),
-            multicast=False, keep=opts.keep,
+            lifetime=opts.lifetime, timeout=opts.timeout, announce_host=LOOPBACK,
+            announce_ports=(announce_port,), multicast=False, keep=opts.keep,
+            probe_on_start=opts.probe_on_start,
             rng=random.Random(opts.seed) if opts.seed is not None else None)
         yield EngineParts(manager, SimulatorControls(gateway))

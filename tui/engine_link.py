@@ -149,6 +149,8 @@ class EngineLink:
         self._running: set[asyncio.Task[None]] = set()
         self.parts: EngineParts | None = None
         self.quitting = False
+        self.finished = asyncio.Event()
+        """Set when :meth:`run` has returned (or was cancelled and has cleaned up)."""
 
     def send(self, command: Command) -> None:
         """Queue ``command`` for the worker."""
@@ -163,8 +165,16 @@ class EngineLink:
         """Enter the engine, serve commands until :class:`Quit`, then leave it.
 
         Never raises (except cancellation): a failure is posted as
-        :class:`EngineStopped` with the error, for the app to show.
+        :class:`EngineStopped` with the error, for the app to show. Cancelled
+        (the app is closing some other way than a quit), it still leaves the
+        manager, so the mappings are deleted all the same.
         """
+        try:
+            await self._run()
+        finally:
+            self.finished.set()
+
+    async def _run(self) -> None:
         error: BaseException | None = None
         try:
             async with self._factory() as parts:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from ipaddress import IPv6Address
-
-from engine.wire.addresses import IPAddress
+from ipaddress import IPv4Address, IPv6Address
 
 __all__ = [
     "PROTOCOL_LABELS",
@@ -77,7 +75,7 @@ def rtt(seconds: float | None) -> str:
     return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
 
 
-def endpoint(address: IPAddress | str | None, port: int | None) -> str:
+def endpoint(address: IPv4Address | IPv6Address | str | None, port: int | None) -> str:
     """``203.0.113.7:8080`` or ``[2001:db8::1]:8080``; missing parts read ``?``."""
     host = "?" if address is None else str(address)
     if isinstance(address, IPv6Address) or (isinstance(address, str) and ":" in address):

@@ -117,7 +117,7 @@ def parse_map_form(protocol: str, internal_port: str, external_port: str, lifeti
         if proto == Protocol.ALL and internal != 0:
             errors["internal_port"] = "protocol 'all' takes internal port 0 (RFC 6887 §11.1)"
         elif proto not in PORTED_PROTOCOLS and proto != Protocol.ALL and internal != 0:
-            errors["internal_port"] = (f"{protocol_name(int(proto))} has no ports: use internal "
+            errors["internal_port"] = (f"{protocol.strip().lower()} has no ports: use internal "
                                        "port 0 (RFC 6887 §11.1)")
         elif proto in PORTED_PROTOCOLS and internal == 0:
             errors["internal_port"] = "internal port must be 1-65535"

@@ -35,16 +35,18 @@ __all__ = [
 Cell = tuple[str, str]
 Cells = tuple[Cell, ...]
 
-#: (column key, heading, width) of the mappings table, in order.
-MAPPING_COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("protocol", "Proto", 6),
-    ("internal", "Internal", 8),
-    ("external", "External", 22),
-    ("via", "Via", 7),
-    ("lifetime", "Lifetime", 16),
-    ("expires", "Expires in", 10),
-    ("renewal", "Renew in", 8),
-    ("state", "State", 30),
+#: (column key, heading, width) of the mappings table, in order. A width of None sizes
+#: the column to its content (it grows when a longer value arrives); the countdowns,
+#: which change every second, have fixed widths.
+MAPPING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("protocol", "Proto", None),
+    ("internal", "Internal", None),
+    ("external", "External", None),
+    ("via", "Via", None),
+    ("lifetime", "Lifetime", None),
+    ("expires", "Expires", 7),
+    ("renewal", "Renews", 6),
+    ("state", "State", None),
 )
 
 _STATE_STYLE = {
@@ -58,14 +60,14 @@ _STATE_STYLE = {
 
 
 def short_error(error: NatDeckError) -> str:
-    """A few words for a table cell: ``NO_RESOURCES (8), lasts 30 s``, ``no answer (9 tries)``.
+    """A few words for a table cell: ``NO_RESOURCES, 30 s``, ``no answer (9 tries)``.
 
-    For PCP the error lifetime is how long the gateway says the condition lasts
-    (RFC 6887 §7.4, §15).
+    For PCP the seconds are the error lifetime: how long the gateway says the
+    condition lasts (RFC 6887 §7.4, §15). The event log has the whole sentence.
     """
     if isinstance(error, ResultCodeError):
-        lasting = f", lasts {error.error_lifetime} s" if error.error_lifetime is not None else ""
-        return f"{error.name} ({error.code}){lasting}"
+        lasting = f", {error.error_lifetime} s" if error.error_lifetime is not None else ""
+        return f"{error.name}{lasting}"
     if isinstance(error, GatewayTimeout):
         return f"no answer ({error.tries} {'try' if error.tries == 1 else 'tries'})"
     return sanitize(str(error), limit=80)
@@ -142,7 +144,7 @@ class EngineNote:
 def _answers(flag: bool | None, name: str) -> Text:
     if flag is None:
         return Text(f"{name} ?", style="dim")
-    return Text(f"{name} ✓", style="green") if flag else Text(f"{name} ✗", style="red")
+    return Text(f"{name} yes", style="green") if flag else Text(f"{name} no", style="red")
 
 
 def _pair(line: Text, label: str, value: str | Text, style: str = "") -> None:
@@ -167,11 +169,11 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         _pair(first, "Local", str(status.local_address) if status.local_address else "?")
         answered = Text()
         answered.append_text(_answers(status.speaks_pcp, "PCP"))
-        answered.append(" ")
+        answered.append(", ", style="dim")
         answered.append_text(_answers(status.speaks_natpmp, "NAT-PMP"))
         using = PROTOCOL_LABELS[status.via] if status.via else "?"
         protocol = Text(using, style="bold")
-        protocol.append(" (answers ", style="dim")
+        protocol.append(" (answered: ", style="dim")
         protocol.append_text(answered)
         protocol.append(")", style="dim")
         _pair(first, "Protocol", protocol)
@@ -211,7 +213,9 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         lines.append(third)
 
         if status.warning:
-            lines.append(Text(f"⚠ {sanitize(status.warning)}", style="bold yellow"))
+            line = Text("Warning: ", style="bold yellow")
+            line.append(sanitize(status.warning), style="yellow")
+            lines.append(line)
     if note is not None:
         lines.append(Text(sanitize(note.text), style=note.style))
     return lines

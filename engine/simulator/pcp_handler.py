@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 
 from ..codes import ErrorLifetime, PcpResult, pcp_result
 from ..errors import MalformedPacket
+from ..protocols import PORTED_PROTOCOLS
 from ..wire.addresses import IPAddress
 from ..wire.pcp import (
     HEADER_SIZE,
@@ -167,11 +168,12 @@ def _map(state: GatewayState, config: GatewayConfig, request: Request, data: Map
          internal: IPAddress, client: IPAddress, prefer_failure: bool, filters: list[Filter],
          now: float, epoch: int) -> bytes:
     protocol, internal_port = data.protocol, data.internal_port
-    # RFC 6887 §11.1: protocol 0 means all protocols, and then the internal port must be 0;
-    # internal port 0 otherwise means "all ports" and is legal only in a deletion.
+    # RFC 6887 §11.1: protocol 0 means all protocols, and then the internal port must be 0.
+    # Internal port 0 is also how a protocol without ports (GRE, ESP...) is mapped; for one
+    # with ports it means "all ports", which the simulator accepts only in a deletion.
     if protocol == 0 and internal_port != 0:
         return _error(request, PcpResult.MALFORMED_REQUEST, config, epoch)
-    if internal_port == 0 and protocol != 0 and request.lifetime != 0:
+    if internal_port == 0 and protocol in PORTED_PROTOCOLS and request.lifetime != 0:
         return _error(request, PcpResult.MALFORMED_REQUEST, config, epoch)
     if protocol in config.unsupported_protocols:
         return _error(request, PcpResult.UNSUPP_PROTOCOL, config, epoch)
@@ -198,9 +200,11 @@ def _map(state: GatewayState, config: GatewayConfig, request: Request, data: Map
         return _error(request, PcpResult.NO_RESOURCES, config, epoch)
     endpoint = (protocol, internal, internal_port)
     port: int | None
-    if protocol == 0:
-        # All protocols and ports of the internal host: one such mapping per external address.
-        if state.select(lambda m: m.protocol == 0 and m.internal_address != internal):
+    if internal_port == 0:
+        # All of a protocol (or of every protocol, 0) for the internal host: one such mapping
+        # per external address, and no external port to assign.
+        if state.select(lambda m: m.protocol == protocol and m.internal_port == 0
+                        and m.internal_address != internal):
             return _error(request, PcpResult.NO_RESOURCES, config, epoch)
         port = 0
     elif prefer_failure and data.external_port:

@@ -11,7 +11,7 @@ import pytest
 from engine.codes import PcpResult
 from engine.statefile import StateFile
 
-from .conftest import Sim
+from .conftest import Sim, free_udp_port
 
 CONTRACT_FIELDS = {"protocol", "internal_port", "external_address", "external_port", "lifetime",
                    "via", "gateway", "local_address", "epoch"}
@@ -25,11 +25,13 @@ async def test_map_pcp_text(sim: Sim, run: Any, state_dir: Any) -> None:
     assert re.fullmatch(rf"mapped tcp 8080 -> 203\.0\.113\.7:8080 for 7200 s via PCP "
                         rf"\(gateway 127\.0\.0\.1:{sim.port}, epoch \d+\)", line), line
     at_gateway = sim.mapped()[(6, 8080)]
-    assert at_gateway.via == "pcp" and at_gateway.external_port == 8080
+    assert at_gateway.via == "pcp"
+    assert at_gateway.external_port == 8080
     # The nonce the gateway holds is the one stored for 'natdeck unmap'.
     record, warnings = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)
     assert warnings == []
-    assert record is not None and record.via == "pcp"
+    assert record is not None
+    assert record.via == "pcp"
     assert record.nonce == at_gateway.nonce
     assert record.pid is None
 
@@ -39,14 +41,16 @@ async def test_map_json_fields(sim: Sim, run: Any) -> None:
                        "--json", *sim.target)
     assert result.code == 0, result.err
     [obj] = result.objects
-    assert CONTRACT_FIELDS <= obj.keys()
-    assert obj["protocol"] == "udp" and obj["protocol_number"] == 17
+    assert obj.keys() >= CONTRACT_FIELDS
+    assert obj["protocol"] == "udp"
+    assert obj["protocol_number"] == 17
     assert obj["internal_port"] == 5000
     assert obj["external_port"] == 6000
     assert obj["external_address"] == "203.0.113.7"
     assert obj["lifetime"] == 600
     assert obj["via"] == "pcp"
-    assert obj["gateway"] == "127.0.0.1" and obj["gateway_port"] == sim.port
+    assert obj["gateway"] == "127.0.0.1"
+    assert obj["gateway_port"] == sim.port
     assert obj["local_address"] == "127.0.0.1"
     assert obj["epoch"] == sim.gateway.epoch or obj["epoch"] == sim.gateway.epoch - 1
     assert obj["event"] == "mapped"
@@ -63,7 +67,9 @@ async def test_map_natpmp(sim: Sim, run: Any, state_dir: Any) -> None:
     assert sim.mapped()[(6, 9000)].via == "natpmp"
     assert sim.gateway.counters.count("pcp") == 0  # --via natpmp: no PCP at all
     record, _ = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 9000)
-    assert record is not None and record.via == "natpmp" and record.nonce is None
+    assert record is not None
+    assert record.via == "natpmp"
+    assert record.nonce is None
 
 
 async def test_map_auto_falls_back_to_natpmp(make_sim: Any, run: Any) -> None:
@@ -97,7 +103,8 @@ async def test_map_again_renews_with_the_stored_nonce(sim: Sim, run: Any, state_
     monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path / "elsewhere"))
     refused = await run("map", "tcp", "8080", *sim.target)
     assert refused.code == 1
-    assert len(refused.err_lines) == 1 and "NOT_AUTHORIZED" in refused.err
+    assert len(refused.err_lines) == 1
+    assert "NOT_AUTHORIZED" in refused.err
     assert refused.out == ""
 
 
@@ -107,7 +114,8 @@ async def test_map_refused_is_exit_1_one_line(make_sim: Any, run: Any, state_dir
     assert result.code == 1
     assert result.out == ""
     [line] = result.err_lines
-    assert line.startswith("natdeck: ") and "NO_RESOURCES" in line
+    assert line.startswith("natdeck: ")
+    assert "NO_RESOURCES" in line
     assert StateFile(state_dir).load().records == []
 
 
@@ -141,15 +149,23 @@ async def test_hold_renews_then_deletes_when_stopped(make_sim: Any, run: Any,
     state = StateFile(state_dir)
     await _wait_for(lambda: state.find("127.0.0.1", sim.port, 17, 7000)[0] is not None)
     record = state.find("127.0.0.1", sim.port, 17, 7000)[0]
-    assert record is not None and record.nonce == nonce
+    assert record is not None
+    assert record.nonce == nonce
     # PCP renews at 1/2 to 5/8 of the lifetime (RFC 6887 §11.2.1): within ~1.3 s of 2 s.
-    renewals_before = sim.gateway.counters.count("pcp", 1)
-    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) > renewals_before, 5)
+    # Each renewal rewrites the record (same nonce, new times): wait for the CLI's own effect.
+
+    def renewed() -> bool:
+        now = state.find("127.0.0.1", sim.port, 17, 7000)[0]
+        return now is not None and now.updated > record.updated and now.nonce == nonce
+
+    await _wait_for(renewed, 5)
     stop.set()
     result = await task
     assert result.code == 0, result.err
     events = [obj["event"] for obj in result.objects]
-    assert events[0] == "mapped" and "renewed" in events and events[-1] == "deleted"
+    assert events[0] == "mapped"
+    assert "renewed" in events
+    assert events[-1] == "deleted"
     assert sim.mapped() == {}
     assert state.load().records == []
 
@@ -172,11 +188,15 @@ async def test_hold_over_a_mapping_made_before_takes_it_over(sim: Sim, run: Any)
     stop = asyncio.Event()
     task = asyncio.ensure_future(run("map", "tcp", "8080", "--hold", "--no-listen", "--json",
                                      *sim.target, stop=stop))
-    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) >= 3)  # map, delete, map
+    nonce = sim.mapped()[(6, 8080)].nonce
+    # map, then the holder's renewal under the stored nonce: no delete, no gap.
+    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) >= 2)
+    assert sim.mapped()[(6, 8080)].nonce == nonce
     stop.set()
     result = await task
     assert result.code == 0, result.err
     assert result.objects[0]["external_port"] == 18080  # the port it had
+    assert sim.gateway.counters.count("pcp", 1) == 3  # map, hold's renewal, delete on exit
     assert sim.mapped() == {}
 
 
@@ -185,4 +205,34 @@ async def test_hold_refused_gives_exit_1(make_sim: Any, run: Any) -> None:
     result = await run("map", "tcp", "80", "--hold", "--via", "pcp", "--no-listen",
                        *sim.target)
     assert result.code == 1
-    assert "NOT_AUTHORIZED" in result.err and len(result.err_lines) == 1
+    assert "NOT_AUTHORIZED" in result.err
+    assert len(result.err_lines) == 1
+
+
+async def test_hold_recovers_after_a_gateway_restart(make_sim: Any, run: Any,
+                                                     state_dir: Any) -> None:
+    listen_port = free_udp_port()
+    # An epoch well above 0, so that the restart (back to 0) shows lost state (RFC 6887 §8.5).
+    sim = await make_sim(announce_targets=(("127.0.0.1", listen_port),), announce_count=1,
+                         initial_epoch=5000)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(run("map", "tcp", "6000", "--hold", "--json",
+                                     "--listen-host", "127.0.0.1", "--listen-port",
+                                     str(listen_port), *sim.target, stop=stop))
+    await _wait_for(lambda: (6, 6000) in sim.mapped())
+    nonce = sim.mapped()[(6, 6000)].nonce
+    sim.gateway.restart()  # mappings gone; the gateway announces its new epoch
+    assert sim.mapped() == {}
+    # The holder hears the announcement (RFC 6887 §14.1.3) and maps it again, same nonce.
+    await _wait_for(lambda: (6, 6000) in sim.mapped(), 10)
+    assert sim.mapped()[(6, 6000)].nonce == nonce
+    await asyncio.sleep(0.05)
+    stop.set()
+    result = await task
+    assert result.code == 0, result.err
+    events = [obj["event"] for obj in result.objects]
+    assert events[0] == "mapped"
+    assert "gateway_restarted" in events
+    assert "recovered" in events
+    assert events[-1] == "deleted"
+    assert sim.mapped() == {}

@@ -26,12 +26,17 @@ async def test_probe_json(sim: Sim, run: Any) -> None:
     result = await run("probe", "--json", *sim.target)
     assert result.code == 0, result.err
     [obj] = result.objects
-    assert obj["pcp"] is True and obj["natpmp"] is True and obj["reachable"] is True
+    assert obj["pcp"] is True
+    assert obj["natpmp"] is True
+    assert obj["reachable"] is True
     assert obj["via"] == "pcp"
     assert obj["external_address"] == "203.0.113.7"
-    assert isinstance(obj["epoch"], int) and obj["epoch"] == obj["pcp_epoch"]
-    assert isinstance(obj["rtt"], float) and 0 < obj["rtt"] < 1
-    assert obj["gateway"] == "127.0.0.1" and obj["gateway_port"] == sim.port
+    assert isinstance(obj["epoch"], int)
+    assert obj["epoch"] == obj["pcp_epoch"]
+    assert isinstance(obj["rtt"], float)
+    assert 0 < obj["rtt"] < 1
+    assert obj["gateway"] == "127.0.0.1"
+    assert obj["gateway_port"] == sim.port
 
 
 async def test_probe_natpmp_only(make_sim: Any, run: Any) -> None:
@@ -45,7 +50,9 @@ async def test_probe_silent_gateway(make_sim: Any, run: Any) -> None:
     result = await run("probe", "--json", "--timeout", "0.3", *sim.target)
     assert result.code == 3
     [obj] = result.objects
-    assert obj["reachable"] is False and obj["pcp"] is False and obj["natpmp"] is False
+    assert obj["reachable"] is False
+    assert obj["pcp"] is False
+    assert obj["natpmp"] is False
     [line] = result.err_lines
     assert line.startswith("natdeck: no answer from gateway")
 
@@ -105,7 +112,8 @@ async def test_watch_json_change_restart_and_repeats(make_sim: Any, run: Any) ->
         ("198.51.100.10", False, True),  # epoch back to 0: the gateway lost its state
     ]
     assert objs[1]["previous_address"] == "198.51.100.9"
-    assert objs[0]["epoch"] >= 5000 and objs[2]["epoch"] < 5
+    assert objs[0]["epoch"] >= 5000
+    assert objs[2]["epoch"] < 5
     assert all(o["repeat"] is False and o["gateway_port"] == sim.port for o in objs)
 
 
@@ -121,7 +129,8 @@ async def test_watch_repeats_flag(make_sim: Any, run: Any) -> None:
     stop.set()
     objs = (await asyncio.wait_for(task, 5)).objects
     kinds = [o["kind"] for o in objs]
-    assert kinds.count("natpmp_address") == 3 and kinds.count("pcp_announce") == 3
+    assert kinds.count("natpmp_address") == 3
+    assert kinds.count("pcp_announce") == 3
     assert [o["repeat"] for o in objs if o["kind"] == "natpmp_address"] == [False, True, True]
 
 
@@ -134,5 +143,6 @@ async def test_watch_ignores_other_senders(make_sim: Any, run: Any) -> None:
     await _started(sim)
     other.gateway.change_external_address("192.0.2.99")
     result = await asyncio.wait_for(task, 5)
-    assert result.code == 3 and result.out == ""
+    assert result.code == 3
+    assert result.out == ""
     assert result.err_lines == ["natdeck: no announcement from gateway 127.0.0.1 in 0.6 s"]

@@ -35,7 +35,8 @@ async def test_probe_json_process(sim: Sim) -> None:
     assert result.code == 0, result.err
     assert result.err == ""
     [obj] = result.objects
-    assert obj["pcp"] is True and obj["natpmp"] is True
+    assert obj["pcp"] is True
+    assert obj["natpmp"] is True
 
 
 async def test_timeout_process_one_line(make_sim: Any) -> None:
@@ -61,10 +62,12 @@ async def test_hold_until_signal_then_delete(sim: Sim, run: Any, state_dir: Path
                            *sim.target)
     try:
         mapped = await _line(process)
-        assert mapped["event"] == "mapped" and mapped["internal_port"] == 7001
+        assert mapped["event"] == "mapped"
+        assert mapped["internal_port"] == 7001
         assert (17, 7001) in sim.mapped()
         record, _ = StateFile(state_dir).find("127.0.0.1", sim.port, 17, 7001)
-        assert record is not None and record.pid == process.pid
+        assert record is not None
+        assert record.pid == process.pid
         assert record.nonce == sim.mapped()[(17, 7001)].nonce
 
         # While it is held, another natdeck must not map or delete it from under the holder.

@@ -20,14 +20,16 @@ async def test_unmap_from_another_process_uses_the_stored_nonce(
     assert mapped.code == 0, mapped.err
     assert (6, 8080) in sim.mapped()
     record, _ = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)
-    assert record is not None and record.nonce == sim.mapped()[(6, 8080)].nonce
+    assert record is not None
+    assert record.nonce == sim.mapped()[(6, 8080)].nonce
 
     # A delete with any other nonce is refused by the strict (miniupnpd-like) gateway...
     monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path / "empty"))
     refused = await run_process("unmap", "tcp", "8080", *sim.target)
     assert refused.code == 1
     [line] = refused.err_lines
-    assert "NOT_AUTHORIZED" in line and "No nonce is stored" in line
+    assert "NOT_AUTHORIZED" in line
+    assert "No nonce is stored" in line
     assert (6, 8080) in sim.mapped()
 
     # ... and the stored one deletes it.
@@ -35,7 +37,9 @@ async def test_unmap_from_another_process_uses_the_stored_nonce(
     deleted = await run_process("unmap", "tcp", "8080", "--json", *sim.target)
     assert deleted.code == 0, deleted.err
     [obj] = deleted.objects
-    assert obj["event"] == "deleted" and obj["stored_nonce"] is True and obj["via"] == "pcp"
+    assert obj["event"] == "deleted"
+    assert obj["stored_nonce"] is True
+    assert obj["via"] == "pcp"
     assert (obj["protocol"], obj["internal_port"]) == ("tcp", 8080)
     assert sim.mapped() == {}
     assert StateFile(state_dir).load().records == []
@@ -79,7 +83,9 @@ async def test_unmap_all(sim: Sim, run: Any, state_dir: Path) -> None:
     result = await run("unmap", "tcp", "--all", "--json", *sim.target)
     assert result.code == 0, result.err
     [obj] = result.objects
-    assert obj["event"] == "deleted_all" and obj["protocol"] == "tcp" and obj["via"] == "natpmp"
+    assert obj["event"] == "deleted_all"
+    assert obj["protocol"] == "tcp"
+    assert obj["via"] == "natpmp"
     # NAT-PMP's delete-all (RFC 6886 §3.4) took this client's NAT-PMP TCP mappings only.
     assert set(sim.mapped()) == {(17, 1003), (6, 1004)}
     assert sorted(r.internal_port for r in StateFile(state_dir).load().records) == [1003, 1004]
@@ -89,7 +95,8 @@ async def test_unmap_refused_keeps_the_record(sim: Sim, run: Any, state_dir: Pat
     assert (await run("map", "tcp", "8080", *sim.target)).code == 0
     sim.gateway.configure(force_pcp_result=2)  # NOT_AUTHORIZED
     result = await run("unmap", "tcp", "8080", *sim.target)
-    assert result.code == 1 and "NOT_AUTHORIZED" in result.err
+    assert result.code == 1
+    assert "NOT_AUTHORIZED" in result.err
     # "Try drop": the record stays so that the delete can be tried again.
     assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)[0] is not None
     sim.gateway.configure(force_pcp_result=None)

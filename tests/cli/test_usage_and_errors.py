@@ -64,7 +64,8 @@ async def test_bad_arguments_exit_2_before_sending(sim: Sim, run: Any, argv: lis
 
 async def test_bad_gateway_address(run: Any) -> None:
     result = await run("probe", "--gateway", "192.0.2.300")
-    assert result.code == 2 and "not an IPv4 or IPv6 address" in result.err
+    assert result.code == 2
+    assert "not an IPv4 or IPv6 address" in result.err
 
 
 async def test_usage_error_names_the_subcommand(sim: Sim, run: Any) -> None:
@@ -92,7 +93,8 @@ async def test_silent_gateway_is_exit_3(make_sim: Any, run: Any, argv: list[str]
     assert result.code == 3
     assert result.out == ""
     [line] = result.err_lines
-    assert line.startswith("natdeck: ") and "no answer" in line
+    assert line.startswith("natdeck: ")
+    assert "no answer" in line
     assert sim.gateway.counters.received >= 1
 
 
@@ -117,20 +119,23 @@ async def test_damaged_state_file_warns_and_carries_on(sim: Sim, run: Any, state
     result = await run("map", "tcp", "8080", *sim.target)
     assert result.code == 0
     assert result.out.startswith("mapped tcp 8080")
-    assert result.err_lines and all(line.startswith("natdeck: warning: ")
+    assert result.err_lines
+    assert all(line.startswith("natdeck: warning: ")
                                     for line in result.err_lines)
     assert warning in result.err
     # The damaged file was kept aside; the new one holds the mapping.
     assert len(list(state_dir.glob("mappings.json.bad-*"))) == 1
     assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)[0] is not None
     again = await run("unmap", "tcp", "8080", *sim.target)
-    assert again.code == 0 and again.err == ""
+    assert again.code == 0
+    assert again.err == ""
     assert sim.mapped() == {}
 
 
 async def test_missing_state_file_is_silent(sim: Sim, run: Any, state_dir: Path) -> None:
     result = await run("unmap", "tcp", "8080", *sim.target)
-    assert result.code == 0 and result.err == ""
+    assert result.code == 0
+    assert result.err == ""
 
 
 async def test_unwritable_state_dir_is_a_warning(sim: Sim, run: Any, tmp_path: Path,

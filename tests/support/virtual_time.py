@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -45,7 +45,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self, start: float = 1000.0) -> None:
         super().__init__()
         self._now = start
-        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[assignment]
+        real: selectors.BaseSelector = self._selector  # type: ignore[has-type]
+        self._selector = _VirtualSelector(real, self)
 
     def time(self) -> float:
         return self._now
@@ -56,12 +57,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._now += seconds
 
 
-def run_virtual(main: Callable[[], Awaitable[T]], *, start: float = 1000.0) -> T:
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], *, start: float = 1000.0) -> T:
     """Run ``main()`` to completion on a fresh :class:`VirtualTimeLoop`."""
     loop = VirtualTimeLoop(start)
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main())  # type: ignore[arg-type]
+        return loop.run_until_complete(main())
     finally:
         asyncio.set_event_loop(None)
         loop.run_until_complete(loop.shutdown_asyncgens())

@@ -86,9 +86,12 @@ def test_record_find_remove(tmp_path: Path) -> None:
     assert state.record(make_record(9090, via="natpmp")) == []
     found, warnings = state.find("192.0.2.1", 5351, 6, 8080)
     assert warnings == []
-    assert found is not None and found.nonce == NONCE and found.via == "pcp"
+    assert found is not None
+    assert found.nonce == NONCE
+    assert found.via == "pcp"
     other, _ = state.find("192.0.2.1", 5351, 6, 9090)
-    assert other is not None and other.nonce is None
+    assert other is not None
+    assert other.nonce is None
     # The key includes gateway and gateway port: same protocol/port elsewhere is another record.
     assert state.find("192.0.2.2", 5351, 6, 8080)[0] is None
     assert state.find("192.0.2.1", 5352, 6, 8080)[0] is None
@@ -140,7 +143,9 @@ def test_mapping_round_trip() -> None:
     assert (record.protocol, record.internal_port, record.external_port) == (17, 5000, 6000)
     assert (record.created, record.updated, record.pid) == (1000.0, 1000.0, 77)
     back = record.to_mapping()
-    assert back.nonce == NONCE and back.via == "pcp" and back.gateway_port == 40000
+    assert back.nonce == NONCE
+    assert back.via == "pcp"
+    assert back.gateway_port == 40000
     assert (back.protocol, back.internal_port, back.external_port) == (Protocol.UDP, 5000, 6000)
     assert back.requested_lifetime == 7200
     # NAT-PMP has no nonce, whatever the mapping object carries.
@@ -231,12 +236,15 @@ def test_damaged_file_is_reported_and_ignored(tmp_path: Path, content: str | byt
     state = StateFile(tmp_path)
     write_raw(state, content)
     loaded = state.load()
-    assert loaded.records == [] and loaded.damaged
-    assert len(loaded.warnings) == 1 and expected in loaded.warnings[0]
+    assert loaded.records == []
+    assert loaded.damaged
+    assert len(loaded.warnings) == 1
+    assert expected in loaded.warnings[0]
     assert expected in caplog.text  # also logged
     # Writing still works: the damaged file is moved aside, not destroyed.
     warnings = state.record(make_record())
-    assert warnings and expected in warnings[0]
+    assert warnings
+    assert expected in warnings[0]
     assert [r.internal_port for r in state.load().records] == [8080]
     aside = list(tmp_path.glob("mappings.json.bad-*"))
     assert len(aside) == 1
@@ -248,7 +256,8 @@ def test_oversized_file_is_ignored(tmp_path: Path) -> None:
     state = StateFile(tmp_path)
     write_raw(state, " " * (4 * 1024 * 1024 + 10))
     loaded = state.load()
-    assert loaded.damaged and "larger than" in loaded.warnings[0]
+    assert loaded.damaged
+    assert "larger than" in loaded.warnings[0]
 
 
 @pytest.mark.parametrize(("change", "expected"), [

@@ -10,8 +10,8 @@ The countdowns change every second in every row, so a tick refreshes only the
 rows on screen (and a few around them); a row scrolled into view is brought
 up to date before it is painted, and a row whose mapping had an event is
 updated at once wherever it is. A tick therefore costs the same with 10 rows
-as with 10,000. Columns whose text can grow (the external endpoint, the
-state) widen only when a longer value arrives, which keeps measuring cheap.
+as with 10,000. Columns sized to their content widen only when a longer value
+arrives (and never shrink), which keeps measuring cheap.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ __all__ = ["MappingsTable"]
 #: Rows refreshed above and below the visible ones, so a small scroll shows fresh values.
 MARGIN = 5
 
-#: Columns sized to their content; the others have the fixed widths of MAPPING_COLUMNS.
-_GROWING = frozenset({"external", "state"})
 _COLUMN_KEYS = tuple(key for key, _, _ in MAPPING_COLUMNS)
 
 
@@ -59,10 +57,9 @@ class MappingsTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         for key, label, width in MAPPING_COLUMNS:
-            grows = key in _GROWING
-            self.add_column(label, key=key, width=None if grows else width)
-            if grows:
-                self._widths[key] = max(width, cell_len(label))
+            self.add_column(label, key=key, width=width)
+            if width is None:
+                self._widths[key] = cell_len(label)
 
     @property
     def shown_keys(self) -> list[MappingKey]:

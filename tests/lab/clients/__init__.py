@@ -10,12 +10,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import engine
 
 from ..netlab import ClientProcess, Lab, LabTimeoutError
 
@@ -25,6 +30,7 @@ ONESHOT = CLIENTS / "oneshot.py"
 SNIFFER = CLIENTS / "sniffer.py"
 
 Message = dict[str, Any]
+T = TypeVar("T")
 
 
 class ManagerWorker:
@@ -111,10 +117,8 @@ class ManagerWorker:
             if time.monotonic() > deadline:
                 raise LabTimeoutError(f"condition not met within {timeout} s; events: "
                                       f"{[e['summary'] for e in self.events]}")
-            try:
+            with contextlib.suppress(LabTimeoutError):
                 self._take(interval)
-            except LabTimeoutError:
-                pass
 
     def close(self, timeout: float = 15.0) -> Message:
         """Leave the manager's ``async with`` (deleting its mappings unless ``keep``)."""
@@ -127,3 +131,76 @@ class ManagerWorker:
 
     def __exit__(self, *_: object) -> None:
         self.process.close(timeout=1)
+
+
+def run_in_client(lab: Lab, factory: Callable[[], Awaitable[T]]) -> T:
+    """Run ``factory()`` on a fresh event loop in *this* thread, inside the client namespace.
+
+    Every socket the coroutine opens is created inside the namespace (see
+    :meth:`Lab.client_namespace`), so lab addresses never reach the host's network.
+    """
+
+    async def run() -> T:
+        return await factory()
+
+    with lab.client_namespace():
+        return asyncio.run(run())
+
+
+class Sniffer:
+    """``sniffer.py`` in the gateway namespace: what really reached port 5351."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.process = lab.spawn_python(lab.gateway_ns, SNIFFER)
+        ready = self.process.receive(timeout=10)
+        assert ready == {"type": "ready"}, ready
+        self.seen: list[Message] = []
+
+    def requests(self, settle: float = 0.2) -> list[Message]:
+        """Every request seen so far, decoded (waits ``settle`` s for stragglers first)."""
+        time.sleep(settle)
+        for message in self.process.drain():
+            decoded = decode_request(bytes.fromhex(message["data"]))
+            self.seen.append({**message, **decoded})
+        return list(self.seen)
+
+    def __enter__(self) -> Sniffer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.close(timeout=1)
+
+
+def decode_request(data: bytes) -> Message:
+    """The fields of a NAT-PMP (RFC 6886 §3.3) or PCP MAP/PEER (RFC 6887 §7.1, §11.1) request."""
+    if data[:1] == b"\x00" and len(data) == 12:
+        _, opcode, _, internal, external, lifetime = struct.unpack("!BBHHHI", data)
+        return {"version": 0, "opcode": opcode, "internal_port": internal,
+                "external_port": external, "lifetime": lifetime}
+    if data[:1] == b"\x00":
+        return {"version": 0, "opcode": data[1] if len(data) > 1 else None}
+    version, opcode, _, lifetime = struct.unpack_from("!BBHI", data)
+    message: Message = {"version": version, "opcode": opcode, "lifetime": lifetime}
+    if opcode in (1, 2) and len(data) >= 60:
+        protocol, internal, external = struct.unpack_from("!B3xHH", data, 36)
+        message.update(nonce=data[24:36].hex(), protocol=protocol, internal_port=internal,
+                       external_port=external, options=data[60 + (20 if opcode == 2 else 0):].hex())
+    return message
+
+
+def gateway_epoch(lab: Lab) -> int:
+    """miniupnpd's PCP epoch now (seconds since it started), asked from the client namespace."""
+    probe = run_in_client(lab, lambda: engine.probe(lab.gateway_lan))
+    assert probe.pcp_epoch is not None
+    return probe.pcp_epoch
+
+
+def age_gateway(lab: Lab, seconds: int) -> None:
+    """Wait until miniupnpd's epoch is at least ``seconds``.
+
+    RFC 6887 §8.5 tolerates an epoch going back by one second, so a restart is only
+    recognisable once the epoch a client last saw is 2 or more.
+    """
+    epoch = gateway_epoch(lab)
+    if epoch < seconds:
+        time.sleep(seconds - epoch + 0.1)

@@ -1,0 +1,108 @@
+"""Fixtures for the TUI tests: the app on a simulated gateway on loopback.
+
+Every packet goes to 127.0.0.1: the simulated gateway listens on a port the
+kernel picks, and its announcements go, unicast, to the manager's listener on
+another free loopback port. Nothing is ever sent anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from engine.manager import MappingManager
+from engine.simulator import GatewayConfig, SimulatedGateway
+from tui.app import NatDeckApp
+from tui.backend import using
+from tui.demo import SimulatorControls, free_udp_port
+from tui.screenshots import until
+
+HOST = "127.0.0.1"
+
+__all__ = ["Lab", "quit_app", "started", "until"]
+
+
+@dataclass
+class Lab:
+    """A simulated gateway and what is needed to build managers and apps on it."""
+
+    gateway: SimulatedGateway
+    announce_port: int
+
+    def manager(self, **options: Any) -> MappingManager:
+        """A manager on the simulated gateway (not entered: the app's worker enters it)."""
+        settings: dict[str, Any] = dict(
+            gateway_port=self.gateway.address[1], local_address=HOST, announce_host=HOST,
+            announce_ports=(self.announce_port,), multicast=False, rng=random.Random(3),
+            timeout=2.0)
+        settings.update(options)
+        return MappingManager(HOST, **settings)
+
+    def app(self, manager: MappingManager | None = None, *, demo: bool = False,
+            **options: Any) -> NatDeckApp:
+        """The app on ``manager`` (default: a new one); ``demo`` adds the demo keys."""
+        manager = manager if manager is not None else self.manager()
+        controls = SimulatorControls(self.gateway) if demo else None
+        return NatDeckApp(engine=using(manager, controls), demo=demo, **options)
+
+
+@pytest.fixture
+async def lab() -> AsyncIterator[Lab]:
+    """A well-behaved PCP + NAT-PMP gateway on 127.0.0.1, up for a while (epoch 100000)."""
+    announce_port = free_udp_port()
+    config = GatewayConfig(announce_targets=((HOST, announce_port),), announce_count=2,
+                           announce_first_interval=0.05, initial_epoch=100_000)
+    async with SimulatedGateway(HOST, 0, "203.0.113.7", config) as gateway:
+        yield Lab(gateway, announce_port)
+        assert gateway.internal_errors == [], "the simulated gateway failed to answer"
+
+
+def app_of(pilot: Pilot[int]) -> NatDeckApp:
+    app = pilot.app
+    assert isinstance(app, NatDeckApp)
+    return app
+
+
+async def started(pilot: Pilot[int], *, probed: bool = True) -> NatDeckApp:
+    """Wait until the engine runs (and, with ``probed``, the first probe is logged)."""
+    app = app_of(pilot)
+
+    def ready() -> bool:
+        if not app.engine_started or not app.engine_running:
+            return False
+        return not probed or logged(app, "probe:")
+
+    await until(pilot, ready, "the engine to start")
+    return app
+
+
+def logged(app: NatDeckApp, fragment: str) -> bool:
+    """Whether a line of the event log contains ``fragment``."""
+    return any(fragment in line for line in app.main.events.lines_written)
+
+
+async def quit_app(pilot: Pilot[int], timeout: float = 10.0) -> None:
+    """Press q and wait for the app to finish leaving (its mappings deleted)."""
+    app = app_of(pilot)
+    await pilot.press("q")
+    await until(pilot, lambda: app.return_code is not None or not app.is_running,
+                "the app to exit", timeout)
+
+
+Waiter = Callable[[], bool]
+
+
+async def wait_gateway(predicate: Waiter, what: str, timeout: float = 5.0) -> None:
+    """Wait (outside any app) until ``predicate()`` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,121 @@
+"""The words and numbers on screen, computed without a screen."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+import pytest
+
+from engine.errors import GatewayTimeout, ResultCodeError
+from engine.events import GatewayStatus, ManagedMapping, MappingKey, MappingState
+from engine.protocols import Protocol
+from tui.formatting import countdown, duration, endpoint, rtt, since
+from tui.presentation import EngineNote, gateway_lines, mapping_cells, short_error
+from tui.safe_text import sanitize
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "—"), (7200, "2:00:00"), (7199.9995, "2:00:00"), (7199.2, "2:00:00"),
+    (7199.0, "1:59:59"), (61, "1:01"), (0.2, "0:01"), (0, "0:00"), (-5, "0:00")])
+def test_countdown_rounds_up(seconds: float | None, text: str) -> None:
+    assert countdown(seconds) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (59.9, "59s"), (725, "12m05s"), (7200, "2h00m"), (273_600, "3d04h")])
+def test_duration(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_small_formats() -> None:
+    assert since(None) == "never"
+    assert since(0.4) == "just now"
+    assert since(12.7) == "12 s ago"
+    assert since(200) == "3m20s ago"
+    assert rtt(None) == "—"
+    assert rtt(0.00042) == "0.4 ms"
+    assert rtt(0.0234) == "23 ms"
+    assert endpoint(IPv4Address("203.0.113.7"), 8080) == "203.0.113.7:8080"
+    assert endpoint(IPv6Address("2001:db8::1"), 443) == "[2001:db8::1]:443"
+    assert endpoint(None, None) == "?:?"
+
+
+def test_sanitize_escapes_controls_and_format_characters() -> None:
+    assert sanitize("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07"
+    assert sanitize("line one\nline two\tend") == "line one line two end"
+    assert sanitize("\u202egnp.exe") == "\\u202egnp.exe"  # a bidi override (category Cf)
+    assert sanitize("[bold]x[/]") == "[bold]x[/]"  # markup is left as text: never parsed
+    assert sanitize("é ü 中") == "é ü 中"
+    long = sanitize("x" * 1000, limit=10)
+    assert long == "x" * 9 + "…"
+
+
+def _mapping(state: MappingState, **fields: object) -> ManagedMapping:
+    mapping = ManagedMapping(key=MappingKey(Protocol.TCP, 8080), protocol=Protocol.TCP,
+                             internal_port=8080, state=state, requested_lifetime=7200)
+    for name, value in fields.items():
+        setattr(mapping, name, value)
+    return mapping
+
+
+GRANTED = dict(via="pcp", external_port=8081, external_address=IPv4Address("203.0.113.7"),
+               lifetime=3600, granted_at=100.0, expires_at=3700.0, next_renewal_at=2000.0)
+
+
+def test_cells_of_an_active_mapping() -> None:
+    cells = mapping_cells(_mapping(MappingState.ACTIVE, **GRANTED), now=100.0)
+    assert [text for text, _ in cells] == [
+        "tcp", "8080", "203.0.113.7:8081", "PCP", "3600 s (asked 7200)", "1:00:00",
+        "31:40", "active"]
+    assert cells[-1][1] == "green"
+
+
+def test_cells_while_requesting() -> None:
+    cells = mapping_cells(_mapping(MappingState.REQUESTING), now=0.0)
+    assert [text for text, _ in cells] == [
+        "tcp", "8080", "—", "—", "(7200 s)", "—", "—", "requesting…"]
+
+
+def test_cells_of_trouble() -> None:
+    refused = ResultCodeError("pcp", 2, request="PCP renew tcp 8080", gateway="192.0.2.1",
+                              error_lifetime=1800)
+    failed = mapping_cells(_mapping(MappingState.FAILED, **{**GRANTED, "error": refused,
+                                                            "next_renewal_at": None}), 200.0)
+    assert failed[-1] == ("failed: NOT_AUTHORIZED, 1800 s", "bold red")
+    assert failed[6] == ("—", "dim")
+    timeout = GatewayTimeout("192.0.2.1", "PCP renew tcp 8080", 3, 9.0, "pcp")
+    renewing = mapping_cells(_mapping(MappingState.RENEWING, **{**GRANTED, "error": timeout,
+                                                                "failures": 2}), 2100.0)
+    assert renewing[-1] == ("renewing, retry 2: no answer (3 tries)", "yellow")
+    assert renewing[6] == ("now", "yellow")
+    lost = mapping_cells(_mapping(MappingState.LOST, **{**GRANTED, "expires_at": None,
+                                                        "reason": "the gateway lost \x1b"}),
+                         0.0)
+    assert lost[-1] == ("lost: the gateway lost \\x1b", "bold red")
+    expired = mapping_cells(_mapping(MappingState.ACTIVE, **GRANTED), now=3701.0)
+    assert expired[5] == ("expired", "bold red")
+
+
+def test_short_error_of_natpmp_has_no_lifetime() -> None:
+    refused = ResultCodeError("natpmp", 4, request="NAT-PMP map tcp 1", gateway="192.0.2.1")
+    assert short_error(refused) == "OUT_OF_RESOURCES"
+
+
+def test_gateway_lines() -> None:
+    status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351,
+                           local_address=IPv4Address("192.0.2.10"), via="natpmp",
+                           speaks_pcp=False, speaks_natpmp=True,
+                           external_address=IPv4Address("100.64.1.2"), epoch=3600, rtt=0.002,
+                           last_contact=50.0, reachable=False, listening=False,
+                           listen_error="port 5350 in use", restarts=2,
+                           warning="external address 100.64.1.2 is not public")
+    lines = [line.plain for line in gateway_lines(status, 80.0, EngineNote("Quitting…"))]
+    assert lines == [
+        "Gateway 192.0.2.1:5351  ·  Local 192.0.2.10  ·  Protocol NAT-PMP "
+        "(answered: PCP no, NAT-PMP yes)",
+        "External 100.64.1.2  ·  Epoch 3600 (up 1h00m)  ·  RTT 2.0 ms  ·  Restarts 2",
+        "Reachable NO  ·  Last contact 30 s ago  ·  Announcements off: port 5350 in use",
+        "Warning: external address 100.64.1.2 is not public",
+        "Quitting…",
+    ]
+    assert [line.plain for line in gateway_lines(None, 0.0)] == ["No gateway yet."]

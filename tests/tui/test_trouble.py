@@ -1,0 +1,133 @@
+"""What the app shows when things go wrong, and that it stays usable meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from engine.codes import PcpResult
+from engine.errors import NoGatewayError
+from engine.events import MappingKey, MappingState
+from engine.protocols import Protocol
+from tui.app import NatDeckApp
+from tui.backend import EngineParts
+from tui.engine_link import AddMapping
+from tui.log_bridge import EngineLogHandler
+from tui.map_request import MapRequest
+from tui.screens import HelpScreen
+
+from .conftest import Lab, logged, quit_app, started, until
+
+
+async def test_a_refused_port_is_a_sentence_not_a_crash(lab: Lab) -> None:
+    lab.gateway.configure(unsupported_protocols=frozenset({Protocol.UDP}))
+    app = lab.app()
+    async with app.run_test(notifications=True) as pilot:
+        await started(pilot)
+        app.send(AddMapping(MapRequest(Protocol.UDP, 5000, via="pcp")))
+        failed = "map udp 5000 (via pcp) failed"
+        await until(pilot, lambda: logged(app, failed), "the refusal")
+        line = next(x for x in app.main.events.lines_written if failed in x)
+        # The RFC's name for the code and the error lifetime the gateway gave (RFC 6887 §7.4).
+        assert "UNSUPP_PROTOCOL (9)" in line
+        assert "the gateway says this lasts 1800 s" in line
+        assert any(n.title == "Could not map udp 5000 (via pcp)" for n in app._notifications)
+        assert app.is_running
+        assert app.manager is not None
+        assert MappingKey(Protocol.UDP, 5000) not in app.manager.mappings
+
+
+async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(lab: Lab) -> None:
+    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    key = MappingKey(Protocol.TCP, 8080)
+    async with app.run_test(size=(120, 24)) as pilot:
+        await started(pilot)
+        await until(pilot, lambda: app.manager is not None and key in app.manager.mappings
+                    and app.manager.mappings[key].state is MappingState.ACTIVE, "the mapping")
+        lab.gateway.configure(force_pcp_result=PcpResult.NOT_AUTHORIZED)
+        await pilot.press("r")
+        await until(pilot, lambda: app.manager is not None
+                    and app.manager.mappings[key].state is MappingState.FAILED, "the refusal")
+        await pilot.pause()
+        row = app.main.table.get_row(str(key))
+        assert str(row[-1]) == "failed: NOT_AUTHORIZED, 1800 s"
+        assert logged(app, "renewal of tcp/8080 failed")
+
+
+async def test_a_silent_gateway_never_freezes_the_ui(lab: Lab) -> None:
+    app = lab.app(lab.manager(timeout=2.0, probe_on_start=False), via="natpmp")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await started(pilot, probed=False)
+        lab.gateway.configure(silent=True)
+        loop = asyncio.get_running_loop()
+        await pilot.press("m", *"3000", "enter")
+        await until(pilot, lambda: logged(app, "→ map tcp 3000 (7200 s, via natpmp)"),
+                    "the request")
+        # While the request waits for an answer, the keys still work at once.
+        asked = loop.time()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert loop.time() - asked < 1.0
+        await pilot.press("escape")
+        failed = "map tcp 3000 (7200 s, via natpmp) failed"
+        await until(pilot, lambda: logged(app, failed), "the timeout", 15)
+        line = next(x for x in app.main.events.lines_written if failed in x)
+        assert "map tcp 3000: no answer from" in line
+        # The engine's INFO records show the retransmissions (RFC 6886 §3.1: 250 ms,
+        # doubling).
+        assert logged(app, "retransmitting")
+        await pilot.pause(1.1)
+        assert "Reachable NO" in app.main.panel.plain
+
+
+async def test_text_from_the_network_is_shown_escaped(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot)
+        logging.getLogger("engine.test").info("evil [bold red]markup[/] \x1b[2J\x07 %s",
+                                              "\u202eend")
+        await until(pilot, lambda: logged(app, "evil"), "the record")
+        line = next(x for x in app.main.events.lines_written if "evil" in x)
+        assert "[test] evil [bold red]markup[/] \\x1b[2J\\x07 \\u202eend" in line
+        await pilot.pause()
+        rendered = "\n".join(strip.text for strip in app.main.events.lines)
+        assert "\x1b" not in rendered
+        assert "[bold red]markup[/]" in rendered
+
+
+async def test_the_log_handler_goes_when_the_app_does(lab: Lab) -> None:
+    engine_logger = logging.getLogger("engine")
+    before = engine_logger.level
+    app = lab.app()
+    async with app.run_test() as pilot:
+        await started(pilot)
+        assert any(isinstance(h, EngineLogHandler) for h in engine_logger.handlers)
+        assert engine_logger.getEffectiveLevel() <= logging.INFO
+        await quit_app(pilot)
+    assert not any(isinstance(h, EngineLogHandler) for h in engine_logger.handlers)
+    assert engine_logger.level == before
+
+
+async def test_an_engine_that_cannot_start_is_shown_and_q_still_quits() -> None:
+    @asynccontextmanager
+    async def no_gateway() -> AsyncIterator[EngineParts]:
+        raise NoGatewayError("No default IPv4 gateway found in the routing table")
+        yield  # pragma: no cover - makes this a generator
+
+    app = NatDeckApp(engine=no_gateway)
+    async with app.run_test(notifications=True) as pilot:
+        await until(pilot, lambda: not app.engine_running, "the engine to stop")
+        await pilot.pause()
+        assert ("Engine stopped: No default IPv4 gateway found in the routing table"
+                in app.main.panel.plain)
+        assert any(n.title == "The engine stopped" for n in app._notifications)
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.press(*"8080", "enter")
+        await pilot.pause()
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, "the quit")
+    assert app.return_code == 1

@@ -1,0 +1,258 @@
+"""Screenshots of the demo: ``python -m tui.screenshots [DIR]`` writes SVGs (and PNGs).
+
+The app runs headless with ``run_test()`` against the in-process simulated
+gateway (loopback only) and is driven through the scenes below; each scene
+ends in a state worth showing, and ``save_screenshot()`` writes the real SVG
+that Textual renders. PNGs are made with ``cairosvg`` when it is installed.
+
+The scenes are also what the snapshot tests (``tests/tui/test_snapshots.py``)
+drive: :func:`freeze` fixes what depends on timing (the clock the countdowns
+are computed from, the round-trip time, the epoch) so that two runs draw the
+same screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from engine.codes import PcpResult
+from engine.events import MappingKey, MappingState
+from engine.protocols import Protocol
+
+from .app import NatDeckApp
+from .demo import DEMO_MAPS, DEMO_UPTIME, DemoOptions, SimulatorControls, demo_engine
+from .engine_link import AddMapping, ProbeGateway, RefreshExternalAddress, RenewMapping
+from .map_request import MapRequest
+from .screens import MapDialog
+
+__all__ = [
+    "SCENES",
+    "demo_app",
+    "error_scene",
+    "freeze",
+    "help_scene",
+    "main_scene",
+    "map_dialog_scene",
+    "silent_scene",
+    "until",
+]
+
+Scene = Callable[[Pilot[int]], Awaitable[None]]
+
+#: The address the simulated gateway moves to in the error scene (RFC 6598 shared space:
+#: a carrier-grade NAT above the gateway, so the mappings are not reachable from outside).
+CGN_ADDRESS = "100.64.12.34"
+
+
+def demo_app(*, port: int = 0, seed: int = 7, snapshot: bool = False) -> NatDeckApp:
+    """The demo app with nothing pre-mapped (the scenes map, one at a time, in order).
+
+    ``snapshot`` makes what the app draws independent of timing: a fixed time stamp
+    in the event log, no probe at start and no engine INFO records (both would log
+    round-trip times and retransmissions whose number depends on the machine's speed).
+    """
+    if not snapshot:
+        options = DemoOptions(port=port, seed=seed, timeout=5.0)
+        return NatDeckApp(engine=lambda: demo_engine(options), demo=True)
+    options = DemoOptions(port=port, seed=seed, timeout=5.0, probe_on_start=False)
+    return NatDeckApp(engine=lambda: demo_engine(options), demo=True,
+                      timestamp=lambda _wall: "12:00:00", engine_log_level=logging.WARNING)
+
+
+def _app(pilot: Pilot[int]) -> NatDeckApp:
+    app = pilot.app
+    assert isinstance(app, NatDeckApp)
+    return app
+
+
+async def until(pilot: Pilot[int], predicate: Callable[[], bool], what: str,
+                timeout: float = 10.0) -> None:
+    """Let the app run until ``predicate()`` holds; raise ``TimeoutError`` after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def _logged(app: NatDeckApp, fragment: str) -> bool:
+    return any(fragment in line for line in app.main.events.lines_written)
+
+
+async def _started(pilot: Pilot[int]) -> None:
+    app = _app(pilot)
+    await until(pilot, lambda: app.engine_started, "the engine to start")
+
+
+async def _map(pilot: Pilot[int], request: MapRequest) -> None:
+    app = _app(pilot)
+    key = MappingKey(int(request.protocol), request.internal_port)
+    app.send(AddMapping(request))
+
+    def granted() -> bool:
+        mapping = app.manager.mappings.get(key) if app.manager is not None else None
+        return mapping is not None and mapping.state is MappingState.ACTIVE
+
+    await until(pilot, granted, f"{key} to be granted")
+    await pilot.pause()
+
+
+def _controls(app: NatDeckApp) -> SimulatorControls:
+    parts = app.link.parts
+    assert parts is not None
+    assert isinstance(parts.demo, SimulatorControls)
+    return parts.demo
+
+
+async def main_scene(pilot: Pilot[int]) -> None:
+    """The demo's three mappings, active, the second one selected."""
+    await _started(pilot)
+    for request in DEMO_MAPS:
+        await _map(pilot, request)
+    await pilot.press("down")
+    await pilot.pause()
+
+
+async def map_dialog_scene(pilot: Pilot[int]) -> None:
+    """The map dialog, filled in, with two mistakes pointed out."""
+    await main_scene(pilot)
+    await pilot.press("m")
+    await pilot.pause()
+    await pilot.press(*"3000", "tab", *"70000", "tab", "ctrl+u", *"2x")
+    await pilot.press("enter")
+    await pilot.pause()
+    app = _app(pilot)
+    assert isinstance(app.screen, MapDialog)
+
+
+async def help_scene(pilot: Pilot[int]) -> None:
+    """The help screen over the main screen."""
+    await main_scene(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+async def error_scene(pilot: Pilot[int]) -> None:
+    """What trouble looks like: a non-public external address, then a renewal and a new
+    mapping refused (NOT_AUTHORIZED, with PCP's error lifetime)."""
+    app = _app(pilot)
+    await _started(pilot)
+    for request in DEMO_MAPS[:2]:
+        await _map(pilot, request)
+    gateway = _controls(app).gateway
+    manager = app.manager
+    assert manager is not None
+    # The new address is asked for (no announcement, no epoch reset), so the scene
+    # does not depend on when the renewals an announcement schedules happen.
+    gateway.configure(announce_targets=(), reset_epoch_on_address_change=False)
+    gateway.change_external_address(CGN_ADDRESS)
+    app.send(RefreshExternalAddress())
+    await until(pilot, lambda: manager.status.warning is not None, "the non-public warning")
+    gateway.configure(force_pcp_result=PcpResult.NOT_AUTHORIZED, force_natpmp_result=2)
+    failing = MappingKey(Protocol.UDP, 51820)
+    app.send(RenewMapping(failing))
+    await until(pilot, lambda: manager.mappings[failing].state is MappingState.FAILED,
+                "the renewal to be refused")
+    app.send(AddMapping(MapRequest(Protocol.TCP, 3000)))
+    await until(pilot, lambda: _logged(app, "map tcp 3000 failed"),
+                "the new mapping to be refused")
+    await pilot.press("down")
+    await pilot.pause()
+
+
+async def silent_scene(pilot: Pilot[int]) -> None:
+    """The error scene, then the gateway goes silent and a probe finds it unreachable
+    (with the retransmissions in the event log)."""
+    await error_scene(pilot)
+    app = _app(pilot)
+    manager = app.manager
+    assert manager is not None
+    _controls(app).gateway.configure(silent=True)
+    app.send(ProbeGateway())
+    await until(pilot, lambda: manager.status.reachable is False, "the probe to time out")
+    await pilot.pause()
+
+
+def freeze(app: NatDeckApp) -> None:
+    """Fix what depends on timing, for a screen that is the same on every run.
+
+    The clock stops at the last grant or contact (so countdowns read their full
+    lifetime less nothing, and "last contact" reads "just now"); the round-trip
+    time and the epoch (which the simulated gateway counts in whole seconds
+    since its start) are set to fixed values.
+    """
+    manager = app.manager
+    assert manager is not None
+    moments = [m.granted_at for m in manager.mappings.values() if m.granted_at is not None]
+    if manager.status.last_contact is not None:
+        moments.append(manager.status.last_contact)
+    frozen = max(moments, default=0.0)
+    app.clock = lambda: frozen
+    manager.status.rtt = 0.0004
+    if manager.status.epoch is not None:
+        manager.status.epoch = DEMO_UPTIME
+    app.refresh_view()
+
+
+SCENES: dict[str, Scene] = {
+    "main": main_scene,
+    "map-dialog": map_dialog_scene,
+    "help": help_scene,
+    "error": silent_scene,
+}
+
+
+def _png(svg: Path) -> Path | None:
+    try:
+        import cairosvg  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    except ImportError:
+        return None
+    png = svg.with_suffix(".png")
+    cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
+    return png
+
+
+async def _shoot(name: str, scene: Scene, out: Path, size: tuple[int, int]) -> list[Path]:
+    app = demo_app()
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await scene(pilot)
+        await pilot.pause(0.3)
+        svg = Path(app.save_screenshot(filename=f"{name}.svg", path=str(out)))
+        await pilot.press("q")
+        await pilot.pause()
+        if app.is_running:
+            await pilot.press("q")
+    png = _png(svg)
+    return [svg] if png is None else [svg, png]
+
+
+async def _main(out: Path, size: tuple[int, int]) -> int:
+    for name, scene in SCENES.items():
+        for path in await _shoot(name, scene, out, size):
+            print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the screenshots; return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m tui.screenshots", description=__doc__)
+    parser.add_argument("out", nargs="?", type=Path,
+                        default=Path(__file__).resolve().parent.parent / "screenshots",
+                        help="where to write them (default: screenshots/ of the repository)")
+    parser.add_argument("--size", default="120x34", help="terminal size, COLSxROWS")
+    args = parser.parse_args(argv)
+    cols, _, rows = str(args.size).partition("x")
+    args.out.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_main(args.out, (int(cols), int(rows))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
