@@ -387,8 +387,9 @@ class GatewayClient:
         silence_fallback = (via == "auto" and fallback_on_silence and self.speaks["pcp"] is None
                             and _natpmp_can_carry(request))
         if silence_fallback:
+            # Leave NAT-PMP at least half of a short deadline.
             pcp_budget = PCP_SILENCE_FALLBACK if timeout is None \
-                else min(timeout, PCP_SILENCE_FALLBACK)
+                else min(timeout / 2, PCP_SILENCE_FALLBACK)
         pcp_silence: GatewayTimeout | None = None
         try:
             return await self._map_pcp(request, pcp_budget)
@@ -408,7 +409,15 @@ class GatewayClient:
             if pcp_silence is not None:
                 raise pcp_silence
             raise GatewayTimeout(str(self.gateway), "map", 0, loop.time() - start, "natpmp")
-        return await self._map_natpmp(request, remaining)
+        try:
+            return await self._map_natpmp(request, remaining)
+        except GatewayTimeout as exc:
+            if pcp_silence is None:
+                raise
+            # Silent on both: one error that counts every try over the whole call.
+            raise GatewayTimeout(
+                exc.gateway, f"{pcp_silence.request}, then {exc.request}",
+                pcp_silence.tries + exc.tries, loop.time() - start, "natpmp") from None
 
     async def _map_pcp(self, request: _MapArgs, timeout: float | None,
                        mapping: PortMapping | None = None, *,
@@ -477,7 +486,10 @@ class GatewayClient:
                 requested_lifetime=request.lifetime,
                 suggested_external_port=request.external_port,
                 suggested_external_address=request.external_address,
-                options=options, client=self)
+                # A success means every option we sent was processed (all are mandatory,
+                # RFC 6887 §7.3); a gateway that does not echo them must not make the
+                # renewal and the deletion forget THIRD_PARTY or the FILTERs.
+                options=options or request.options, client=self)
         mapping.external_port = external_port
         mapping.external_address = external_address
         mapping.lifetime = lifetime

@@ -246,11 +246,18 @@ class GatewayChannel:
         await self.open()
         loop = asyncio.get_running_loop()
         bound = _in_flight_bound(self.gateway, self.port, self.max_in_flight)
-        async with bound:
+        start = loop.time()
+        # The deadline covers the wait for a slot too: a caller queued behind a slow
+        # gateway is not kept longer than it asked.
+        try:
+            await asyncio.wait_for(bound.acquire(), deadline)
+        except TimeoutError:
+            raise GatewayTimeout(self._name(), describe, 0, loop.time() - start,
+                                 protocol) from None
+        try:
             future: asyncio.Future[Message] = loop.create_future()
             pending = _Pending(accepts, future)
             self._pending.append(pending)
-            start = loop.time()
             tries = 0
             sent_at = start
             try:
@@ -272,10 +279,14 @@ class GatewayChannel:
                         end = loop.time()
                         return Exchange(future.result(), tries, end - start,
                                         end - sent_at if tries == 1 else None)
-                raise GatewayTimeout(f"{self.gateway}:{self.port}" if self.port != SERVER_PORT
-                                     else str(self.gateway), describe, tries,
-                                     loop.time() - start, protocol)
+                raise GatewayTimeout(self._name(), describe, tries, loop.time() - start,
+                                     protocol)
             finally:
                 self._pending.remove(pending)
                 if not future.done():
                     future.cancel()
+        finally:
+            bound.release()
+
+    def _name(self) -> str:
+        return f"{self.gateway}:{self.port}" if self.port != SERVER_PORT else str(self.gateway)

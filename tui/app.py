@@ -22,6 +22,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 
 from engine.errors import NatDeckError
 from engine.events import (
@@ -32,6 +33,7 @@ from engine.events import (
     GatewayUnreachable,
     MappingAdded,
     MappingFailed,
+    MappingKey,
     MappingLost,
     MappingRecovered,
     MappingRemoved,
@@ -69,6 +71,9 @@ from .screens import HelpScreen, MainScreen, MapDialog
 from .screens.help import KeyHelp
 
 __all__ = ["NatDeckApp"]
+
+#: Events that arrive within this many seconds are shown with one repaint of the table.
+FLUSH_DELAY = 0.1
 
 #: How long closing the app waits for the engine worker to leave the manager: the
 #: manager's own deadline for deleting the mappings, and a little more.
@@ -133,6 +138,9 @@ class NatDeckApp(App[int]):
         """Whether the manager has been entered (the gateway panel shows its status)."""
         self.engine_error: BaseException | None = None
         self._force_quit = False
+        self._dirty: set[MappingKey] = set()
+        self._pending_lines: list[tuple[float, str, str]] = []
+        self._flush_timer: Timer | None = None
         self._log_tap = EngineLogTap(EngineLogHandler(self.post_message, engine_log_level),
                                      engine_log_level)
         self.sub_title = "demo: simulated gateway on loopback" if demo else ""
@@ -185,15 +193,19 @@ class NatDeckApp(App[int]):
         with self.batch_update():
             if self.manager is not None:
                 self.main.table.sync(self.manager.mappings, now)
+                self._flush_dirty(now)
             self._show_gateway(now)
+            self._flush_lines()
 
     def _show_gateway(self, now: float) -> None:
         status = self.manager.status if self.manager is not None else None
         self.main.panel.show(gateway_lines(status, now, self.note))
 
     def log_line(self, wall: float, text: str, style: str = "") -> None:
-        """Add a line to the event log (``text`` must be sanitized)."""
-        self.main.events.add(wall, text, style)
+        """Add a line to the event log (``text`` must be sanitized); lines are written
+        with the next flush, a burst of them at once."""
+        self._pending_lines.append((wall, text, style))
+        self._schedule_flush()
 
     # -- messages from the engine worker ---------------------------------------------------
 
@@ -212,12 +224,39 @@ class NatDeckApp(App[int]):
         if isinstance(retry_at, float):
             text += f" (next try in {countdown(retry_at - event.at)})"
         self.log_line(event.wall, text, _EVENT_STYLE.get(type(event), ""))
-        now = self.now()
         key = getattr(event, "key", None)
-        if self.manager is not None and key is not None:
-            with self.batch_update():
-                self.main.table.show_mapping(key, self.manager.mappings.get(key), now)
-        self._show_gateway(now)
+        if isinstance(key, MappingKey):
+            self._dirty.add(key)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Any change to the table makes it repaint all its visible cells, and a line
+        # added to the log makes the screen lay out again; so a burst of events (a
+        # gateway restart with 1,000 mappings makes 2,000) is coalesced into one
+        # repaint per FLUSH_DELAY instead of one per frame.
+        if self._flush_timer is None:
+            self._flush_timer = self.set_timer(FLUSH_DELAY, self._flush_view,
+                                              name="natdeck-flush")
+
+    def _flush_view(self) -> None:
+        self._flush_timer = None
+        now = self.now()
+        with self.batch_update():
+            self._flush_dirty(now)
+            self._show_gateway(now)
+            self._flush_lines()
+
+    def _flush_lines(self) -> None:
+        lines, self._pending_lines = self._pending_lines, []
+        for wall, text, style in lines:
+            self.main.events.add(wall, text, style)
+
+    def _flush_dirty(self, now: float) -> None:
+        if self.manager is None:
+            return
+        for key in self._dirty:
+            self.main.table.show_mapping(key, self.manager.mappings.get(key), now)
+        self._dirty.clear()
 
     def on_command_done(self, message: CommandDone) -> None:
         self.log_line(time.time(), sanitize(message.text), "green")

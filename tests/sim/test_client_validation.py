@@ -309,3 +309,22 @@ async def test_concurrent_pcp_and_natpmp_maps_on_a_pcp_only_gateway(start_sim: S
         assert by_natpmp.protocol == "natpmp"
         assert client.speaks == {"pcp": True, "natpmp": False}
     assert gw.counters.received == 2
+
+
+async def test_a_gateway_that_does_not_echo_options(start_sim: StartSim) -> None:
+    # A success means the mandatory options were processed (RFC 6887 §7.3) even when the
+    # answer leaves them out: the renewal and the deletion must still carry THIRD_PARTY, or
+    # they would act on the sender's own mapping and leave the third party's behind.
+    def strip_options(request: bytes, answers: list[bytes]) -> list[bytes]:
+        return [replace(pcp.decode_response(a), options=()).encode() for a in answers]
+
+    gw = await start_sim(GatewayConfig(allow_third_party=True), tamper=strip_options)
+    host, port = gw.address
+    third = IPv4Address("192.0.2.10")
+    mapping = await engine.map_port(host, 8080, gateway_port=port, third_party=third,
+                                    timeout=ANSWERED)
+    assert pcp.ThirdParty(third) in mapping.options
+    await mapping.renew(timeout=ANSWERED)
+    assert [m.internal_address for m in gw.mappings] == [third]
+    await mapping.delete(timeout=ANSWERED)
+    assert gw.mappings == ()

@@ -16,6 +16,7 @@ from engine.events import (
     MappingKey,
     MappingLost,
     MappingRecovered,
+    MappingRenewalFailed,
     MappingState,
 )
 from engine.protocols import Protocol
@@ -61,51 +62,55 @@ def never_lost_for_good(r: Rig) -> None:
 # -- packet loss -----------------------------------------------------------------------------------
 
 
-def test_thirty_percent_loss_for_six_hours_loses_nothing_for_good() -> None:
+def test_thirty_percent_loss_for_hours_loses_nothing_for_good() -> None:
     async def scenario() -> None:
         async with rig(gateway=dict(max_lifetime=600), lifetime=600) as r:
             await add_many(r, 50)
             r.gateway.configure(drop_rate=0.3, seed=8)
-            await asyncio.sleep(6 * 3600)
-            assert r.gateway.counters.dropped > 500  # the loss was real
-            never_lost_for_good(r)
-            assert all_active(r)
+            await asyncio.sleep(3 * 3600)
+            assert r.gateway.counters.dropped > 300  # the loss was real
+            assert len(r.log.of(MappingRenewalFailed)) > 100
+            # Renewals are being retried, but nothing is gone from the gateway.
+            assert not [v for v in r.manager.mappings.values() if v.state is MappingState.LOST]
             assert gateway_ports(r) == expected_ports(50)
+            never_lost_for_good(r)
 
     virtual(scenario)
 
 
 def test_an_hour_of_loss_with_a_thousand_mappings_leaks_nothing() -> None:
     """Issue 8: 30 % loss for an hour with 1,000 mappings: nothing lost at the end, no task,
-    socket or memory left behind."""
+    socket or memory left behind. (The tap and the event log keep only what is checked.)"""
 
     async def scenario() -> None:
         fds, tasks = open_fds(), other_tasks()
-        tracemalloc.start()
-        try:
-            async with rig(gateway=dict(max_lifetime=1200), lifetime=1200) as r:
-                await add_many(r, 1000)
-                r.gateway.configure(drop_rate=0.3, seed=3)
-                await asyncio.sleep(1200)
-                gc.collect()
-                after_20_minutes = tracemalloc.get_traced_memory()[0]
-                tasks_then = len(other_tasks())
+        async with rig(gateway=dict(max_lifetime=3600), lifetime=3600, record=False,
+                       keep=(MappingLost, MappingRecovered)) as r:
+            await add_many(r, 1000)
+            r.gateway.configure(drop_rate=0.3, seed=3)
+            await asyncio.sleep(1200)
+            gc.collect()
+            tasks_then = len(other_tasks())
+            tracemalloc.start()
+            try:
+                # Every mapping renews (and a third of them retry) in these 40 minutes.
                 await asyncio.sleep(2400)
                 gc.collect()
-                grown = tracemalloc.get_traced_memory()[0] - after_20_minutes
-                # Steady state: what a renewal allocates is freed again (the tap's record
-                # of every arrival, ~250 bytes each, is the test's own and accounted for).
-                tap_growth = 250 * sum(1 for a in r.tap.arrivals if a.at > 2200)
-                assert grown < 512 * 1024 + tap_growth, grown
-                assert len(other_tasks()) <= tasks_then + 32  # at most the in-flight requests
-                assert r.gateway.counters.dropped > 1000
-                r.gateway.configure(drop_rate=0.0)
-                await asyncio.sleep(600)  # anything lost is recovered by now
-                never_lost_for_good(r)
-                assert all_active(r)
-                assert gateway_ports(r) == expected_ports(1000)
-        finally:
-            tracemalloc.stop()
+                retained = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            # What the 40 minutes allocated and still holds: the new values of each
+            # mapping's fields, its last error, the log's few events; not a growing pile.
+            assert retained < 2 * 1024 * 1024, retained
+            assert len(other_tasks()) <= tasks_then + 32  # at most the in-flight requests
+            assert r.gateway.counters.dropped > 300
+            assert r.tap.count > 2000
+            r.gateway.configure(drop_rate=0.0)
+            await asyncio.sleep(600)  # anything lost is recovered by now
+            never_lost_for_good(r)
+            assert all_active(r)
+            assert gateway_ports(r) == expected_ports(1000)
+        await asyncio.sleep(0)  # a closed transport lets go of its socket on the next turn
         assert other_tasks() == tasks
         assert open_fds() == fds
 
@@ -116,33 +121,36 @@ def test_an_hour_of_loss_with_a_thousand_mappings_leaks_nothing() -> None:
 
 
 def test_restarts_while_renewals_are_in_flight() -> None:
-    """The gateway reboots every 47 s while a queue of renewals waits in it (each request
-    takes 50 ms): requests in its queue are lost with its table. Each reboot is reported
-    once and every mapping ends up back, on its port."""
+    """The gateway reboots again and again, some reboots 3 s after the last, while the
+    re-creations the last one caused wait in its queue (each request takes 50 ms; a queue
+    dies with the table). Each reboot is reported once and every mapping ends up back, on
+    its port, within seconds of the last."""
 
     async def scenario() -> None:
         async with rig(gateway=dict(max_lifetime=120, delay=0.05), lifetime=120) as r:
-            await add_many(r, 300)
-            restarts = 0
-            for _ in range(12):
-                await asyncio.sleep(47)
-                in_flight = r.gateway.counters.received - r.gateway.counters.answered
-                restarts += 1
+            await add_many(r, 100)
+            queued = 0
+            # Not closer than 3 s: two reboots within the epoch check's 2 s tolerance
+            # (RFC 6887 §8.5, RFC 6886 §3.6) look like one, to any client.
+            for pause in (40, 3, 44, 3, 4, 50, 3):
+                await asyncio.sleep(pause)
+                counters = r.gateway.counters
+                queued += counters.received - counters.answered - counters.dropped
                 r.gateway.restart()
-                assert in_flight >= 0
-            await asyncio.sleep(30)
-            assert len(r.log.of(GatewayRestarted)) == restarts
-            assert r.manager.status.restarts == restarts
+            assert queued > 20  # the reboots did catch requests waiting to be answered
+            await asyncio.sleep(15)
+            assert len(r.log.of(GatewayRestarted)) == 7
+            assert r.manager.status.restarts == 7
+            assert gateway_ports(r) == expected_ports(100)
             assert all_active(r)
-            assert gateway_ports(r) == expected_ports(300)
             never_lost_for_good(r)
 
     virtual(scenario)
 
 
 def test_every_mapping_is_back_soon_after_a_restart_that_caught_requests_in_flight() -> None:
-    """A reboot while requests wait in the gateway: those mappings too are back within
-    seconds, not at their next renewal window."""
+    """A reboot while user-asked renewals wait in the gateway: those mappings too are back
+    within seconds, not at their next renewal window."""
 
     async def scenario() -> None:
         async with rig(gateway=dict(max_lifetime=3600, delay=0.05), lifetime=3600) as r:

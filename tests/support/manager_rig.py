@@ -140,14 +140,19 @@ class Tap:
     that requests a silent or lossy gateway swallows are recorded too.
     """
 
-    def __init__(self, gateway: SimulatedGateway) -> None:
+    def __init__(self, gateway: SimulatedGateway, *, record: bool = True) -> None:
         self.arrivals: list[Arrival] = []
+        self.record = record
+        """Keep each arrival (else only count them: a long run stays flat in memory)."""
+        self.count = 0
         core = gateway.core
         accept = core.accept
         loop = asyncio.get_running_loop()
 
         def tapped(datagram: bytes) -> bool:
-            self.arrivals.append(Arrival.of(loop.time(), datagram))
+            self.count += 1
+            if self.record:
+                self.arrivals.append(Arrival.of(loop.time(), datagram))
             return accept(datagram)
 
         core.accept = tapped  # type: ignore[method-assign]
@@ -162,14 +167,20 @@ class Tap:
 class EventLog:
     """Collects every event of a manager, from subscription until it closes."""
 
-    def __init__(self, manager: MappingManager) -> None:
+    def __init__(self, manager: MappingManager,
+                 keep: tuple[type[Event], ...] = (Event,)) -> None:
         self.events: list[Event] = []
+        self.keep = keep
+        """The event types kept (the others are only counted)."""
+        self.count = 0
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._collect(manager.events()))
 
     async def _collect(self, events: Any) -> None:
         async for event in events:
-            self.events.append(event)
+            self.count += 1
+            if isinstance(event, self.keep):
+                self.events.append(event)
             self._changed.set()
 
     def of(self, kind: type[E], key: MappingKey | None = None) -> list[E]:
@@ -207,13 +218,15 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(*, gateway: dict[str, Any] | None = None, announce: bool = True,
-              external_address: str = "203.0.113.7", seed: int = 1,
+              external_address: str = "203.0.113.7", seed: int = 1, record: bool = True,
+              keep: tuple[type[Event], ...] = (Event,),
               **manager_options: Any) -> AsyncIterator[Rig]:
     """Start a simulated gateway and a manager pointed at it; close both on exit.
 
     ``gateway`` holds :class:`GatewayConfig` fields; with ``announce`` the gateway
     announces to the manager's listening port (miniupnpd mode sends its NAT-PMP
-    copy to a second free port too, as to 5351).
+    copy to a second free port too, as to 5351). ``record`` and ``keep`` say what the
+    tap and the event log hold on to (see :class:`Tap`, :class:`EventLog`).
     """
     import random
 
@@ -224,13 +237,13 @@ async def rig(*, gateway: dict[str, Any] | None = None, announce: bool = True,
         options.setdefault("miniupnpd_announce_ports", (announce_port, free_udp_port()))
     async with SimulatedGateway(LOOPBACK, 0, external_address,
                                 GatewayConfig(**options)) as gw:
-        tap = Tap(gw)
+        tap = Tap(gw, record=record)
         manager_options.setdefault("rng", random.Random(seed))
         manager_options.setdefault("announce_ports", (announce_port,))
         manager = MappingManager(LOOPBACK, gateway_port=gw.address[1],
                                  announce_host=LOOPBACK, multicast=False, **manager_options)
         async with manager:
-            log = EventLog(manager)
+            log = EventLog(manager, keep)
             yield Rig(gw, manager, log, tap, announce_port)
         await log.finished()
         assert gw.internal_errors == []

@@ -50,10 +50,9 @@ async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(lab: Lab)
         await pilot.press("r")
         await until(pilot, lambda: app.manager is not None
                     and app.manager.mappings[key].state is MappingState.FAILED, "the refusal")
-        await pilot.pause()
-        row = app.main.table.get_row(str(key))
-        assert str(row[-1]) == "failed: NOT_AUTHORIZED, 1800 s"
-        assert logged(app, "renewal of tcp/8080 failed")
+        await until(pilot, lambda: str(app.main.table.get_row(str(key))[-1])
+                    == "failed: NOT_AUTHORIZED, 1800 s", "the row to show the refusal")
+        await until(pilot, lambda: logged(app, "renewal of tcp/8080 failed"), "the log line")
 
 
 async def test_a_silent_gateway_never_freezes_the_ui(lab: Lab) -> None:

@@ -75,10 +75,15 @@ class ManagerWorker:
         deadline = time.monotonic() + timeout
         while ident not in self._replies:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LabTimeoutError(f"no reply to {op} within {timeout} s; "
-                                      f"stderr: {self.process.stderr[-3000:]}")
-            self._take(remaining)
+            try:
+                if remaining <= 0:
+                    raise LabTimeoutError("out of time")
+                self._take(remaining)
+            except LabTimeoutError:
+                recent = [f"{e['wall']:.3f} {e['summary']}" for e in self.events[-30:]]
+                raise LabTimeoutError(f"no reply to {op} within {timeout} s; last events: "
+                                      f"{recent}; stderr: {self.process.stderr[-3000:]}"
+                                      ) from None
         return self._replies.pop(ident)
 
     def ok(self, op: str, *, timeout: float = 30.0, **arguments: Any) -> Any:
