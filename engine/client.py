@@ -24,6 +24,7 @@ from typing import Literal
 from . import timing
 from .codes import NatPmpResult, PcpResult
 from .errors import (
+    GatewayError,
     GatewayTimeout,
     InvalidRequest,
     MalformedPacket,
@@ -439,9 +440,23 @@ class GatewayClient:
             if mapping is None:  # pragma: no cover - deletes always pass their mapping
                 raise InvalidRequest("delete without a mapping")
             return mapping
-        return self._granted(mapping, request, "pcp", local, response.data.external_port,
-                             response.data.external_address, response.lifetime,
-                             response.epoch, response.options)
+        granted = self._granted(mapping, request, "pcp", local, response.data.external_port,
+                                response.data.external_address, response.lifetime,
+                                response.epoch, response.options)
+        if mapping is None and not _honours_prefer_failure(request, granted):
+            # RFC 6887 §13.2: with PREFER_FAILURE the server must not assign another port
+            # or address. Some do (Debian's miniupnpd 2.3.1 when the port is in use): give
+            # the caller what the option promises, and take the unwanted mapping back.
+            try:
+                await self.delete(granted, timeout=timeout)
+            except GatewayError as exc:
+                log.info("could not delete the mapping PREFER_FAILURE refused: %s", exc)
+            raise ResultCodeError(
+                "pcp", PcpResult.CANNOT_PROVIDE_EXTERNAL, request=describe,
+                gateway=str(self.gateway), epoch=response.epoch,
+                detail=f"the gateway offered {granted.external_address}:"
+                       f"{granted.external_port} despite PREFER_FAILURE; it was deleted")
+        return granted
 
     async def _map_natpmp(self, request: _MapArgs, timeout: float | None,
                           mapping: PortMapping | None = None) -> PortMapping:
@@ -792,6 +807,15 @@ def _address(what: str, value: str | IPAddress) -> IPAddress:
 def _check_port(name: str, port: int) -> None:
     if not isinstance(port, int) or not 0 <= port <= 0xFFFF:
         raise InvalidRequest(f"{name} must be 0-65535, not {port!r}")
+
+
+def _honours_prefer_failure(request: _MapArgs, granted: PortMapping) -> bool:
+    if not any(isinstance(o, pcp.PreferFailure) for o in request.options):
+        return True
+    if request.external_port and granted.external_port != request.external_port:
+        return False
+    wanted = request.external_address
+    return wanted is None or wanted.is_unspecified or granted.external_address == wanted
 
 
 def _natpmp_can_carry(request: _MapArgs) -> bool:

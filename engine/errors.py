@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 ProtocolName = Literal["pcp", "natpmp"]
+_SHOWN: dict[str, str] = {"pcp": "PCP", "natpmp": "NAT-PMP"}
 
 
 class NatDeckError(Exception):
@@ -68,7 +69,7 @@ class GatewayTimeout(GatewayError):
         self.elapsed = elapsed
         self.protocol = protocol
         super().__init__(
-            f"{request}: no answer from {protocol.upper()} gateway {gateway} after "
+            f"{request}: no answer from {_SHOWN[protocol]} gateway {gateway} after "
             f"{tries} {'try' if tries == 1 else 'tries'} over {elapsed:.1f} s; is it the right "
             "gateway, and does it have NAT-PMP/PCP enabled?"
         )
@@ -83,7 +84,8 @@ class ResultCodeError(GatewayError):
     """
 
     def __init__(self, protocol: ProtocolName, code: int, *, request: str, gateway: str,
-                 error_lifetime: int | None = None, epoch: int | None = None) -> None:
+                 error_lifetime: int | None = None, epoch: int | None = None,
+                 detail: str | None = None) -> None:
         self.protocol: ProtocolName = protocol
         self.code = code
         self.request = request
@@ -95,9 +97,10 @@ class ResultCodeError(GatewayError):
         lasting = ""
         if error_lifetime is not None:
             lasting = f"; the gateway says this lasts {error_lifetime} s"
+        said = "answered" if detail is None else "would not honour the request:"
         super().__init__(
-            f"{request}: {protocol.upper()} gateway {gateway} answered {self.name} "
-            f"({code}): {self.description}{lasting}"
+            f"{request}: {_SHOWN[protocol]} gateway {gateway} {said} {self.name} "
+            f"({code}): {self.description}{lasting}" + (f" ({detail})" if detail else "")
         )
 
     @property

@@ -241,6 +241,8 @@ class ExternalAddressChanged(Event):
 
     @property
     def summary(self) -> str:
+        if self.old is None:
+            return f"external address {self.new} ({self.source})"
         return f"external address {self.old} -> {self.new} ({self.source})"
 
 

@@ -130,7 +130,7 @@ class NatDeckApp(App[int]):
         self.clock = clock
         self.tick_interval = tick
         self.link = EngineLink(engine, self.post_message, initial=initial_maps)
-        self.main = MainScreen(timestamp=timestamp)
+        self.main = MainScreen(timestamp=timestamp, clock=self.now)
         self.note: EngineNote | None = EngineNote("Starting the engine…", "dim")
         self.engine_running = False
         """Whether the engine worker is running (from mount until it stops)."""
@@ -138,12 +138,16 @@ class NatDeckApp(App[int]):
         """Whether the manager has been entered (the gateway panel shows its status)."""
         self.engine_error: BaseException | None = None
         self._force_quit = False
-        self._dirty: set[MappingKey] = set()
+        self._dirty: dict[MappingKey, None] = {}
+        """Mappings that had an event since the last repaint, in the order of the events
+        (a new row goes where its first event puts it)."""
         self._pending_lines: list[tuple[float, str, str]] = []
         self._flush_timer: Timer | None = None
         self._log_tap = EngineLogTap(EngineLogHandler(self.post_message, engine_log_level),
                                      engine_log_level)
-        self.sub_title = "demo: simulated gateway on loopback" if demo else ""
+        if demo:
+            self.sub_title = "demo"
+            self.main.panel.border_subtitle = "demo: a simulated gateway on loopback"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -226,7 +230,7 @@ class NatDeckApp(App[int]):
         self.log_line(event.wall, text, _EVENT_STYLE.get(type(event), ""))
         key = getattr(event, "key", None)
         if isinstance(key, MappingKey):
-            self._dirty.add(key)
+            self._dirty[key] = None
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -263,7 +267,8 @@ class NatDeckApp(App[int]):
 
     def on_command_failed(self, message: CommandFailed) -> None:
         error = sanitize(str(message.error))
-        self.log_line(time.time(), f"{sanitize(message.what)} failed: {error}", "bold red")
+        if not message.in_events:
+            self.log_line(time.time(), f"{sanitize(message.what)} failed: {error}", "bold red")
         self.notify(error, title=f"Could not {sanitize(message.what, limit=60)}",
                     severity="error", timeout=8)
 

@@ -59,8 +59,23 @@ DEMO_MAPS: tuple[MapRequest, ...] = (
 )
 
 
-def free_udp_port(host: str = LOOPBACK) -> int:
-    """A UDP port on ``host`` that is free right now (the OS picks it)."""
+#: Where :func:`free_udp_port` looks: below the ephemeral range of Linux (32768-60999 by
+#: default) and of the other systems (49152-65535), so that the port cannot be handed to
+#: an outgoing socket (the manager's own, say) between choosing it and binding it.
+PORT_RANGE = (20000, 32767)
+
+
+def free_udp_port(host: str = LOOPBACK, *, rng: random.Random | None = None) -> int:
+    """A UDP port on ``host`` that is free right now, outside the ephemeral range."""
+    pick = rng if rng is not None else random.Random()
+    for _ in range(100):
+        port = pick.randint(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -120,6 +135,8 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
     """
     opts = options if options is not None else DemoOptions()
     announce_port = free_udp_port()
+    while announce_port == opts.port:
+        announce_port = free_udp_port()
     base = opts.config if opts.config is not None else GatewayConfig()
     config = dataclasses.replace(base, announce_targets=((LOOPBACK, announce_port),),
                                  announce_count=opts.announce_count,

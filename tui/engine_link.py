@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from engine.errors import NatDeckError
+from engine.errors import InvalidRequest, NatDeckError
 from engine.events import Event, MappingKey
 from engine.manager import MappingManager
 
@@ -144,7 +144,9 @@ class EngineLink:
         self._factory = factory
         self._post = post
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
-        for request in initial:
+        self.initial = tuple(initial)
+        """The mappings requested at start."""
+        for request in self.initial:
             self._commands.put_nowait(AddMapping(request))
         self._running: set[asyncio.Task[None]] = set()
         self.parts: EngineParts | None = None
@@ -235,7 +237,13 @@ class EngineLink:
         except asyncio.CancelledError:
             raise
         except (NatDeckError, OSError, ValueError) as exc:
-            self._post(CommandFailed(what, exc))
+            # A map or renewal the gateway refused or left unanswered is also a manager
+            # event (MappingFailed, MappingRenewalFailed); a request refused before it
+            # was sent (InvalidRequest: already mapped, busy) is not.
+            in_events = (isinstance(command, AddMapping | RenewMapping)
+                         and isinstance(exc, NatDeckError)
+                         and not isinstance(exc, InvalidRequest))
+            self._post(CommandFailed(what, exc, in_events=in_events))
             return
         if text:
             self._post(CommandDone(what, text))

@@ -51,12 +51,17 @@ class CommandDone(Message):
 
 
 class CommandFailed(Message):
-    """A command failed; ``error`` says why (its text is a sentence for the user)."""
+    """A command failed; ``error`` says why (its text is a sentence for the user).
 
-    def __init__(self, what: str, error: BaseException) -> None:
+    ``in_events`` is true when the manager also reported the failure as an event
+    (a refused or unanswered map or renewal), which the event log shows already.
+    """
+
+    def __init__(self, what: str, error: BaseException, *, in_events: bool = False) -> None:
         super().__init__()
         self.what = what
         self.error = error
+        self.in_events = in_events
 
 
 class LogLine(Message):

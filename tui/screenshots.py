@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
@@ -102,7 +103,7 @@ async def _map(pilot: Pilot[int], request: MapRequest) -> None:
         return mapping is not None and mapping.state is MappingState.ACTIVE
 
     await until(pilot, granted, f"{key} to be granted")
-    await pilot.pause()
+    await until(pilot, lambda: key in app.main.table.shown_keys, f"{key} to be shown")
 
 
 def _controls(app: NatDeckApp) -> SimulatorControls:
@@ -117,7 +118,9 @@ async def main_scene(pilot: Pilot[int]) -> None:
     await _started(pilot)
     for request in DEMO_MAPS:
         await _map(pilot, request)
-    await pilot.press("down")
+    app = _app(pilot)
+    app.main.table.focus()
+    app.main.table.move_cursor(row=1)
     await pilot.pause()
 
 
@@ -162,9 +165,10 @@ async def error_scene(pilot: Pilot[int]) -> None:
     await until(pilot, lambda: manager.mappings[failing].state is MappingState.FAILED,
                 "the renewal to be refused")
     app.send(AddMapping(MapRequest(Protocol.TCP, 3000)))
-    await until(pilot, lambda: _logged(app, "map tcp 3000 failed"),
+    await until(pilot, lambda: _logged(app, "tcp/3000 failed"),
                 "the new mapping to be refused")
-    await pilot.press("down")
+    app.main.table.focus()
+    app.main.table.move_cursor(row=1)
     await pilot.pause()
 
 
@@ -184,10 +188,13 @@ async def silent_scene(pilot: Pilot[int]) -> None:
 def freeze(app: NatDeckApp) -> None:
     """Fix what depends on timing, for a screen that is the same on every run.
 
-    The clock stops at the last grant or contact (so countdowns read their full
-    lifetime less nothing, and "last contact" reads "just now"); the round-trip
-    time and the epoch (which the simulated gateway counts in whole seconds
-    since its start) are set to fixed values.
+    The clock stops at the last grant or contact ("last contact" reads "just
+    now"), and every mapping's times are shifted as if it had been granted at
+    that moment, so each countdown reads its lifetime, and its renewal delay
+    (drawn from the seeded generator), whatever the milliseconds between the
+    grants were. The round-trip time and the epoch (which the simulated gateway
+    counts in whole seconds since its start) are set to fixed values. Only what
+    is displayed changes: the manager schedules from its own heap.
     """
     manager = app.manager
     assert manager is not None
@@ -195,7 +202,18 @@ def freeze(app: NatDeckApp) -> None:
     if manager.status.last_contact is not None:
         moments.append(manager.status.last_contact)
     frozen = max(moments, default=0.0)
+    for mapping in manager.mappings.values():
+        if mapping.granted_at is None:
+            continue
+        shift = frozen - mapping.granted_at
+        mapping.granted_at = frozen
+        if mapping.expires_at is not None:
+            mapping.expires_at += shift
+        if mapping.next_renewal_at is not None:
+            mapping.next_renewal_at += shift
     app.clock = lambda: frozen
+    for field in app.screen.query(Input):
+        field.cursor_blink = False  # a blinking cursor is drawn or not, by chance
     manager.status.rtt = 0.0004
     if manager.status.epoch is not None:
         manager.status.epoch = DEMO_UPTIME

@@ -194,29 +194,32 @@ def test_prefer_failure_refuses_instead_of_another_port(lab: Lab) -> None:
     assert lab.dnat_rules() == [rule(UDP, 1024, 40021)]
 
 
-def test_prefer_failure_on_a_port_in_use_is_ignored_by_debian_miniupnpd(lab: Lab) -> None:
+def test_prefer_failure_is_enforced_where_debian_miniupnpd_ignores_it(lab: Lab) -> None:
     """Debian builds miniupnpd with CHECK_PORTINUSE, whose check skips a port in use *before*
     PREFER_FAILURE is looked at: the option is ignored and another port granted (an RFC 6887
-    §13.2 violation on the gateway's side). natdeck sent the option and must report the port
-    it actually got, which must be the one the gateway forwards. If this starts failing, the
-    gateway was fixed: turn it into a CANNOT_PROVIDE_EXTERNAL assertion.
+    §13.2 violation on the gateway's side). natdeck sends the option, sees the other port,
+    deletes that mapping and reports CANNOT_PROVIDE_EXTERNAL, as the option promises.
     """
     sniffer = Sniffer(lab)
 
-    async def scenario() -> engine.PortMapping:
+    async def scenario() -> ResultCodeError:
         await engine.map_port(lab.gateway_lan, 40030, Protocol.TCP, via="pcp")
-        return await engine.map_port(lab.gateway_lan, 40031, Protocol.TCP, via="pcp",
-                                     external_port=40030, prefer_failure=True)
+        with pytest.raises(ResultCodeError) as refused:
+            await engine.map_port(lab.gateway_lan, 40031, Protocol.TCP, via="pcp",
+                                  external_port=40030, prefer_failure=True)
+        return refused.value
 
-    second = run_in_client(lab, scenario)
+    error = run_in_client(lab, scenario)
 
     sent = [r for r in sniffer.requests() if r.get("internal_port") == 40031]
-    # PREFER_FAILURE (code 2, no data, RFC 6887 §13.2) went out with the request.
+    # PREFER_FAILURE (code 2, no data, RFC 6887 §13.2) went out with the request, and the
+    # unwanted mapping was deleted again (a lifetime-0 request).
     assert sent
     assert all(r["options"] == "02000000" for r in sent)
-    assert second.external_port != 40030
-    assert rule(TCP, second.external_port, 40031) in lab.dnat_rules()
-    assert rule(TCP, 40030, 40030) in lab.dnat_rules()
+    assert any(r.get("lifetime") == 0 for r in sent)
+    assert error.code == PcpResult.CANNOT_PROVIDE_EXTERNAL
+    assert "despite PREFER_FAILURE" in str(error)
+    assert lab.dnat_rules() == [rule(TCP, 40030, 40030)]
 
 
 # ---------------------------------------------------------------------------- errors
@@ -267,16 +270,17 @@ def test_silent_gateway_times_out_within_the_timeout(lab: Lab) -> None:
     (pcp_error, _pcp_took), (natpmp_error, _natpmp_took), (auto_error, _auto_took) = results
 
     for error, took in results:
-        assert 1.9 <= error.elapsed <= 2.1
-        assert took < 2.5
+        assert 1.9 <= error.elapsed <= 2.3  # the deadline, plus scheduling slack
+        assert took < 3.0
         assert re.search(rf"after {error.tries} tr(y|ies) over 2\.\d s", str(error)), str(error)
     # RFC 6887 §8.1.1: PCP's first wait is 3 s, so one try fits in 2 s; NAT-PMP's
     # 250 ms doubling (RFC 6886 §3.1) fits four (0, 0.25, 0.75, 1.75 s).
     assert (pcp_error.protocol, pcp_error.tries) == ("pcp", 1)
     assert (natpmp_error.protocol, natpmp_error.tries) == ("natpmp", 4)
-    # auto spent the whole budget waiting for PCP and says so.
-    assert (auto_error.protocol, auto_error.tries) == ("pcp", 1)
-    assert "PCP map tcp 40040" in str(auto_error)
+    # auto, on a gateway never heard from, gave PCP half the budget (one try), NAT-PMP the
+    # rest (three tries: 0, 0.25, 0.75 s), and counts every try in one error.
+    assert auto_error.tries == 4
+    assert "PCP map tcp 40040, then NAT-PMP map tcp 40040" in str(auto_error)
     assert not probe.reachable
     assert probe.via is None
 

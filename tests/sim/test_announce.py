@@ -76,7 +76,8 @@ def test_binds_a_port_another_socket_already_holds_with_reuseport() -> None:
                                             source_port=gateway.getsockname()[1])
             await listener.start()
             try:
-                assert listener.listening and listener.errors == []
+                assert listener.listening
+                assert listener.errors == []
                 holder.close()  # unicast goes to one socket of the group: now surely ours
                 gateway.sendto(PCP_NEWS, (LOOPBACK, port))
                 await settle()
@@ -108,7 +109,8 @@ def test_cannot_bind_a_port_held_without_reuse() -> None:
                                            ports=(port, free), multicast=False)
             await partial.start()
             assert partial.listening
-            assert len(partial.errors) == 1 and f"port {port}" in partial.errors[0]
+            assert len(partial.errors) == 1
+            assert f"port {port}" in partial.errors[0]
             partial.close()
 
     virtual(scenario)
@@ -193,7 +195,7 @@ def test_manager_degrades_to_periodic_probing_when_it_cannot_listen() -> None:
                 await asyncio.sleep(10)
                 restarted_at = asyncio.get_running_loop().time()
                 r.gateway.restart()
-                assert r.gateway.mappings == ()
+                assert not r.gateway.mappings
                 await r.log.wait_for(GatewayRestarted, lambda e: e.at > restarted_at,
                                      timeout=61)
                 await r.log.wait_for(MappingRecovered, lambda e: e.at > restarted_at,
@@ -242,7 +244,8 @@ def test_status_warns_when_the_external_address_is_not_public(external: str,
             assert str(status.external_address) == external
             if warned:
                 assert status.warning is not None
-                assert external in status.warning and "not public" in status.warning
+                assert external in status.warning
+                assert "not public" in status.warning
             else:
                 assert status.warning is None
 

@@ -10,6 +10,7 @@ test checks is what reached the gateway (a tap on its arrivals), what it holds
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -70,7 +71,7 @@ def manager_ports(r: Rig) -> dict[int, int | None]:
 
 
 def intervals(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 # -- renewal timing ----------------------------------------------------------------------------
@@ -86,7 +87,8 @@ def test_pcp_renews_between_half_and_five_eighths_of_the_granted_lifetime() -> N
             for key in keys:
                 view = r.manager.mappings[key]
                 assert (view.via, view.lifetime, view.requested_lifetime) == ("pcp", 120, 7200)
-                assert view.next_renewal_at is not None and view.granted_at is not None
+                assert view.next_renewal_at is not None
+                assert view.granted_at is not None
                 assert 60 <= view.next_renewal_at - view.granted_at <= 75
             await asyncio.sleep(3600)
             gaps: list[float] = []
@@ -99,9 +101,11 @@ def test_pcp_renews_between_half_and_five_eighths_of_the_granted_lifetime() -> N
             assert len(gaps) >= 20 * 3600 // 75
             assert all(60 - 1e-6 <= gap <= 75 + 1e-6 for gap in gaps), (min(gaps), max(gaps))
             # Random over the whole window, not pinned to one end of it.
-            assert min(gaps) < 61 and max(gaps) > 74
+            assert min(gaps) < 61
+            assert max(gaps) > 74
             assert len(r.log.of(MappingRenewed)) == len(gaps)
-            assert not r.log.of(MappingLost) and not r.log.of(MappingRenewalFailed)
+            assert not r.log.of(MappingLost)
+            assert not r.log.of(MappingRenewalFailed)
             assert len(r.gateway.mappings) == 20
 
     virtual(scenario)
@@ -319,7 +323,8 @@ def test_leaving_deletes_every_mapping(via: str) -> None:
         await log.finished()
         assert gateway.core.mappings(now()) == ()
         removed = log.of(MappingRemoved)
-        assert len(removed) == 8 and all(e.deleted_at_gateway for e in removed)
+        assert len(removed) == 8
+        assert all(e.deleted_at_gateway for e in removed)
 
     virtual(scenario)
 
@@ -402,7 +407,8 @@ def test_long_lifetime_error_on_renewal_leaves_the_mapping_failed_until_a_restar
             [failed] = await r.log.wait_for(MappingRenewalFailed, timeout=5)
             assert failed.retry_at is None
             assert view.state is MappingState.FAILED
-            assert view.reason is not None and "NOT_AUTHORIZED" in view.reason
+            assert view.reason is not None
+            assert "NOT_AUTHORIZED" in view.reason
             await asyncio.sleep(2 * 3600)  # well past the expiry
             assert len(r.tap.maps(key.internal_port, since=failed.at + 1)) == 0
             assert view.state is MappingState.FAILED
@@ -412,7 +418,7 @@ def test_long_lifetime_error_on_renewal_leaves_the_mapping_failed_until_a_restar
             [recovered] = await r.log.wait_for(MappingRecovered, timeout=6)
             assert recovered.at - restarted_at <= 5
             assert recovered.same_port
-            assert view.state is MappingState.ACTIVE
+            assert r.manager.mappings[key].state is MappingState.ACTIVE
             assert gateway_ports(r) == {20000: 40000}
 
     virtual(scenario)
@@ -476,6 +482,7 @@ def test_granted_request_is_read_back_through_the_manager_api() -> None:
         async with rig(gateway=dict(max_lifetime=120)) as r:
             [key] = await add_many(r, 1)
             first = r.manager.mappings[key].granted_at
+            assert first is not None
             await asyncio.sleep(10)
             view = await r.manager.renew(key)
             assert view.granted_at == pytest.approx(first + 10)
@@ -483,7 +490,8 @@ def test_granted_request_is_read_back_through_the_manager_api() -> None:
             [held] = r.gateway.mappings
             assert held.expires_at == pytest.approx(view.expires_at)
             request = r.tap.maps(key.internal_port)[-1].pcp_map
-            assert request is not None and isinstance(request.data, pcp.MapData)
+            assert request is not None
+            assert isinstance(request.data, pcp.MapData)
             assert request.data.external_port == 40000  # asks for the port it holds
 
     virtual(scenario)

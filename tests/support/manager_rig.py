@@ -59,11 +59,11 @@ class _EagerSelector:
 def run_fast_virtual(main: Callable[[], Awaitable[T]], *, start: float = 1000.0) -> T:
     """Like :func:`~tests.support.virtual_time.run_virtual`, for code that uses no threads."""
     loop = VirtualTimeLoop(start)
-    real = loop._selector._real  # type: ignore[attr-defined]
+    real = loop._selector._real
     loop._selector = _EagerSelector(real, loop)  # type: ignore[assignment]
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main())  # type: ignore[arg-type]
+        return loop.run_until_complete(main())
     finally:
         asyncio.set_event_loop(None)
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -84,7 +84,7 @@ def open_fds() -> int:
 
 def other_tasks() -> set[asyncio.Task[Any]]:
     """Every task on the running loop but the caller's."""
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +219,13 @@ class Rig:
 @contextlib.asynccontextmanager
 async def rig(*, gateway: dict[str, Any] | None = None, announce: bool = True,
               external_address: str = "203.0.113.7", seed: int = 1, record: bool = True,
-              keep: tuple[type[Event], ...] = (Event,),
+              keep_events: tuple[type[Event], ...] = (Event,),
               **manager_options: Any) -> AsyncIterator[Rig]:
     """Start a simulated gateway and a manager pointed at it; close both on exit.
 
     ``gateway`` holds :class:`GatewayConfig` fields; with ``announce`` the gateway
     announces to the manager's listening port (miniupnpd mode sends its NAT-PMP
-    copy to a second free port too, as to 5351). ``record`` and ``keep`` say what the
+    copy to a second free port too, as to 5351). ``record`` and ``keep_events`` say what the
     tap and the event log hold on to (see :class:`Tap`, :class:`EventLog`).
     """
     import random
@@ -243,7 +243,7 @@ async def rig(*, gateway: dict[str, Any] | None = None, announce: bool = True,
         manager = MappingManager(LOOPBACK, gateway_port=gw.address[1],
                                  announce_host=LOOPBACK, multicast=False, **manager_options)
         async with manager:
-            log = EventLog(manager, keep)
+            log = EventLog(manager, keep_events)
             yield Rig(gw, manager, log, tap, announce_port)
         await log.finished()
         assert gw.internal_errors == []

@@ -19,8 +19,9 @@ from textual.pilot import Pilot
 from tui.app import NatDeckApp
 from tui.screenshots import demo_app, error_scene, freeze, help_scene, main_scene, map_dialog_scene
 
-#: The simulated gateway's port: fixed, since the gateway panel shows it.
-SNAPSHOT_PORT = 47351
+#: The simulated gateway's port: fixed, since the gateway panel shows it (and below the
+#: ephemeral range, so no outgoing socket holds it).
+SNAPSHOT_PORT = 25351
 SIZE = (120, 34)
 
 Scene = Callable[[Pilot[int]], Awaitable[None]]

@@ -49,10 +49,11 @@ class MainScreen(Screen[None]):
 
     BINDINGS = MAIN_BINDINGS
 
-    def __init__(self, *, timestamp: Callable[[float], str] = clock_time) -> None:
+    def __init__(self, *, timestamp: Callable[[float], str] = clock_time,
+                 clock: Callable[[], float] | None = None) -> None:
         super().__init__(id="main")
         self.panel = GatewayPanel(id="gateway")
-        self.table = MappingsTable(id="mappings")
+        self.table = MappingsTable(id="mappings", clock=clock)
         self.events = EventLog(id="events", timestamp=timestamp)
 
     def compose(self) -> ComposeResult:

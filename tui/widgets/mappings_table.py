@@ -16,7 +16,7 @@ arrives (and never shrink), which keeps measuring cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -42,8 +42,11 @@ def _row_key(key: MappingKey) -> str:
 class MappingsTable(DataTable[Text]):
     """The managed mappings, one row each, keyed by mapping key."""
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, clock: Callable[[], float] | None = None,
+                 id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+        self.clock = clock
+        """The time rows scrolled into view are computed at (default: the last sync's)."""
         self.border_title = "Mappings"
         self._shown: dict[MappingKey, Cells] = {}
         self._keys: dict[str, MappingKey] = {}
@@ -89,7 +92,7 @@ class MappingsTable(DataTable[Text]):
             for key, mapping in mappings.items():
                 if key not in self._shown:
                     self.show_mapping(key, mapping, now)
-        self.refresh_visible()
+        self.refresh_visible(now)
 
     def visible_keys(self) -> list[MappingKey]:
         """The keys of the rows on screen, and :data:`MARGIN` rows either side."""
@@ -102,12 +105,15 @@ class MappingsTable(DataTable[Text]):
         keys = (self._keys.get(row.key.value or "") for row in rows[first:last])
         return [key for key in keys if key is not None]
 
-    def refresh_visible(self) -> None:
-        """Bring the rows in view up to date with the mappings and the last ``now``."""
+    def refresh_visible(self, now: float | None = None) -> None:
+        """Bring the rows in view up to date with the mappings at ``now`` (default: the
+        clock's time, or the last sync's)."""
+        if now is None:
+            now = self.clock() if self.clock is not None else self._now
         for key in self.visible_keys():
             mapping = self._source.get(key)
             if mapping is not None:
-                self.show_mapping(key, mapping, self._now)
+                self.show_mapping(key, mapping, now)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         # Rows coming into view may hold values from an earlier tick: refresh them

@@ -1,0 +1,228 @@
+"""Benchmark 2: what a client costs when the gateway is not the bottleneck.
+
+The simulated gateway runs in a second process (``python -m engine.simulator``) on
+loopback, so this process's CPU time is the client's alone. Each client creates N
+mappings and deletes them (the same client code as the lab benchmark,
+:mod:`tests.bench.lab_client`), in interleaved rounds. The peers (natpmpc, py-natpmp) can
+only talk to port 5351, so the simulator listens on 127.0.0.2:5351 (loopback: every
+127/8 address is this machine); if that port is taken they are skipped.
+
+Then the wire codec alone: encode and decode time per message (the ``--timeit`` loop of
+:mod:`tests.bench.fuzz_wire`), and the same for py-natpmp's NAT-PMP classes.
+
+    .venv/bin/python -m tests.bench.client_cost [--count 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import io
+import json
+import socket
+import subprocess
+import sys
+import timeit
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from engine.protocols import Protocol
+from engine.wire import natpmp
+from tests.bench import fuzz_wire, lab_client
+from tests.bench.report import Table, median, ms, us
+from tests.lab.netlab import REPO_ROOT, Lab
+
+#: 127.0.0.2, not .1: a port 5351 on 127.0.0.1 might be a developer's own simulator.
+HOST = "127.0.0.2"
+LOCAL = "127.0.0.1"
+FIRST_PORT = 20000
+CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-pcp-seq", "natdeck-natpmp-seq",
+           "natdeck-pcp-gather", "natdeck-manager", "py-natpmp", "natpmpc")
+#: natpmpc forks a process per request: fewer of them keeps the run short.
+NATPMPC_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """A simulated gateway running in a child process."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def simulator(*args: str, host: str = HOST, port: int = 5351) -> Iterator[Simulator]:
+    """Start ``python -m engine.simulator`` (loopback only) and stop it on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.simulator", "--host", host, "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env=Lab.python_env(), stdin=subprocess.DEVNULL)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"simulator did not start: {process.communicate()[1][-500:]}")
+        info = json.loads(line)
+        yield Simulator(info["host"], int(info["port"]), process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether UDP ``host:port`` can be bound now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
+    """One client, in this process (its CPU time is the client's: the gateway is elsewhere)."""
+    if client == "natpmpc":
+        count = max(10, int(count * NATPMPC_SHARE))
+    ports = range(FIRST_PORT, FIRST_PORT + count)
+    run = lab_client.Run(client)
+    if client.startswith("floor-"):
+        kind = client.removeprefix("floor-")
+        lab_client.floor(run, host, lab_client.floor_packets(kind, LOCAL, ports, 3600), port)
+    elif client == "natdeck-manager":
+        asyncio.run(lab_client.manager(run, host, LOCAL, ports, 3600, port))
+    elif client.startswith("natdeck-"):
+        _, via, mode = client.split("-")
+        asyncio.run(lab_client.natdeck(run, host, LOCAL, ports, 3600, via,  # type: ignore[arg-type]
+                                       concurrent=mode == "gather", port=port))
+    elif client == "natpmpc":
+        lab_client.natpmpc(run, host, ports, 3600)
+    elif client == "py-natpmp":
+        lab_client.py_natpmp(run, host, ports, 3600)
+    result = run.result()
+    result["count"] = count
+    result["operations"] = 2 * count
+    return result
+
+
+def measure(count: int, rounds: int) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
+    """Interleaved rounds of every client against one simulator process."""
+    clients = CLIENTS
+    skipped = None
+    host, port = HOST, 5351
+    if not port_free(HOST, 5351):
+        # The peers cannot be pointed at another port.
+        clients = tuple(c for c in CLIENTS if c not in ("natpmpc", "py-natpmp"))
+        skipped = f"{HOST}:5351 was taken, so natpmpc and py-natpmp (port 5351 only) were skipped"
+        host, port = LOCAL, 0
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    with simulator(host=host, port=port) as sim:
+        one_run("floor-pcp", sim.host, sim.port, min(count, 50))  # warm up both processes
+        for number in range(rounds):
+            shift = number % len(clients)
+            for client in clients[shift:] + clients[:shift]:
+                results[client].append(one_run(client, sim.host, sim.port, count))
+    return results, skipped
+
+
+_NAMES = {
+    "floor-natpmp": "floor: bare UDP, NAT-PMP",
+    "floor-pcp": "floor: bare UDP, PCP",
+    "natdeck-pcp-seq": "natdeck PCP, sequential",
+    "natdeck-natpmp-seq": "natdeck NAT-PMP, sequential",
+    "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
+    "natdeck-manager": "natdeck MappingManager (PCP)",
+    "py-natpmp": "py-natpmp `map_port`, sequential",
+    "natpmpc": "natpmpc, one process per request",
+}
+
+
+def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | None) -> str:
+    """Markdown: per client, throughput and CPU per request."""
+    rounds = len(next(iter(results.values())))
+    table = Table(["client", "mappings created / s", "wall µs / request",
+                   "client CPU µs / request", "CPU × floor", "errors"])
+    floor_cpu = {kind: median(r["cpu"] / r["operations"] for r in results.get(f"floor-{kind}", []))
+                 for kind in ("pcp", "natpmp")}
+    for client, runs in results.items():
+        per_request = [(r["cpu"] + r["child_cpu"]) / r["operations"] for r in runs]
+        wall = [(r["create"] + r["delete"]) / r["operations"] for r in runs]
+        rate = median(r["count"] / r["create"] for r in runs)
+        kind = "pcp" if "pcp" in client or "manager" in client else "natpmp"
+        cpu = median(per_request)
+        reference = floor_cpu[kind]
+        errors = sum(r["error_count"] for r in runs)
+        table.add(_NAMES[client], f"{rate:,.0f}", us(median(wall)), us(cpu),
+                  f"{cpu / reference:.1f}×" if reference == reference else "—", errors)
+    natpmpc_count = max(10, int(count * NATPMPC_SHARE))
+    lines = [
+        f"### Client cost on loopback: {count} mappings created then deleted, simulated gateway "
+        "in a second process",
+        "",
+        f"Median of {rounds} interleaved rounds. *client CPU*: `time.process_time()` of the "
+        "client (natpmpc: its processes' user+system time, plus the loop that starts them) per "
+        "request; the gateway's CPU is not in it. *CPU × floor*: over a bare blocking UDP "
+        f"client of the same protocol. natpmpc made {natpmpc_count} mappings per round (one "
+        "process per request).",
+        "",
+        table.render(),
+    ]
+    if skipped:
+        lines += ["", f"({skipped}.)"]
+    return "\n".join(lines)
+
+
+def codec_table(number: int) -> str:
+    """Encode/decode µs per message: natdeck's codec (fuzz_wire's timeit) and py-natpmp's."""
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        fuzz_wire.measure(number)
+    natdeck_lines = captured.getvalue().strip()
+    lines = ["### Wire codec: µs per message (best of 5 timeit runs)", "", natdeck_lines]
+    try:
+        from natpmp import NATPMP as peer
+    except ImportError:
+        return "\n".join(lines)
+    request = natpmp.MapRequest(Protocol.TCP, 5000, 5000, 7200)
+    response = natpmp.MapResponse(Protocol.TCP, 0, 1, 5000, 50000, 7200).encode()
+    peer_request = peer.PortMapRequest(peer.NATPMP_PROTOCOL_TCP, 5000, 5000, 7200)
+
+    def best(function: Any) -> float:
+        return min(timeit.repeat(function, number=number, repeat=5)) / number
+
+    side = Table(["NAT-PMP map message", "natdeck µs", "py-natpmp µs", "ratio"])
+    for label, ours, theirs in (
+            ("encode request (object → 12 bytes)", request.encode, peer_request.toBytes),
+            ("decode response (16 bytes → object)",
+             functools.partial(natpmp.decode_response, response),
+             functools.partial(peer.PortMapResponse, response))):
+        a, b = best(ours), best(theirs)
+        side.add(label, f"{a * 1e6:.2f}", f"{b * 1e6:.2f}", f"{a / b:.1f}×")
+    lines += ["", "Side by side with py-natpmp (which checks nothing: no length, version, "
+              "opcode or range check):", "", side.render()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--number", type=int, default=20_000, help="timeit loops")
+    args = parser.parse_args(argv)
+    results, skipped = measure(args.count, args.rounds)
+    print(render(results, args.count, skipped))
+    print()
+    print(codec_table(args.number))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""One timed run of one client against the lab's miniupnpd: create N mappings, then delete them.
+
+Runs *inside the lab's client namespace* (``Lab.run_python_in_client(LAB_CLIENT, [json])``),
+so every packet goes to the lab gateway (198.18.0.1) and nowhere else. It does the timing itself
+and prints one JSON line::
+
+    {"client": ..., "create": s, "delete": s, "cpu": s, "child_cpu": s, "requests": n,
+     "ok": n, "errors": [...]}
+
+``requests`` is how many distinct requests the client had to send by its design (a
+retransmission is not one); the runner subtracts it from what the gateway counted. ``cpu`` is
+``time.process_time()`` over both phases; ``child_cpu`` the user+system time of child processes
+(natpmpc).
+
+Clients (``CLIENTS``):
+
+- ``floor-natpmp`` / ``floor-pcp``: a bare blocking UDP socket sending pre-encoded requests one
+  at a time and waiting for each answer: the gateway's own service time plus one kernel round
+  trip, the least any client can take.
+- ``natdeck-{pcp,natpmp}-seq``: one :class:`engine.GatewayClient`, ``await`` each map, then each
+  delete.
+- ``natdeck-{pcp,natpmp}-gather``: the same, all maps in one ``asyncio.gather`` (the transport
+  bounds requests in flight), then all deletes.
+- ``natdeck-manager``: a :class:`engine.MappingManager` (no listener, no start-up probe, so
+  that only mapping requests are counted), ``add`` gathered, then ``remove`` gathered.
+- ``natpmpc``: libnatpmp's command-line client, one process per request, as a shell user runs
+  it (each run also asks the external address first: two requests per mapping operation).
+- ``py-natpmp``: the PyPI package ``py-natpmp`` (module ``natpmp``), ``map_port`` per request,
+  always with ``gateway_ip`` given (it never looks the gateway up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+# Runs as a script in the namespace: the repo is on PYTHONPATH (Lab.python_env), but make
+# `python tests/bench/lab_client.py` from a checkout work too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import engine
+from engine.protocols import Protocol
+from engine.wire import natpmp, pcp
+
+NATPMP_PORT = 5351
+TCP = int(Protocol.TCP)
+#: How long the floor client waits before it resends (it counts each resend).
+FLOOR_WAIT = 2.0
+
+CLIENTS = (
+    "floor-natpmp",
+    "floor-pcp",
+    "natdeck-pcp-seq",
+    "natdeck-natpmp-seq",
+    "natdeck-pcp-gather",
+    "natdeck-natpmp-gather",
+    "natdeck-manager",
+    "natpmpc",
+    "py-natpmp",
+)
+
+
+class Run:
+    """Timing of the two phases, and what went wrong."""
+
+    def __init__(self, client: str) -> None:
+        self.client = client
+        self.phases: dict[str, float] = {}
+        self.requests = 0
+        self.ok = 0
+        self.errors: list[str] = []
+        self.resends = 0
+        self.sent: int | None = None
+        """Datagrams the client says it sent (None: it cannot tell)."""
+        self._cpu = time.process_time()
+        self._children = self._child_cpu()
+
+    @staticmethod
+    def _child_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "client": self.client,
+            **self.phases,
+            "cpu": time.process_time() - self._cpu,
+            "child_cpu": self._child_cpu() - self._children,
+            "requests": self.requests,
+            "ok": self.ok,
+            "resends": self.resends,
+            "sent": self.sent,
+            "errors": self.errors[:5],
+            "error_count": len(self.errors),
+        }
+
+
+# -- the floor: pre-encoded requests, one blocking socket --------------------------------------
+
+
+def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP_PORT) -> None:
+    """Send each phase's packets one at a time; wait for an answer to each."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((gateway, port))
+        sock.settimeout(FLOOR_WAIT)
+        for phase, batch in zip(("create", "delete"), packets, strict=True):
+            start = time.perf_counter()
+            for packet in batch:
+                while True:
+                    sock.send(packet)
+                    run.sent = (run.sent or 0) + 1
+                    try:
+                        answer = sock.recv(1100)
+                    except TimeoutError:
+                        run.resends += 1
+                        continue
+                    break
+                # Result code: NAT-PMP octets 2-3, PCP octet 3.
+                code = int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3]
+                if code:
+                    run.errors.append(f"result {code}")
+                else:
+                    run.ok += 1
+            run.phases[phase] = time.perf_counter() - start
+            run.requests += len(batch)
+
+
+def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[list[bytes]]:
+    if kind == "natpmp":
+        return [[natpmp.MapRequest(TCP, p, p, lifetime).encode() for p in ports],
+                [natpmp.MapRequest(TCP, p, 0, 0).encode() for p in ports]]
+    address = IPv4Address(local)
+    nonces = {p: secrets.token_bytes(pcp.NONCE_SIZE) for p in ports}
+
+    def request(port: int, life: int) -> bytes:
+        data = pcp.MapData(nonces[port], TCP, port, port, IPv4Address(0))
+        return pcp.Request(pcp.Opcode.MAP, life, address, data).encode()
+
+    return [[request(p, lifetime) for p in ports], [request(p, 0) for p in ports]]
+
+
+# -- natdeck -------------------------------------------------------------------------------------
+
+
+class _Retransmissions(logging.Handler):
+    """Counts the transport's "retransmitting" log records (one per resend)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retransmitting" in record.getMessage():
+            self.count += 1
+
+
+async def natdeck(run: Run, gateway: str, local: str, ports: range, lifetime: int,
+                  via: engine.Via, concurrent: bool, port: int = NATPMP_PORT,
+                  max_in_flight: int | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    async with engine.GatewayClient(gateway, port, local_address=local,
+                                    max_in_flight=max_in_flight) as client:
+        mappings: list[engine.PortMapping] = []
+
+        async def create(port: int) -> None:
+            try:
+                mappings.append(await client.map(TCP, port, lifetime=lifetime, via=via))
+            except engine.NatDeckError as exc:
+                run.errors.append(str(exc))
+
+        async def delete(mapping: engine.PortMapping) -> None:
+            try:
+                await mapping.delete()
+                run.ok += 1
+            except engine.NatDeckError as exc:
+                run.errors.append(str(exc))
+
+        start = loop.time()
+        if concurrent:
+            await asyncio.gather(*(create(p) for p in ports))
+        else:
+            for port in ports:
+                await create(port)
+        run.phases["create"] = loop.time() - start
+        start = loop.time()
+        if concurrent:
+            await asyncio.gather(*(delete(m) for m in mappings))
+        else:
+            for mapping in mappings:
+                await delete(mapping)
+        run.phases["delete"] = loop.time() - start
+        run.sent = client.channel.sent
+    # NAT-PMP learns the external address once, with its first mapping.
+    run.requests = 2 * len(ports) + (1 if via == "natpmp" else 0)
+
+
+async def manager(run: Run, gateway: str, local: str, ports: range, lifetime: int,
+                  port: int = NATPMP_PORT) -> None:
+    loop = asyncio.get_running_loop()
+    async with engine.MappingManager(gateway, gateway_port=port, local_address=local, via="pcp",
+                                     lifetime=lifetime, listen=False, probe_on_start=False,
+                                     keep=True) as mgr:
+        start = loop.time()
+        results = await asyncio.gather(*(mgr.add(TCP, p) for p in ports),
+                                       return_exceptions=True)
+        run.phases["create"] = loop.time() - start
+        run.errors += [str(r) for r in results if isinstance(r, BaseException)]
+        start = loop.time()
+        results = await asyncio.gather(*(mgr.remove(key) for key in list(mgr.mappings)),
+                                       return_exceptions=True)
+        run.phases["delete"] = loop.time() - start
+        run.errors += [str(r) for r in results if isinstance(r, BaseException)]
+        run.ok = sum(1 for r in results if not isinstance(r, BaseException))
+        run.sent = mgr.client.channel.sent
+    run.requests = 2 * len(ports)
+
+
+# -- the peers -------------------------------------------------------------------------------------
+
+
+def timed_phases(run: Run, create: Callable[[int], None], delete: Callable[[int], None],
+                 ports: range) -> None:
+    for phase, action in (("create", create), ("delete", delete)):
+        start = time.perf_counter()
+        for port in ports:
+            try:
+                action(port)
+            except Exception as exc:
+                run.errors.append(f"{type(exc).__name__}: {exc}")
+            else:
+                if phase == "delete":
+                    run.ok += 1
+        run.phases[phase] = time.perf_counter() - start
+
+
+def natpmpc(run: Run, gateway: str, ports: range, lifetime: int) -> None:
+    binary = "/usr/bin/natpmpc"
+
+    def call(public: int, private: int, life: int) -> None:
+        done = subprocess.run([binary, "-g", gateway, "-a", str(public), str(private), "tcp",
+                               str(life)], capture_output=True, text=True, check=False,
+                              stdin=subprocess.DEVNULL, timeout=150)
+        if done.returncode != 0 or "Mapped public port" not in done.stdout:
+            raise RuntimeError(f"natpmpc exited {done.returncode}: {done.stdout[-200:]}")
+
+    timed_phases(run, lambda p: call(p, p, lifetime), lambda p: call(p, p, 0), ports)
+    run.requests = 4 * len(ports)  # external address + mapping, per process
+
+
+def py_natpmp(run: Run, gateway: str, ports: range, lifetime: int) -> None:
+    from natpmp import NATPMP as peer  # the PyPI package py-natpmp
+
+    send = peer.send_request
+
+    def counted(sock: socket.socket, request: Any) -> None:
+        # Its retry loop resends through this module global: count every datagram.
+        run.sent = (run.sent or 0) + 1
+        send(sock, request)
+
+    peer.send_request = counted
+
+    def call(public: int, private: int, life: int) -> None:
+        peer.map_port(peer.NATPMP_PROTOCOL_TCP, public, private, life, gateway_ip=gateway)
+
+    timed_phases(run, lambda p: call(p, p, lifetime), lambda p: call(0, p, 0), ports)
+    run.requests = 2 * len(ports)
+
+
+def main() -> None:
+    config: dict[str, Any] = json.loads(sys.argv[1])
+    client: str = config["client"]
+    gateway: str = config["gateway"]
+    local: str = config["local"]
+    ports = range(config["first_port"], config["first_port"] + config["count"])
+    lifetime: int = config.get("lifetime", 3600)
+    run = Run(client)
+    retransmissions = _Retransmissions()
+    logging.getLogger("engine.transport").addHandler(retransmissions)
+    logging.getLogger("engine").setLevel(logging.INFO)
+    logging.getLogger("engine").propagate = False
+    if client.startswith("floor-"):
+        kind = client.removeprefix("floor-")
+        floor(run, gateway, floor_packets(kind, local, ports, lifetime))
+    elif client == "natdeck-manager":
+        asyncio.run(manager(run, gateway, local, ports, lifetime))
+    elif client.startswith("natdeck-"):
+        _, via, mode = client.split("-")
+        asyncio.run(natdeck(run, gateway, local, ports, lifetime, via,  # type: ignore[arg-type]
+                            concurrent=mode == "gather",
+                            max_in_flight=config.get("max_in_flight")))
+    elif client == "natpmpc":
+        natpmpc(run, gateway, ports, lifetime)
+    elif client == "py-natpmp":
+        py_natpmp(run, gateway, ports, lifetime)
+    else:
+        raise SystemExit(f"unknown client {client!r}; one of {', '.join(CLIENTS)}")
+    result = run.result()
+    result["natdeck_resends"] = retransmissions.count
+    result["pid"] = os.getpid()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

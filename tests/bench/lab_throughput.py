@@ -1,0 +1,149 @@
+"""Benchmark 1: create and delete N mappings on a real miniupnpd, natdeck beside its peers.
+
+Every client runs in the lab's client namespace (:mod:`tests.bench.lab_client`, one Python
+process per run, timing itself); miniupnpd is restarted with an empty table before each run,
+and the lab's packet counters say how many requests really reached it. Rounds are
+interleaved: each round runs every client once, in an order rotated from round to round.
+Each time is reported as a ratio to the floor of the same round (a bare UDP client sending
+pre-encoded requests one at a time: the gateway's own service time).
+
+    .venv/bin/python -m tests.bench.lab_throughput [--count 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+from tests.bench.lab_client import CLIENTS
+from tests.bench.report import Table, median, ms, ratio, spread
+from tests.lab.netlab import REPO_ROOT, Lab
+
+LAB_CLIENT = REPO_ROOT / "tests" / "bench" / "lab_client.py"
+FIRST_PORT = 40000
+
+_DESCRIPTION = {
+    "floor-natpmp": "floor: bare UDP, NAT-PMP",
+    "floor-pcp": "floor: bare UDP, PCP",
+    "natdeck-pcp-seq": "natdeck PCP, sequential",
+    "natdeck-natpmp-seq": "natdeck NAT-PMP, sequential",
+    "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
+    "natdeck-natpmp-gather": "natdeck NAT-PMP, asyncio.gather",
+    "natdeck-manager": "natdeck MappingManager (PCP), gathered add/remove",
+    "natpmpc": "natpmpc, one process per request",
+    "py-natpmp": "py-natpmp `map_port`, sequential",
+}
+#: Which floor each client is compared with (the protocol it speaks).
+_FLOOR = {name: "floor-pcp" if "pcp" in name or "manager" in name else "floor-natpmp"
+          for name in CLIENTS}
+
+
+def one_run(lab: Lab, client: str, count: int) -> dict[str, Any]:
+    """Run ``client`` once on a freshly restarted, empty gateway; add the gateway's counts."""
+    lab.restart_gateway(keep_mappings=False)
+    lab.reset_counters()  # after the start-up ANNOUNCE
+    config = {"client": client, "gateway": lab.gateway_lan, "local": lab.client_address,
+              "first_port": FIRST_PORT, "count": count}
+    result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
+                                                      timeout=600)
+    counters = lab.counters()
+    result["gateway_requests"] = counters.requests_received
+    result["rules_left"] = len(lab.dnat_rules())
+    result["total"] = result["create"] + result["delete"]
+    return result
+
+
+def measure(lab: Lab, count: int, rounds: int,
+            clients: tuple[str, ...] = CLIENTS) -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` interleaved rounds of every client; results per client, in round order."""
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for number in range(rounds):
+        shift = number % len(clients)
+        for client in clients[shift:] + clients[:shift]:
+            results[client].append(one_run(lab, client, count))
+    return results
+
+
+def _retransmissions(client: str, run: dict[str, Any], count: int) -> int:
+    if client.startswith("natdeck"):
+        return int(run["natdeck_resends"])
+    if client.startswith("floor"):
+        return int(run["resends"])
+    if client == "natpmpc":  # cannot count its own: what the gateway saw beyond 2 per run
+        return int(run["gateway_requests"]) - 4 * count
+    return int(run["sent"] or 0) - int(run["requests"])
+
+
+def render(results: dict[str, list[dict[str, Any]]], count: int) -> str:
+    """The Markdown table (medians over rounds) and its notes."""
+    rounds = len(next(iter(results.values())))
+    table = Table(["client", "create ms", "delete ms", "total ms", "rounds' range ms",
+                   "× floor", "requests at gateway", "retransmitted", "client CPU ms"])
+    for client in results:
+        runs = results[client]
+        floor_runs = results.get(_FLOOR[client], [])
+        # The ratio is taken within each round, against the same round's floor.
+        ratios = [run["total"] / floor["total"] for run, floor in zip(runs, floor_runs,
+                                                                       strict=False)]
+        requests = median(r["gateway_requests"] for r in runs)
+        retransmitted = median(_retransmissions(client, r, count) for r in runs)
+        cpu = median(r["cpu"] + r["child_cpu"] for r in runs)
+        failures = sum(r["error_count"] for r in runs) + sum(r["rules_left"] for r in runs)
+        name = _DESCRIPTION.get(client, client) + (f" ({failures} failures!)" if failures else "")
+        table.add(name, ms(median(r["create"] for r in runs)),
+                  ms(median(r["delete"] for r in runs)), ms(median(r["total"] for r in runs)),
+                  spread(r["total"] for r in runs),
+                  f"{median(ratios):.2f}×" if ratios else "—",
+                  f"{requests:,.0f}", f"{retransmitted:,.0f}", ms(cpu))
+    return "\n".join([
+        f"### Mapping throughput on miniupnpd: create {count} TCP mappings, then delete them",
+        "",
+        f"Median of {rounds} interleaved round{'s' if rounds != 1 else ''}; miniupnpd "
+        "restarted empty before every run. *× floor*: total time over the same round's bare "
+        "UDP client of the same protocol (pre-encoded requests, one at a time), i.e. over the "
+        "gateway's own service time. *requests at gateway*: counted by nftables at port 5351 "
+        f"(the least is {2 * count}: one per create, one per delete). *client CPU*: "
+        "`time.process_time()` of the client process, plus its children's for natpmpc.",
+        "",
+        table.render(),
+    ])
+
+
+def notes(results: dict[str, list[dict[str, Any]]], count: int) -> list[str]:
+    """Sentences about what the numbers show (extra requests, who bounds whom)."""
+    lines = []
+    for client, runs in results.items():
+        extra = median(r["gateway_requests"] for r in runs) - 2 * count
+        resent = median(_retransmissions(client, r, count) for r in runs)
+        if client == "natpmpc":
+            lines.append(f"- natpmpc asks the external address before every request: "
+                         f"{2 * count} of its {2 * count + extra:,.0f} requests, by design.")
+        elif extra - resent > 1:
+            lines.append(f"- {_DESCRIPTION[client]}: {extra - resent:,.0f} requests beyond one "
+                         "per operation that were not retransmissions.")
+    floor = median(r["total"] for r in results.get("floor-pcp", []))
+    if floor == floor:
+        lines.append(f"- The gateway's own service time (PCP floor) is {floor / (2 * count) * 1e3:.1f}"
+                     " ms per request on average: every client is bounded by it.")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=CLIENTS)
+    args = parser.parse_args(argv)
+    with Lab.create() as lab:
+        results = measure(lab, args.count, args.rounds, tuple(args.clients))
+    print(render(results, args.count))
+    print()
+    print("\n".join(notes(results, args.count)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""What one managed mapping costs: memory and CPU per mapping at 100, 1,000 and 10,000 mappings.
+
+Not a pytest module; run it by hand::
+
+    .venv/bin/python -m tests.bench.manager_scale
+    .venv/bin/python -m tests.bench.manager_scale --counts 100 1000 --lifetime 1200
+
+For each count, a :class:`~engine.manager.MappingManager` and a simulated gateway
+run in this process on one virtual-clock loop (loopback UDP, nothing leaves
+127.0.0.1): the manager adds the mappings, then an hour of renewals passes in a
+few seconds. The gateway grants ``--lifetime`` seconds, so each mapping renews
+about ``3600 / (0.56 * lifetime)`` times in the hour.
+
+Two runs per count, so that tracing does not slow the timed one:
+
+* memory: ``tracemalloc`` (10 frames) from before the manager starts; the bytes
+  still held by allocations made under engine code other than the simulator
+  (any frame in ``engine/`` and none in ``engine/simulator/``), after the adds and
+  again after the hour;
+* CPU: ``time.process_time()`` over the adds and over the hour. The simulator runs
+  in the same process; the time spent inside its sans-IO core is measured and taken
+  off (its socket plumbing is not, so the manager's figure is an upper bound).
+
+It also samples the number of asyncio tasks: the manager has one scheduler task
+for all its mappings (a heap of due times), not one sleeping task per mapping; a
+short-lived task exists only while a mapping's request is out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Runs from a checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from engine.manager import MappingManager
+from engine.protocols import Protocol
+from engine.simulator import GatewayConfig, SimulatedGateway
+from tests.support.manager_rig import LOOPBACK, free_udp_port, run_fast_virtual
+
+HOUR = 3600.0
+FIRST_PORT = 10000
+#: Frames kept per allocation: enough to reach the engine frame that caused it.
+FRAMES = 10
+
+
+@dataclass
+class Result:
+    count: int
+    renewals: int = 0
+    add_cpu: float = 0.0
+    hour_cpu: float = 0.0
+    hour_sim_cpu: float = 0.0
+    memory_added: int = 0
+    memory_hour: int = 0
+    tasks_idle: int = 0
+    tasks_peak: int = 0
+    all_active: bool = False
+
+
+class CoreTimer:
+    """Accumulates the CPU time spent inside the simulated gateway's sans-IO core."""
+
+    def __init__(self, gateway: SimulatedGateway) -> None:
+        self.seconds = 0.0
+        core = gateway.core
+        for name in ("accept", "process"):
+            setattr(core, name, self._timed(getattr(core, name)))
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return method(*args)
+            finally:
+                self.seconds += time.process_time() - start
+
+        return timed
+
+
+async def add_all(manager: MappingManager, count: int) -> None:
+    # In batches: the transport bounds requests in flight anyway, and a batch of 10,000
+    # coroutines waiting on its semaphore only measures the semaphore.
+    for start in range(0, count, 500):
+        await asyncio.gather(*(manager.add(Protocol.TCP, FIRST_PORT + i)
+                               for i in range(start, min(count, start + 500))))
+
+
+def engine_bytes(snapshot: tracemalloc.Snapshot) -> int:
+    """Bytes held by allocations made under engine code, simulator excluded."""
+    total = 0
+    for stat in snapshot.statistics("traceback"):  # grouped: far fewer than the traces
+        files = [frame.filename for frame in stat.traceback]
+        if any("/engine/" in f for f in files) and not any("/engine/simulator/" in f
+                                                          for f in files):
+            total += stat.size
+    return total
+
+
+class TaskCounter:
+    """Counts the loop's live tasks as they are created and finish; keeps the peak."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.live = len(asyncio.all_tasks(loop))
+        self.peak = self.live
+        loop.set_task_factory(self._factory)
+
+    def _factory(self, loop: asyncio.AbstractEventLoop, coro: Any,
+                 **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        self.live += 1
+        self.peak = max(self.peak, self.live)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, _: asyncio.Task[Any]) -> None:
+        self.live -= 1
+
+    def reset_peak(self) -> None:
+        self.peak = self.live
+
+
+def run(count: int, lifetime: int, *, trace: bool) -> Result:
+    result = Result(count)
+
+    async def scenario() -> None:
+        config = GatewayConfig(max_lifetime=lifetime, min_lifetime=min(120, lifetime))
+        tasks = TaskCounter(asyncio.get_running_loop())
+        if trace:
+            tracemalloc.start(FRAMES)
+        async with SimulatedGateway(LOOPBACK, 0, "203.0.113.7", config) as gateway:
+            core_timer = CoreTimer(gateway)
+            manager = MappingManager(LOOPBACK, gateway_port=gateway.address[1],
+                                     announce_host=LOOPBACK, announce_ports=(free_udp_port(),),
+                                     multicast=False, lifetime=lifetime,
+                                     rng=random.Random(count))
+            async with manager:
+                start = time.process_time()
+                await add_all(manager, count)
+                result.add_cpu = time.process_time() - start
+                await asyncio.sleep(1)
+                if trace:
+                    gc.collect()
+                    result.memory_added = engine_bytes(tracemalloc.take_snapshot())
+                result.tasks_idle = len(asyncio.all_tasks())
+                tasks.reset_peak()
+                sim_before = core_timer.seconds
+                start = time.process_time()
+                await asyncio.sleep(HOUR)
+                result.hour_cpu = time.process_time() - start
+                result.hour_sim_cpu = core_timer.seconds - sim_before
+                result.tasks_peak = tasks.peak
+                result.renewals = sum(m.renewals for m in manager.mappings.values())
+                result.all_active = all(m.state == "active" for m in manager.mappings.values())
+                if trace:
+                    gc.collect()
+                    result.memory_hour = engine_bytes(tracemalloc.take_snapshot())
+                manager.keep = True  # leaving is not what is measured
+        if trace:
+            tracemalloc.stop()
+
+    run_fast_virtual(scenario)
+    return result
+
+
+def table(results: list[tuple[Result, Result]], lifetime: int) -> str:
+    lines = [
+        f"Granted lifetime {lifetime} s; one simulated hour of renewals per row.",
+        "",
+        "| mappings | memory / mapping after add | after 1 h | CPU / add | "
+        "renewals in 1 h | CPU / renewal | CPU / mapping-hour | simulator core (taken off) | "
+        "tasks idle / peak |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for timed, traced in results:
+        n = timed.count
+        manager_hour = timed.hour_cpu - timed.hour_sim_cpu
+        per_renewal = manager_hour / timed.renewals if timed.renewals else float("nan")
+        lines.append(
+            f"| {n:,} | {traced.memory_added / n / 1024:.2f} KiB | "
+            f"{traced.memory_hour / n / 1024:.2f} KiB | {timed.add_cpu / n * 1e6:.0f} µs | "
+            f"{timed.renewals:,} | {per_renewal * 1e6:.0f} µs | "
+            f"{manager_hour / n * 1e6:.0f} µs | {timed.hour_sim_cpu:.2f} s of "
+            f"{timed.hour_cpu:.2f} s | {timed.tasks_idle} / {timed.tasks_peak} |")
+    lines += [
+        "",
+        "Tasks counted on the whole loop. Idle: the manager's scheduler (its loop, and the "
+        "wait for its next due time that asyncio.wait_for runs as a task), the simulator's "
+        "worker and the benchmark itself. The peak adds the short-lived task of each mapping "
+        "whose request is out (loopback answers at once, so few overlap). Not one task per "
+        "mapping: a heap of due times serves them all.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--lifetime", type=int, default=3600,
+                        help="lifetime the gateway grants, seconds (default 3600)")
+    args = parser.parse_args(argv)
+    results = []
+    for count in args.counts:
+        wall = time.perf_counter()
+        timed = run(count, args.lifetime, trace=False)
+        traced = run(count, args.lifetime, trace=True)
+        if not (timed.all_active and traced.all_active):
+            print(f"{count}: not every mapping was active at the end", file=sys.stderr)
+            return 1
+        print(f"{count:,} mappings: {time.perf_counter() - wall:.1f} s", file=sys.stderr)
+        results.append((timed, traced))
+    print(table(results, args.lifetime))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

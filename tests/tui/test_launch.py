@@ -1,0 +1,67 @@
+"""The entry point the ``natdeck`` command calls: the demo, and problems before the UI."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.events import MappingKey, MappingState
+from engine.protocols import Protocol
+from tui.app import NatDeckApp
+from tui.demo import DEMO_MAPS, SimulatorControls
+from tui.launch import EXIT_USAGE, build_app, run_app
+
+from .conftest import logged, quit_app, started, until
+
+
+def test_a_bad_gateway_address_is_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    # Refused while parsing the address: nothing is discovered, nothing is sent.
+    status = run_app(gateway="not-an-address", local=None, demo=False, maps=[], keep=False,
+                     via="auto")
+    assert status == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("natdeck: ")
+    assert "not-an-address" in err
+    assert "Traceback" not in err
+
+
+def test_a_bad_via_is_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    status = run_app(gateway=None, local=None, demo=True, maps=[], keep=False, via="upnp")
+    assert status == EXIT_USAGE
+    assert "via must be one of auto, pcp, natpmp, not 'upnp'" in capsys.readouterr().err
+
+
+def test_the_demo_app_premaps_and_adds_the_requested_ports() -> None:
+    app = build_app(gateway=None, local=None, demo=True, maps=[(6, 8080), (17, 9999)],
+                    keep=False, via="auto")
+    assert isinstance(app, NatDeckApp)
+    assert app.demo
+    wanted = [(int(r.protocol), r.internal_port) for r in app.link.initial]
+    # tcp 8080 is asked for by the user, so the demo's own request for it is dropped.
+    assert wanted == [(17, 51820), (6, 25565), (6, 8080), (17, 9999)]
+    assert {(int(r.protocol), r.internal_port) for r in DEMO_MAPS} <= set(wanted)
+
+
+async def test_the_demo_runs_on_its_own_simulated_gateway() -> None:
+    app = build_app(gateway=None, local=None, demo=True, maps=[(17, 9999)], keep=False,
+                    via="auto")
+    async with app.run_test(size=(120, 34)) as pilot:
+        await started(pilot)
+        keys = [MappingKey(int(r.protocol), r.internal_port) for r in DEMO_MAPS]
+        keys.append(MappingKey(Protocol.UDP, 9999))
+        await until(pilot, lambda: app.manager is not None and all(
+            k in app.manager.mappings and app.manager.mappings[k].state is MappingState.ACTIVE
+            for k in keys), "the demo's mappings")
+        parts = app.link.parts
+        assert parts is not None
+        assert isinstance(parts.demo, SimulatorControls)
+        gateway = parts.demo.gateway
+        host, _ = gateway.address
+        assert host == "127.0.0.1"
+        assert len(gateway.mappings) == 4
+        # The demo's announcements reach the manager: a new address shows at once.
+        await pilot.press("A")
+        await until(pilot, lambda: "External 198.51.100.23" in app.main.panel.plain,
+                    "the announced address")
+        await until(pilot, lambda: logged(app, "(announce)"), "the log line")
+        await quit_app(pilot)
+    assert gateway.mappings == ()
