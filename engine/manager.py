@@ -91,6 +91,8 @@ NATPMP_ERROR_RETRY = 30.0
 MAX_RECOVERY_BACKOFF = 60.0
 #: How long leaving the ``async with`` may spend deleting mappings.
 CLOSE_DEADLINE = 5.0
+#: Events kept for a subscriber that does not read them.
+MAX_QUEUED = 10_000
 #: With no announcement listener, probe the gateway this often to notice changes.
 FALLBACK_PROBE_INTERVAL = 60.0
 
@@ -131,6 +133,15 @@ class _Subscription:
     def __init__(self, manager: MappingManager) -> None:
         self._manager = manager
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.missed = 0
+
+    def put(self, event: Event) -> None:
+        # A consumer that stops reading must not grow memory without bound: past
+        # MAX_QUEUED the oldest events go, and ``missed`` counts them.
+        if self.queue.qsize() >= MAX_QUEUED:
+            self.queue.get_nowait()
+            self.missed += 1
+        self.queue.put_nowait(event)
 
     def __aiter__(self) -> _Subscription:
         return self
@@ -277,10 +288,13 @@ class MappingManager:
             self._forget(entry.view.key, deleted=True)
 
         tasks = [asyncio.create_task(drop(e)) for e in entries]
-        _, late = await asyncio.wait(tasks, timeout=CLOSE_DEADLINE + 0.5)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait(tasks, timeout=CLOSE_DEADLINE + 0.5)
+        finally:
+            # Also when close() itself is cancelled: no delete task outlives it.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def events(self) -> AsyncIterator[Event]:
         """A new subscription to every event from now on; it ends when the manager closes."""
@@ -293,7 +307,7 @@ class MappingManager:
     def _emit(self, event: Event) -> None:
         log.debug("event: %s", event.summary)
         for subscription in self._subscribers:
-            subscription.queue.put_nowait(event)
+            subscription.put(event)
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -532,7 +546,7 @@ class MappingManager:
         except NatDeckError as exc:
             self._failed_request(exc)
             view.reason = str(exc)
-            view.error = exc
+            view.error = exc.with_traceback(None)  # keep the message, not the frames
             view.failures += 1
             entry.attempt += 1
             retry = self._retry_after_error(entry, exc, planned)
@@ -604,7 +618,7 @@ class MappingManager:
                 await self.client.recreate(entry.mapping, timeout=self.timeout)
         except NatDeckError as exc:
             self._failed_request(exc)
-            view.error = exc
+            view.error = exc.with_traceback(None)  # keep the message, not the frames
             view.reason = str(exc)
             view.failures += 1
             now = self._now()
