@@ -265,6 +265,16 @@ class GatewayClient:
         self._held = False
         self.channel.close()
 
+    def rebind(self, local_address: IPAddress) -> None:
+        """Send from ``local_address`` from now on (the host's address changed).
+
+        The channel is closed and reopens, bound to the new address, on next use; PCP
+        requests carry it as their client address (RFC 6887 §8.1).
+        """
+        self._explicit_local = local_address
+        self.channel.close()
+        self.channel.local_address = local_address
+
     async def _exchange(self, packet: bytes, accepts: Callable[[Message], bool],
                         protocol: ProtocolName, *, timeout: float | None,
                         describe: str, retransmit: bool = True) -> Exchange:

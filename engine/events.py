@@ -24,6 +24,7 @@ __all__ = [
     "GatewayRestarted",
     "GatewayStatus",
     "GatewayUnreachable",
+    "LocalAddressChanged",
     "ManagedMapping",
     "MappingAdded",
     "MappingFailed",
@@ -244,6 +245,18 @@ class ExternalAddressChanged(Event):
         if self.old is None:
             return f"external address {self.new} ({self.source})"
         return f"external address {self.old} -> {self.new} ({self.source})"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAddressChanged(Event):
+    """This host's address towards the gateway changed; mappings are being recreated."""
+
+    old: IPAddress | None
+    new: IPAddress
+
+    @property
+    def summary(self) -> str:
+        return f"local address {self.old} -> {self.new}; recreating mappings for it"
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ import heapq
 import ipaddress
 import logging
 import random
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -48,6 +48,7 @@ from .client import (
     Via,
 )
 from .codes import ErrorLifetime
+from .discovery import connected_source_address
 from .errors import (
     GatewayTimeout,
     InvalidRequest,
@@ -62,6 +63,7 @@ from .events import (
     GatewayRestarted,
     GatewayStatus,
     GatewayUnreachable,
+    LocalAddressChanged,
     ManagedMapping,
     MappingAdded,
     MappingFailed,
@@ -91,6 +93,8 @@ NATPMP_ERROR_RETRY = 30.0
 MAX_RECOVERY_BACKOFF = 60.0
 #: How long leaving the ``async with`` may spend deleting mappings.
 CLOSE_DEADLINE = 5.0
+#: At most this often (seconds) the route's source address is looked at again.
+LOCAL_ADDRESS_CHECK_INTERVAL = 1.0
 #: Events kept for a subscriber that does not read them.
 MAX_QUEUED = 10_000
 #: With no announcement listener, probe the gateway this often to notice changes.
@@ -174,7 +178,8 @@ class MappingManager:
                  keep: bool = False, rng: random.Random | None = None,
                  probe_on_start: bool = True,
                  probe_interval: float | None = None,
-                 max_in_flight: int | None = None) -> None:
+                 max_in_flight: int | None = None,
+                 local_address_probe: Callable[[], IPAddress | None] | None = None) -> None:
         self.rng = rng if rng is not None else random.Random()
         self.client = GatewayClient(gateway, gateway_port, local_address=local_address,
                                     rng=self.rng, max_in_flight=max_in_flight)
@@ -190,6 +195,12 @@ class MappingManager:
         self.multicast = multicast
         self.probe_on_start = probe_on_start
         self.probe_interval = probe_interval
+        # With no explicit local address, the one the kernel picks for the gateway is
+        # checked again before renewals: a new DHCP lease, another Wi-Fi... (no packet sent).
+        self._follow_local = local_address is None
+        self._local_probe = local_address_probe or (
+            lambda: connected_source_address(self.client.gateway, self.client.port))
+        self._local_checked_at = float("-inf")
         self.status = GatewayStatus(gateway=self.client.gateway, port=gateway_port,
                                     local_address=self.client._explicit_local)
         self._entries: dict[MappingKey, _Entry] = {}
@@ -339,6 +350,8 @@ class MappingManager:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
+            if self._heap and self._heap[0][0] <= now:
+                self._check_local_address()
             while self._heap and self._heap[0][0] <= now:
                 _, _, key, generation = heapq.heappop(self._heap)
                 entry = self._entries.get(key)
@@ -754,8 +767,36 @@ class MappingManager:
 
     # -- probing ---------------------------------------------------------------------------
 
+    def _check_local_address(self) -> None:
+        """Notice that this host's address towards the gateway changed, and follow it."""
+        if not self._follow_local or not self._started:
+            return
+        now = self._now()
+        if now - self._local_checked_at < LOCAL_ADDRESS_CHECK_INTERVAL:
+            return
+        self._local_checked_at = now
+        current = self._local_probe()
+        old = self.status.local_address
+        if current is None or old is None or current == old:
+            return
+        log.info("local address changed from %s to %s", old, current)
+        self.status.local_address = current
+        self.client.rebind(current)
+        self._emit(LocalAddressChanged(now, old, current))
+        # The gateway maps the old address; ask again for the same external ports, for
+        # the new one (the old mappings expire at the gateway).
+        for entry in self._entries.values():
+            if entry.mapping is None:
+                continue
+            entry.mapping.local_address = current
+            if entry.busy:
+                continue
+            self._lose(entry, f"the local address changed from {old} to {current}")
+            self._schedule(entry, now)
+
     async def probe(self) -> ProbeResult:
         """Probe both protocols now; updates the status and emits ProbeCompleted."""
+        self._check_local_address()
         result = await self.client.probe()
         self.status.speaks_pcp = result.pcp
         self.status.speaks_natpmp = result.natpmp

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 from engine.events import (
     ExternalAddressChanged,
     GatewayRestarted,
+    LocalAddressChanged,
     MappingKey,
     MappingLost,
     MappingRecovered,
@@ -270,5 +271,45 @@ def test_a_flood_of_announcements_causes_one_round_of_requests() -> None:
             assert len(r.log.of(GatewayRestarted)) == 1
             assert gateway_ports(r) == expected_ports(50)
             assert all_active(r)
+
+    virtual(scenario)
+
+
+# -- the local interface address changing -------------------------------------------------------
+
+
+def test_a_new_local_address_is_followed_and_every_mapping_recreated_for_it() -> None:
+    # What the kernel would pick as the source towards the gateway; the test moves it to
+    # 127.0.0.2 as a new DHCP lease would (nothing is sent to find it out).
+    source = {"address": IPv4Address("127.0.0.1")}
+
+    async def scenario() -> None:
+        async with rig(lifetime=3600, local_address_probe=lambda: source["address"]) as r:
+            keys = await add_many(r, 5)
+            assert {m.client for m in r.gateway.mappings} == {"127.0.0.1"}
+            source["address"] = IPv4Address("127.0.0.2")
+            await asyncio.sleep(3600 * 0.7)  # the next renewals look at the route first
+            changed = r.log.of(LocalAddressChanged)
+            assert [(str(e.old), str(e.new)) for e in changed] == [("127.0.0.1", "127.0.0.2")]
+            assert str(r.manager.status.local_address) == "127.0.0.2"
+            assert all_active(r)
+            ours = {m.internal_port: m for m in r.gateway.mappings if m.client == "127.0.0.2"}
+            assert set(ours) == {k.internal_port for k in keys}
+            for key in keys:
+                view = r.manager.mappings[key]
+                assert view.external_port == ours[key.internal_port].external_port
+            assert len(r.log.of(MappingRecovered)) == 5
+
+    virtual(scenario)
+
+
+def test_an_explicit_local_address_is_never_changed_behind_the_callers_back() -> None:
+    async def scenario() -> None:
+        async with rig(lifetime=3600, local_address="127.0.0.1",
+                       local_address_probe=lambda: IPv4Address("127.0.0.2")) as r:
+            await add_many(r, 2)
+            await asyncio.sleep(3600 * 0.7)
+            assert r.log.of(LocalAddressChanged) == []
+            assert {m.client for m in r.gateway.mappings} == {"127.0.0.1"}
 
     virtual(scenario)
