@@ -25,7 +25,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 from .errors import MalformedPacket, TransportError
-from .transport import SERVER_PORT, decode_message
+from .transport import SERVER_PORT, decode_message, is_gateway_address
 from .wire import natpmp, pcp
 from .wire.addresses import IPAddress, to_address
 
@@ -50,19 +50,6 @@ class Announcement:
     result: int
     port: int
     """The local port it arrived on."""
-
-
-def _same_host(host: str, gateway: IPAddress) -> bool:
-    try:
-        address = to_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    target: IPAddress = gateway
-    if isinstance(target, IPv6Address) and target.scope_id:
-        target = IPv6Address(str(target).split("%", 1)[0])
-    return address == target
 
 
 class _ListenerProtocol(asyncio.DatagramProtocol):
@@ -175,7 +162,7 @@ class AnnouncementListener:
         self.close()
 
     def _received(self, data: bytes, host: str, port: int, local_port: int) -> None:
-        if port != self.source_port or not _same_host(host, self.gateway):
+        if port != self.source_port or not is_gateway_address(host, self.gateway):
             self.dropped += 1
             log.info("ignored an announcement from %s:%d, not gateway %s", host, port,
                      self.gateway)

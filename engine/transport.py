@@ -34,6 +34,7 @@ __all__ = [
     "GatewayChannel",
     "Message",
     "decode_message",
+    "is_gateway_address",
 ]
 
 log = logging.getLogger("engine.transport")
@@ -100,8 +101,11 @@ def _in_flight_bound(gateway: IPAddress, port: int, limit: int) -> asyncio.Semap
     return bound
 
 
-def _same_address(reported: str, gateway: IPAddress) -> bool:
-    """Compare a socket's peer address with the gateway (scope and v4-mapped aware)."""
+def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
+    """Whether a datagram's source address (as the socket reports it) is the gateway's.
+
+    Scope suffixes and IPv4-mapped IPv6 forms are compared as the address they name.
+    """
     try:
         peer = to_address(reported.split("%", 1)[0])
     except ValueError:
@@ -199,7 +203,7 @@ class GatewayChannel:
 
     def _received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = str(addr[0]), addr[1]
-        if port != self.port or not _same_address(host, self.gateway):
+        if port != self.port or not is_gateway_address(host, self.gateway):
             self.dropped += 1
             log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
                      self.gateway, self.port)
