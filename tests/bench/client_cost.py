@@ -33,7 +33,7 @@ from typing import Any
 from engine.protocols import Protocol
 from engine.wire import natpmp
 from tests.bench import fuzz_wire, lab_client
-from tests.bench.report import Table, median, ms, us
+from tests.bench.report import TIMES, Table, median, us
 from tests.lab.netlab import REPO_ROOT, Lab
 
 #: 127.0.0.2, not .1: a port 5351 on 127.0.0.1 might be a developer's own simulator.
@@ -100,7 +100,7 @@ def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
     elif client == "natdeck-manager":
         asyncio.run(lab_client.manager(run, host, LOCAL, ports, 3600, port))
     elif client.startswith("natdeck-"):
-        _, via, mode = client.split("-")
+        _, via, mode, *_ = client.split("-")
         asyncio.run(lab_client.natdeck(run, host, LOCAL, ports, 3600, via,  # type: ignore[arg-type]
                                        concurrent=mode == "gather", port=port))
     elif client == "natpmpc":
@@ -115,7 +115,7 @@ def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
 
 def measure(count: int, rounds: int) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
     """Interleaved rounds of every client against one simulator process."""
-    clients = CLIENTS
+    clients: tuple[str, ...] = CLIENTS
     skipped = None
     host, port = HOST, 5351
     if not port_free(HOST, 5351):
@@ -149,7 +149,7 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
     """Markdown: per client, throughput and CPU per request."""
     rounds = len(next(iter(results.values())))
     table = Table(["client", "mappings created / s", "wall µs / request",
-                   "client CPU µs / request", "CPU × floor", "errors"])
+                   "client CPU µs / request", f"CPU {TIMES} floor", "errors"])
     floor_cpu = {kind: median(r["cpu"] / r["operations"] for r in results.get(f"floor-{kind}", []))
                  for kind in ("pcp", "natpmp")}
     for client, runs in results.items():
@@ -161,15 +161,16 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
         reference = floor_cpu[kind]
         errors = sum(r["error_count"] for r in runs)
         table.add(_NAMES[client], f"{rate:,.0f}", us(median(wall)), us(cpu),
-                  f"{cpu / reference:.1f}×" if reference == reference else "—", errors)
+                  f"{cpu / reference:.1f}{TIMES}" if reference == reference else "—", errors)
     natpmpc_count = max(10, int(count * NATPMPC_SHARE))
     lines = [
         f"### Client cost on loopback: {count} mappings created then deleted, simulated gateway "
         "in a second process",
         "",
-        f"Median of {rounds} interleaved rounds. *client CPU*: `time.process_time()` of the "
+        f"Median of {rounds} interleaved round{'s' if rounds != 1 else ''}. "
+        "*client CPU*: `time.process_time()` of the "
         "client (natpmpc: its processes' user+system time, plus the loop that starts them) per "
-        "request; the gateway's CPU is not in it. *CPU × floor*: over a bare blocking UDP "
+        f"request; the gateway's CPU is not in it. *CPU {TIMES} floor*: over a bare blocking UDP "
         f"client of the same protocol. natpmpc made {natpmpc_count} mappings per round (one "
         "process per request).",
         "",
@@ -205,7 +206,7 @@ def codec_table(number: int) -> str:
              functools.partial(natpmp.decode_response, response),
              functools.partial(peer.PortMapResponse, response))):
         a, b = best(ours), best(theirs)
-        side.add(label, f"{a * 1e6:.2f}", f"{b * 1e6:.2f}", f"{a / b:.1f}×")
+        side.add(label, f"{a * 1e6:.2f}", f"{b * 1e6:.2f}", f"{a / b:.1f}{TIMES}")
     lines += ["", "Side by side with py-natpmp (which checks nothing: no length, version, "
               "opcode or range check):", "", side.render()]
     return "\n".join(lines)

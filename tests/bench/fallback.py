@@ -147,10 +147,11 @@ def measure(rounds: int, delay: float) -> dict[str, Any]:
                 samples[name].append(run(port))
         # The silent gateway takes its deadline every time: one run of each is enough.
         for timeout in SILENT_TIMEOUTS:
-            for via in ("auto", "pcp", "natpmp"):
+            vias: tuple[engine.Via, ...] = ("auto", "pcp", "natpmp")
+            for via in vias:
                 port += 1
                 samples[f"silent-{via}-{timeout:g}"].append(
-                    asyncio.run(time_map(silent, port, via, timeout)))  # type: ignore[arg-type]
+                    asyncio.run(time_map(silent, port, via, timeout)))
     return {"samples": samples, "rtt": rtt, "delay": delay, "rounds": rounds}
 
 
@@ -194,7 +195,7 @@ def render(results: dict[str, Any]) -> str:
         "### Fallback: time to a mapping from a client that knows nothing about the gateway",
         "",
         f"Simulated gateways in other processes on loopback, {results['delay'] * 1e3:g} ms of "
-        f"processing per request; median of {results['rounds']} interleaved rounds. *round "
+        f"processing per request; median of {results['rounds']} interleaved round(s). *round "
         f"trips*: the time over one bare NAT-PMP round trip to the same gateway "
         f"({rtt * 1e3:.2f} ms). A NAT-PMP mapping also needs the external address (a second "
         "request: NAT-PMP's mapping answer does not carry it), for natdeck and natpmpc alike.",

@@ -20,7 +20,8 @@ Clients (``CLIENTS``):
 - ``natdeck-{pcp,natpmp}-seq``: one :class:`engine.GatewayClient`, ``await`` each map, then each
   delete.
 - ``natdeck-{pcp,natpmp}-gather``: the same, all maps in one ``asyncio.gather`` (the transport
-  bounds requests in flight), then all deletes.
+  bounds requests in flight, 32 by default), then all deletes; ``-gather-4``: with
+  ``GatewayClient(max_in_flight=4)``.
 - ``natdeck-manager``: a :class:`engine.MappingManager` (no listener, no start-up probe, so
   that only mapping requests are counted), ``add`` gathered, then ``remove`` gathered.
 - ``natpmpc``: libnatpmp's command-line client, one process per request, as a shell user runs
@@ -66,6 +67,7 @@ CLIENTS = (
     "natdeck-natpmp-seq",
     "natdeck-pcp-gather",
     "natdeck-natpmp-gather",
+    "natdeck-natpmp-gather-4",
     "natdeck-manager",
     "natpmpc",
     "py-natpmp",
@@ -218,11 +220,11 @@ async def manager(run: Run, gateway: str, local: str, ports: range, lifetime: in
         run.phases["create"] = loop.time() - start
         run.errors += [str(r) for r in results if isinstance(r, BaseException)]
         start = loop.time()
-        results = await asyncio.gather(*(mgr.remove(key) for key in list(mgr.mappings)),
+        removed = await asyncio.gather(*(mgr.remove(key) for key in list(mgr.mappings)),
                                        return_exceptions=True)
         run.phases["delete"] = loop.time() - start
-        run.errors += [str(r) for r in results if isinstance(r, BaseException)]
-        run.ok = sum(1 for r in results if not isinstance(r, BaseException))
+        run.errors += [str(r) for r in removed if isinstance(r, BaseException)]
+        run.ok = sum(1 for r in removed if not isinstance(r, BaseException))
         run.sent = mgr.client.channel.sent
     run.requests = 2 * len(ports)
 
@@ -296,10 +298,10 @@ def main() -> None:
     elif client == "natdeck-manager":
         asyncio.run(manager(run, gateway, local, ports, lifetime))
     elif client.startswith("natdeck-"):
-        _, via, mode = client.split("-")
+        _, via, mode, *bound = client.split("-")
+        in_flight = int(bound[0]) if bound else config.get("max_in_flight")
         asyncio.run(natdeck(run, gateway, local, ports, lifetime, via,  # type: ignore[arg-type]
-                            concurrent=mode == "gather",
-                            max_in_flight=config.get("max_in_flight")))
+                            concurrent=mode == "gather", max_in_flight=in_flight))
     elif client == "natpmpc":
         natpmpc(run, gateway, ports, lifetime)
     elif client == "py-natpmp":

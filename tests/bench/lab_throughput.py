@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 from tests.bench.lab_client import CLIENTS
-from tests.bench.report import Table, median, ms, ratio, spread
+from tests.bench.report import TIMES, Table, median, ms, spread
 from tests.lab.netlab import REPO_ROOT, Lab
 
 LAB_CLIENT = REPO_ROOT / "tests" / "bench" / "lab_client.py"
@@ -32,6 +32,7 @@ _DESCRIPTION = {
     "natdeck-natpmp-seq": "natdeck NAT-PMP, sequential",
     "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
     "natdeck-natpmp-gather": "natdeck NAT-PMP, asyncio.gather",
+    "natdeck-natpmp-gather-4": "natdeck NAT-PMP, asyncio.gather, `max_in_flight=4`",
     "natdeck-manager": "natdeck MappingManager (PCP), gathered add/remove",
     "natpmpc": "natpmpc, one process per request",
     "py-natpmp": "py-natpmp `map_port`, sequential",
@@ -60,6 +61,7 @@ def measure(lab: Lab, count: int, rounds: int,
             clients: tuple[str, ...] = CLIENTS) -> dict[str, list[dict[str, Any]]]:
     """``rounds`` interleaved rounds of every client; results per client, in round order."""
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    one_run(lab, "floor-pcp", min(count, 20))  # warm up (page cache, miniupnpd, nft), untimed
     for number in range(rounds):
         shift = number % len(clients)
         for client in clients[shift:] + clients[:shift]:
@@ -81,7 +83,7 @@ def render(results: dict[str, list[dict[str, Any]]], count: int) -> str:
     """The Markdown table (medians over rounds) and its notes."""
     rounds = len(next(iter(results.values())))
     table = Table(["client", "create ms", "delete ms", "total ms", "rounds' range ms",
-                   "× floor", "requests at gateway", "retransmitted", "client CPU ms"])
+                   f"{TIMES} floor", "requests at gateway", "retransmitted", "client CPU ms"])
     for client in results:
         runs = results[client]
         floor_runs = results.get(_FLOOR[client], [])
@@ -96,14 +98,14 @@ def render(results: dict[str, list[dict[str, Any]]], count: int) -> str:
         table.add(name, ms(median(r["create"] for r in runs)),
                   ms(median(r["delete"] for r in runs)), ms(median(r["total"] for r in runs)),
                   spread(r["total"] for r in runs),
-                  f"{median(ratios):.2f}×" if ratios else "—",
+                  f"{median(ratios):.2f}{TIMES}" if ratios else "—",
                   f"{requests:,.0f}", f"{retransmitted:,.0f}", ms(cpu))
     return "\n".join([
         f"### Mapping throughput on miniupnpd: create {count} TCP mappings, then delete them",
         "",
         f"Median of {rounds} interleaved round{'s' if rounds != 1 else ''}; miniupnpd "
-        "restarted empty before every run. *× floor*: total time over the same round's bare "
-        "UDP client of the same protocol (pre-encoded requests, one at a time), i.e. over the "
+        f"restarted empty before every run. *{TIMES} floor*: total time over the same round's "
+        "bare UDP client of the same protocol (pre-encoded requests, one at a time), i.e. over the "
         "gateway's own service time. *requests at gateway*: counted by nftables at port 5351 "
         f"(the least is {2 * count}: one per create, one per delete). *client CPU*: "
         "`time.process_time()` of the client process, plus its children's for natpmpc.",
@@ -121,13 +123,22 @@ def notes(results: dict[str, list[dict[str, Any]]], count: int) -> list[str]:
         if client == "natpmpc":
             lines.append(f"- natpmpc asks the external address before every request: "
                          f"{2 * count} of its {2 * count + extra:,.0f} requests, by design.")
+        elif client.startswith("natdeck") and "natpmp" in client and extra - resent > 1:
+            lines.append(f"- {_DESCRIPTION[client]}: {extra - resent:,.0f} external-address "
+                         "requests where one would do (NAT-PMP's mapping answer does not carry "
+                         "the address, and each concurrent first mapping asks for it while none "
+                         "is known).")
         elif extra - resent > 1:
             lines.append(f"- {_DESCRIPTION[client]}: {extra - resent:,.0f} requests beyond one "
                          "per operation that were not retransmissions.")
+        if resent > 0:
+            lines.append(f"- {_DESCRIPTION[client]}: {resent:,.0f} retransmissions, each one "
+                         "more request the gateway had to serve.")
     floor = median(r["total"] for r in results.get("floor-pcp", []))
     if floor == floor:
-        lines.append(f"- The gateway's own service time (PCP floor) is {floor / (2 * count) * 1e3:.1f}"
-                     " ms per request on average: every client is bounded by it.")
+        per_request = floor / (2 * count) * 1e3
+        lines.append(f"- The gateway's own service time (the PCP floor) is {per_request:.1f} ms "
+                     "per request on average: it bounds every client here.")
     return lines
 
 

@@ -186,7 +186,8 @@ def render(results: dict[str, Any], count: int) -> str:
         "",
         f"### Address change under {count} managed mappings",
         "",
-        f"Median of {change_count} changes per manager, from the moment the WAN address "
+        f"Median of {change_count} change{'s' if change_count != 1 else ''} per manager, "
+        "from the moment the WAN address "
         "changed and miniupnpd was signalled (it multicasts one NAT-PMP address notification "
         "and one PCP ANNOUNCE) -- no polling. miniupnpd also resets its epoch, which "
         "shows lost state, so each mapping is asked for again after the random 0-5 s: *all "

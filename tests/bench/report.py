@@ -10,7 +10,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 
-__all__ = ["Table", "median", "ms", "ratio", "spread", "us"]
+__all__ = ["DASH", "TIMES", "Table", "median", "ms", "ratio", "spread", "us"]
+
+#: For ratios ("1.15" then this): Markdown renders it; ruff would flag it in a literal.
+TIMES = "\N{MULTIPLICATION SIGN}"
+#: For ranges ("12" this "15").
+DASH = "\N{EN DASH}"
 
 
 def median(values: Iterable[float]) -> float:
@@ -20,11 +25,11 @@ def median(values: Iterable[float]) -> float:
 
 
 def spread(values: Iterable[float]) -> str:
-    """``min–max`` of the values, in ms (shows how noisy the rounds were)."""
+    """``min-max`` of the values, in ms (shows how noisy the rounds were)."""
     data = list(values)
     if len(data) < 2:
         return "—"
-    return f"{min(data) * 1e3:,.0f}–{max(data) * 1e3:,.0f}"
+    return f"{min(data) * 1e3:,.0f}{DASH}{max(data) * 1e3:,.0f}"
 
 
 def ms(seconds: float, digits: int = 0) -> str:
@@ -42,10 +47,10 @@ def us(seconds: float, digits: int = 0) -> str:
 
 
 def ratio(value: float, reference: float) -> str:
-    """``1.23×``: value over reference."""
+    """``1.23`` and the multiplication sign: value over reference."""
     if reference != reference or value != value or reference <= 0:
         return "—"
-    return f"{value / reference:.2f}×"
+    return f"{value / reference:.2f}{TIMES}"
 
 
 class Table:
