@@ -246,6 +246,7 @@ class GatewayClient:
         self.last_contact: float | None = None
         self.on_state_lost: list[EpochListener] = []
         self._users = 0
+        self._address_lookup: asyncio.Future[IPAddress] | None = None
         self._held = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -488,7 +489,7 @@ class GatewayClient:
             return mapping
         if self.external_address is None:
             try:
-                await self._natpmp_external_address(timeout)
+                await self._shared_external_address(timeout)
             except (GatewayTimeout, ResultCodeError) as exc:
                 log.info("mapped, but the external address is unknown: %s", exc)
         local = await self.local_address()
@@ -637,6 +638,20 @@ class GatewayClient:
         exchange = await self._exchange(message.encode(), _accepts_natpmp_map(message), "natpmp",
                                         timeout=timeout, describe=describe)
         self._natpmp_result(exchange.message, describe)
+
+    async def _shared_external_address(self, timeout: float | None) -> IPAddress:
+        """One NAT-PMP address request for all the mappings that need it at once.
+
+        A NAT-PMP mapping answer does not carry the external address (RFC 6886 §3.3):
+        a hundred concurrent first mappings would otherwise ask a hundred times.
+        """
+        lookup = self._address_lookup
+        if lookup is None or lookup.done():
+            lookup = asyncio.ensure_future(self._natpmp_external_address(timeout))
+            # Read the outcome even if every waiter was cancelled meanwhile.
+            lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._address_lookup = lookup
+        return await asyncio.shield(lookup)
 
     async def _natpmp_external_address(self, timeout: float | None) -> IPAddress:
         describe = "NAT-PMP external address"

@@ -15,6 +15,8 @@ flooding a slow gateway.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import socket
 import weakref
@@ -32,6 +34,7 @@ __all__ = [
     "SERVER_PORT",
     "Exchange",
     "GatewayChannel",
+    "InFlightWindow",
     "Message",
     "decode_message",
     "is_gateway_address",
@@ -84,21 +87,92 @@ class _Pending:
         self.future = future
 
 
-# One in-flight bound per (event loop, gateway, port): shared by every channel,
-# so separate map_port() calls to one gateway queue behind each other too.
-_bounds: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Semaphore]
+class InFlightWindow:
+    """How many requests of one protocol may be out to one gateway at once.
+
+    A gateway serves requests one at a time (miniupnpd takes ~10 ms each): with too
+    many out, the last waits in its queue past the protocol's first retransmission
+    timer (250 ms for NAT-PMP) and is sent again, which only lengthens the queue.
+    So the window follows the smoothed round trip: at most as many requests as the
+    gateway can answer in half the first timer, between 1 and ``limit``; a
+    retransmission halves it. PCP's 3 s timer leaves it at ``limit`` in practice.
+    """
+
+    def __init__(self, limit: int, first_timeout: float, *, initial: int | None = None) -> None:
+        self.limit = limit
+        self.first_timeout = first_timeout
+        self.window = float(limit if initial is None else min(initial, limit))
+        self.in_flight = 0
+        self.srtt: float | None = None
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def full(self) -> bool:
+        """Whether a new request would have to wait."""
+        return self.in_flight >= max(1, int(self.window))
+
+    async def acquire(self) -> None:
+        """Wait for room in the window, then take it."""
+        while self.full:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+        self.in_flight += 1
+
+    def release(self) -> None:
+        """Give the room back and wake as many waiters as now fit."""
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        room = max(1, int(self.window)) - self.in_flight
+        for waiter in list(self._waiters):
+            if room <= 0:
+                break
+            if not waiter.done():
+                waiter.set_result(None)
+                room -= 1
+
+    def answered(self, rtt: float) -> None:
+        """A first try was answered after ``rtt`` seconds (Karn's rule: no other samples)."""
+        self.srtt = rtt if self.srtt is None else self.srtt + (rtt - self.srtt) / 8
+        fit = self.first_timeout / (2 * max(self.srtt, 1e-4))
+        self.window = max(1.0, min(float(self.limit), fit))
+        self._wake()
+
+    def retransmitted(self) -> None:
+        """A request had to be sent again: halve the window."""
+        self.window = max(1.0, self.window / 2)
+
+
+# One window per (event loop, gateway, port, protocol): shared by every channel, so
+# separate map_port() calls to one gateway queue behind each other too.
+_windows: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, int, str], InFlightWindow]
 ] = weakref.WeakKeyDictionary()
 
+#: NAT-PMP starts with few requests out, until a round trip has been measured.
+NATPMP_INITIAL_WINDOW = 4
 
-def _in_flight_bound(gateway: IPAddress, port: int, limit: int) -> asyncio.Semaphore:
+
+def in_flight_window(gateway: IPAddress, port: int, protocol: ProtocolName,
+                     limit: int) -> InFlightWindow:
+    """The shared window for requests of ``protocol`` to ``gateway``:``port``."""
     loop = asyncio.get_running_loop()
-    per_loop = _bounds.setdefault(loop, {})
-    key = (str(gateway), port)
-    bound = per_loop.get(key)
-    if bound is None:
-        bound = per_loop[key] = asyncio.Semaphore(limit)
-    return bound
+    per_loop = _windows.setdefault(loop, {})
+    key = (str(gateway), port, protocol)
+    window = per_loop.get(key)
+    if window is None:
+        if protocol == "natpmp":
+            window = InFlightWindow(limit, 0.25, initial=NATPMP_INITIAL_WINDOW)
+        else:
+            window = InFlightWindow(limit, 3.0)
+        per_loop[key] = window
+    return window
 
 
 def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
@@ -249,12 +323,12 @@ class GatewayChannel:
         """
         await self.open()
         loop = asyncio.get_running_loop()
-        bound = _in_flight_bound(self.gateway, self.port, self.max_in_flight)
+        bound = in_flight_window(self.gateway, self.port, protocol, self.max_in_flight)
         start = loop.time()
-        # The deadline covers the wait for a slot too: a caller queued behind a slow
-        # gateway is not kept longer than it asked. A free slot is taken at once: wait_for
-        # would wrap acquire() in a task, a quarter of a request's CPU (tests/bench).
-        if bound.locked():
+        # The deadline covers the wait for room too: a caller queued behind a slow
+        # gateway is not kept longer than it asked. Room is taken at once when there is
+        # some: wait_for would wrap acquire() in a task, a quarter of a request's CPU.
+        if bound.full:
             try:
                 await asyncio.wait_for(bound.acquire(), deadline)
             except TimeoutError:
@@ -277,6 +351,8 @@ class GatewayChannel:
                     if tries:
                         log.info("%s: no answer from %s after %d %s, retransmitting", describe,
                                  self.gateway, tries, "try" if tries == 1 else "tries")
+                        if tries == 1:
+                            bound.retransmitted()
                     packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
                     self._send(packet)
                     sent_at = now
@@ -285,8 +361,10 @@ class GatewayChannel:
                     done, _ = await asyncio.wait((future,), timeout=timeout)
                     if done:
                         end = loop.time()
-                        return Exchange(future.result(), tries, end - start,
-                                        end - sent_at if tries == 1 else None)
+                        rtt = end - sent_at if tries == 1 else None
+                        if rtt is not None:
+                            bound.answered(rtt)
+                        return Exchange(future.result(), tries, end - start, rtt)
                 raise GatewayTimeout(self._name(), describe, tries, loop.time() - start,
                                      protocol)
             finally:

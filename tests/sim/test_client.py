@@ -747,6 +747,25 @@ async def test_a_client_can_lower_the_bound(start_sim: StartSim) -> None:
     assert meter.peak == 4
 
 
+async def test_concurrent_natpmp_mappings_are_paced_and_share_one_address_request(
+        start_sim: StartSim) -> None:
+    # A gateway serving one request every 20 ms: 32 out at once would keep the last past
+    # NAT-PMP's 250 ms retransmission timer. The window keeps the queue short enough that
+    # nothing is sent twice, and the external address is asked once, not 60 times.
+    meter = OutstandingMeter()
+    gw = await start_sim(GatewayConfig(delay=0.02), tamper=meter)
+    meter.gateway = gw
+    host, port = gw.address
+    async with GatewayClient(host, port) as client:
+        mappings = await asyncio.gather(*(
+            client.map(Protocol.UDP, 30000 + n, via="natpmp", timeout=30.0)
+            for n in range(60)))
+    assert {str(m.external_address) for m in mappings} == {"203.0.113.7"}
+    assert gw.counters.count("natpmp", 0) == 1  # one lookup shared by all 60
+    assert gw.counters.count("natpmp", 1) == 60  # no retransmission
+    assert meter.peak <= 13
+
+
 async def test_timeout_message_names_request_and_gateway(start_sim: StartSim) -> None:
     gw = await start_sim(GatewayConfig(silent=True))
     host, port = gw.address
