@@ -218,6 +218,7 @@ class GatewayChannel:
         self.port = port
         self.local_address = to_address(local_address) if local_address is not None else None
         self.max_in_flight = max_in_flight
+        self._gateway_text = str(self.gateway)
         self._transport: asyncio.DatagramTransport | None = None
         self._pending: list[_Pending] = []
         self._opening: asyncio.Lock | None = None
@@ -277,7 +278,9 @@ class GatewayChannel:
 
     def _received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = str(addr[0]), addr[1]
-        if port != self.port or not is_gateway_address(host, self.gateway):
+        # The common case is the exact text of our own gateway: skip parsing it.
+        if port != self.port or (host != self._gateway_text
+                                 and not is_gateway_address(host, self.gateway)):
             self.dropped += 1
             log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
                      self.gateway, self.port)
