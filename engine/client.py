@@ -12,14 +12,16 @@ its state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
-from typing import Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 from . import timing
 from .codes import NatPmpResult, PcpResult
@@ -211,6 +213,22 @@ class MappingCall:
 
 EpochListener = Callable[[ProtocolName, int], None]
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _holding_channel(
+    method: Callable[Concatenate[GatewayClient, _P], Awaitable[_T]],
+) -> Callable[Concatenate[GatewayClient, _P], Awaitable[_T]]:
+    """Keep the channel open for the whole operation (one socket, not one per step)."""
+
+    @functools.wraps(method)
+    async def holding(self: GatewayClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        async with self._use():
+            return await method(self, *args, **kwargs)
+
+    return holding
+
 
 class GatewayClient:
     """Everything one client knows about one gateway, and the one path requests take.
@@ -276,6 +294,17 @@ class GatewayClient:
         self.channel.close()
         self.channel.local_address = local_address
 
+    @contextlib.asynccontextmanager
+    async def _use(self) -> AsyncIterator[None]:
+        # Without ``async with`` the channel lives as long as the operations using it.
+        self._users += 1
+        try:
+            yield
+        finally:
+            self._users -= 1
+            if not self._users and not self._held:
+                self.channel.close()
+
     async def _exchange(self, packet: bytes, accepts: Callable[[Message], bool],
                         protocol: ProtocolName, *, timeout: float | None,
                         describe: str, retransmit: bool = True) -> Exchange:
@@ -287,15 +316,10 @@ class GatewayClient:
             attempts = schedule.attempts(None, self.rng)
         else:
             attempts = schedule.attempts(timeout, self.rng)
-        self._users += 1
-        try:
+        async with self._use():
             exchange = await self.channel.request(
                 packet, accepts, (a.wait for a in attempts), deadline=timeout,
                 describe=describe, protocol=protocol)
-        finally:
-            self._users -= 1
-            if not self._users and not self._held:
-                self.channel.close()
         if exchange.rtt is not None:
             self.rtt = exchange.rtt
         return exchange
@@ -308,12 +332,9 @@ class GatewayClient:
         """
         if self._explicit_local is not None:
             return self._explicit_local
-        await self.channel.open()
-        try:
+        async with self._use():
+            await self.channel.open()
             endpoint = self.channel.local_endpoint()
-        finally:
-            if not self._users and not self._held:
-                self.channel.close()
         if endpoint is None:  # pragma: no cover - open() either succeeds or raises
             raise InvalidRequest("cannot learn the local address; pass local_address")
         self._explicit_local = to_address(endpoint[0].split("%", 1)[0])
@@ -352,6 +373,7 @@ class GatewayClient:
 
     # -- requests ------------------------------------------------------------------------
 
+    @_holding_channel
     async def map(self, protocol: int, internal_port: int, *,
                   external_port: int | None = None,
                   external_address: str | IPAddress | None = None,
@@ -565,6 +587,7 @@ class GatewayClient:
                                   epoch=message.epoch)
         return message
 
+    @_holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
                     timeout: float | None = DEFAULT_TIMEOUT,
                     retransmit: bool = True) -> PortMapping:
@@ -586,6 +609,7 @@ class GatewayClient:
             return await self._map_pcp(request, timeout, mapping, retransmit=retransmit)
         return await self._map_natpmp(request, timeout, mapping)
 
+    @_holding_channel
     async def recreate(self, mapping: PortMapping, *,
                        timeout: float | None = DEFAULT_TIMEOUT, via: Via = "auto") -> PortMapping:
         """Ask again for a mapping the gateway lost, for the same external port.
@@ -611,6 +635,7 @@ class GatewayClient:
             mapping.external_address if mapping.via == "pcp" else None, lifetime,
             mapping.options, mapping.nonce or _new_nonce())
 
+    @_holding_channel
     async def delete(self, mapping: PortMapping, *,
                      timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Delete ``mapping`` (lifetime 0, same nonce). On failure the mapping is unchanged."""
@@ -627,6 +652,7 @@ class GatewayClient:
         mapping.deleted = True
         mapping.expires_at = asyncio.get_running_loop().time()
 
+    @_holding_channel
     async def delete_all(self, protocol: int, *,
                          timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """NAT-PMP's delete-all: every mapping of ``protocol`` for this client (RFC 6886 §3.4)."""
@@ -677,6 +703,7 @@ class GatewayClient:
         assert mapping.external_address is not None
         return mapping.external_address
 
+    @_holding_channel
     async def get_external_address(self, *, via: Via = "auto",
                                    timeout: float | None = DEFAULT_TIMEOUT) -> IPAddress:
         """The gateway's external address; see :func:`external_address`."""
@@ -692,6 +719,7 @@ class GatewayClient:
                     raise
         return await self._pcp_external_address(timeout)
 
+    @_holding_channel
     async def peer(self, protocol: int, internal_port: int, remote_address: str | IPAddress,
                    remote_port: int, *, external_port: int | None = None,
                    external_address: str | IPAddress | None = None,
@@ -748,6 +776,7 @@ class GatewayClient:
             self.external_address = response.data.external_address
         return mapping
 
+    @_holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:
         """Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once, as tailscale does.
 
