@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
+from typing import Protocol
 
 from ..codes import PcpResult
 from ..errors import MalformedPacket
@@ -195,6 +196,39 @@ def decode_options(data: bytes) -> tuple[Option, ...]:
     return tuple(options)
 
 
+class _CommonData(Protocol):
+    @property
+    def nonce(self) -> bytes: ...
+    @property
+    def protocol(self) -> int: ...
+    @property
+    def internal_port(self) -> int: ...
+    @property
+    def external_port(self) -> int: ...
+    @property
+    def external_address(self) -> IPAddress: ...
+
+
+# MAP and PEER data begin with the same 36 octets (RFC 6887 §11.1, §12.1).
+def _check_common(data: _CommonData) -> None:
+    if len(data.nonce) != NONCE_SIZE:
+        raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(data.nonce)}")
+    _check("protocol", data.protocol, 8)
+    _check("internal port", data.internal_port, 16)
+    _check("external port", data.external_port, 16)
+
+
+def _pack_common(data: _CommonData) -> bytes:
+    return (data.nonce + struct.pack("!B3xHH", data.protocol, data.internal_port,
+                                     data.external_port)
+            + encode_address(data.external_address))
+
+
+def _unpack_common(data: bytes) -> tuple[bytes, int, int, int, IPAddress]:
+    protocol, internal, external = struct.unpack_from("!B3xHH", data, NONCE_SIZE)
+    return bytes(data[:NONCE_SIZE]), protocol, internal, external, decode_address(data[20:36])
+
+
 @dataclass(frozen=True, slots=True)
 class MapData:
     """MAP opcode data (§11.1): 36 octets.
@@ -210,24 +244,16 @@ class MapData:
     external_address: IPAddress
 
     def __post_init__(self) -> None:
-        if len(self.nonce) != NONCE_SIZE:
-            raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(self.nonce)}")
-        _check("protocol", self.protocol, 8)
-        _check("internal port", self.internal_port, 16)
-        _check("external port", self.external_port, 16)
+        _check_common(self)
 
     def encode(self) -> bytes:
         """36 octets."""
-        return (self.nonce + struct.pack("!B3xHH", self.protocol, self.internal_port,
-                                         self.external_port)
-                + encode_address(self.external_address))
+        return _pack_common(self)
 
     @classmethod
     def decode(cls, data: bytes) -> MapData:
         """From exactly 36 octets."""
-        protocol, internal, external = struct.unpack_from("!B3xHH", data, NONCE_SIZE)
-        return cls(bytes(data[:NONCE_SIZE]), protocol, internal, external,
-                   decode_address(data[20:36]))
+        return cls(*_unpack_common(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,27 +269,19 @@ class PeerData:
     remote_address: IPAddress
 
     def __post_init__(self) -> None:
-        if len(self.nonce) != NONCE_SIZE:
-            raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(self.nonce)}")
-        _check("protocol", self.protocol, 8)
-        _check("internal port", self.internal_port, 16)
-        _check("external port", self.external_port, 16)
+        _check_common(self)
         _check("remote peer port", self.remote_port, 16)
 
     def encode(self) -> bytes:
-        """56 octets."""
-        return (self.nonce + struct.pack("!B3xHH", self.protocol, self.internal_port,
-                                         self.external_port)
-                + encode_address(self.external_address)
-                + struct.pack("!H2x", self.remote_port) + encode_address(self.remote_address))
+        """56 octets: MAP's 36, then the remote peer's port and address."""
+        return (_pack_common(self) + struct.pack("!H2x", self.remote_port)
+                + encode_address(self.remote_address))
 
     @classmethod
     def decode(cls, data: bytes) -> PeerData:
         """From exactly 56 octets."""
-        protocol, internal, external = struct.unpack_from("!B3xHH", data, NONCE_SIZE)
         (remote_port,) = struct.unpack_from("!H", data, 36)
-        return cls(bytes(data[:NONCE_SIZE]), protocol, internal, external,
-                   decode_address(data[20:36]), remote_port, decode_address(data[40:56]))
+        return cls(*_unpack_common(data), remote_port, decode_address(data[40:56]))
 
 
 OpData = MapData | PeerData
