@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import selectors
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,7 +21,7 @@ from engine.events import Event, MappingKey
 from engine.manager import MappingManager
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.wire import natpmp, pcp
-from tests.support.virtual_time import VirtualTimeLoop
+from tests.support.virtual_time import run_virtual
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
@@ -30,44 +29,10 @@ T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 
 
-class _EagerSelector:
-    """The virtual loop's selector without its short real wait before each jump.
-
-    Nothing here runs in another thread or process, and loopback UDP is delivered
-    inside ``sendto``: when no socket is ready, nothing will be, so the clock may jump
-    at once. (The real wait costs a millisecond per idle point, which is most of the
-    time of an hour of renewals for thousands of mappings.)
-    """
-
-    def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
-        self._real = real
-        self._loop = loop
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        events = self._real.select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:
-            return self._real.select(None)
-        self._loop.advance(timeout)
-        return []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-def run_fast_virtual(main: Callable[[], Awaitable[T]], *, start: float = 1000.0) -> T:
+def run_fast_virtual(main: Callable[[], Coroutine[Any, Any, T]], *,
+                     start: float = 1000.0) -> T:
     """Like :func:`~tests.support.virtual_time.run_virtual`, for code that uses no threads."""
-    loop = VirtualTimeLoop(start)
-    real = loop._selector._real
-    loop._selector = _EagerSelector(real, loop)  # type: ignore[assignment]
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+    return run_virtual(main, start=start, eager=True)
 
 
 def free_udp_port(host: str = LOOPBACK) -> int:
