@@ -18,8 +18,8 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from types import TracebackType
 from typing import Concatenate, Literal, ParamSpec, TypeVar
 
@@ -29,7 +29,6 @@ from .errors import (
     GatewayError,
     GatewayTimeout,
     InvalidRequest,
-    MalformedPacket,
     ResultCodeError,
     UnsupportedVersion,
 )
@@ -457,7 +456,7 @@ class GatewayClient:
                        mapping: PortMapping | None = None, *,
                        retransmit: bool = True) -> PortMapping:
         local = await self.local_address()
-        suggested_address = request.external_address or _zero_like(local)
+        suggested_address = request.external_address or pcp.zero_address(local)
         data = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                            request.external_port, suggested_address)
         packet = pcp.Request(pcp.Opcode.MAP, request.lifetime, local, data,
@@ -644,7 +643,7 @@ class GatewayClient:
         if mapping.opcode == "peer":
             await self._peer_request(mapping, 0, timeout)
         else:
-            request = replace(self._request_for(mapping, 1), lifetime=0)
+            request = self._request_for(mapping, 0)
             if mapping.via == "pcp":
                 await self._map_pcp(request, timeout, mapping)
             else:
@@ -692,9 +691,8 @@ class GatewayClient:
     async def _pcp_external_address(self, timeout: float | None) -> IPAddress:
         # RFC 6887 §11.6: learn the external address through a short-lived MAP, then
         # delete it. A high internal port: gateways often refuse to map low ones.
-        request = _MapArgs(Protocol.UDP, self.rng.randint(49152, 65535), 0, None, 120, (),
-                           _new_nonce())
-        request = replace(request, external_port=request.internal_port)
+        port = self.rng.randint(49152, 65535)
+        request = _MapArgs(Protocol.UDP, port, port, None, 120, (), _new_nonce())
         mapping = await self._map_pcp(request, timeout)
         try:
             await self.delete(mapping, timeout=timeout)
@@ -756,7 +754,7 @@ class GatewayClient:
         local = await self.local_address()
         data = pcp.PeerData(mapping.nonce, int(mapping.protocol), mapping.internal_port,
                             mapping.external_port,
-                            mapping.external_address or _zero_like(local),
+                            mapping.external_address or pcp.zero_address(local),
                             mapping.remote_port, mapping.remote_address)
         packet = pcp.Request(pcp.Opcode.PEER, lifetime, local, data, mapping.options).encode()
         describe = (f"PCP PEER {protocol_name(int(mapping.protocol))} {mapping.internal_port} "
@@ -797,7 +795,8 @@ class GatewayClient:
         speaks_pcp = speaks_natpmp = False
         pcp_epoch = natpmp_epoch = pcp_version = None
         rtts: list[float] = []
-        if not pcp_task.cancelled() and pcp_task.exception() is None:
+        pcp_answered = not pcp_task.cancelled() and pcp_task.exception() is None
+        if pcp_answered:
             exchange = pcp_task.result()
             rtts.append(exchange.rtt if exchange.rtt is not None else exchange.elapsed)
             message = exchange.message
@@ -820,11 +819,8 @@ class GatewayClient:
                     and message.result != NatPmpResult.UNSUPPORTED_VERSION:
                 speaks_natpmp = True
                 natpmp_epoch = message.epoch
-        for task in (pcp_task, natpmp_task):
-            if not task.cancelled() and isinstance(task.exception(), MalformedPacket):
-                log.info("probe: %s", task.exception())
-        self.speaks["pcp"] = speaks_pcp if speaks_pcp or pcp_task.exception() is None \
-            else self.speaks["pcp"]
+        if pcp_answered:  # an answer says yes or no; silence leaves what we knew
+            self.speaks["pcp"] = speaks_pcp
         if speaks_natpmp:
             self.speaks["natpmp"] = True
         log.debug("probe of %s took %.3f s", self.gateway, loop.time() - start)
@@ -887,10 +883,6 @@ def _natpmp_refusal(request: _MapArgs) -> str:
     if request.external_address is not None:
         return "NAT-PMP cannot ask for a particular external address; use via='pcp'"
     return "NAT-PMP needs an internal port of 1-65535"
-
-
-def _zero_like(address: IPAddress) -> IPAddress:
-    return IPv4Address(0) if isinstance(address, IPv4Address) else IPv6Address(0)
 
 
 def _accepts_pcp(opcode: int, data: pcp.MapData | pcp.PeerData | None) -> Callable[[Message], bool]:

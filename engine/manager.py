@@ -36,6 +36,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from . import timing
 from .announce import ANNOUNCE_PORTS, Announcement, AnnouncementListener
@@ -119,7 +120,7 @@ def non_public_warning(address: IPAddress | None) -> str | None:
 @dataclass(eq=False)
 class _Entry:
     view: ManagedMapping
-    options: dict[str, object]
+    options: dict[str, Any]
     mapping: PortMapping | None = None
     generation: int = 0
     busy: bool = False
@@ -453,7 +454,8 @@ class MappingManager:
         view = ManagedMapping(key=key, protocol=as_protocol(int(protocol)),
                               internal_port=internal_port, state=MappingState.REQUESTING,
                               requested_lifetime=requested)
-        options: dict[str, object] = dict(
+        # client.map's keyword arguments, kept to ask again if the first request failed.
+        options: dict[str, Any] = dict(
             external_port=external_port, external_address=external_address,
             lifetime=requested, via=via or self.via, prefer_failure=prefer_failure,
             filters=tuple(filters), third_party=third_party, nonce=nonce)
@@ -461,12 +463,7 @@ class MappingManager:
         self._entries[key] = entry
         self._views[key] = view
         try:
-            mapping = await self.client.map(
-                protocol, internal_port, external_port=external_port,
-                external_address=external_address, lifetime=requested, via=via or self.via,
-                prefer_failure=prefer_failure, filters=entry.options["filters"],  # type: ignore[arg-type]
-                third_party=third_party, nonce=nonce,
-                timeout=self.timeout if timeout is None else timeout)
+            mapping = await self._map_new(entry, self.timeout if timeout is None else timeout)
         except NatDeckError as exc:
             self._entries.pop(key, None)
             self._views.pop(key, None)
@@ -480,6 +477,11 @@ class MappingManager:
         self._emit(MappingAdded(self._now(), key, view))
         self._after_request(entry)
         return view
+
+    async def _map_new(self, entry: _Entry, timeout: float | None) -> PortMapping:
+        """Ask for ``entry``'s mapping with the options it was added with."""
+        return await self.client.map(int(entry.view.protocol), entry.view.internal_port,
+                                     timeout=timeout, **entry.options)
 
     async def remove(self, key: MappingKey) -> None:
         """Delete the mapping at the gateway and stop managing it.
@@ -614,19 +616,7 @@ class MappingManager:
         old_port = view.external_port
         try:
             if entry.mapping is None:
-                options = entry.options
-                mapping = await self.client.map(
-                    int(view.protocol), view.internal_port,
-                    external_port=options["external_port"],  # type: ignore[arg-type]
-                    external_address=options["external_address"],  # type: ignore[arg-type]
-                    lifetime=view.requested_lifetime,
-                    via=options["via"],  # type: ignore[arg-type]
-                    prefer_failure=bool(options["prefer_failure"]),
-                    filters=options["filters"],  # type: ignore[arg-type]
-                    third_party=options["third_party"],  # type: ignore[arg-type]
-                    nonce=options["nonce"],  # type: ignore[arg-type]
-                    timeout=self.timeout)
-                entry.mapping = mapping
+                entry.mapping = await self._map_new(entry, self.timeout)
             else:
                 await self.client.recreate(entry.mapping, timeout=self.timeout)
         except NatDeckError as exc:
@@ -727,10 +717,7 @@ class MappingManager:
             return
         self.status.external_address = address
         self.status.warning = non_public_warning(address)
-        if old is not None or source != "response":
-            self._emit(ExternalAddressChanged(self._now(), old, address, source))
-        else:
-            self._emit(ExternalAddressChanged(self._now(), None, address, source))
+        self._emit(ExternalAddressChanged(self._now(), old, address, source))
 
     def _announced(self, announcement: Announcement) -> None:
         now = self._now()
