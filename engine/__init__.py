@@ -14,57 +14,142 @@
 
 Nothing here imports Textual; the wire layer (:mod:`engine.wire`) and the
 timing rules (:mod:`engine.timing`) are pure code without I/O.
+
+The names below are imported on first use (PEP 562), so that ``import engine.client``
+(or a one-shot ``natdeck map``) does not pay for the manager, the events and the
+announcement listener it does not use.
 """
 
-from .announce import Announcement, AnnouncementListener
-from .client import (
-    DEFAULT_LIFETIME,
-    DEFAULT_TIMEOUT,
-    GatewayClient,
-    PortMapping,
-    ProbeResult,
-    Via,
-    external_address,
-    map_port,
-    peer,
-    probe,
-)
-from .codes import ErrorLifetime, NatPmpResult, PcpResult
-from .discovery import Discovered, discover
-from .errors import (
-    GatewayError,
-    GatewayTimeout,
-    InvalidRequest,
-    MalformedPacket,
-    NatDeckError,
-    NoGatewayError,
-    ResultCodeError,
-    TransportError,
-    UnsupportedVersion,
-)
-from .events import (
-    Event,
-    ExternalAddressChanged,
-    GatewayReachable,
-    GatewayRestarted,
-    GatewayStatus,
-    GatewayUnreachable,
-    LocalAddressChanged,
-    ManagedMapping,
-    MappingAdded,
-    MappingFailed,
-    MappingKey,
-    MappingLost,
-    MappingRecovered,
-    MappingRemoved,
-    MappingRenewalFailed,
-    MappingRenewed,
-    MappingState,
-    ProbeCompleted,
-)
-from .manager import MappingManager
-from .protocols import Protocol, parse_protocol, protocol_name
-from .wire.pcp import Filter, PreferFailure, ThirdParty
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .announce import (
+        Announcement,
+        AnnouncementListener,
+    )
+    from .client import (
+        DEFAULT_LIFETIME,
+        DEFAULT_TIMEOUT,
+        GatewayClient,
+        PortMapping,
+        ProbeResult,
+        Via,
+        external_address,
+        map_port,
+        peer,
+        probe,
+    )
+    from .codes import (
+        ErrorLifetime,
+        NatPmpResult,
+        PcpResult,
+    )
+    from .discovery import (
+        Discovered,
+        discover,
+    )
+    from .errors import (
+        GatewayError,
+        GatewayTimeout,
+        InvalidRequest,
+        MalformedPacket,
+        NatDeckError,
+        NoGatewayError,
+        ResultCodeError,
+        TransportError,
+        UnsupportedVersion,
+    )
+    from .events import (
+        Event,
+        ExternalAddressChanged,
+        GatewayReachable,
+        GatewayRestarted,
+        GatewayStatus,
+        GatewayUnreachable,
+        LocalAddressChanged,
+        ManagedMapping,
+        MappingAdded,
+        MappingFailed,
+        MappingKey,
+        MappingLost,
+        MappingRecovered,
+        MappingRemoved,
+        MappingRenewalFailed,
+        MappingRenewed,
+        MappingState,
+        ProbeCompleted,
+    )
+    from .manager import (
+        MappingManager,
+    )
+    from .protocols import (
+        Protocol,
+        parse_protocol,
+        protocol_name,
+    )
+    from .wire.pcp import (
+        Filter,
+        PreferFailure,
+        ThirdParty,
+    )
+
+#: Each public name and the module (relative to this package) that defines it.
+_EXPORTS: dict[str, str] = {
+    "Announcement": ".announce",
+    "AnnouncementListener": ".announce",
+    "DEFAULT_LIFETIME": ".client",
+    "DEFAULT_TIMEOUT": ".client",
+    "GatewayClient": ".client",
+    "PortMapping": ".client",
+    "ProbeResult": ".client",
+    "Via": ".client",
+    "external_address": ".client",
+    "map_port": ".client",
+    "peer": ".client",
+    "probe": ".client",
+    "ErrorLifetime": ".codes",
+    "NatPmpResult": ".codes",
+    "PcpResult": ".codes",
+    "Discovered": ".discovery",
+    "discover": ".discovery",
+    "GatewayError": ".errors",
+    "GatewayTimeout": ".errors",
+    "InvalidRequest": ".errors",
+    "MalformedPacket": ".errors",
+    "NatDeckError": ".errors",
+    "NoGatewayError": ".errors",
+    "ResultCodeError": ".errors",
+    "TransportError": ".errors",
+    "UnsupportedVersion": ".errors",
+    "Event": ".events",
+    "ExternalAddressChanged": ".events",
+    "GatewayReachable": ".events",
+    "GatewayRestarted": ".events",
+    "GatewayStatus": ".events",
+    "GatewayUnreachable": ".events",
+    "LocalAddressChanged": ".events",
+    "ManagedMapping": ".events",
+    "MappingAdded": ".events",
+    "MappingFailed": ".events",
+    "MappingKey": ".events",
+    "MappingLost": ".events",
+    "MappingRecovered": ".events",
+    "MappingRemoved": ".events",
+    "MappingRenewalFailed": ".events",
+    "MappingRenewed": ".events",
+    "MappingState": ".events",
+    "ProbeCompleted": ".events",
+    "MappingManager": ".manager",
+    "Protocol": ".protocols",
+    "parse_protocol": ".protocols",
+    "protocol_name": ".protocols",
+    "Filter": ".wire.pcp",
+    "PreferFailure": ".wire.pcp",
+    "ThirdParty": ".wire.pcp",
+}
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -119,3 +204,17 @@ __all__ = [
     "probe",
     "protocol_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first use, then cache the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

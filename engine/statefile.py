@@ -29,6 +29,10 @@ under the user's state directory:
 
 The file is our own output but is still read as untrusted input: every record is
 validated, and an invalid record is dropped with a warning.
+
+Importing this module costs no event loop: the client (and with it asyncio, which
+pulls ``ssl``) is imported only by :meth:`MappingRecord.to_mapping`, and the wire
+layer only to check a nonce's size, so reading and writing records stays cheap.
 """
 
 from __future__ import annotations
@@ -39,18 +43,17 @@ import logging
 import os
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
-from .client import PortMapping
-from .protocols import as_protocol
-from .wire import pcp
 from .wire.addresses import IPAddress, to_address
+
+if TYPE_CHECKING:
+    from .client import PortMapping
 
 if sys.platform != "win32":
     import fcntl
@@ -166,6 +169,9 @@ class MappingRecord:
 
         Its loop-clock times are unknown (0.0): only its identity matters here.
         """
+        from .client import PortMapping
+        from .protocols import as_protocol
+
         return PortMapping(
             gateway=self.gateway, gateway_port=self.gateway_port,
             local_address=self.local_address, protocol=as_protocol(self.protocol),
@@ -193,6 +199,8 @@ class MappingRecord:
         via = data.get("via")
         if via not in ("pcp", "natpmp"):
             raise ValueError(f"via is {via!r}, not 'pcp' or 'natpmp'")
+        from .wire.pcp import NONCE_SIZE
+
         nonce_text = data.get("nonce")
         nonce: bytes | None
         if nonce_text is None:
@@ -202,8 +210,8 @@ class MappingRecord:
                 nonce = bytes.fromhex(nonce_text)
             except ValueError:
                 raise ValueError("nonce is not hexadecimal") from None
-            if len(nonce) != pcp.NONCE_SIZE:
-                raise ValueError(f"nonce is {len(nonce)} bytes, not {pcp.NONCE_SIZE}")
+            if len(nonce) != NONCE_SIZE:
+                raise ValueError(f"nonce is {len(nonce)} bytes, not {NONCE_SIZE}")
         else:
             raise ValueError("nonce is not a string")
         if via == "pcp" and nonce is None:
@@ -446,6 +454,8 @@ class StateFile:
     def _write(self, records: list[MappingRecord]) -> None:
         document = {"version": FORMAT_VERSION, "mappings": [r.to_json() for r in records]}
         payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        import tempfile  # only writers need it (it pulls shutil and random)
+
         # mkstemp creates the file 0600 and exclusively, in the same directory so that
         # os.replace is a rename within one file system (atomic, POSIX rename(2)).
         fd, temp = tempfile.mkstemp(prefix=".mappings-", suffix=".tmp", dir=self.directory)

@@ -20,18 +20,13 @@ from engine.manager import MappingManager
 from engine.protocols import as_protocol
 
 from .backend import EngineFactory, EngineParts
+from .exit_codes import EXIT_NO_GATEWAY, EXIT_OK, EXIT_USAGE
 from .map_request import VIAS, MapRequest, Via
 
 if TYPE_CHECKING:
     from .app import NatDeckApp
 
 __all__ = ["EXIT_NO_GATEWAY", "EXIT_USAGE", "build_app", "run_app"]
-
-# The same statuses as tui.cli's.
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_NO_GATEWAY = 4
 
 
 def _requests(maps: Sequence[tuple[int, int]]) -> list[MapRequest]:

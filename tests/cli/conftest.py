@@ -47,7 +47,7 @@ def _no_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> object:
         raise NoGatewayError("tests never discover the real gateway; pass --gateway")
 
-    monkeypatch.setattr(cli, "discover", refuse)
+    monkeypatch.setattr("engine.discovery.discover", refuse)
 
 
 @dataclass

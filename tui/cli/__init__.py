@@ -1,0 +1,72 @@
+"""``natdeck``: NAT-PMP (RFC 6886) and PCP (RFC 6887) from the shell, for people and scripts.
+
+Usage::
+
+    natdeck                                  open the TUI (--gateway, --local, --demo,
+                                             --map tcp:8080 ..., --keep, --via)
+    natdeck map PROTO PORT [--external-port N] [--lifetime S] [--hold]
+    natdeck unmap PROTO PORT [--external-port N]
+    natdeck unmap PROTO --all                NAT-PMP's delete-all of one protocol
+    natdeck probe                            which protocols the gateway answers
+    natdeck watch [--listen-host H] [--listen-port P] [--count N]
+
+Every subcommand takes ``--gateway ADDR`` (else the default gateway is
+discovered), ``--gateway-port N`` (5351), ``--local ADDR``, ``--via
+auto|pcp|natpmp``, ``--timeout S`` and ``--json`` (one JSON object per line and
+per result, with stable field names). Errors are one line on stderr.
+
+Exit status (:data:`tui.exit_codes.EXIT_CODES`, shared with the terminal UI):
+
+====  =======================================================================
+0     success (``map --hold`` and ``watch``: also when stopped by SIGINT/SIGTERM)
+1     failure: the gateway refused (a result code), or another error
+2     usage: bad arguments; nothing was sent
+3     no answer: the gateway stayed silent until ``--timeout``
+4     no gateway: none was found by discovery (pass ``--gateway``)
+130   interrupted (SIGINT) in the middle of a one-shot command
+====  =======================================================================
+
+JSON output (``--json``), one object per line; fields are only ever added:
+
+- ``map``: ``event`` ("mapped"; with ``--hold`` then "renewed", "recovered",
+  "lost", "renewal_failed", "failed", "external_address_changed",
+  "gateway_restarted", and "deleted" at the end), ``protocol`` (name),
+  ``protocol_number``, ``internal_port``, ``external_address``,
+  ``external_port``, ``lifetime`` (granted seconds), ``via`` ("pcp"/"natpmp"),
+  ``gateway``, ``gateway_port``, ``local_address``, ``epoch``; events about
+  trouble carry ``reason`` instead of the mapping's fields.
+- ``unmap``: ``event`` ("deleted", or "deleted_all" for ``--all``),
+  ``protocol``, ``protocol_number``, ``internal_port``, ``external_port``, ``via``,
+  ``gateway``, ``gateway_port``, ``local_address``, ``stored_nonce``.
+- ``probe``: ``gateway``, ``gateway_port``, ``local_address``, ``reachable``,
+  ``pcp``, ``natpmp``, ``via``, ``external_address``, ``epoch``, ``pcp_epoch``,
+  ``natpmp_epoch``, ``rtt`` (seconds), ``pcp_version``.
+- ``watch``: ``event`` ("announcement"), ``kind`` ("natpmp_address" or
+  "pcp_announce"), ``protocol``, ``external_address``, ``previous_address``,
+  ``address_changed``, ``restarted`` (the epoch shows the gateway lost its
+  state), ``repeat``, ``epoch``, ``gateway``, ``gateway_port``, ``port`` (where it
+  arrived), ``time`` (UTC, ISO 8601).
+
+PCP mappings belong to their nonce (RFC 6887 §11.1), so ``map`` keeps it in
+the state file (:mod:`engine.statefile`) and ``unmap`` (another process) uses it;
+running ``map`` again for the same mapping renews it with the same nonce.
+
+The package, one module per concern: :mod:`~tui.cli.args` (the parser and its checks),
+:mod:`~tui.cli.validation` (the one request check), :mod:`~tui.cli.output` (text and
+JSON), :mod:`~tui.cli.context` (a command's run and its state-file records),
+:mod:`~tui.cli.runtime` (logging, signals, the loop), one ``cmd_*`` module per command,
+:mod:`~tui.cli.hold` (``map --hold``), and two stand-ins for engine facilities still to
+come: :mod:`~tui.cli.delete_without_record` and :mod:`~tui.cli.announcement_epochs`.
+
+Nothing here imports Textual; the TUI is imported only when ``natdeck`` runs without a
+subcommand, and each command's module only when that command runs.
+"""
+
+from __future__ import annotations
+
+from tui.exit_codes import EXIT_CODES
+
+from .args import build_parser
+from .runtime import main, main_async
+
+__all__ = ["EXIT_CODES", "build_parser", "main", "main_async"]

@@ -1,0 +1,126 @@
+"""What the command line prints: results on stdout (text or ``--json``), reasons on stderr.
+
+JSON field names are a contract: add, never rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from engine.protocols import protocol_name
+from engine.transport import SERVER_PORT
+from engine.wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from engine.client import PortMapping
+
+__all__ = ["Output", "address_text", "fields_of_mapping", "mapping_fields", "mapping_text",
+           "one_line", "via_name"]
+
+
+class Output:
+    """Lines on stdout (text or JSON), warnings and errors on stderr.
+
+    Looks ``sys.stdout`` up at each write (pytest's capsys swaps it) and flushes
+    every line: a script reading a pipe sees each result as it happens. A closed
+    pipe (``natdeck watch | head -1``) is remembered and ``on_closed`` called.
+    """
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+        self.closed = False
+        self.on_closed: Callable[[], None] | None = None
+
+    def _write(self, stream: TextIO, line: str) -> None:
+        if self.closed and stream is sys.stdout:
+            return
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            if stream is not sys.stdout:
+                return
+            self.closed = True
+            # Later writes (and the interpreter's final flush) must not fail again.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            if self.on_closed is not None:
+                self.on_closed()
+
+    def result(self, data: dict[str, Any], text: str) -> None:
+        """One result: a JSON object with ``--json``, else ``text``."""
+        self._write(sys.stdout, json.dumps(data, separators=(", ", ": ")) if self.json
+                    else text)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr (never fatal)."""
+        self._write(sys.stderr, f"natdeck: warning: {one_line(message)}")
+
+    def error(self, message: str) -> None:
+        """The one-line reason for a non-zero exit."""
+        self._write(sys.stderr, f"natdeck: {one_line(message)}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines too) made one space."""
+    return " ".join(str(text).split())
+
+
+def address_text(address: IPAddress | None) -> str | None:
+    """An address for JSON: its text, or null."""
+    return None if address is None else str(address)
+
+
+def via_name(via: str | None) -> str:
+    """``pcp`` -> ``PCP``, ``natpmp`` -> ``NAT-PMP``, for text lines."""
+    return {"pcp": "PCP", "natpmp": "NAT-PMP"}.get(via or "", "?")
+
+
+def mapping_fields(event: str, *, protocol: int, internal_port: int,
+                   external_address: IPAddress | None, external_port: int | None,
+                   lifetime: int, via: str | None, gateway: IPAddress, gateway_port: int,
+                   local_address: IPAddress | None, epoch: int | None) -> dict[str, Any]:
+    """The JSON object of a mapping. Field names are a contract; add, never rename."""
+    return {
+        "event": event,
+        "protocol": protocol_name(protocol),
+        "protocol_number": protocol,
+        "internal_port": internal_port,
+        "external_address": address_text(external_address),
+        "external_port": external_port,
+        "lifetime": lifetime,
+        "via": via,
+        "gateway": str(gateway),
+        "gateway_port": gateway_port,
+        "local_address": address_text(local_address),
+        "epoch": epoch,
+    }
+
+
+def fields_of_mapping(event: str, mapping: PortMapping) -> dict[str, Any]:
+    """:func:`mapping_fields` of a granted :class:`~engine.client.PortMapping`."""
+    return mapping_fields(
+        event, protocol=int(mapping.protocol), internal_port=mapping.internal_port,
+        external_address=mapping.external_address, external_port=mapping.external_port,
+        lifetime=mapping.lifetime, via=mapping.via, gateway=mapping.gateway,
+        gateway_port=mapping.gateway_port, local_address=mapping.local_address,
+        epoch=mapping.epoch)
+
+
+def mapping_text(verb: str, fields: dict[str, Any]) -> str:
+    """One line for a mapping: ``mapped tcp 8080 -> 203.0.113.7:8080 for 7200 s via PCP ...``."""
+    where = (f"{fields['external_address']}:{fields['external_port']}"
+             if fields["external_address"] else f"port {fields['external_port']}")
+    gateway = fields["gateway"]
+    if fields["gateway_port"] != SERVER_PORT:
+        gateway = f"{gateway}:{fields['gateway_port']}"
+    return (f"{verb} {fields['protocol']} {fields['internal_port']} -> {where} "
+            f"for {fields['lifetime']} s via {via_name(fields['via'])} (gateway {gateway}, "
+            f"epoch {fields['epoch']})")
