@@ -132,6 +132,10 @@ class GatewayConfig:
     natpmp_erratum_opcode: bool = True
     """Opcode of NAT-PMP's 8-byte error answer: 128 + the request's opcode, as erratum 5406 and
     miniupnpd have it (True), or 0 as RFC 6886 §3.5's text has it (False)."""
+    natpmp_delete_spares_pcp: bool = False
+    """miniupnpd: a NAT-PMP delete removes only the rules NAT-PMP made (labelled "NAT-PMP"), so
+    a delete for a port a PCP mapping holds answers SUCCESS and leaves that mapping in place.
+    When off, such a delete is refused NOT_AUTHORIZED (``strict_nonce``) or removes it."""
     reset_epoch_on_address_change: bool = True
     """RFC 6887 §8.5: a change of external address resets the epoch. miniupnpd shares the epoch
     between both protocols, so NAT-PMP's resets too."""

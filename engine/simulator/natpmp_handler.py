@@ -153,9 +153,12 @@ def _delete(state: GatewayState, config: GatewayConfig, request: MapRequest, cli
         key = (protocol, client, request.internal_port, None)
         existing = state.get(key)
         if existing is not None:
-            if existing.nonce is not None and config.strict_nonce:
+            if existing.nonce is not None and config.natpmp_delete_spares_pcp:
+                pass  # miniupnpd: SUCCESS below, and the PCP mapping stays
+            elif existing.nonce is not None and config.strict_nonce:
                 return _map_error(request, NatPmpResult.NOT_AUTHORIZED, epoch)
-            state.remove(key)
+            else:
+                state.remove(key)
     return MapResponse(protocol, NatPmpResult.SUCCESS, epoch, request.internal_port, 0,
                        0).encode()
 

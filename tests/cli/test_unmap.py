@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from engine.client import GatewayClient
 from engine.statefile import StateFile
 
 from .conftest import Sim, run_process
@@ -56,10 +57,14 @@ async def test_unmap_natpmp_record(sim: Sim, run: Any, state_dir: Path) -> None:
 
 
 async def test_unmap_unknown_mapping_uses_a_fresh_nonce(sim: Sim, run: Any) -> None:
-    # Nothing mapped and nothing stored: a PCP delete is idempotent (RFC 6887 §15).
+    # Nothing mapped and nothing stored: a PCP delete is idempotent (RFC 6887 §15), and a
+    # strict gateway would have refused a new nonce for a mapping it holds (§11.3).
     result = await run("unmap", "tcp", "4444", *sim.target)
     assert result.code == 0, result.err
-    assert result.lines == ["deleted tcp 4444 via PCP (no stored nonce: a new one was used)"]
+    assert result.lines == ["not held: tcp 4444 (no record of it; after a PCP delete with a "
+                            "new nonce, as none was stored, the gateway holds no such mapping)"]
+    [obj] = (await run("unmap", "tcp", "4444", "--json", *sim.target)).objects
+    assert (obj["event"], obj["via"], obj["stored_nonce"]) == ("not_held", "pcp", False)
 
 
 async def test_unmap_auto_without_record_on_natpmp_gateway(make_sim: Any, run: Any,
@@ -73,6 +78,7 @@ async def test_unmap_auto_without_record_on_natpmp_gateway(make_sim: Any, run: A
     result = await run("unmap", "tcp", "7000", "--json", *sim.target)
     assert result.code == 0, result.err
     assert result.objects[0]["via"] == "natpmp"
+    assert result.objects[0]["event"] == "not_held"
     assert sim.mapped() == {}
 
 
@@ -101,4 +107,70 @@ async def test_unmap_refused_keeps_the_record(sim: Sim, run: Any, state_dir: Pat
     assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 8080)[0] is not None
     sim.gateway.configure(force_pcp_result=None)
     assert (await run("unmap", "tcp", "8080", *sim.target)).code == 0
+    assert sim.mapped() == {}
+
+
+# -- what unmap says is what the gateway holds (issue 14, finding 4) ------------------------
+
+
+async def test_unmap_via_natpmp_uses_the_stored_pcp_record(make_sim: Any, run: Any,
+                                                           state_dir: Path) -> None:
+    # miniupnpd answers a NAT-PMP delete of a PCP mapping SUCCESS and keeps the mapping: the
+    # old unmap printed "deleted", exit 0, and the port stayed open.
+    sim = await make_sim(natpmp_delete_spares_pcp=True)
+    assert (await run("map", "tcp", "41361", *sim.target)).code == 0
+    assert sim.mapped()[(6, 41361)].via == "pcp"
+    result = await run("unmap", "tcp", "41361", "--via", "natpmp", "--json", *sim.target)
+    assert result.code == 0, result.err
+    [obj] = result.objects
+    assert (obj["event"], obj["via"], obj["stored_nonce"]) == ("deleted", "pcp", True)
+    [warning] = result.err_lines
+    assert warning.startswith("natdeck: warning: tcp 41361 was mapped with PCP")
+    assert "a NAT-PMP delete cannot remove it" in warning
+    assert sim.mapped() == {}
+    assert StateFile(state_dir).load().records == []
+
+
+async def test_unmap_via_natpmp_without_record_of_a_pcp_mapping_is_unconfirmed(
+        make_sim: Any, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = await make_sim(natpmp_delete_spares_pcp=True)
+    assert (await run("map", "tcp", "41361", *sim.target)).code == 0
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path / "elsewhere"))  # no record here
+    result = await run("unmap", "tcp", "41361", "--via", "natpmp", "--json", *sim.target)
+    assert result.code == 5, (result.out, result.err)
+    [obj] = result.objects
+    assert (obj["event"], obj["via"]) == ("unconfirmed", "natpmp")
+    assert "NOT_AUTHORIZED" in obj["reason"]
+    [line] = result.err_lines
+    assert line.startswith("natdeck: the gateway accepted the NAT-PMP delete of tcp 41361, but ")
+    assert (6, 41361) in sim.mapped()  # what natdeck says is what the gateway holds
+    text = await run("unmap", "tcp", "41361", "--via", "natpmp", *sim.target)
+    assert (text.code, text.lines) == (5, ["unconfirmed tcp 41361 via NAT-PMP"])
+
+
+async def test_unmap_natpmp_when_another_host_holds_the_port_is_unconfirmed(
+        sim: Sim, run: Any) -> None:
+    # 127.0.0.2 stands for another host holding external port 7000: the re-map that checks
+    # the delete is given another port, so natdeck cannot say the port is free.
+    async with GatewayClient("127.0.0.1", sim.port, local_address="127.0.0.2") as other:
+        await other.map(6, 7000, external_port=7000, via="natpmp", timeout=5)
+    result = await run("unmap", "tcp", "7000", "--via", "natpmp", "--json", *sim.target)
+    assert result.code == 5, (result.out, result.err)
+    [obj] = result.objects
+    assert obj["event"] == "unconfirmed"
+    assert "external port 7000 is still mapped" in obj["reason"]
+    # The check's own mapping was deleted again; the other host's is untouched.
+    assert [(str(m.internal_address), m.external_port) for m in sim.gateway.mappings] == [
+        ("127.0.0.2", 7000)]
+
+
+async def test_unmap_natpmp_record_is_checked_and_leaves_nothing(sim: Sim, run: Any) -> None:
+    assert (await run("map", "udp", "5353", "--via", "natpmp", *sim.target)).code == 0
+    before = sim.gateway.counters.received
+    result = await run("unmap", "udp", "5353", "--json", *sim.target)
+    assert result.code == 0, result.err
+    assert result.objects[0]["event"] == "deleted"
+    # The delete, then the re-map that checks it, then its delete (and the address query
+    # the re-map makes): nothing is left behind.
+    assert sim.gateway.counters.received - before >= 3
     assert sim.mapped() == {}

@@ -1,12 +1,27 @@
-"""``natdeck unmap PROTO PORT`` and ``natdeck unmap PROTO --all``."""
+"""``natdeck unmap PROTO PORT`` and ``natdeck unmap PROTO --all``.
+
+``unmap`` reports what the gateway holds afterwards, not just that it answered:
+
+- ``deleted``: a mapping natdeck had a record of is gone (a PCP delete with its stored
+  nonce, RFC 6887 §15; or a NAT-PMP delete confirmed by :mod:`tui.cli.delete_check`);
+- ``not held``: natdeck had no record, and the gateway holds no such mapping now;
+- ``unconfirmed`` (exit 5): the gateway accepted the delete, but whether the mapping is
+  gone could not be checked (the reason is printed).
+
+A stored record decides the protocol: a PCP mapping is deleted with PCP and its nonce
+even under ``--via natpmp`` (a NAT-PMP delete cannot remove it; a warning says so).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.client import DEFAULT_TIMEOUT
 from engine.protocols import protocol_name
-from tui.exit_codes import EXIT_OK
+from tui.exit_codes import EXIT_OK, EXIT_UNCONFIRMED
 
 from .context import Context, Failure, live_holder
+from .delete_check import check_natpmp_delete
 from .delete_without_record import delete_without_record
 from .output import via_name
 
@@ -21,26 +36,35 @@ async def run_unmap(ctx: Context) -> int:
     if args.all:
         return await _unmap_all(ctx, protocol, timeout)
     port: int = args.port
+    what = f"{protocol_name(protocol)} {port}"
     record = ctx.find(protocol, port)
     holder = live_holder(record)
     if holder is not None:
-        raise Failure(f"{protocol_name(protocol)} {port} is held by natdeck process {holder}, "
-                      f"which would map it again; stop that process instead (kill -INT "
-                      f"{holder}): it deletes the mapping as it exits")
-    via = ctx.conn.via
+        raise Failure(f"{what} is held by natdeck process {holder}, which would map it again; "
+                      f"stop that process instead (kill -INT {holder}): it deletes the "
+                      "mapping as it exits")
+    if record is not None and ctx.conn.via not in ("auto", record.via):
+        ctx.out.warn(f"{what} was mapped with {via_name(record.via)} (stored in "
+                     f"{ctx.state.path}): deleting it with {via_name(record.via)}"
+                     f"{' and its nonce' if record.via == 'pcp' else ''}, as a "
+                     f"{via_name(ctx.conn.via)} delete cannot remove it")
     async with ctx.client() as client:
-        if record is not None and via in ("auto", record.via):
+        if record is not None:
             mapping = record.to_mapping()
             if args.external_port is not None:
                 mapping.external_port = args.external_port
             await client.delete(mapping, timeout=timeout)
-            stored = True
         else:
             mapping = await delete_without_record(ctx, client, protocol, port, timeout)
-            stored = False
-    ctx.forget(protocol, port)
-    fields = {
-        "event": "deleted",
+        doubt = None
+        if mapping.via == "natpmp":
+            doubt = await check_natpmp_delete(client, protocol, port, mapping.external_port,
+                                              timeout)
+    event = "unconfirmed" if doubt is not None else "deleted" if record else "not_held"
+    if event != "unconfirmed":
+        ctx.forget(protocol, port)
+    fields: dict[str, Any] = {
+        "event": event,
         "protocol": protocol_name(protocol),
         "protocol_number": protocol,
         "internal_port": port,
@@ -49,11 +73,21 @@ async def run_unmap(ctx: Context) -> int:
         "gateway": str(ctx.gateway),
         "gateway_port": ctx.conn.gateway_port,
         "local_address": str(mapping.local_address),
-        "stored_nonce": stored,
+        "stored_nonce": record is not None and record.nonce is not None,
     }
-    note = "" if stored or mapping.via == "natpmp" else " (no stored nonce: a new one was used)"
-    ctx.out.result(fields, f"deleted {protocol_name(protocol)} {port} via "
-                           f"{via_name(mapping.via)}{note}")
+    via = via_name(mapping.via)
+    if doubt is not None:
+        fields["reason"] = doubt
+        ctx.out.result(fields, f"unconfirmed {what} via {via}")
+        ctx.out.error(f"the gateway accepted the {via} delete of {what}, but {doubt}")
+        return EXIT_UNCONFIRMED
+    if record is not None:
+        ctx.out.result(fields, f"deleted {what} via {via}")
+    else:
+        how = "with a new nonce, as none was stored" if mapping.via == "pcp" else \
+            "and a re-map to check"
+        ctx.out.result(fields, f"not held: {what} (no record of it; after a {via} delete "
+                               f"{how}, the gateway holds no such mapping)")
     return EXIT_OK
 
 
