@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.client import GatewayClient
-from engine.statefile import StateFile
+from engine.statefile import MappingRecord, StateFile
 
 from .conftest import Sim, run_process
 
@@ -174,3 +176,65 @@ async def test_unmap_natpmp_record_is_checked_and_leaves_nothing(sim: Sim, run: 
     # the re-map makes): nothing is left behind.
     assert sim.gateway.counters.received - before >= 3
     assert sim.mapped() == {}
+
+
+# -- mappings recorded by the terminal UI's manager (issue 14, finding 3) --------------------
+
+
+async def _record_like_the_manager(sim: Sim, state_dir: Path, port: int, pid: int | None
+                                   ) -> bytes:
+    """Map with the library and record it as MappingManager does, from another 'process'."""
+    async with GatewayClient("127.0.0.1", sim.port) as client:
+        mapping = await client.map(6, port, via="pcp", timeout=5)
+    StateFile(state_dir).record(MappingRecord.from_mapping(mapping, pid=pid))
+    assert mapping.nonce is not None
+    return mapping.nonce
+
+
+async def _gone_pid() -> int:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("holder", ["gone", "none", "another program"])
+async def test_unmap_deletes_what_the_manager_recorded(sim: Sim, run: Any, state_dir: Path,
+                                                       holder: str) -> None:
+    # The strict gateway refuses any other nonce: only the recorded one can delete it.
+    other = None
+    if holder == "gone":
+        pid: int | None = await _gone_pid()
+    elif holder == "none":
+        pid = None
+    else:  # a live pid that names another program now (pid reuse)
+        other = await asyncio.create_subprocess_exec("sleep", "30")
+        pid = other.pid
+    try:
+        nonce = await _record_like_the_manager(sim, state_dir, 41361, pid)
+        assert sim.mapped()[(6, 41361)].nonce == nonce
+        result = await run_process("unmap", "tcp", "41361", "--json", *sim.target)
+    finally:
+        if other is not None:
+            other.kill()
+            await other.wait()
+    assert result.code == 0, result.err
+    [obj] = result.objects
+    assert (obj["event"], obj["via"], obj["stored_nonce"]) == ("deleted", "pcp", True)
+    assert sim.mapped() == {}
+    assert StateFile(state_dir).load().records == []
+
+
+async def test_unmap_refuses_while_a_live_natdeck_holds_the_record(sim: Sim, run: Any,
+                                                                   state_dir: Path) -> None:
+    # A running TUI (``python -m tui``) renews what it recorded: unmap must not race it.
+    tui = await asyncio.create_subprocess_exec(sys.executable, "-c",
+                                               "import time; time.sleep(30)", "-m", "tui")
+    try:
+        await _record_like_the_manager(sim, state_dir, 41362, tui.pid)
+        result = await run("unmap", "tcp", "41362", *sim.target)
+    finally:
+        tui.kill()
+        await tui.wait()
+    assert result.code == 1
+    assert f"held by natdeck process {tui.pid} ('map --hold' or the terminal UI)" in result.err
+    assert (6, 41362) in sim.mapped()

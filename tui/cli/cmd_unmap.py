@@ -40,9 +40,9 @@ async def run_unmap(ctx: Context) -> int:
     record = ctx.find(protocol, port)
     holder = live_holder(record)
     if holder is not None:
-        raise Failure(f"{what} is held by natdeck process {holder}, which would map it again; "
-                      f"stop that process instead (kill -INT {holder}): it deletes the "
-                      "mapping as it exits")
+        raise Failure(f"{what} is held by natdeck process {holder} ('map --hold' or the "
+                      "terminal UI), which would map it again; remove it there, or stop that "
+                      f"process (kill -INT {holder}): it deletes its mappings as it exits")
     if record is not None and ctx.conn.via not in ("auto", record.via):
         ctx.out.warn(f"{what} was mapped with {via_name(record.via)} (stored in "
                      f"{ctx.state.path}): deleting it with {via_name(record.via)}"
