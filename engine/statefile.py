@@ -454,11 +454,7 @@ class StateFile:
     def _write(self, records: list[MappingRecord]) -> None:
         document = {"version": FORMAT_VERSION, "mappings": [r.to_json() for r in records]}
         payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
-        import tempfile  # only writers need it (it pulls shutil and random)
-
-        # mkstemp creates the file 0600 and exclusively, in the same directory so that
-        # os.replace is a rename within one file system (atomic, POSIX rename(2)).
-        fd, temp = tempfile.mkstemp(prefix=".mappings-", suffix=".tmp", dir=self.directory)
+        fd, temp = _create_temporary(self.directory)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(payload)
@@ -497,6 +493,24 @@ class StateFile:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _create_temporary(directory: Path) -> tuple[int, Path]:
+    """A new file for writing, 0600 and created exclusively (``O_EXCL``), in ``directory``.
+
+    In the same directory as the state file, so that ``os.replace`` is a rename within one
+    file system (atomic, POSIX rename(2)). What ``tempfile.mkstemp`` does, without importing
+    ``tempfile`` (with ``shutil``, ``bz2`` and ``lzma``) into every ``natdeck map``.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = directory / f".mappings-{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {directory}")  # pragma: no cover
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -6,7 +6,10 @@ Every check here runs before anything is sent; a failure is exit status 2.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -176,16 +179,59 @@ class _VersionAction(argparse.Action):
         parser.exit(message=f"natdeck {_version()}\n")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter with the terminal's width found once, without ``shutil``.
+
+    argparse makes a formatter for every argument it adds, and each asks
+    ``shutil.get_terminal_size`` (importing shutil, and with it bz2 and lzma): a few
+    milliseconds of every ``natdeck map`` for a help text nobody asked for.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _help_width() if width is None else width)
+
+
+@functools.cache
+def _help_width() -> int:
+    # As shutil.get_terminal_size: $COLUMNS, else the terminal's, else 80; argparse keeps 2.
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns \
+                if sys.__stdout__ is not None else 80
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return max(columns - 2, 11)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``natdeck`` argument parser (subcommand names and flags are a contract)."""
     return _build()[0]
 
 
-def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """The parser and its subcommands' parsers (which report their own usage errors)."""
-    formatter = argparse.RawDescriptionHelpFormatter
+def _wanted_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: the first word that is one, if any.
+
+    Only that subcommand's arguments need to be built. An option's value that is also a
+    command's name (``--via map``) is refused by argparse whatever is built.
+    """
+    return next((word for word in argv if word in _SUBCOMMANDS), None)
+
+
+def _build(only: str | None = None, *, every: bool = True
+           ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its subcommands' parsers (which report their own usage errors).
+
+    With ``every=False`` only the subcommand ``only`` gets its arguments (the others keep
+    their name and help line, for ``natdeck --help``).
+    """
     parser = argparse.ArgumentParser(
-        prog="natdeck", formatter_class=formatter, epilog=_EPILOG,
+        prog="natdeck", formatter_class=_Formatter, epilog=_EPILOG,
         description="Map ports on a NAT gateway with NAT-PMP (RFC 6886) and PCP (RFC 6887). "
                     "Without a subcommand, open the terminal UI.")
     _connection_options(parser)
@@ -197,76 +243,92 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
                      metavar="PROTO:PORT", help="map this at start (repeatable), e.g. tcp:8080")
     tui.add_argument("--keep", action="store_true",
                      help="leave the mappings at the gateway on quit (default: delete them)")
-
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    default_timeout = (f"give up after S seconds without an answer "
-                       f"(default: {DEFAULT_TIMEOUT:g})")
+    parsers: dict[str, argparse.ArgumentParser] = {}
+    for name, (summary, description, add_arguments) in _SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=description,
+                                  formatter_class=_Formatter, epilog=_EPILOG)
+        if every or only == name:
+            add_arguments(sub)
+        parsers[name] = sub
+    return parser, parsers
 
-    map_parser = commands.add_parser(
-        "map", help="ask for a mapping and print it", formatter_class=formatter,
-        epilog=_EPILOG,
-        description="Ask the gateway to map PROTO PORT and print the mapping. The PCP nonce is "
-                    "kept in the state file, so that 'natdeck map' again renews the same "
-                    "mapping and 'natdeck unmap' can delete it.")
-    map_parser.add_argument("protocol", type=_protocol_arg, metavar="PROTO",
-                            help="tcp, udp, or (PCP) a protocol number or name")
-    map_parser.add_argument("port", type=_port_arg, metavar="PORT", help="the internal port")
-    map_parser.add_argument("--external-port", type=_port_arg, default=None, metavar="N",
-                            help="the external port to ask for (default: PORT)")
-    map_parser.add_argument("--lifetime", type=_lifetime_arg, default=DEFAULT_LIFETIME,
-                            metavar="S",
-                            help=f"seconds to ask for (default: {DEFAULT_LIFETIME})")
-    map_parser.add_argument("--hold", action="store_true",
-                            help="stay, renewing the mapping, until SIGINT/SIGTERM; "
-                                 "then delete it")
-    map_parser.add_argument("--no-listen", action="store_true",
-                            help="with --hold: do not listen for the gateway's announcements")
-    _listen_options(map_parser, "with --hold: ")
-    _command_options(map_parser, timeout_help=default_timeout)
 
-    unmap_parser = commands.add_parser(
-        "unmap", help="delete a mapping", formatter_class=formatter, epilog=_EPILOG,
-        description="Delete a mapping, with the nonce 'natdeck map' (or the terminal UI) "
-                    "stored for it, and report what the gateway holds afterwards: deleted, "
-                    "not held, or unconfirmed (exit 5) where the gateway cannot be asked.")
-    unmap_parser.add_argument("protocol", type=_protocol_arg, metavar="PROTO",
-                              help="tcp, udp, or (PCP) a protocol number or name")
-    unmap_parser.add_argument("port", type=_port_arg, metavar="PORT", nargs="?", default=None,
-                              help="the internal port (not with --all)")
-    unmap_parser.add_argument("--external-port", type=_port_arg, default=None, metavar="N",
-                              help="the mapping's external port (default: the stored one)")
-    unmap_parser.add_argument("--all", action="store_true",
-                              help="NAT-PMP: delete every mapping of PROTO (tcp or udp) made "
-                                   "from this address (RFC 6886 §3.4)")
-    _command_options(unmap_parser, timeout_help=default_timeout)
+_DEFAULT_TIMEOUT_HELP = f"give up after S seconds without an answer (default: {DEFAULT_TIMEOUT:g})"
 
-    probe_parser = commands.add_parser(
-        "probe", help="which protocols the gateway answers", formatter_class=formatter,
-        epilog=_EPILOG,
-        description="Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once; print which "
-                    "protocols the gateway answers, its external address, epoch and round "
-                    "trip. Both protocols are always asked; --via has no effect.")
-    _command_options(probe_parser, timeout_help=f"seconds to wait for answers "
-                                                f"(default: {PROBE_TIMEOUT:g})")
 
-    watch_parser = commands.add_parser(
-        "watch", help="print the gateway's announcements as they come",
-        formatter_class=formatter, epilog=_EPILOG,
-        description="Listen for the gateway's announcements (NAT-PMP address changes, PCP "
-                    "ANNOUNCE) and print one line each, noting address changes and "
-                    "restarts. Sends nothing. Repeats of an announcement are not printed "
-                    "(--repeats prints them). --via pcp or natpmp shows only that protocol's.")
-    _listen_options(watch_parser, "")
-    watch_parser.add_argument("--count", type=_count_arg, default=None, metavar="N",
-                              help="exit after printing N announcements")
-    watch_parser.add_argument("--repeats", action="store_true",
-                              help="also print repeats of an announcement")
-    _command_options(watch_parser,
-                     timeout_help="stop after S seconds; exit 3 if nothing was heard "
-                                  "(default: watch until interrupted)")
-    return parser, {"map": map_parser, "unmap": unmap_parser, "probe": probe_parser,
-                    "watch": watch_parser}
+def _map_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", type=_protocol_arg, metavar="PROTO",
+                        help="tcp, udp, or (PCP) a protocol number or name")
+    parser.add_argument("port", type=_port_arg, metavar="PORT", help="the internal port")
+    parser.add_argument("--external-port", type=_port_arg, default=None, metavar="N",
+                        help="the external port to ask for (default: PORT)")
+    parser.add_argument("--lifetime", type=_lifetime_arg, default=DEFAULT_LIFETIME,
+                        metavar="S", help=f"seconds to ask for (default: {DEFAULT_LIFETIME})")
+    parser.add_argument("--hold", action="store_true",
+                        help="stay, renewing the mapping, until SIGINT/SIGTERM; then delete it")
+    parser.add_argument("--no-listen", action="store_true",
+                        help="with --hold: do not listen for the gateway's announcements")
+    _listen_options(parser, "with --hold: ")
+    _command_options(parser, timeout_help=_DEFAULT_TIMEOUT_HELP)
 
+
+def _unmap_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("protocol", type=_protocol_arg, metavar="PROTO",
+                        help="tcp, udp, or (PCP) a protocol number or name")
+    parser.add_argument("port", type=_port_arg, metavar="PORT", nargs="?", default=None,
+                        help="the internal port (not with --all)")
+    parser.add_argument("--external-port", type=_port_arg, default=None, metavar="N",
+                        help="the mapping's external port (default: the stored one)")
+    parser.add_argument("--all", action="store_true",
+                        help="NAT-PMP: delete every mapping of PROTO (tcp or udp) made "
+                             "from this address (RFC 6886 §3.4)")
+    _command_options(parser, timeout_help=_DEFAULT_TIMEOUT_HELP)
+
+
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
+    _command_options(parser, timeout_help=f"seconds to wait for answers "
+                                          f"(default: {PROBE_TIMEOUT:g})")
+
+
+def _watch_arguments(parser: argparse.ArgumentParser) -> None:
+    _listen_options(parser, "")
+    parser.add_argument("--count", type=_count_arg, default=None, metavar="N",
+                        help="exit after printing N announcements")
+    parser.add_argument("--repeats", action="store_true",
+                        help="also print repeats of an announcement")
+    _command_options(parser, timeout_help="stop after S seconds; exit 3 if nothing was heard "
+                                          "(default: watch until interrupted)")
+
+
+#: Each subcommand: its help line, its description, and what adds its arguments.
+_SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "map": (
+        "ask for a mapping and print it",
+        "Ask the gateway to map PROTO PORT and print the mapping. The PCP nonce is kept in "
+        "the state file, so that 'natdeck map' again renews the same mapping and 'natdeck "
+        "unmap' can delete it.",
+        _map_arguments),
+    "unmap": (
+        "delete a mapping",
+        "Delete a mapping, with the nonce 'natdeck map' (or the terminal UI) stored for it, "
+        "and report what the gateway holds afterwards: deleted, not held, or unconfirmed "
+        "(exit 5) where the gateway cannot be asked.",
+        _unmap_arguments),
+    "probe": (
+        "which protocols the gateway answers",
+        "Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once; print which protocols "
+        "the gateway answers, its external address, epoch and round trip. Both protocols "
+        "are always asked; --via has no effect.",
+        _probe_arguments),
+    "watch": (
+        "print the gateway's announcements as they come",
+        "Listen for the gateway's announcements (NAT-PMP address changes, PCP ANNOUNCE) and "
+        "print one line each, noting address changes and restarts. Sends nothing. Repeats "
+        "of an announcement are not printed (--repeats prints them). --via pcp or natpmp "
+        "shows only that protocol's.",
+        _watch_arguments),
+}
 
 def _connection(args: argparse.Namespace) -> Connection:
     return Connection(
@@ -316,9 +378,10 @@ def _check(main_parser: argparse.ArgumentParser,
 
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Connection] | int:
     """The parsed arguments, or the exit status (2 for a usage error, 0 for --help)."""
-    parser, commands = _build()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser, commands = _build(_wanted_command(words), every=False)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
         conn = _connection(args)
         _check(parser, commands, args, conn)
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
