@@ -51,7 +51,8 @@ async def test_timeout_process_one_line(make_sim: Any) -> None:
 async def test_usage_error_process(sim: Sim) -> None:
     result = await run_process("map", "tcp", "123456", *sim.target)
     assert result.code == 2
-    assert result.err_lines[0].startswith("usage: natdeck map")
+    assert result.err_lines == ["natdeck map: error: argument PORT: port must be 0-65535, not "
+                                "123456 (see 'natdeck map --help')"]
     assert sim.gateway.counters.received == 0
 
 

@@ -56,7 +56,10 @@ async def test_bad_arguments_exit_2_before_sending(sim: Sim, run: Any, argv: lis
     # The simulated gateway's flags first: a bad --gateway-port given later wins.
     result = await run(*argv[:1], *sim.target, *argv[1:])
     assert result.code == 2, (result.out, result.err)
-    assert "usage: natdeck" in result.err
+    [line] = result.err_lines  # one line, not argparse's usage block (issue 17)
+    assert line.startswith("natdeck")
+    assert ": error: " in line
+    assert line.endswith("--help')")
     assert result.out == ""
     assert sim.gateway.counters.received == 0
     assert not state_dir.exists()
@@ -70,9 +73,34 @@ async def test_bad_gateway_address(run: Any) -> None:
 
 async def test_usage_error_names_the_subcommand(sim: Sim, run: Any) -> None:
     result = await run("unmap", "udp", "--all", "--via", "pcp", *sim.target)
-    assert "usage: natdeck unmap" in result.err
-    assert result.err_lines[-1] == ("natdeck unmap: error: unmap --all is NAT-PMP's "
-                                    "delete-all; PCP has none")
+    assert result.err_lines == ["natdeck unmap: error: unmap --all is NAT-PMP's delete-all; "
+                                "PCP has none (see 'natdeck unmap --help')"]
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["map", "tcp", "70000"],
+     "natdeck map: error: argument PORT: port must be 0-65535, not 70000"),
+    (["map", "bogus-protocol", "80"],
+     "natdeck map: error: argument PROTO: "),
+    (["map", "tcp", "80", "--lifetime", "0"],
+     "natdeck map: error: argument --lifetime: lifetime must be 1-4294967295 seconds, not 0"),
+    (["probe", "--gateway", "192.0.2.300"],
+     "natdeck probe: error: argument --gateway: not an IPv4 or IPv6 address: '192.0.2.300'"),
+    (["map", "tcp", "80", "--gateway", "127.0.0.1", "--bogus"],
+     "natdeck map: error: unrecognized arguments: --bogus"),
+    (["--bogus"], "natdeck: error: unrecognized arguments: --bogus"),
+    (["frobnicate"], "natdeck: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+async def test_a_bad_value_is_one_line_with_a_help_hint(run: Any, argv: list[str],
+                                                        line: str) -> None:
+    result = await run(*argv)
+    assert result.code == 2
+    assert result.out == ""
+    [said] = result.err_lines  # not argparse's 5-6 line usage block first (issue 17)
+    assert said.startswith(line), said
+    command = "natdeck map" if argv[0] == "map" else \
+        "natdeck probe" if argv[0] == "probe" else "natdeck"
+    assert said.endswith(f"(see '{command} --help')")
 
 
 async def test_options_before_the_subcommand(sim: Sim, run: Any) -> None:

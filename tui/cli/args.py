@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from engine.client import DEFAULT_LIFETIME, DEFAULT_TIMEOUT
 from engine.protocols import parse_protocol
@@ -167,6 +167,18 @@ def _version() -> str:
         return "0+unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with a usage error as one line and a hint (issue 17), exit 2.
+
+    argparse prints its whole usage block (5-6 lines) before the error; the one line that
+    says what is wrong is easier to see alone, and ``--help`` is one word away.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        reason = " ".join(message.split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {reason} (see '{self.prog} --help')\n")
+
+
 class _VersionAction(argparse.Action):
     """``--version``, looking the version up only when asked (importlib.metadata is slow)."""
 
@@ -230,7 +242,7 @@ def _build(only: str | None = None, *, every: bool = True
     With ``every=False`` only the subcommand ``only`` gets its arguments (the others keep
     their name and help line, for ``natdeck --help``).
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="natdeck", formatter_class=_Formatter, epilog=_EPILOG,
         description="Map ports on a NAT gateway with NAT-PMP (RFC 6886) and PCP (RFC 6887). "
                     "Without a subcommand, open the terminal UI.")
@@ -381,7 +393,10 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Connection] |
     words = sys.argv[1:] if argv is None else list(argv)
     parser, commands = _build(_wanted_command(words), every=False)
     try:
-        args = parser.parse_args(words)
+        args, extras = parser.parse_known_args(words)
+        if extras:  # said by the subcommand, whose --help lists what it takes
+            commands.get(args.command or "", parser).error(
+                f"unrecognized arguments: {' '.join(extras)}")
         conn = _connection(args)
         _check(parser, commands, args, conn)
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
