@@ -30,9 +30,11 @@ under the user's state directory:
 The file is our own output but is still read as untrusted input: every record is
 validated, and an invalid record is dropped with a warning.
 
-Importing this module costs no event loop: the client (and with it asyncio, which
-pulls ``ssl``) is imported only by :meth:`MappingRecord.to_mapping`, and the wire
-layer only to check a nonce's size, so reading and writing records stays cheap.
+The record itself (:class:`MappingRecord`, re-exported here) lives in
+:mod:`engine.mapping_record`. Importing this module costs no event loop: the client (and
+with it asyncio, which pulls ``ssl``) is imported only by
+:meth:`MappingRecord.to_mapping`, and the wire layer only to check a nonce's size, so
+reading and writing records stays cheap.
 """
 
 from __future__ import annotations
@@ -45,15 +47,12 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO
 
+from .mapping_record import MappingRecord, Via, record_key
 from .wire.addresses import IPAddress, to_address
-
-if TYPE_CHECKING:
-    from .client import PortMapping
 
 if sys.platform != "win32":
     import fcntl
@@ -67,6 +66,7 @@ __all__ = [
     "MappingRecord",
     "StateFile",
     "StateLoad",
+    "Via",
     "default_state_dir",
 ]
 
@@ -85,7 +85,6 @@ _EXPIRED_GRACE = 24 * 3600
 #: A state file bigger than this is not ours to parse (a handful of records is a few KB).
 _MAX_FILE_SIZE = 4 * 1024 * 1024
 
-Via = Literal["pcp", "natpmp"]
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -110,165 +109,6 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     return (Path(home) if home else Path.home()) / ".local" / "state" / "natdeck"
 
 
-@dataclass(frozen=True, slots=True)
-class MappingRecord:
-    """One mapping as the state file keeps it: enough to renew or delete it later.
-
-    ``created`` and ``updated`` are wall-clock times (``time.time()``): unlike the
-    loop's clock they mean something to another process. ``nonce`` is ``None``
-    for NAT-PMP mappings, which have none. ``pid`` names the process holding the
-    mapping (``natdeck map --hold``), else ``None``.
-    """
-
-    gateway: IPAddress
-    gateway_port: int
-    local_address: IPAddress
-    protocol: int
-    internal_port: int
-    external_port: int
-    external_address: IPAddress | None
-    via: Via
-    lifetime: int
-    epoch: int
-    nonce: bytes | None
-    created: float
-    updated: float
-    requested_lifetime: int = 0
-    pid: int | None = None
-
-    @property
-    def key(self) -> tuple[str, int, int, int]:
-        """(gateway, gateway port, protocol, internal port): one record per key.
-
-        That is what names a mapping at its gateway (RFC 6887 §11.3 also uses the
-        client's address, which for one host and gateway is one address).
-        """
-        return _key(self.gateway, self.gateway_port, self.protocol, self.internal_port)
-
-    def expires(self) -> float:
-        """Wall-clock time the mapping runs out unless renewed."""
-        return self.updated + self.lifetime
-
-    @classmethod
-    def from_mapping(cls, mapping: PortMapping, *, now: float | None = None,
-                     created: float | None = None, pid: int | None = None) -> MappingRecord:
-        """The record of a granted :class:`~engine.client.PortMapping`."""
-        wall = time.time() if now is None else now
-        return cls(
-            gateway=mapping.gateway, gateway_port=mapping.gateway_port,
-            local_address=mapping.local_address, protocol=int(mapping.protocol),
-            internal_port=mapping.internal_port, external_port=mapping.external_port,
-            external_address=mapping.external_address, via=mapping.via,
-            lifetime=mapping.lifetime, epoch=mapping.epoch,
-            nonce=mapping.nonce if mapping.via == "pcp" else None,
-            created=wall if created is None else created, updated=wall,
-            requested_lifetime=mapping.requested_lifetime, pid=pid)
-
-    def to_mapping(self) -> PortMapping:
-        """A :class:`~engine.client.PortMapping` to renew or delete with the stored nonce.
-
-        Its loop-clock times are unknown (0.0): only its identity matters here.
-        """
-        from .client import PortMapping
-        from .protocols import as_protocol
-
-        return PortMapping(
-            gateway=self.gateway, gateway_port=self.gateway_port,
-            local_address=self.local_address, protocol=as_protocol(self.protocol),
-            internal_port=self.internal_port, external_port=self.external_port,
-            external_address=self.external_address, lifetime=self.lifetime,
-            expires_at=0.0, via=self.via, epoch=self.epoch, nonce=self.nonce,
-            requested_lifetime=self.requested_lifetime or self.lifetime,
-            suggested_external_port=self.external_port)
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as a JSON object (addresses as strings, the nonce in hex)."""
-        data = asdict(self)
-        data["gateway"] = str(self.gateway)
-        data["local_address"] = str(self.local_address)
-        data["external_address"] = (None if self.external_address is None
-                                    else str(self.external_address))
-        data["nonce"] = None if self.nonce is None else self.nonce.hex()
-        return data
-
-    @classmethod
-    def from_json(cls, data: object) -> MappingRecord:
-        """Parse and validate one record; raises :class:`ValueError` saying what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError("a record is not a JSON object")
-        via = data.get("via")
-        if via not in ("pcp", "natpmp"):
-            raise ValueError(f"via is {via!r}, not 'pcp' or 'natpmp'")
-        from .wire.pcp import NONCE_SIZE
-
-        nonce_text = data.get("nonce")
-        nonce: bytes | None
-        if nonce_text is None:
-            nonce = None
-        elif isinstance(nonce_text, str):
-            try:
-                nonce = bytes.fromhex(nonce_text)
-            except ValueError:
-                raise ValueError("nonce is not hexadecimal") from None
-            if len(nonce) != NONCE_SIZE:
-                raise ValueError(f"nonce is {len(nonce)} bytes, not {NONCE_SIZE}")
-        else:
-            raise ValueError("nonce is not a string")
-        if via == "pcp" and nonce is None:
-            raise ValueError("a PCP record without a nonce")
-        pid = data.get("pid")
-        if pid is not None:
-            pid = _int(data, "pid", 1, 2**31 - 1)
-        external = data.get("external_address")
-        return cls(
-            gateway=_address(data, "gateway"),
-            gateway_port=_int(data, "gateway_port", 1, 0xFFFF),
-            local_address=_address(data, "local_address"),
-            protocol=_int(data, "protocol", 0, 255),
-            internal_port=_int(data, "internal_port", 0, 0xFFFF),
-            external_port=_int(data, "external_port", 0, 0xFFFF),
-            external_address=None if external is None else _address(data, "external_address"),
-            via=via, lifetime=_int(data, "lifetime", 0, 0xFFFFFFFF),
-            epoch=_int(data, "epoch", 0, 0xFFFFFFFF), nonce=nonce,
-            created=_float(data, "created"), updated=_float(data, "updated"),
-            requested_lifetime=_int(data, "requested_lifetime", 0, 0xFFFFFFFF, default=0),
-            pid=pid)
-
-
-def _key(gateway: str | IPAddress, gateway_port: int, protocol: int,
-         internal_port: int) -> tuple[str, int, int, int]:
-    return (str(to_address(gateway)), gateway_port, int(protocol), internal_port)
-
-
-def _int(data: dict[str, Any], name: str, low: int, high: int,
-         default: int | None = None) -> int:
-    value = data.get(name, default)
-    # bool is an int subclass; true/false in the file is not a number.
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} is {value!r}, not an integer {low}-{high}")
-    return value
-
-
-def _float(data: dict[str, Any], name: str) -> float:
-    value = data.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value \
-            or value < 0:
-        raise ValueError(f"{name} is {value!r}, not a time")
-    return float(value)
-
-
-def _address(data: dict[str, Any], name: str) -> IPAddress:
-    value = data.get(name)
-    if not isinstance(value, str):
-        raise ValueError(f"{name} is {value!r}, not an address")
-    try:
-        address = to_address(value)
-    except ValueError:
-        raise ValueError(f"{name} {value!r} is not an IP address") from None
-    assert isinstance(address, IPv4Address | IPv6Address)
-    return address
-
-
 @dataclass(slots=True)
 class StateLoad:
     """What reading the state file gave: the valid records, and warnings for the user."""
@@ -281,7 +121,7 @@ class StateLoad:
     def find(self, gateway: str | IPAddress, gateway_port: int, protocol: int,
              internal_port: int) -> MappingRecord | None:
         """The record for that mapping, if any."""
-        key = _key(gateway, gateway_port, protocol, internal_port)
+        key = record_key(gateway, gateway_port, protocol, internal_port)
         return next((r for r in self.records if r.key == key), None)
 
 
@@ -336,7 +176,7 @@ class StateFile:
     def remove(self, gateway: str | IPAddress, gateway_port: int, protocol: int,
                internal_port: int) -> tuple[MappingRecord | None, list[str]]:
         """Remove the record with that key; returns it (or ``None``) and warnings."""
-        key = _key(gateway, gateway_port, protocol, internal_port)
+        key = record_key(gateway, gateway_port, protocol, internal_port)
         removed: list[MappingRecord] = []
 
         def change(records: list[MappingRecord]) -> list[MappingRecord]:

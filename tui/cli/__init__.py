@@ -13,7 +13,8 @@ Usage::
 Every subcommand takes ``--gateway ADDR`` (else the default gateway is
 discovered), ``--gateway-port N`` (5351), ``--local ADDR``, ``--via
 auto|pcp|natpmp``, ``--timeout S`` and ``--json`` (one JSON object per line and
-per result, with stable field names). Errors are one line on stderr.
+per result, with stable field names). Errors are one line on stderr, usage errors
+too (with a ``--help`` hint).
 
 Exit status (:data:`tui.exit_codes.EXIT_CODES`, shared with the terminal UI):
 
@@ -23,6 +24,8 @@ Exit status (:data:`tui.exit_codes.EXIT_CODES`, shared with the terminal UI):
 2     usage: bad arguments; nothing was sent
 3     no answer: the gateway stayed silent until ``--timeout``
 4     no gateway: none was found by discovery (pass ``--gateway``)
+5     unconfirmed: ``unmap``'s delete was accepted, but whether the mapping is gone
+      could not be checked
 130   interrupted (SIGINT) in the middle of a one-shot command
 ====  =======================================================================
 
@@ -35,7 +38,8 @@ JSON output (``--json``), one object per line; fields are only ever added:
   ``external_port``, ``lifetime`` (granted seconds), ``via`` ("pcp"/"natpmp"),
   ``gateway``, ``gateway_port``, ``local_address``, ``epoch``; events about
   trouble carry ``reason`` instead of the mapping's fields.
-- ``unmap``: ``event`` ("deleted", or "deleted_all" for ``--all``),
+- ``unmap``: ``event`` ("deleted", "not_held", "unconfirmed" with exit 5 and a
+  ``reason``, or "deleted_all" for ``--all``: see :mod:`tui.cli.cmd_unmap`),
   ``protocol``, ``protocol_number``, ``internal_port``, ``external_port``, ``via``,
   ``gateway``, ``gateway_port``, ``local_address``, ``stored_nonce``.
 - ``probe``: ``gateway``, ``gateway_port``, ``local_address``, ``reachable``,
