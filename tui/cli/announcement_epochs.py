@@ -5,17 +5,19 @@ speaks, its epochs and its address as pure state fed ``now``) and the manager's 
 of announcements (``manager``) already decide this for a :class:`MappingManager`;
 :class:`AnnouncementEpochs` re-implements that decision for a listener without a
 manager, with :func:`engine.timing.observe_epoch`. When the engine exposes it, this class
-becomes a call to it.
+becomes a call to it. Pure: fed announcements and ``now``, no socket, no event loop.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from engine import timing
-from engine.announce import Announcement
 from engine.wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from engine.announce import Announcement
 
 __all__ = ["AnnouncementEpochs", "Heard"]
 
