@@ -26,7 +26,8 @@ async def run_map(ctx: Context) -> int:
     holder = live_holder(record)
     if holder is not None:
         raise Failure(f"{protocol_name(protocol)} {port} is held by natdeck process {holder} "
-                      f"('map --hold'); stop it first (kill -INT {holder})")
+                      f"('map --hold' or the terminal UI), which renews it; stop it first "
+                      f"(kill -INT {holder})")
     if args.hold:
         from .hold import hold
 
