@@ -81,12 +81,12 @@ def test_retry_as_permanent_on_725_and_402_only_for_a_finite_lease() -> None:
 
 
 def test_a_public_external_address() -> None:
-    assert read_external_address("203.0.113.7 ") == ExternalAddress(
-        ip_address("203.0.113.7"), True, None)
-    assert read_external_address("11.0.0.1").public
+    assert read_external_address("11.0.0.1 ") == ExternalAddress(
+        ip_address("11.0.0.1"), True, None)
 
 
-@pytest.mark.parametrize("text", ["", "  ", "100.64.0.1", "192.168.0.2", "10.1.2.3"])
+@pytest.mark.parametrize("text", ["", "  ", "100.64.0.1", "192.168.0.2", "10.1.2.3",
+                                  "203.0.113.7"])
 def test_empty_or_non_public_is_the_double_nat_warning(text: str) -> None:
     judged = read_external_address(text)
     assert not judged.public
