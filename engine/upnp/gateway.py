@@ -61,17 +61,21 @@ class UpnpGateway:
     """The UPnP IGD on ``gateway``. ``ssdp_port`` is where it answers M-SEARCH (1900; the
     simulator's own port in tests); ``multicast`` allows the multicast search after a silent
     unicast one (``None``: unless the gateway is loopback). ``timeout`` bounds the search and
-    each HTTP request. ``local_address`` is the internal client (else the routed address)."""
+    each HTTP request, ``max_body`` each HTTP body (bytes). ``local_address`` is the internal
+    client (else the routed address). ``location`` skips SSDP (a description URL known from
+    before; it must be on the gateway)."""
 
     def __init__(self, gateway: str | IPAddress, *, ssdp_port: int = SSDP_PORT,
                  local_address: str | IPAddress | None = None, multicast: bool | None = None,
-                 timeout: float = 3.0, location: str | None = None) -> None:
+                 timeout: float = 3.0, location: str | None = None,
+                 max_body: int | None = None) -> None:
         self.gateway = to_address(gateway)
         self.ssdp_port = ssdp_port
         self._local = to_address(local_address) if local_address is not None else None
         self.multicast = (not self.gateway.is_loopback) if multicast is None else multicast
         self.timeout = timeout
         self._location = location
+        self._max_body = max_body
         self._connection: IgdConnection | None = None
         self._requester: object | None = None
         self._lock = asyncio.Lock()
@@ -113,6 +117,8 @@ class UpnpGateway:
         from .http import BoundedRequester
 
         requester = BoundedRequester(self.gateway, timeout=self.timeout)
+        if self._max_body is not None:
+            requester.max_body = self._max_body
         self._requester = requester
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
@@ -312,9 +318,10 @@ class UpnpGateway:
                 f"{entry.internal_client}:{entry.internal_port}"
             raise UpnpReplyError(f"{request}: the gateway said it mapped external port {port} "
                                  f"to {client}:{internal_port}, but it holds {held} there")
-        remaining = entry.lease_remaining or 0
+        # The gateway's word on the lease, not ours: IGDv2 keeps "0" as 604800 s (finite, so it
+        # is renewed), and a cap shortens what we asked.
         return UpnpMapping(self.gateway, protocol, client, internal_port, port, external.address,
-                           remaining, lease == 0 or entry.lease_remaining is None, lease,
+                           entry.lease_remaining or 0, entry.lease_remaining is None, lease,
                            description, granted_at=time.monotonic())
 
     async def _entry(self, connection: IgdConnection, request: str, protocol: str, port: int,

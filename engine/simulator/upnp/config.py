@@ -39,6 +39,8 @@ class IgdConfig:
     """The host the SSDP answer's LOCATION names (a hostile or broken IGD: another host)."""
     control_host: str | None = None
     """Put the control URLs on this other host (absolute URLs), as a hostile description."""
+    http_delay: float = 0.0
+    """Seconds each HTTP request waits before its answer (a slow or hung IGD)."""
     friendly_name: str = "natdeck simulated router"
     manufacturer: str = "natdeck"
     model_name: str = "natdeck simulated IGD"
@@ -53,6 +55,8 @@ class IgdConfig:
         low, high = self.port_range
         if not 1 <= low <= high <= 0xFFFF:
             raise ValueError(f"port_range must be 1 <= low <= high <= 65535, not {self.port_range}")
+        if not self.http_delay >= 0:
+            raise ValueError(f"http_delay must be >= 0 seconds, not {self.http_delay}")
         for name in ("conflict_code", "permanent_only_code"):
             if not 400 <= getattr(self, name) <= 999:
                 raise ValueError(f"{name} must be a UPnP error code (400-999)")

@@ -91,6 +91,8 @@ class SimulatedIgd:
         self._ssdp: asyncio.DatagramTransport | None = None
         self.actions: Counter[str] = Counter()
         """SOAP actions received, by name."""
+        self.action_log: list[str] = []
+        """SOAP actions received, in order."""
         self.searches = 0
         """M-SEARCH datagrams received."""
 
@@ -111,7 +113,7 @@ class SimulatedIgd:
         for kind, path in SCPD_PATHS.items():
             app.router.add_get(path, self._scpd(kind))
             app.router.add_post(CONTROL_PATHS[kind], self._soap)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._http_port)
         await site.start()
@@ -153,7 +155,10 @@ class SimulatedIgd:
     @property
     def location(self) -> str:
         """The device description URL."""
-        return f"http://{self.config.advertised_host or self.host}:{self._http_port}/rootDesc.xml"
+        host = self.config.advertised_host or self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._http_port}/rootDesc.xml"
 
     @property
     def control(self) -> IgdControl:
@@ -206,6 +211,8 @@ class SimulatedIgd:
     async def _description(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
+        if self.config.http_delay:
+            await asyncio.sleep(self.config.http_delay)
         return web.Response(text=device_description(self.config), content_type="text/xml")
 
     def _scpd(self, kind: str) -> Any:
@@ -229,6 +236,9 @@ class SimulatedIgd:
         action = _local(call.tag)
         arguments = {_local(child.tag): (child.text or "") for child in call}
         self.actions[action] += 1
+        self.action_log.append(action)
+        if self.config.http_delay:
+            await asyncio.sleep(self.config.http_delay)
         requester = client_address(str(request.remote or "::"))
         assert self._clock is not None
         result = self.control.handle(action, arguments, requester, self._clock())
