@@ -30,7 +30,7 @@ def test_add_then_specific_entry() -> None:
     assert add(ctl, 40000) == {}
     entry = ctl.handle("GetSpecificPortMappingEntry", {"NewRemoteHost": "",
                        "NewExternalPort": "40000", "NewProtocol": "TCP"}, ME, 20.0)
-    assert entry == {"NewInternalPort": str(port or 5000), "NewInternalClient": "198.18.0.2",
+    assert entry == {"NewInternalPort": "40000", "NewInternalClient": "198.18.0.2",
                      "NewEnabled": "1", "NewPortMappingDescription": "t",
                      "NewLeaseDuration": "3590"}
 
