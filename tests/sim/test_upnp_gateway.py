@@ -18,7 +18,7 @@ import engine
 from engine.errors import GatewayTimeout, InvalidRequest, ResultCodeError
 from engine.simulator import SimulatedGateway
 from engine.simulator.state import Mapping
-from engine.simulator.upnp import IgdConfig, SimulatedIgd
+from engine.simulator.upnp import IgdConfig, SimulatedIgd, miniupnpd_nonce
 from engine.upnp import (
     MAX_LEASE,
     UpnpGateway,
@@ -272,7 +272,7 @@ async def test_listing_shows_pcp_and_natpmp_mappings_and_upnp_deletes_them(
         by_port = {m.external_port: m for m in listing.mappings}
         assert listing.method == "GetListOfPortMappings"
         assert by_port[41000].made_by == "pcp"
-        assert by_port[41000].description == f"PCP MAP {pcp.nonce.hex()}"  # type: ignore[union-attr]
+        assert by_port[41000].description == f"PCP MAP {miniupnpd_nonce(pcp.nonce)}"  # type: ignore[union-attr]
         assert by_port[41001].made_by == "natpmp"
         assert by_port[41001].protocol == 17
         assert by_port[41002].internal_client == OTHER

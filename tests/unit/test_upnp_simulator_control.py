@@ -71,7 +71,7 @@ def test_generic_entries_come_newest_first() -> None:
 def test_descriptions_as_miniupnpd_names_them() -> None:
     nonce = bytes(range(12))
     assert describe(Mapping(ME, 6, 1, 1, 60, 60.0, "pcp", nonce=nonce)) == \
-        "PCP MAP 000102030405060708090a0b"
+        "PCP MAP 03020100070605040b0a0908"
     assert describe(Mapping(ME, 17, 1, 5000, 60, 60.0, "natpmp")) == "NAT-PMP 5000 udp"
     assert describe(Mapping(ME, 6, 1, 1, 60, 60.0, "upnp", description="x")) == "x"
 

@@ -8,7 +8,8 @@ only when one starts); :class:`IgdConfig` the quirks.
 from __future__ import annotations
 
 from .config import IgdConfig
-from .control import Fault, IgdControl, describe
+from .control import Fault, IgdControl, describe, miniupnpd_nonce
 from .server import SimulatedIgd
 
-__all__ = ["Fault", "IgdConfig", "IgdControl", "SimulatedIgd", "describe"]
+__all__ = ["Fault", "IgdConfig", "IgdControl", "SimulatedIgd", "describe",
+           "miniupnpd_nonce"]

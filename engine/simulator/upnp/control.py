@@ -20,7 +20,7 @@ from ...wire.addresses import IPAddress
 from ..state import GatewayState, Mapping
 from .config import IgdConfig
 
-__all__ = ["Fault", "IgdControl", "describe"]
+__all__ = ["Fault", "IgdControl", "describe", "miniupnpd_nonce"]
 
 _PROTOCOLS = {"TCP": 6, "UDP": 17}
 _NAMES = {6: "TCP", 17: "UDP"}
@@ -37,10 +37,16 @@ class Fault:
 def describe(mapping: Mapping) -> str:
     """The description an IGD lists a mapping under (miniupnpd's names for PCP and NAT-PMP)."""
     if mapping.via == "pcp":
-        return f"PCP {'PEER' if mapping.is_peer else 'MAP'} {(mapping.nonce or b'').hex()}"
+        return f"PCP {'PEER' if mapping.is_peer else 'MAP'} {miniupnpd_nonce(mapping.nonce or b'')}"
     if mapping.via == "natpmp":
         return f"NAT-PMP {mapping.external_port} {_NAMES.get(mapping.protocol, '?').lower()}"
     return mapping.description
+
+
+def miniupnpd_nonce(nonce: bytes) -> str:
+    """The nonce as miniupnpd prints it: three 32-bit words read in a little-endian host's order,
+    each as ``%08x`` (so bytes 00 01 02 03 show as ``03020100``)."""
+    return "".join(nonce[i:i + 4][::-1].hex() for i in range(0, len(nonce), 4))
 
 
 def _lease_left(mapping: Mapping, now: float) -> int:
