@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import Any
@@ -122,11 +121,9 @@ class UpnpGateway:
         self._requester = requester
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
-        started = time.monotonic()
-        answers = await search_gateway(self.gateway, port=self.ssdp_port,
-                                       local_address=self._local, multicast=self.multicast,
-                                       timeout=self.timeout)
-        self.search_rtt = time.monotonic() - started
+        answers, self.search_rtt = await search_gateway(
+            self.gateway, port=self.ssdp_port, local_address=self._local,
+            multicast=self.multicast, timeout=self.timeout)
         connections: list[IgdConnection] = []
         failure: Exception | None = None
         for answer in answers[:MAX_CANDIDATES]:
@@ -322,7 +319,7 @@ class UpnpGateway:
         # is renewed), and a cap shortens what we asked.
         return UpnpMapping(self.gateway, protocol, client, internal_port, port, external.address,
                            entry.lease_remaining or 0, entry.lease_remaining is None, lease,
-                           description, granted_at=time.monotonic())
+                           description, granted_at=asyncio.get_running_loop().time())
 
     async def _entry(self, connection: IgdConnection, request: str, protocol: str, port: int,
                      remote_host: str) -> RouterMapping | None:

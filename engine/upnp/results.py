@@ -33,7 +33,7 @@ class UpnpMapping:
     description: str
     remote_host: str = ""
     granted_at: float = 0.0
-    """``time.monotonic()`` when granted; ``expires_at`` follows from it."""
+    """When granted, on the event loop's clock (``loop.time()``, as ``PortMapping``'s)."""
 
     @property
     def expires_at(self) -> float | None:
@@ -50,7 +50,8 @@ class UpnpProbe:
     connected: bool | None
     """GetStatusInfo's ``Connected`` (``None``: the service has no such action)."""
     rtt: float
-    """Seconds the SSDP search took to its first answer (or 0 when the IGD was known)."""
+    """Seconds from the SSDP search to its first believed answer (0 when ``location`` was
+    given)."""
 
 
 @dataclass(frozen=True, slots=True)

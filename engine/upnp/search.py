@@ -30,13 +30,15 @@ __all__ = ["UNICAST_WAIT", "search_gateway"]
 
 #: How long unicast may stay silent before multicast is tried.
 UNICAST_WAIT = 0.3
-#: After the first answer, how long to wait for the others (other search targets, other IGDs).
-GATHER = 0.05
+#: After the first answer, how long to wait for the others (other IGDs on the gateway; miniupnpd
+#: answers our three searches within a millisecond or two of each other).
+GATHER = 0.01
 
 
 class _Answers(asyncio.DatagramProtocol):
     def __init__(self, gateway: IPAddress) -> None:
         self.gateway = gateway
+        self.first_answer: float | None = None
         self.answers: list[SsdpAnswer] = []
         self.ignored = 0
         self.arrived = asyncio.Event()
@@ -48,6 +50,8 @@ class _Answers(asyncio.DatagramProtocol):
             return
         if all(answer.location != seen.location for seen in self.answers):
             self.answers.append(answer)
+        if self.first_answer is None:
+            self.first_answer = time.monotonic()
         self.arrived.set()
 
     def error_received(self, exc: Exception) -> None:
@@ -57,8 +61,9 @@ class _Answers(asyncio.DatagramProtocol):
 
 async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
                          local_address: IPAddress | None = None, multicast: bool = False,
-                         timeout: float = 2.0) -> list[SsdpAnswer]:
-    """The IGD descriptions the gateway announces (distinct LOCATIONs, first answer first).
+                         timeout: float = 2.0) -> tuple[list[SsdpAnswer], float]:
+    """The IGD descriptions the gateway announces (distinct LOCATIONs, first answer first), and
+    the seconds to the first believed answer.
 
     Raises :class:`UpnpTimeout` when nothing believable came within ``timeout``.
     """
@@ -99,8 +104,8 @@ async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
         raise UpnpTransportError(f"SSDP search for {gateway}: {exc}", cause=exc) from exc
     finally:
         transport.close()
-    if not protocol.answers:
+    if not protocol.answers or protocol.first_answer is None:
         raise UpnpTimeout(str(gateway), "SSDP search", tries, time.monotonic() - started,
                           "no IGD answer" + (f" ({protocol.ignored} answers ignored)"
                                              if protocol.ignored else ""))
-    return list(protocol.answers)
+    return list(protocol.answers), protocol.first_answer - started

@@ -5,7 +5,8 @@ NAT-PMP and PCP handlers share, as miniupnpd shares one table between the three 
 What it does follows miniupnpd 2.3.1 as measured (issue 13): 718 for a port another host
 holds while the same host overwrites its own; 716 for external port 0; a delete of a missing
 mapping answers success; GetGenericPortMappingEntry lists newest first and ends with 713;
-AddAnyPortMapping picks the next free port below the suggestion.
+AddAnyPortMapping picks another free port near the suggestion (miniupnpd: 8079 for 8080 in
+issue 13, 40501 for 40500 in the lab; the simulator looks below first).
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ class IgdControl:
             if not low <= suggested <= high:
                 raise _Refused(606, "Action not authorized")
             raise _Refused(self.config.conflict_code, "ConflictInMappingEntry")
-        # miniupnpd: the next free port below the suggestion (8079 for 8080), then from the top.
+        # The next free port below the suggestion (miniupnpd gave 8079 for 8080), then from the
+        # top of the range.
         start = min(max(suggested, low), high)
         for port in [*range(start, low - 1, -1), *range(high, start, -1)]:
             if free(port):
