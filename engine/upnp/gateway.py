@@ -19,7 +19,7 @@ import asyncio
 import socket
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..wire.addresses import IPAddress, to_address
 from . import pinholes, router
@@ -40,6 +40,9 @@ from .listing import RouterMapping, parse_entry, upnp_protocol
 from .results import RouterListing, UpnpMapping, UpnpProbe
 from .search import search_gateway
 from .ssdp import SSDP_PORT
+
+if TYPE_CHECKING:
+    from .http import BoundedRequester
 
 __all__ = ["DEFAULT_DESCRIPTION", "RouterListing", "UpnpGateway", "UpnpMapping", "UpnpProbe"]
 
@@ -76,7 +79,7 @@ class UpnpGateway:
         self._location = location
         self._max_body = max_body
         self._connection: IgdConnection | None = None
-        self._requester: object | None = None
+        self._requester: BoundedRequester | None = None
         self._lock = asyncio.Lock()
         self.search_rtt = 0.0
 
@@ -89,10 +92,8 @@ class UpnpGateway:
 
     async def close(self) -> None:
         """Release the HTTP connections (the IGD's description is forgotten)."""
-        from .http import BoundedRequester
-
         requester, self._requester, self._connection = self._requester, None, None
-        if isinstance(requester, BoundedRequester):
+        if requester is not None:
             await requester.close()
 
     @property
@@ -115,6 +116,7 @@ class UpnpGateway:
     async def _discover(self) -> IgdConnection:
         from .http import BoundedRequester
 
+        await self.close()  # a failed discovery before may have left its connections
         requester = BoundedRequester(self.gateway, timeout=self.timeout)
         if self._max_body is not None:
             requester.max_body = self._max_body

@@ -372,3 +372,21 @@ async def test_pinholes_on_ipv6(start_sim: StartSim) -> None:
         assert caught.value.code == 704
         with pytest.raises(InvalidRequest):
             await upnp.add_pinhole(engine.Protocol.TCP, 8080, internal_client="192.0.2.1")
+
+
+async def test_of_several_igds_the_connected_one_with_an_address_is_used(
+        start_igd: StartIgd) -> None:
+    broken = await start_igd(IgdConfig(empty_external_address=True), shared=False)
+    good = await start_igd(IgdConfig(friendly_name="the good one"), shared=False)
+    answers = iter([broken.ssdp_answer, good.ssdp_answer, good.ssdp_answer])
+
+    def both(data: bytes) -> bytes | None:
+        # One SSDP port answering with both descriptions (two IGDs on the gateway's address).
+        return next(answers, good.ssdp_answer)(data)
+
+    broken.ssdp_answer = both  # type: ignore[method-assign]
+    async with client(broken) as upnp:
+        probe = await upnp.probe()
+    assert probe.device.location == good.location
+    assert probe.device.friendly_name == "the good one"
+    assert broken.actions["GetExternalIPAddress"] == 1      # asked once, to rank it
