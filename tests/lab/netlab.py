@@ -67,7 +67,9 @@ from typing import IO, Any, Literal, Self
 __all__ = [
     "ANNOUNCEMENT_LISTENER_CODE",
     "CLIENT_ADDRESS",
+    "CLIENT_ADDRESS6",
     "GATEWAY_LAN",
+    "GATEWAY_LAN6",
     "INITIAL_WAN_ADDRESS",
     "NATPMP_PORT",
     "OTHER_CLIENT_ADDRESS",
@@ -95,6 +97,10 @@ GATEWAY_LAN = "198.18.0.1"
 CLIENT_ADDRESS = "198.18.0.2"
 #: "Another host" on the LAN (see :meth:`Lab.as_another_host`).
 OTHER_CLIENT_ADDRESS = "198.18.0.3"
+#: IPv6 (documentation prefix, only inside the namespaces; see :meth:`Lab.ipv6_addresses`).
+GATEWAY_LAN6 = "2001:db8:1::1"
+CLIENT_ADDRESS6 = "2001:db8:1::2"
+GATEWAY_WAN6 = "2001:db8:2::1"
 LAN_PREFIX_LENGTH = 24
 INITIAL_WAN_ADDRESS = "11.0.0.1"
 WAN_PREFIX_LENGTH = 24
@@ -529,6 +535,9 @@ class GatewayConfig:
     """A fixed device UUID (keeps UPnP USNs stable); ``None``: a fresh one per start."""
     http_port: int | None = None
     """A fixed UPnP HTTP port (keeps the description URL stable); ``None``: miniupnpd picks."""
+    ipv6: bool = False
+    """Serve IPv6 too (``ipv6_disable=no``): with :meth:`Lab.ipv6_addresses`, the IGD answers on
+    its LAN IPv6 address and opens pinholes (accept rules in its filter chain)."""
     permissions: tuple[str, ...] = (
         "allow 1024-65535 198.18.0.0/15 1024-65535",
         "deny 0-65535 0.0.0.0/0 0-65535",
@@ -541,7 +550,7 @@ class GatewayConfig:
             f"listening_ip={GW_LAN_IF}",
             f"enable_upnp={'yes' if self.enable_upnp else 'no'}",
             f"enable_natpmp={'yes' if self.enable_natpmp else 'no'}",
-            "ipv6_disable=yes",
+            f"ipv6_disable={'no' if self.ipv6 else 'yes'}",
             f"secure_mode={'yes' if self.secure_mode else 'no'}",
             f"pcp_allow_thirdparty={'yes' if self.pcp_allow_thirdparty else 'no'}",
             "system_uptime=no",
@@ -1423,6 +1432,30 @@ class Lab:
         finally:
             _ip_batch([f"addr del {address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}"],
                       namespace=self.client_ns, force=True)
+
+    @contextlib.contextmanager
+    def ipv6_addresses(self) -> Iterator[None]:
+        """IPv6 on the LAN (gateway :data:`GATEWAY_LAN6`, client :data:`CLIENT_ADDRESS6`, the
+        client's default route through the gateway) and the WAN veth, for the block. Start the
+        gateway with ``GatewayConfig(ipv6=True)`` inside it."""
+        lan, wan = f"{GATEWAY_LAN6}/64", f"{GATEWAY_WAN6}/64"
+        _ip_batch([f"addr add {lan} dev {GW_LAN_IF} nodad",
+                   f"addr add {wan} dev {GW_WAN_IF} nodad"], namespace=self.gateway_ns)
+        _ip_batch([f"addr add {CLIENT_ADDRESS6}/64 dev {CLIENT_IF} nodad",
+                   f"route add ::/0 via {GATEWAY_LAN6}"], namespace=self.client_ns)
+        try:
+            yield
+        finally:
+            _ip_batch([f"route del ::/0 via {GATEWAY_LAN6}",
+                       f"addr del {CLIENT_ADDRESS6}/64 dev {CLIENT_IF}"],
+                      namespace=self.client_ns, force=True)
+            _ip_batch([f"addr del {lan} dev {GW_LAN_IF}", f"addr del {wan} dev {GW_WAN_IF}"],
+                      namespace=self.gateway_ns, force=True)
+
+    def pinhole_rules(self) -> list[str]:
+        """The accept rules in miniupnpd's filter chain (IPv6 pinholes), as ``nft`` prints them."""
+        chain = self.nft("list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_FILTER_CHAIN)
+        return [line.strip() for line in chain.splitlines() if line.strip().endswith("accept")]
 
     @property
     def upnp_location(self) -> str:

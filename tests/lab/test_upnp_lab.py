@@ -23,6 +23,7 @@ from .clients import run_in_client
 from .netlab import (
     CLIENT_ADDRESS,
     GATEWAY_LAN,
+    GATEWAY_LAN6,
     OTHER_CLIENT_ADDRESS,
     DnatRule,
     GatewayConfig,
@@ -45,10 +46,11 @@ def start(lab: Lab, **changes: Any) -> Lab:
     return lab
 
 
-def with_igd(lab: Lab, scenario: Callable[[UpnpGateway], Awaitable[T]], **options: Any) -> T:
+def with_igd(lab: Lab, scenario: Callable[[UpnpGateway], Awaitable[T]], *,
+             gateway: str = GATEWAY_LAN, **options: Any) -> T:
     """Run ``scenario(igd)`` inside the client namespace."""
     async def run() -> T:
-        async with UpnpGateway(lab.gateway_lan, **options) as igd:
+        async with UpnpGateway(gateway, **options) as igd:
             return await scenario(igd)
     return run_in_client(lab, run)
 
@@ -288,3 +290,29 @@ def test_hostile_ssdp_answers_are_ignored_and_the_gateways_is_used(lab: Lab) -> 
     assert reports[0]["answered"] >= 1
     assert reports[1]["answered"] >= 1
     assert reports[0]["fetched"] == reports[1]["fetched"] == 0
+
+
+def test_ipv6_pinhole_add_update_delete_in_the_filter_chain(lab: Lab) -> None:
+    seen: dict[str, Any] = {}
+    with lab.ipv6_addresses():
+        start(lab, ipv6=True)
+
+        async def scenario(igd: UpnpGateway) -> None:
+            seen["probe"] = await igd.probe()
+            unique_id = await igd.add_pinhole(engine.Protocol.TCP, 40090, lifetime=600)
+            seen["after_add"] = lab.pinhole_rules()
+            await igd.update_pinhole(unique_id, 1200)
+            seen["after_update"] = lab.pinhole_rules()
+            await igd.delete_pinhole(unique_id)
+            seen["after_delete"] = lab.pinhole_rules()
+
+        # Over IPv6, to the gateway's LAN address: SSDP by unicast, then HTTP on [::].
+        with_igd(lab, scenario, gateway=GATEWAY_LAN6)
+    assert seen["probe"].device.location == f"http://[{GATEWAY_LAN6}]:{HTTP_PORT}/rootDesc.xml"
+    assert seen["probe"].device.pinholes
+    [added] = seen["after_add"]
+    assert "dport 40090" in added
+    # miniupnpd matches the destination as raw network-header bits: 2001:db8:1::2.
+    assert "@nh,192,128 0x20010db8000100000000000000000002" in added
+    assert len(seen["after_update"]) == 1
+    assert seen["after_delete"] == []
