@@ -19,10 +19,10 @@ import asyncio
 import socket
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..wire.addresses import IPAddress, to_address
-from . import pinholes, router
+from . import pinholes, portmap, router
 from .codes import UpnpErrorCode
 from .connection import IgdConnection
 from .errors import InvalidRequest, UpnpReplyError, UpnpResultError, UpnpTimeout
@@ -31,12 +31,11 @@ from .igd import (
     ExternalAddress,
     IgdCandidate,
     best_igd,
-    granted_port,
     lease_seconds,
     read_external_address,
-    retry_as_permanent,
 )
-from .listing import RouterMapping, parse_entry, upnp_protocol
+from .listing import RouterMapping, upnp_protocol
+from .portmap import AddRequest
 from .results import RouterListing, UpnpMapping, UpnpProbe
 from .search import search_gateway
 from .ssdp import SSDP_PORT
@@ -200,19 +199,10 @@ class UpnpGateway:
         connection = await self.connect()
         # Asked before adding, as tailscale does: a failing query must not leak a rule a try.
         external = await self._external(connection, request)
-        suggested = external_port or internal_port
-        use_any = connection.has("AddAnyPortMapping")
-        try:
-            port = await self._add(connection, request, name, suggested, internal_port, lease,
-                                   description, use_any)
-        except UpnpResultError as exc:
-            if not retry_as_permanent(exc.code, lease):
-                raise
-            lease = 0
-            port = await self._add(connection, request, name, suggested, internal_port, lease,
-                                   description, use_any)
-        return await self._verified(connection, request, protocol, port, internal_port,
-                                    external, lease, description)
+        asked = AddRequest(protocol, external_port or internal_port, self.local_address,
+                           internal_port, lease, description,
+                           connection.has("AddAnyPortMapping"))
+        return await portmap.add_and_verify(connection, request, asked, external)
 
     async def renew(self, mapping: UpnpMapping, lifetime: int | None = None) -> UpnpMapping:
         """Add ``mapping`` again (same external port) before its lease ends; the renewed
@@ -223,17 +213,9 @@ class UpnpGateway:
         request = f"renew {name} {mapping.internal_port}"
         connection = await self.connect()
         external = await self._external(connection, request)
-        try:
-            await self._add(connection, request, name, mapping.external_port,
-                            mapping.internal_port, lease, mapping.description, False)
-        except UpnpResultError as exc:
-            if not retry_as_permanent(exc.code, lease):
-                raise
-            lease = 0
-            await self._add(connection, request, name, mapping.external_port,
-                            mapping.internal_port, lease, mapping.description, False)
-        return await self._verified(connection, request, mapping.protocol, mapping.external_port,
-                                    mapping.internal_port, external, lease, mapping.description)
+        asked = AddRequest(mapping.protocol, mapping.external_port, self.local_address,
+                           mapping.internal_port, lease, mapping.description, False)
+        return await portmap.add_and_verify(connection, request, asked, external)
 
     async def delete(self, mapping: UpnpMapping) -> None:
         """Delete our mapping. One already gone (714) counts as deleted."""
@@ -259,8 +241,8 @@ class UpnpGateway:
                           remote_host: str = "") -> RouterMapping | None:
         """The gateway's entry for ``external_port`` (GetSpecificPortMappingEntry), or ``None``
         (714): what the manager asks to see whether a mapping is still there."""
-        return await self._entry(await self.connect(), f"look up {external_port}",
-                                 upnp_protocol(protocol), external_port, remote_host)
+        return await portmap.entry(await self.connect(), f"look up {external_port}",
+                                   protocol, external_port, remote_host)
 
     async def list_mappings(self) -> RouterListing:
         """Every mapping the gateway holds, whoever made it (PCP and NAT-PMP ones too on
@@ -288,56 +270,6 @@ class UpnpGateway:
         """Close pinhole ``unique_id``."""
         await pinholes.delete(await self.connect(), unique_id)
 
-    # --- the calls ----------------------------------------------------------------------------
-
-    async def _add(self, connection: IgdConnection, request: str, protocol: str, external: int,
-                   internal: int, lease: int, description: str, use_any: bool) -> int:
-        arguments: dict[str, Any] = {
-            "NewRemoteHost": "", "NewExternalPort": external, "NewProtocol": protocol,
-            "NewInternalPort": internal, "NewInternalClient": str(self.local_address),
-            "NewEnabled": True, "NewPortMappingDescription": description,
-            "NewLeaseDuration": lease}
-        if not use_any:
-            await connection.call("AddPortMapping", request, **arguments)
-            return external
-        reply = await connection.call("AddAnyPortMapping", request, **arguments)
-        try:
-            return granted_port(reply)
-        except ValueError as exc:
-            raise UpnpReplyError(f"{request}: {exc}") from None
-
-    async def _verified(self, connection: IgdConnection, request: str, protocol: int, port: int,
-                        internal_port: int, external: ExternalAddress, lease: int,
-                        description: str) -> UpnpMapping:
-        entry = await self._entry(connection, request, upnp_protocol(protocol), port, "")
-        client = self.local_address
-        if entry is None or entry.internal_client != client or entry.internal_port != \
-                internal_port:
-            held = "nothing" if entry is None else \
-                f"{entry.internal_client}:{entry.internal_port}"
-            raise UpnpReplyError(f"{request}: the gateway said it mapped external port {port} "
-                                 f"to {client}:{internal_port}, but it holds {held} there")
-        # The gateway's word on the lease, not ours: IGDv2 keeps "0" as 604800 s (finite, so it
-        # is renewed), and a cap shortens what we asked.
-        return UpnpMapping(self.gateway, protocol, client, internal_port, port, external.address,
-                           entry.lease_remaining or 0, entry.lease_remaining is None, lease,
-                           description, granted_at=asyncio.get_running_loop().time())
-
-    async def _entry(self, connection: IgdConnection, request: str, protocol: str, port: int,
-                     remote_host: str) -> RouterMapping | None:
-        try:
-            reply = await connection.call("GetSpecificPortMappingEntry", request,
-                                          NewRemoteHost=remote_host, NewExternalPort=port,
-                                          NewProtocol=protocol)
-        except UpnpResultError as exc:
-            if exc.code == UpnpErrorCode.NO_SUCH_ENTRY_IN_ARRAY:
-                return None
-            raise
-        try:
-            return parse_entry({**reply, "NewProtocol": protocol, "NewExternalPort": str(port),
-                                "NewRemoteHost": remote_host})
-        except ValueError as exc:
-            raise UpnpReplyError(f"{request}: GetSpecificPortMappingEntry: {exc}") from None
 
 def _check_request(protocol: int, internal_port: int, external_port: int) -> str:
     try:
