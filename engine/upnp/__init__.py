@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
 from .connection import DeviceInfo
-from .errors import UpnpReplyError, UpnpResultError, UpnpTimeout, UpnpTransportError
+from .errors import (
+    UpnpInvalidRequest,
+    UpnpReplyError,
+    UpnpResultError,
+    UpnpTimeout,
+    UpnpTransportError,
+)
 from .gateway import RouterListing, UpnpGateway, UpnpMapping, UpnpProbe
 from .igd import MAX_LEASE, ExternalAddress
 from .listing import MadeBy, RouterMapping, made_by
@@ -24,6 +30,7 @@ __all__ = [
     "RouterMapping",
     "UpnpErrorCode",
     "UpnpGateway",
+    "UpnpInvalidRequest",
     "UpnpMapping",
     "UpnpProbe",
     "UpnpReplyError",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..wire.addresses import IPAddress
-from .errors import InvalidRequest, UpnpReplyError, UpnpResultError
+from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError
 from .igd import PINHOLE_SERVICE, IgdService, choose_service, igd_version
 from .soap import SoapFault, parse_reply
 from .ssdp import url_on_gateway
@@ -107,7 +107,7 @@ class IgdConnection:
                    **arguments: Any) -> Mapping[str, str]:
         """Call ``action`` with ``arguments``; its out-arguments as text. ``request`` says what
         natdeck was doing, for the error message. Raises :class:`UpnpResultError` on a UPnP
-        fault, :class:`InvalidRequest` when the arguments do not fit the description."""
+        fault, :class:`UpnpInvalidRequest` when the arguments do not fit the description."""
         from async_upnp_client.exceptions import UpnpError
 
         service = self.pinhole if pinhole else self.service
@@ -116,7 +116,8 @@ class IgdConnection:
         try:
             http_request = service.action(action).create_request(**arguments)
         except (UpnpError, ValueError) as exc:
-            raise InvalidRequest(f"{request}: {action} cannot carry these values ({exc})") from None
+            raise UpnpInvalidRequest(
+                f"{request}: {action} cannot carry these values ({exc})") from None
         response = await self._requester.async_http_request(http_request)
         try:
             reply = parse_reply(response.body or "", action, response.status_code)

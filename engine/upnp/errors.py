@@ -1,9 +1,9 @@
 """The errors a UPnP IGD operation raises, all under the engine's own classes.
 
 ``except ResultCodeError`` / ``except GatewayTimeout`` / ``except TransportError`` in a front end
-catch UPnP's too. The classes here set their fields and message themselves (they do not call
-the base classes' constructors, whose arguments name PCP and NAT-PMP only), so this module is
-the one place to adapt when those constructors change.
+catch UPnP's too (and ``except InvalidRequest`` a refused request). The classes here set their
+fields and message themselves (they do not call the base classes' constructors, whose arguments
+name PCP and NAT-PMP only), so this module is the one place to adapt when those change.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeErr
 from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
 
 __all__ = [
-    "InvalidRequest",
+    "UpnpInvalidRequest",
     "UpnpReplyError",
     "UpnpResultError",
     "UpnpTimeout",
@@ -103,6 +103,9 @@ class UpnpReplyError(GatewayError):
     field, a description or control URL on another host, a body too large): not believed."""
 
 
-def invalid_request(message: str) -> InvalidRequest:
-    """A request refused before anything is sent."""
-    return InvalidRequest(message)
+class UpnpInvalidRequest(InvalidRequest):
+    """A UPnP request refused before anything is sent (a protocol UPnP cannot map, a port or
+    lease out of range, a value the IGD's description does not allow)."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)

@@ -25,7 +25,7 @@ from ..wire.addresses import IPAddress, to_address
 from . import pinholes, portmap, router
 from .codes import UpnpErrorCode
 from .connection import IgdConnection
-from .errors import InvalidRequest, UpnpReplyError, UpnpResultError, UpnpTimeout
+from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError, UpnpTimeout
 from .igd import (
     DEFAULT_LEASE,
     ExternalAddress,
@@ -275,11 +275,11 @@ def _check_request(protocol: int, internal_port: int, external_port: int) -> str
     try:
         name = upnp_protocol(int(protocol))
     except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+        raise UpnpInvalidRequest(str(exc)) from None
     if not 1 <= internal_port <= 0xFFFF:
-        raise InvalidRequest(f"internal port must be 1-65535 for UPnP, not {internal_port}")
+        raise UpnpInvalidRequest(f"internal port must be 1-65535 for UPnP, not {internal_port}")
     if not 0 <= external_port <= 0xFFFF:
-        raise InvalidRequest(f"external port must be 0-65535, not {external_port}")
+        raise UpnpInvalidRequest(f"external port must be 0-65535, not {external_port}")
     return name
 
 
@@ -287,4 +287,4 @@ def _checked_lease(lifetime: int | None) -> int:
     try:
         return lease_seconds(lifetime)
     except ValueError as exc:
-        raise InvalidRequest(str(exc)) from None
+        raise UpnpInvalidRequest(str(exc)) from None

@@ -7,7 +7,7 @@ from ipaddress import IPv6Address
 
 from ..wire.addresses import IPAddress
 from .connection import IgdConnection
-from .errors import InvalidRequest, UpnpReplyError
+from .errors import UpnpInvalidRequest, UpnpReplyError
 from .igd import parse_port
 
 __all__ = ["add", "delete", "pinhole_lease", "update"]
@@ -29,7 +29,7 @@ async def add(connection: IgdConnection, client: IPAddress, protocol: int, inter
               remote_host: str, remote_port: int, lifetime: int) -> int:
     """Open a pinhole to ``client``; its UniqueID."""
     if not isinstance(client, IPv6Address):
-        raise InvalidRequest(f"a pinhole is for an IPv6 address, not {client}")
+        raise UpnpInvalidRequest(f"a pinhole is for an IPv6 address, not {client}")
     reply = await _service(connection).call(
         "AddPinhole", f"pinhole {internal_port}", pinhole=True, RemoteHost=remote_host,
         RemotePort=remote_port, InternalClient=str(client), InternalPort=internal_port,
