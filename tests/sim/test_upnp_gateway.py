@@ -390,3 +390,38 @@ async def test_of_several_igds_the_connected_one_with_an_address_is_used(
     assert probe.device.location == good.location
     assert probe.device.friendly_name == "the good one"
     assert broken.actions["GetExternalIPAddress"] == 1      # asked once, to rank it
+
+
+async def test_redirects_are_not_followed_and_off_gateway_locations_refused() -> None:
+    from aiohttp import web
+
+    fetched: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        fetched.append(request.path)
+        raise web.HTTPFound("http://127.0.0.2:1/rootDesc.xml")
+
+    app = web.Application()
+    app.router.add_get("/rootDesc.xml", redirect)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with UpnpGateway(HOST, location=f"http://{HOST}:{port}/rootDesc.xml") as upnp:
+            with pytest.raises(UpnpReplyError, match="unusable"):
+                await upnp.probe()
+        assert fetched == ["/rootDesc.xml"]          # asked once, the redirect not followed
+        async with UpnpGateway(HOST, location="http://127.0.0.2:1/rootDesc.xml") as upnp:
+            with pytest.raises(UpnpReplyError, match="not on 127.0.0.1"):
+                await upnp.probe()
+    finally:
+        await runner.cleanup()
+
+
+async def test_pinholes_where_the_igd_offers_none(start_igd: StartIgd) -> None:
+    igd = await start_igd(IgdConfig(igd_version=1))
+    async with client(igd) as upnp:
+        with pytest.raises(UpnpReplyError, match="WANIPv6FirewallControl"):
+            await upnp.add_pinhole(engine.Protocol.TCP, 8080, internal_client="::1")
