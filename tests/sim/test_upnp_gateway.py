@@ -414,7 +414,7 @@ async def test_redirects_are_not_followed_and_off_gateway_locations_refused() ->
                 await upnp.probe()
         assert fetched == ["/rootDesc.xml"]          # asked once, the redirect not followed
         async with UpnpGateway(HOST, location="http://127.0.0.2:1/rootDesc.xml") as upnp:
-            with pytest.raises(UpnpReplyError, match="not on 127.0.0.1"):
+            with pytest.raises(UpnpReplyError, match=r"not on 127\.0\.0\.1"):
                 await upnp.probe()
     finally:
         await runner.cleanup()
