@@ -425,3 +425,10 @@ async def test_pinholes_where_the_igd_offers_none(start_igd: StartIgd) -> None:
     async with client(igd) as upnp:
         with pytest.raises(UpnpReplyError, match="WANIPv6FirewallControl"):
             await upnp.add_pinhole(engine.Protocol.TCP, 8080, internal_client="::1")
+
+
+def test_the_simulated_igd_serves_only_loopback() -> None:
+    with pytest.raises(ValueError, match="only loopback"):
+        SimulatedIgd("192.0.2.1")
+    with pytest.raises(ValueError, match="igd_version"):
+        IgdConfig(igd_version=3)
