@@ -98,3 +98,28 @@ def test_lease_policy_of_the_simulated_igd() -> None:
     leases = {m.external_port: m.lifetime for m in ctl.state}
     assert leases == {40000: 604800, 40001: 604800}
     assert add(control(permanent_only=True), 40000) == Fault(725, "OnlyPermanentLeasesSupported")
+
+
+def test_neighbours_come_and_go_and_show_in_the_listing() -> None:
+    from engine.simulator.upnp import Neighbours
+
+    ctl = control()
+    neighbours = Neighbours(ctl.state, ("198.18.0.21", "198.18.0.22"), seed=7)
+    said = [neighbours.tick(float(t)) for t in range(40)]
+    opened = [line for line in said if line and " opened " in line]
+    closed = [line for line in said if line and " closed " in line]
+    assert opened
+    assert closed
+    assert all(line.startswith("198.18.0.2") for line in opened + closed)
+    listed = []
+    index = 0
+    while not isinstance(reply := ctl.handle("GetGenericPortMappingEntry",
+                                             {"NewPortMappingIndex": str(index)}, ME, 40.0),
+                         Fault):
+        listed.append(reply["NewInternalClient"])
+        index += 1
+    assert len(listed) == len(ctl.state)
+    assert set(listed) <= {"198.18.0.21", "198.18.0.22"}
+    # The same seed, the same story.
+    again = Neighbours(control().state, ("198.18.0.21", "198.18.0.22"), seed=7)
+    assert [again.tick(float(t)) for t in range(40)] == said
