@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the network-namespace lab (tests/lab) needs: iproute2 (ip netns, veth),
 # nftables (nft), miniupnpd's nftables build (the real NAT-PMP/PCP gateway) and natpmpc
-# (a peer NAT-PMP client used by the smoke tests).
+# (a peer NAT-PMP client used by the smoke tests) and upnpc (miniupnpc: a peer UPnP IGD client).
 #
 # Idempotent: when every binary is already present it does nothing and touches no network.
 # Debian's miniupnpd-nftables package ships only the daemon (no service unit or init script),
@@ -10,8 +10,8 @@
 # namespace, and a daemon on the host would be useless (and would talk to the real network).
 set -euo pipefail
 
-PACKAGES=(iproute2 nftables miniupnpd-nftables natpmpc)
-BINARIES=(ip nft miniupnpd natpmpc)
+PACKAGES=(iproute2 nftables miniupnpd-nftables natpmpc miniupnpc)
+BINARIES=(ip nft miniupnpd natpmpc upnpc)
 export PATH="$PATH:/usr/sbin:/sbin"
 
 missing=()

@@ -18,7 +18,7 @@ from ..wire.pcp import Filter
 
 __all__ = ["Endpoint", "GatewayState", "Mapping", "MappingKey", "Via"]
 
-Via = Literal["natpmp", "pcp"]
+Via = Literal["natpmp", "pcp", "upnp"]
 
 #: ``(protocol, internal address, internal port)``: what a NAT maps to one external port.
 Endpoint = tuple[int, IPAddress, int]
@@ -54,6 +54,11 @@ class Mapping:
     """For a PCP PEER mapping, the remote peer's address and port."""
     requested_by: IPAddress | None = None
     """The address the request came from; differs from ``internal_address`` with THIRD_PARTY."""
+    description: str = ""
+    """The UPnP ``NewPortMappingDescription`` (UPnP mappings only; the IGD lists the others the
+    way miniupnpd names them, ``PCP MAP <nonce>`` / ``NAT-PMP <port> <proto>``)."""
+    remote_host: str = ""
+    """The UPnP ``NewRemoteHost`` ("" = any remote host)."""
 
     @property
     def client(self) -> str:

@@ -67,9 +67,12 @@ from typing import IO, Any, Literal, Self
 __all__ = [
     "ANNOUNCEMENT_LISTENER_CODE",
     "CLIENT_ADDRESS",
+    "CLIENT_ADDRESS6",
     "GATEWAY_LAN",
+    "GATEWAY_LAN6",
     "INITIAL_WAN_ADDRESS",
     "NATPMP_PORT",
+    "OTHER_CLIENT_ADDRESS",
     "PCP_ANNOUNCE_PORT",
     "ClientProcess",
     "DnatRule",
@@ -88,10 +91,16 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / ".ci" / "install-lab-deps.sh"
-REQUIRED_BINARIES = ("ip", "nft", "miniupnpd", "natpmpc")
+REQUIRED_BINARIES = ("ip", "nft", "miniupnpd", "natpmpc", "upnpc")
 
 GATEWAY_LAN = "198.18.0.1"
 CLIENT_ADDRESS = "198.18.0.2"
+#: "Another host" on the LAN (see :meth:`Lab.as_another_host`).
+OTHER_CLIENT_ADDRESS = "198.18.0.3"
+#: IPv6 (documentation prefix, only inside the namespaces; see :meth:`Lab.ipv6_addresses`).
+GATEWAY_LAN6 = "2001:db8:1::1"
+CLIENT_ADDRESS6 = "2001:db8:1::2"
+GATEWAY_WAN6 = "2001:db8:2::1"
 LAN_PREFIX_LENGTH = 24
 INITIAL_WAN_ADDRESS = "11.0.0.1"
 WAN_PREFIX_LENGTH = 24
@@ -121,6 +130,8 @@ MINIUPNPD_CHAINS = (MINIUPNPD_FILTER_CHAIN, MINIUPNPD_DNAT_CHAIN, MINIUPNPD_SNAT
 LAB_TABLE = "natdeck_lab"
 
 _READY_MARKER = f"Listening for NAT-PMP/PCP traffic on port {NATPMP_PORT}"
+#: What a UPnP-only miniupnpd (``enable_natpmp=no``) logs once it serves.
+_UPNP_READY_MARKER = "HTTP listening on port"
 _START_MARKER = "=== natdeck lab: starting miniupnpd ==="
 _CLONE_NEWNET = 0x40000000
 _SILENCE_CONSOLE_AND_EXEC = (
@@ -514,6 +525,19 @@ class GatewayConfig:
     pcp_allow_thirdparty: bool = False
     extra_lines: tuple[str, ...] = ()
     """Raw config lines appended before the permission rules."""
+    enable_upnp: bool = False
+    """UPnP IGD (SSDP on 1900, HTTP on ``http_port``): off in the stock lab."""
+    enable_natpmp: bool = True
+    """NAT-PMP and PCP on 5351; ``False`` makes a UPnP-only router (nothing on 5351)."""
+    force_igd_desc_v1: bool = False
+    """Announce IGDv1 (WANIPConnection:1, no AddAnyPortMapping/GetListOfPortMappings)."""
+    uuid: str | None = None
+    """A fixed device UUID (keeps UPnP USNs stable); ``None``: a fresh one per start."""
+    http_port: int | None = None
+    """A fixed UPnP HTTP port (keeps the description URL stable); ``None``: miniupnpd picks."""
+    ipv6: bool = False
+    """Serve IPv6 too (``ipv6_disable=no``): with :meth:`Lab.ipv6_addresses`, the IGD answers on
+    its LAN IPv6 address and opens pinholes (accept rules in its filter chain)."""
     permissions: tuple[str, ...] = (
         "allow 1024-65535 198.18.0.0/15 1024-65535",
         "deny 0-65535 0.0.0.0/0 0-65535",
@@ -524,16 +548,18 @@ class GatewayConfig:
         lines = [
             f"ext_ifname={GW_WAN_IF}",
             f"listening_ip={GW_LAN_IF}",
-            "enable_upnp=no",
-            "enable_natpmp=yes",
-            "ipv6_disable=yes",
+            f"enable_upnp={'yes' if self.enable_upnp else 'no'}",
+            f"enable_natpmp={'yes' if self.enable_natpmp else 'no'}",
+            f"ipv6_disable={'no' if self.ipv6 else 'yes'}",
             f"secure_mode={'yes' if self.secure_mode else 'no'}",
             f"pcp_allow_thirdparty={'yes' if self.pcp_allow_thirdparty else 'no'}",
             "system_uptime=no",
             f"min_lifetime={self.min_lifetime}",
             f"max_lifetime={self.max_lifetime}",
             f"lease_file={lease_file}",
-            f"uuid={uuid.uuid4()}",
+            f"uuid={self.uuid or uuid.uuid4()}",
+            *([f"http_port={self.http_port}"] if self.http_port is not None else []),
+            *(["force_igd_desc_v1=yes"] if self.force_igd_desc_v1 else []),
             *self.extra_lines,
             *self.permissions,
         ]
@@ -1170,7 +1196,8 @@ class Lab:
         deadline = time.monotonic() + timeout
         while True:
             output = self.gateway_log(since=start_offset)
-            if _READY_MARKER in output:
+            marker = _READY_MARKER if self.config.enable_natpmp else _UPNP_READY_MARKER
+            if marker in output:
                 return
             if self._gateway.poll() is not None:
                 raise LabError(f"miniupnpd exited ({self._gateway.returncode}) at start:\n{output}")
@@ -1376,6 +1403,72 @@ class Lab:
         self.wan_peer_address = str(peer)
         if notify and self.gateway_pid is not None:
             os.kill(self.gateway_pid, signal.SIGUSR1)
+
+    # ---- another host on the LAN, and UPnP peers
+
+    @contextlib.contextmanager
+    def as_another_host(self, address: str = OTHER_CLIENT_ADDRESS) -> Iterator[str]:
+        """Inside the block the client namespace talks to the gateway from *address* (a second
+        address on its veth and a host route to the gateway with that source), so the gateway
+        sees "another host" on the LAN; both are removed afterwards. Yields *address*."""
+        _ip_batch([f"addr add {address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}",
+                   f"route add {self.gateway_lan}/32 dev {CLIENT_IF} src {address}"],
+                  namespace=self.client_ns)
+        try:
+            yield address
+        finally:
+            _ip_batch([f"route del {self.gateway_lan}/32",
+                       f"addr del {address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}"],
+                      namespace=self.client_ns, force=True)
+
+    @contextlib.contextmanager
+    def extra_client_address(self, address: str = OTHER_CLIENT_ADDRESS) -> Iterator[str]:
+        """A second address on the client's veth for the block (e.g. a hostile host to bind),
+        without changing which address the client uses to reach the gateway."""
+        _ip_batch([f"addr add {address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}"],
+                  namespace=self.client_ns)
+        try:
+            yield address
+        finally:
+            _ip_batch([f"addr del {address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}"],
+                      namespace=self.client_ns, force=True)
+
+    @contextlib.contextmanager
+    def ipv6_addresses(self) -> Iterator[None]:
+        """IPv6 on the LAN (gateway :data:`GATEWAY_LAN6`, client :data:`CLIENT_ADDRESS6`, the
+        client's default route through the gateway) and the WAN veth, for the block. Start the
+        gateway with ``GatewayConfig(ipv6=True)`` inside it."""
+        lan, wan = f"{GATEWAY_LAN6}/64", f"{GATEWAY_WAN6}/64"
+        _ip_batch([f"addr add {lan} dev {GW_LAN_IF} nodad",
+                   f"addr add {wan} dev {GW_WAN_IF} nodad"], namespace=self.gateway_ns)
+        _ip_batch([f"addr add {CLIENT_ADDRESS6}/64 dev {CLIENT_IF} nodad",
+                   f"route add ::/0 via {GATEWAY_LAN6}"], namespace=self.client_ns)
+        try:
+            yield
+        finally:
+            _ip_batch([f"route del ::/0 via {GATEWAY_LAN6}",
+                       f"addr del {CLIENT_ADDRESS6}/64 dev {CLIENT_IF}"],
+                      namespace=self.client_ns, force=True)
+            _ip_batch([f"addr del {lan} dev {GW_LAN_IF}", f"addr del {wan} dev {GW_WAN_IF}"],
+                      namespace=self.gateway_ns, force=True)
+
+    def pinhole_rules(self) -> list[str]:
+        """The accept rules in miniupnpd's filter chain (IPv6 pinholes), as ``nft`` prints them."""
+        chain = self.nft("list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_FILTER_CHAIN)
+        return [line.strip() for line in chain.splitlines() if line.strip().endswith("accept")]
+
+    @property
+    def upnp_location(self) -> str:
+        """The IGD description URL (needs ``enable_upnp`` and a fixed ``http_port``)."""
+        if self.config.http_port is None:
+            raise LabError("the lab's UPnP HTTP port is not fixed (GatewayConfig.http_port)")
+        return f"http://{self.gateway_lan}:{self.config.http_port}/rootDesc.xml"
+
+    def upnpc(self, *args: str, timeout: float = 20.0) -> str:
+        """Run Debian's ``upnpc`` (miniupnpc) in the client namespace against the lab's IGD
+        (``-u``: no discovery); its stdout. ``upnpc`` exits 0 even when the IGD refused."""
+        return self.run_in_client(["upnpc", "-u", self.upnp_location, *args], timeout=timeout,
+                                  check=True).stdout
 
     # ---- between tests
 

@@ -1,0 +1,111 @@
+"""The errors a UPnP IGD operation raises, all under the engine's own classes.
+
+``except ResultCodeError`` / ``except GatewayTimeout`` / ``except TransportError`` in a front end
+catch UPnP's too (and ``except InvalidRequest`` a refused request). The classes here set their
+fields and message themselves (they do not call the base classes' constructors, whose arguments
+name PCP and NAT-PMP only), so this module is the one place to adapt when those change.
+"""
+
+from __future__ import annotations
+
+from ..codes import ErrorLifetime, PcpResult
+from ..errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError, TransportError
+from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
+
+__all__ = [
+    "UpnpInvalidRequest",
+    "UpnpReplyError",
+    "UpnpResultError",
+    "UpnpTimeout",
+    "UpnpTransportError",
+]
+
+
+class UpnpResultError(ResultCodeError):
+    """The IGD answered a SOAP fault: ``code`` (e.g. 718) named ``name``
+    (``ConflictInMappingEntry``), ``detail`` the gateway's own errorDescription."""
+
+    def __init__(self, code: int, *, request: str, gateway: str, action: str,
+                 detail: str | None = None) -> None:
+        # Set by hand: ResultCodeError's constructor knows only PCP and NAT-PMP names.
+        Exception.__init__(self, _result_message(code, request, gateway, action, detail))
+        self.protocol = "upnp"  # type: ignore[assignment]  # ProtocolName gains "upnp" later
+        self.code = code
+        self.request = request
+        self.gateway = gateway
+        self.action = action
+        self.detail = detail
+        self.error_lifetime = None
+        self.epoch = None
+        self.name = upnp_error_name(code)
+        self.description = _description(code)
+
+    @property
+    def port_in_use(self) -> bool:
+        """True for 718/729: the same meaning as PCP CANNOT_PROVIDE_EXTERNAL."""
+        return self.code in PORT_IN_USE_CODES
+
+    @property
+    def pcp_equivalent(self) -> PcpResult | None:
+        """The PCP result code with the same meaning, where there is one."""
+        try:
+            return UpnpErrorCode(self.code).pcp_equivalent
+        except ValueError:
+            return None
+
+    @property
+    def lifetime_kind(self) -> ErrorLifetime:
+        """501 (no external address yet) and 728 (table full) may pass; the rest last."""
+        return (ErrorLifetime.SHORT if self.code in (UpnpErrorCode.ACTION_FAILED,
+                                                     UpnpErrorCode.NO_PORT_MAPS_AVAILABLE)
+                else ErrorLifetime.LONG)
+
+
+def _description(code: int) -> str:
+    try:
+        return UpnpErrorCode(code).description
+    except ValueError:
+        return f"the gateway answered UPnP error {code}, which this client does not know"
+
+
+def _result_message(code: int, request: str, gateway: str, action: str,
+                    detail: str | None) -> str:
+    said = f" (it said {detail!r})" if detail else ""
+    return (f"{request}: UPnP gateway {gateway} refused {action} with "
+            f"{upnp_error_name(code)} ({code}): {_description(code)}{said}")
+
+
+class UpnpTimeout(GatewayTimeout):
+    """No IGD answered (SSDP), or an HTTP request to it got no answer in time."""
+
+    def __init__(self, gateway: str, request: str, tries: int, elapsed: float,
+                 what: str = "no answer") -> None:
+        Exception.__init__(
+            self, f"{request}: {what} from UPnP gateway {gateway} after {tries} "
+            f"{'try' if tries == 1 else 'tries'} over {elapsed:.1f} s; is UPnP IGD enabled on it?")
+        self.gateway = gateway
+        self.request = request
+        self.tries = tries
+        self.elapsed = elapsed
+        self.protocol = "upnp"  # type: ignore[assignment]  # ProtocolName gains "upnp" later
+
+
+class UpnpTransportError(TransportError):
+    """The HTTP connection to the IGD failed (refused, reset, unreachable)."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        Exception.__init__(self, message)
+        self.cause = cause if isinstance(cause, OSError) else None
+
+
+class UpnpReplyError(GatewayError):
+    """The IGD answered something that is not a valid reply (bad XML, a missing or invalid
+    field, a description or control URL on another host, a body too large): not believed."""
+
+
+class UpnpInvalidRequest(InvalidRequest):
+    """A UPnP request refused before anything is sent (a protocol UPnP cannot map, a port or
+    lease out of range, a value the IGD's description does not allow)."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)

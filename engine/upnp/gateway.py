@@ -1,0 +1,290 @@
+"""The UPnP IGD of one gateway: map, renew, delete, external address, probe, list, pinholes.
+
+Usage::
+
+    async with UpnpGateway("192.168.1.1") as igd:
+        mapping = await igd.map(Protocol.TCP, 8080, lifetime=7200)
+        await igd.renew(mapping)
+        await igd.delete(mapping)
+        for entry in (await igd.list_mappings()).mappings: ...
+
+The IGD is found once (SSDP restricted to the gateway, see :mod:`.search`) and its
+description kept. Every add is checked with GetSpecificPortMappingEntry: a router that says
+yes and holds nothing is an error, not a mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from ipaddress import IPv4Address, IPv6Address
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ..wire.addresses import IPAddress, to_address
+from . import pinholes, portmap, router
+from .codes import UpnpErrorCode
+from .connection import IgdConnection
+from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError, UpnpTimeout
+from .igd import (
+    DEFAULT_LEASE,
+    ExternalAddress,
+    IgdCandidate,
+    best_igd,
+    lease_seconds,
+    read_external_address,
+)
+from .listing import RouterMapping, upnp_protocol
+from .portmap import AddRequest
+from .results import RouterListing, UpnpMapping, UpnpProbe
+from .search import search_gateway
+from .ssdp import SSDP_PORT
+
+if TYPE_CHECKING:
+    from .http import BoundedRequester
+
+__all__ = ["DEFAULT_DESCRIPTION", "RouterListing", "UpnpGateway", "UpnpMapping", "UpnpProbe"]
+
+DEFAULT_DESCRIPTION = "natdeck"
+#: IGDs described at most when several answer (each costs a description fetch).
+MAX_CANDIDATES = 3
+
+
+def _local_address_for(gateway: IPAddress, port: int) -> IPAddress:
+    # A connected UDP socket's own address is the one the kernel routes from; nothing is sent.
+    family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((str(gateway), port))
+        return to_address(str(probe.getsockname()[0]))
+
+
+class UpnpGateway:
+    """The UPnP IGD on ``gateway``. ``ssdp_port`` is where it answers M-SEARCH (1900; the
+    simulator's own port in tests); ``multicast`` allows the multicast search after a silent
+    unicast one (``None``: unless the gateway is loopback). ``timeout`` bounds the search and
+    each HTTP request, ``max_body`` each HTTP body (bytes). ``local_address`` is the internal
+    client (else the routed address). ``location`` skips SSDP (a description URL known from
+    before; it must be on the gateway)."""
+
+    def __init__(self, gateway: str | IPAddress, *, ssdp_port: int = SSDP_PORT,
+                 local_address: str | IPAddress | None = None, multicast: bool | None = None,
+                 timeout: float = 3.0, location: str | None = None,
+                 max_body: int | None = None) -> None:
+        self.gateway = to_address(gateway)
+        self.ssdp_port = ssdp_port
+        self._local = to_address(local_address) if local_address is not None else None
+        self.multicast = (not self.gateway.is_loopback) if multicast is None else multicast
+        self.timeout = timeout
+        self._location = location
+        self._max_body = max_body
+        self._connection: IgdConnection | None = None
+        self._requester: BoundedRequester | None = None
+        self._lock = asyncio.Lock()
+        self.search_rtt = 0.0
+
+    async def __aenter__(self) -> UpnpGateway:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the HTTP connections (the IGD's description is forgotten)."""
+        requester, self._requester, self._connection = self._requester, None, None
+        if requester is not None:
+            await requester.close()
+
+    @property
+    def local_address(self) -> IPAddress:
+        """The internal client mappings point to."""
+        if self._local is None:
+            self._local = _local_address_for(self.gateway, self.ssdp_port)
+        return self._local
+
+    # --- finding the IGD --------------------------------------------------------------------
+
+    async def connect(self) -> IgdConnection:
+        """Find and describe the IGD (once; later calls return it). Raises
+        :class:`UpnpTimeout` when no IGD answers, :class:`UpnpReplyError` when none is usable."""
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._discover()
+            return self._connection
+
+    async def _discover(self) -> IgdConnection:
+        from .http import BoundedRequester
+
+        await self.close()  # a failed discovery before may have left its connections
+        requester = BoundedRequester(self.gateway, timeout=self.timeout)
+        if self._max_body is not None:
+            requester.max_body = self._max_body
+        self._requester = requester
+        if self._location is not None:
+            return await IgdConnection.open(requester, self._location)
+        answers, self.search_rtt = await search_gateway(
+            self.gateway, port=self.ssdp_port, local_address=self._local,
+            multicast=self.multicast, timeout=self.timeout)
+        connections: list[IgdConnection] = []
+        failure: Exception | None = None
+        for answer in answers[:MAX_CANDIDATES]:
+            try:
+                connections.append(await IgdConnection.open(requester, answer.location))
+            except (UpnpReplyError, UpnpTimeout) as exc:
+                failure = exc
+        if not connections:
+            assert failure is not None
+            raise failure
+        if len(connections) == 1:
+            return connections[0]
+        by_location = {c.info.location: c for c in connections}
+        ranked = [IgdCandidate(c.info.location, *await self._wan_state(c)) for c in connections]
+        best = best_igd(ranked)
+        assert best is not None
+        return by_location[best.location]
+
+    async def _wan_state(self, connection: IgdConnection) -> tuple[bool, ExternalAddress]:
+        connected = await self._connected(connection, "rank IGDs")
+        try:
+            external = await self._external(connection, "rank IGDs")
+        except (UpnpResultError, UpnpReplyError):
+            external = ExternalAddress(None, False, None)
+        return bool(connected), external
+
+    async def _connected(self, connection: IgdConnection, request: str) -> bool | None:
+        if not connection.has("GetStatusInfo"):
+            return None
+        try:
+            status = await connection.call("GetStatusInfo", request)
+        except (UpnpResultError, UpnpReplyError):
+            return False
+        return status.get("NewConnectionStatus", "") == "Connected"
+
+    async def _external(self, connection: IgdConnection, request: str) -> ExternalAddress:
+        reply = await connection.call("GetExternalIPAddress", request)
+        try:
+            return read_external_address(reply.get("NewExternalIPAddress", ""))
+        except ValueError:
+            raise UpnpReplyError(f"{request}: GetExternalIPAddress answered "
+                                 f"{reply.get('NewExternalIPAddress', '')[:40]!r}, "
+                                 "not an address") from None
+
+    # --- what the gateway is ----------------------------------------------------------------
+
+    async def probe(self) -> UpnpProbe:
+        """Find the IGD and ask its WAN state: name, model, IGD version, service, address."""
+        connection = await self.connect()
+        external = await self._external(connection, "probe")
+        connected = await self._connected(connection, "probe")
+        return UpnpProbe(connection.info, external, connected, self.search_rtt)
+
+    async def external_address(self) -> ExternalAddress:
+        """The IGD's external address, judged: ``address`` ``None`` or ``public`` False come
+        with the double-NAT ``warning`` (an empty answer is not an error)."""
+        return await self._external(await self.connect(), "external address")
+
+    # --- mappings ---------------------------------------------------------------------------
+
+    async def map(self, protocol: int, internal_port: int, *, external_port: int = 0,
+                  lifetime: int | None = DEFAULT_LEASE,
+                  description: str = DEFAULT_DESCRIPTION) -> UpnpMapping:
+        """Map ``protocol`` (6/17) ``internal_port`` of this host, suggesting ``external_port``
+        (0: the internal port). ``lifetime`` in seconds (capped at 604800; 0 = permanent); a
+        gateway that takes only permanent leases (725, or 402) gets a permanent one.
+        AddAnyPortMapping lets the IGD pick another port when the suggestion is taken;
+        without it (IGDv1) a taken port is :class:`UpnpResultError` 718 (``port_in_use``)."""
+        name = _check_request(protocol, internal_port, external_port)
+        request = f"map {name} {internal_port}"
+        lease = _checked_lease(lifetime)
+        connection = await self.connect()
+        # Asked before adding, as tailscale does: a failing query must not leak a rule a try.
+        external = await self._external(connection, request)
+        asked = AddRequest(protocol, external_port or internal_port, self.local_address,
+                           internal_port, lease, description,
+                           connection.has("AddAnyPortMapping"))
+        return await portmap.add_and_verify(connection, request, asked, external)
+
+    async def renew(self, mapping: UpnpMapping, lifetime: int | None = None) -> UpnpMapping:
+        """Add ``mapping`` again (same external port) before its lease ends; the renewed
+        mapping. A 718 means another host took the port meanwhile."""
+        lease = 0 if mapping.permanent else _checked_lease(
+            mapping.requested_lifetime if lifetime is None else lifetime)
+        name = upnp_protocol(mapping.protocol)
+        request = f"renew {name} {mapping.internal_port}"
+        connection = await self.connect()
+        external = await self._external(connection, request)
+        asked = AddRequest(mapping.protocol, mapping.external_port, self.local_address,
+                           mapping.internal_port, lease, mapping.description, False)
+        return await portmap.add_and_verify(connection, request, asked, external)
+
+    async def delete(self, mapping: UpnpMapping) -> None:
+        """Delete our mapping. One already gone (714) counts as deleted."""
+        await self.delete_mapping(mapping.protocol, mapping.external_port, mapping.remote_host,
+                                  missing_ok=True)
+
+    async def delete_mapping(self, protocol: int, external_port: int, remote_host: str = "", *,
+                             missing_ok: bool = False) -> None:
+        """Delete any mapping, also another host's (the router view). The gateway's refusal is
+        raised as it gave it: 606 ActionNotAuthorized under miniupnpd's secure_mode, 714 when
+        there is no such mapping (unless ``missing_ok``)."""
+        name = _check_request(protocol, 1, external_port)
+        request = f"delete {name} {external_port}"
+        try:
+            await (await self.connect()).call(
+                "DeletePortMapping", request, NewRemoteHost=remote_host,
+                NewExternalPort=external_port, NewProtocol=name)
+        except UpnpResultError as exc:
+            if not (missing_ok and exc.code == UpnpErrorCode.NO_SUCH_ENTRY_IN_ARRAY):
+                raise
+
+    async def get_mapping(self, protocol: int, external_port: int,
+                          remote_host: str = "") -> RouterMapping | None:
+        """The gateway's entry for ``external_port`` (GetSpecificPortMappingEntry), or ``None``
+        (714): what the manager asks to see whether a mapping is still there."""
+        return await portmap.entry(await self.connect(), f"look up {external_port}",
+                                   protocol, external_port, remote_host)
+
+    async def list_mappings(self) -> RouterListing:
+        """Every mapping the gateway holds, whoever made it (PCP and NAT-PMP ones too on
+        miniupnpd): GetListOfPortMappings where the IGD has it, else GetGenericPortMappingEntry
+        walked until two walks agree."""
+        return await router.list_all(await self.connect())
+
+    # --- IPv6 pinholes (WANIPv6FirewallControl:1) ---------------------------------------------
+
+    async def add_pinhole(self, protocol: int, internal_port: int, *,
+                          internal_client: str | IPv6Address | None = None,
+                          remote_host: str = "", remote_port: int = 0,
+                          lifetime: int = DEFAULT_LEASE) -> int:
+        """Open an IPv6 pinhole to ``internal_client`` (default: this host); its UniqueID."""
+        client = to_address(internal_client) if internal_client is not None else self.local_address
+        _check_request(protocol, internal_port, remote_port)
+        return await pinholes.add(await self.connect(), client, protocol, internal_port,
+                                  remote_host, remote_port, lifetime)
+
+    async def update_pinhole(self, unique_id: int, lifetime: int = DEFAULT_LEASE) -> None:
+        """Extend pinhole ``unique_id``."""
+        await pinholes.update(await self.connect(), unique_id, lifetime)
+
+    async def delete_pinhole(self, unique_id: int) -> None:
+        """Close pinhole ``unique_id``."""
+        await pinholes.delete(await self.connect(), unique_id)
+
+
+def _check_request(protocol: int, internal_port: int, external_port: int) -> str:
+    try:
+        name = upnp_protocol(int(protocol))
+    except ValueError as exc:
+        raise UpnpInvalidRequest(str(exc)) from None
+    if not 1 <= internal_port <= 0xFFFF:
+        raise UpnpInvalidRequest(f"internal port must be 1-65535 for UPnP, not {internal_port}")
+    if not 0 <= external_port <= 0xFFFF:
+        raise UpnpInvalidRequest(f"external port must be 0-65535, not {external_port}")
+    return name
+
+
+def _checked_lease(lifetime: int | None) -> int:
+    try:
+        return lease_seconds(lifetime)
+    except ValueError as exc:
+        raise UpnpInvalidRequest(str(exc)) from None

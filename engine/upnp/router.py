@@ -1,0 +1,83 @@
+"""The router view's engine: every mapping an IGD holds (GetListOfPortMappings, else
+GetGenericPortMappingEntry walked until two walks agree; see :mod:`.listing`)."""
+
+from __future__ import annotations
+
+from .codes import UpnpErrorCode
+from .connection import IgdConnection
+from .errors import UpnpReplyError, UpnpResultError
+from .listing import GenericWalk, RouterMapping, parse_entry, parse_port_listing, same_table
+from .results import RouterListing
+
+__all__ = ["LIST_PAGE", "MAX_WALKS", "list_all"]
+
+#: Walks of GetGenericPortMappingEntry at most, until two agree.
+MAX_WALKS = 3
+#: Entries asked per GetListOfPortMappings call (miniupnpd's own cap is 1000).
+LIST_PAGE = 1000
+
+
+async def list_all(connection: IgdConnection) -> RouterListing:
+    """Every mapping ``connection``'s IGD holds, whoever made it."""
+    if connection.has("GetListOfPortMappings"):
+        try:
+            return await _list_v2(connection)
+        except (UpnpResultError, UpnpReplyError):
+            if not connection.has("GetGenericPortMappingEntry"):
+                raise
+    previous: list[RouterMapping] | None = None
+    walk = GenericWalk()
+    for _ in range(MAX_WALKS):
+        walk = await _walk(connection)
+        if previous is not None and same_table(previous, walk.mappings):
+            break
+        previous = walk.mappings
+    return RouterListing(walk.mappings, "GetGenericPortMappingEntry", walk.skipped)
+
+
+async def _list_v2(connection: IgdConnection) -> RouterListing:
+    mappings: list[RouterMapping] = []
+    skipped = 0
+    for protocol in ("TCP", "UDP"):
+        start = 1
+        while start <= 0xFFFF:
+            try:
+                reply = await connection.call(
+                    "GetListOfPortMappings", "list mappings", NewStartPort=start,
+                    NewEndPort=0xFFFF, NewProtocol=protocol, NewManage=True,
+                    NewNumberOfPorts=LIST_PAGE)
+            except UpnpResultError as exc:
+                if exc.code in (UpnpErrorCode.PORT_MAPPING_NOT_FOUND,
+                                UpnpErrorCode.NO_SUCH_ENTRY_IN_ARRAY):
+                    break
+                raise
+            try:
+                page, bad = parse_port_listing(reply.get("NewPortListing", ""))
+            except ValueError as exc:
+                raise UpnpReplyError(f"list mappings: {exc}") from None
+            mappings.extend(page)
+            skipped += bad
+            if len(page) + bad < LIST_PAGE or not page:
+                break
+            start = max(m.external_port for m in page) + 1
+    return RouterListing(mappings, "GetListOfPortMappings", skipped)
+
+async def _walk(connection: IgdConnection) -> GenericWalk:
+    walk = GenericWalk()
+    while not walk.exhausted:
+        try:
+            reply = await connection.call("GetGenericPortMappingEntry", "list mappings",
+                                          NewPortMappingIndex=walk.next_index)
+        except UpnpResultError as exc:
+            # 713 past the end (also at index 0 of an empty table); some IGDs say 714.
+            if exc.code in (UpnpErrorCode.SPECIFIED_ARRAY_INDEX_INVALID,
+                            UpnpErrorCode.NO_SUCH_ENTRY_IN_ARRAY):
+                break
+            raise
+        try:
+            walk.add(parse_entry(reply))
+        except ValueError:
+            walk.skip()
+    return walk
+
+
