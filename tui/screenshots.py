@@ -32,6 +32,7 @@ from .demo import DEMO_MAPS, DEMO_UPTIME, DemoOptions, SimulatorControls, demo_e
 from .engine_link import AddMapping, ProbeGateway, RefreshExternalAddress, RenewMapping
 from .map_request import MapRequest
 from .screens import MapDialog
+from .screens.router import RouterScreen
 
 __all__ = [
     "SCENES",
@@ -41,6 +42,7 @@ __all__ = [
     "help_scene",
     "main_scene",
     "map_dialog_scene",
+    "router_scene",
     "silent_scene",
     "until",
 ]
@@ -220,11 +222,47 @@ def freeze(app: NatDeckApp) -> None:
     app.refresh_view()
 
 
+async def router_scene(pilot: Pilot[int]) -> None:
+    """The router view (g): natdeck's three mappings among the other hosts' (UPnP, PCP,
+    NAT-PMP), one of them just opened and highlighted, the next one selected. The
+    listing stops and the view's clock stands at the last listing (:func:`freeze_router`),
+    so the leases read what the gateway said."""
+    from .demo_hosts import OtherHost, SimulatedRouterListing
+
+    await main_scene(pilot)
+    app = _app(pilot)
+    await pilot.press("g")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, RouterScreen)
+    await until(pilot, lambda: screen.listed and screen.table.row_count > 0, "the listing")
+    parts = app.link.parts
+    assert parts is not None
+    assert isinstance(parts.router, SimulatedRouterListing)
+    parts.router.others.open(OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"))
+    listed = screen.model.listings
+    screen.poller.wake()
+    await until(pilot, lambda: screen.model.listings > listed, "the next listing")
+    freeze_router(screen)
+    screen.table.move_cursor(row=4)
+    await pilot.pause()
+
+
+def freeze_router(screen: RouterScreen) -> None:
+    """Stop the router view's listing and stop its clock at the last listing's time."""
+    screen.workers.cancel_group(screen, "router-poll")
+    at = max((e.read_at for e in screen.model.entries.values()), default=0.0)
+    screen.clock = lambda: at
+    screen.table.clock = screen.clock
+    screen.repaint()
+
+
 SCENES: dict[str, Scene] = {
     "main": main_scene,
     "map-dialog": map_dialog_scene,
     "help": help_scene,
     "error": silent_scene,
+    "router": router_scene,
 }
 
 

@@ -17,6 +17,7 @@ from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.demo import DemoOptions, demo_engine
 from tui.demo_hosts import OtherHost, SimulatedRouterListing
+from tui.engine_link import AddMapping
 from tui.map_request import MapRequest
 from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
@@ -203,8 +204,7 @@ async def test_ours_cannot_be_deleted_here_and_enter_shows_it_in_the_main_table(
     app = demo()
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.engine_started, "the engine")
-        app.send(__import__("tui.engine_link", fromlist=["AddMapping"]).AddMapping(
-            MapRequest(Protocol.UDP, 5000)))
+        app.send(AddMapping(MapRequest(Protocol.UDP, 5000)))
         screen = await open_router(pilot, app)
         await until(pilot, lambda: screen.model.summary().ours == 2, "both of ours")
         select(screen, (6, 8080, ""))
@@ -215,7 +215,7 @@ async def test_ours_cannot_be_deleted_here_and_enter_shows_it_in_the_main_table(
         select(screen, (17, 5000, ""))
         await pilot.press("enter")
         await pilot.pause()
-        assert app.screen is app.main
+        assert app.screen.id == "main"
         assert app.main.table.selected_key() == MappingKey(Protocol.UDP, 5000)
 
 

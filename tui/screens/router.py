@@ -232,8 +232,8 @@ class RouterScreen(Screen[MappingKey | None]):
         elif self.answer is not None:
             line.append_text(self.answer)
         else:
-            line.append(f"Listed by UPnP every {self.poller.interval:g} s; "
-                        "d deletes another host's mapping, Enter on ours shows it.", style="dim")
+            line.append(f"Listed every {self.poller.interval:g} s · d: delete another host's "
+                        "· Enter on ours: show it · ←→: description", style="dim")
         return line
 
     # -- keys ------------------------------------------------------------------------------
