@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -136,7 +136,7 @@ class RouterPoller:
         """List again now, without waiting out the interval (a refresh key)."""
         self._wake.set()
 
-    async def watch(self) -> AsyncIterator[Listing]:
+    async def watch(self) -> AsyncGenerator[Listing, None]:
         """A listing now and then one every ``interval`` seconds (or at :meth:`wake`),
         for as long as the caller iterates: stop iterating and the polling stops."""
         while True:
