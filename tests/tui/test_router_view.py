@@ -47,13 +47,17 @@ def listing_of(app: NatDeckApp) -> SimulatedRouterListing:
     return router
 
 
-async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
-    """Start, wait for natdeck's mapping, press g, wait for the first listing."""
-    def mapped() -> bool:
+async def tcp_8080_mapped(pilot: Pilot[int], app: NatDeckApp) -> None:
+    def active() -> bool:
         m = app.manager.mappings.get(TCP_8080) if app.manager is not None else None
         return m is not None and m.state is MappingState.ACTIVE
 
-    await until(pilot, mapped, "natdeck's mapping")
+    await until(pilot, active, "natdeck's mapping")
+
+
+async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
+    """Start, wait for natdeck's mapping, press g, wait for the first listing."""
+    await tcp_8080_mapped(pilot, app)
     await pilot.press("g")
     await pilot.pause()
     screen = app.screen
@@ -238,11 +242,7 @@ async def test_leaving_the_view_stops_the_listing() -> None:
 async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
     app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
     async with app.run_test(size=(80, 24)) as pilot:
-        def mapped() -> bool:
-            m = app.manager.mappings.get(TCP_8080) if app.manager is not None else None
-            return m is not None and m.state is MappingState.ACTIVE
-
-        await until(pilot, mapped, "natdeck's mapping")
+        await tcp_8080_mapped(pilot, app)
         await pilot.press("g")
         await pilot.pause()
         screen = app.screen
