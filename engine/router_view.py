@@ -336,6 +336,9 @@ class RouterTable:
     """Entries that closed within the last ``highlight`` seconds."""
     listings: int = 0
     _missing: dict[EntryKey, int] = field(default_factory=dict)
+    _was_ours: dict[EntryKey, MappingKey] = field(default_factory=dict)
+    """Entries natdeck made: when natdeck unmaps one, the manager forgets it before the
+    next listing drops it, and its close is still natdeck's."""
 
     def set_ours(self, local_addresses: Iterable[str],
                  own: Mapping[tuple[int, int], MappingKey]) -> bool:
@@ -355,6 +358,8 @@ class RouterTable:
         m = entry.mapping
         this_host = m.internal_client in self.local_addresses
         ours = self.own.get((m.protocol, m.external_port)) if this_host else None
+        if ours is not None:
+            self._was_ours[entry.key] = ours
         if (this_host, ours) == (entry.this_host, entry.ours):
             return entry
         return replace(entry, this_host=this_host, ours=ours)
@@ -395,7 +400,7 @@ class RouterTable:
                 entries[key] = old
                 continue
             self._missing.pop(key, None)
-            gone = replace(old, gone_at=now)
+            gone = self._gone(old, now)
             self.vanished[key] = gone
             changes.append(RouterChange("closed", gone))
         self.entries = entries
@@ -408,9 +413,13 @@ class RouterTable:
         if old is None:
             return None
         self._missing.pop(key, None)
-        gone = replace(old, gone_at=now)
+        gone = self._gone(old, now)
         self.vanished[key] = gone
         return RouterChange("closed", gone)
+
+    def _gone(self, entry: RouterEntry, now: float) -> RouterEntry:
+        was_ours = self._was_ours.pop(entry.key, None)
+        return replace(entry, gone_at=now, ours=entry.ours or was_ours)
 
     def _drop_vanished(self, now: float) -> None:
         for key in [k for k, e in self.vanished.items()

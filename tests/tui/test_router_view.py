@@ -17,7 +17,7 @@ from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.demo import DemoOptions, demo_engine
 from tui.demo_hosts import OtherHost, SimulatedRouterListing
-from tui.engine_link import AddMapping
+from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
 from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
@@ -221,6 +221,24 @@ async def test_ours_cannot_be_deleted_here_and_enter_shows_it_in_the_main_table(
         await pilot.pause()
         assert app.screen.id == "main"
         assert app.main.table.selected_key() == MappingKey(Protocol.UDP, 5000)
+
+
+async def test_natdecks_own_comings_and_goings_are_not_logged_twice() -> None:
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_router(pilot, app)
+        app.send(RemoveMapping(TCP_8080))
+        await until(pilot, lambda: logged(app, "removed tcp/8080"), "the unmap")
+        await pilot.press("r")
+        await until(pilot, lambda: (6, 8080, "") not in screen.model.entries, "the listing")
+        await pilot.pause(0.2)
+        assert not logged(app, "127.0.0.1 closed")
+        app.send(AddMapping(MapRequest(Protocol.TCP, 8080)))
+        await tcp_8080_mapped(pilot, app)
+        await pilot.press("r")
+        await until(pilot, lambda: (6, 8080, "") in screen.model.entries, "the listing")
+        await pilot.pause(0.2)
+        assert not logged(app, "127.0.0.1 opened")
 
 
 async def test_leaving_the_view_stops_the_listing() -> None:

@@ -143,6 +143,21 @@ def test_ours_and_this_host_marks() -> None:
     assert not table.set_ours({"192.168.1.20"}, {})
 
 
+def test_a_mapping_natdeck_unmapped_closes_as_ours() -> None:
+    # The manager forgets it before the next listing drops it; the close is natdeck's.
+    key = MappingKey(TCP, 8080)
+    table = RouterTable(local_addresses=frozenset({"192.168.1.20"}), own={(TCP, 8080): key})
+    table.update([row(8080, "192.168.1.20")], now=0.0)
+    table.set_ours({"192.168.1.20"}, {})
+    (change,) = table.update([], now=1.0)
+    assert change.kind == "closed"
+    assert change.entry.ours == key
+    # Mapped again later by another program of this host: not ours.
+    table.update([row(8080, "192.168.1.20")], now=2.0)
+    (change,) = table.update([], now=3.0)
+    assert change.entry.ours is None
+
+
 def test_another_host_on_our_port_number_is_not_ours() -> None:
     table = RouterTable(local_addresses=frozenset({"192.168.1.20"}),
                         own={(TCP, 8080): MappingKey(TCP, 8080)})
