@@ -8,14 +8,19 @@ UPnP description is whatever any host on the LAN chose to write.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from engine.errors import NatDeckError
 from engine.protocols import protocol_name
-from engine.router_view import MADE_BY_LABELS, RouterEntry
+from engine.router_view import MADE_BY_LABELS, RouterEntry, RouterSummary
 
 from .formatting import countdown, endpoint
 from .presentation import Cell, Cells
 from .safe_text import sanitize
 
-__all__ = ["ROUTER_COLUMNS", "router_cells"]
+__all__ = ["ROUTER_COLUMNS", "RouterStatus", "router_cells"]
 
 #: (column key, heading, width) of the router table; None sizes a column to its content.
 ROUTER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -72,3 +77,46 @@ def router_cells(entry: RouterEntry, now: float) -> Cells:
         (who_text, row_style or who_style),
         (sanitize(m.description, limit=60), row_style),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RouterStatus:
+    """What the two lines above the router table say."""
+
+    summary: RouterSummary
+    sort_by: str
+    reverse: bool
+    filter_text: str | None
+    """The filter as typed (None: no filter)."""
+    shown: int
+    listed: bool
+    """Whether the gateway has listed its table at least once."""
+    unavailable: NatDeckError | None
+    """Why the last listing failed."""
+    answer: Text | None
+    """The gateway's answer to the last delete."""
+    interval: float
+
+    def text(self) -> Text:
+        """The summary, the order and the filter; then the state of the listing."""
+        line = Text(str(self.summary), style="bold")
+        arrow = " ↑" if self.reverse else ""
+        line.append(f"  ·  sorted by {self.sort_by}{arrow}", style="dim")
+        if self.filter_text is not None:
+            typed = sanitize(self.filter_text, limit=40)
+            line.append(f"  ·  filter {typed}: {self.shown} shown", style="cyan")
+        line.append("\n")
+        why = None if self.unavailable is None else sanitize(str(self.unavailable), limit=160)
+        if not self.listed:
+            if why is None:
+                line.append("Listing the gateway's mappings…", style="dim")
+            else:
+                line.append(f"{why}. Showing natdeck's own mappings.", style="yellow")
+        elif why is not None:
+            line.append(f"The last listing failed: {why}", style="yellow")
+        elif self.answer is not None:
+            line.append_text(self.answer)
+        else:
+            line.append(f"Listed every {self.interval:g} s · d deletes another host's · "
+                        "Enter on ours shows it", style="dim")
+        return line

@@ -19,6 +19,7 @@ from tui.demo import DemoOptions, demo_engine
 from tui.demo_hosts import OtherHost, SimulatedRouterListing
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
+from tui.screens import HelpScreen
 from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
 from tui.widgets.router_table import row_key
@@ -120,6 +121,23 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
         vanished = {e.key: e for e in screen.table.shown}[key]
         assert vanished.gone_at is not None
         assert "strike" in str(screen.table.get_row(row_key(key))[0].style)
+
+
+async def test_help_lists_the_router_keys() -> None:
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_router(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        keys = {description: key for key, description, _ in help_screen._keys}
+        assert keys["Back"] == "esc / g"
+        assert keys["Delete"] == "d"
+        assert keys["Filter"] == "/"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RouterScreen)
 
 
 async def test_sort_and_filter_keys() -> None:

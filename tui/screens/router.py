@@ -43,9 +43,11 @@ from engine.router_view import (
     parse_query,
 )
 
+from ..router_presentation import RouterStatus
 from ..safe_text import sanitize
 from ..widgets.router_table import RouterTableView
 from .confirm_delete import ConfirmDelete
+from .help import HelpScreen
 
 __all__ = ["ROUTER_BINDINGS", "RouterDeleted", "RouterListed", "RouterScreen", "show_in_table"]
 
@@ -65,6 +67,8 @@ ROUTER_BINDINGS: list[BindingType] = [
             tooltip="Delete the selected mapping of another host (asks first)"),
     Binding("r", "refresh", "Refresh", id="router.refresh",
             tooltip="List the gateway's mappings now"),
+    Binding("question_mark", "help", "Help", id="router.help", key_display="?",
+            tooltip="Show the router view's keys"),
     Binding("q", "app.quit", "Quit", id="router.quit", tooltip="Quit natdeck"),
 ]
 
@@ -198,43 +202,18 @@ class RouterScreen(Screen[MappingKey | None]):
 
     # -- the view --------------------------------------------------------------------------
 
-    @property
-    def showing(self) -> RouterTable:
-        """The table on screen: the gateway's, or natdeck's own while it cannot list."""
-        return self.model if self.listed else self.fallback
-
     def repaint(self) -> None:
         """Show the table as it is now (the tick, and after each listing)."""
         table = self._mark_ours()
         now = self.clock()
         entries = table.view(now, self.filter_query, self.sort_by, self.reverse)
+        status = RouterStatus(
+            table.summary(), self.sort_by, self.reverse,
+            None if self.filter_query.empty else self.filter_input.value, len(entries),
+            self.listed, self.unavailable, self.answer, self.poller.interval)
         with self.app.batch_update():
             self.table.sync(entries, now)
-            self.status_line.update(self._status_text(table, len(entries)))
-
-    def _status_text(self, table: RouterTable, shown: int) -> Text:
-        line = Text(str(table.summary()), style="bold")
-        arrow = " ↑" if self.reverse else ""
-        line.append(f"  ·  sorted by {self.sort_by}{arrow}", style="dim")
-        if not self.filter_query.empty:
-            typed = sanitize(self.filter_input.value, limit=40)
-            line.append(f"  ·  filter {typed}: {shown} shown", style="cyan")
-        line.append("\n")
-        if not self.listed:
-            if self.unavailable is None:
-                line.append("Listing the gateway's mappings…", style="dim")
-            else:
-                line.append(f"{sanitize(str(self.unavailable), limit=160)}. Showing natdeck's "
-                            "own mappings.", style="yellow")
-        elif self.unavailable is not None:
-            line.append(f"The last listing failed: {sanitize(str(self.unavailable), limit=120)}",
-                        style="yellow")
-        elif self.answer is not None:
-            line.append_text(self.answer)
-        else:
-            line.append(f"Listed every {self.poller.interval:g} s · d: delete another host's "
-                        "· Enter on ours: show it · ←→: description", style="dim")
-        return line
+            self.status_line.update(status.text())
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -244,6 +223,16 @@ class RouterScreen(Screen[MappingKey | None]):
             self.table.focus()
             return
         self.dismiss(None)
+
+    def action_help(self) -> None:
+        """Show this view's keys (one line per action, with every key bound to it)."""
+        keys: dict[str, tuple[list[str], Binding]] = {}
+        for entry in self.active_bindings.values():
+            if entry.node is self and entry.binding.description:
+                shown, _ = keys.setdefault(entry.binding.action, ([], entry.binding))
+                shown.append(self.app.get_key_display(entry.binding))
+        self.app.push_screen(HelpScreen([(" / ".join(shown), b.description, b.tooltip)
+                                         for shown, b in keys.values()]))
 
     def action_sort(self) -> None:
         """Sort by the next key."""
