@@ -108,6 +108,12 @@ class OtherHosts:
     def step(self) -> str | None:
         """Open or close one mapping of the churning hosts; what happened, for tests."""
         state = self.gateway.core.state
+        held = {(m.protocol, m.external_port) for m in state.mappings(self._now())}
+        lost = [h for h in self.hosts if (h.protocol, h.external_port) not in held]
+        if lost:
+            # After a gateway restart (R), the LAN's programs map their ports again.
+            host = lost[0]
+            return f"reopened {host.client}" if self.open(host) else None
         churners = {h.client for h in _CHURN}
         alive = [m for m in state.mappings(self._now()) if m.client in churners]
         if alive and (len(alive) >= 3 or self.rng.random() < 0.4):

@@ -122,6 +122,15 @@ async def test_other_hosts_come_and_go(listing: SimulatedRouterListing) -> None:
     assert len(clients) <= len(DEMO_OTHERS) + 3
 
 
+async def test_after_a_restart_the_lan_maps_its_ports_again(
+        listing: SimulatedRouterListing) -> None:
+    listing.gateway.restart()
+    assert await listing.list_mappings() == []
+    happened = [listing.others.step() for _ in range(len(DEMO_OTHERS))]
+    assert all(h is not None and h.startswith("reopened") for h in happened)
+    assert len(await listing.list_mappings()) == len(DEMO_OTHERS)
+
+
 def test_the_router_modules_do_not_import_textual() -> None:
     check = ("import sys, engine.router_view, engine.router_source, tui.router_list\n"
              "print(','.join(m for m in sys.modules if m.startswith('textual')))")
