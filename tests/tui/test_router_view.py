@@ -93,6 +93,19 @@ async def test_g_lists_every_host_and_marks_ours() -> None:
         assert not logged(app, "opened")
 
 
+async def test_the_demo_lan_is_alive() -> None:
+    # Other hosts open and close mappings on their own; the open view shows and logs it.
+    options = DemoOptions(seed=3, timeout=5.0, probe_on_start=False, churn_every=0.05)
+    app = NatDeckApp(engine=lambda: demo_engine(options), demo=True,
+                     initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_router(pilot, app)
+        screen.poller.interval = 0.05
+        screen.poller.wake()
+        await until(pilot, lambda: logged(app, " opened ") and logged(app, " closed "),
+                    "hosts coming and going")
+
+
 async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
     app = demo()
     async with app.run_test(size=(80, 24)) as pilot:
