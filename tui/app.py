@@ -356,12 +356,11 @@ class NatDeckApp(App[int]):
     def action_router(self) -> None:
         """Open the router view: every mapping on the gateway (Enter on ours comes back
         with it selected)."""
-        if self.screen is not self.main:
-            return
         parts = self.link.parts
-        self.push_screen(RouterScreen(parts.router if parts is not None else None,
-                                      manager=lambda: self.manager, clock=self.now,
-                                      log=self.log_line),
+        if self.screen is not self.main or parts is None:
+            return
+        self.push_screen(RouterScreen(parts.router, manager=lambda: self.manager,
+                                      clock=self.now, log=self.log_line),
                          partial(show_in_table, self.main.table))
 
     def action_help(self) -> None:
