@@ -342,16 +342,19 @@ async def test_a_thousand_entries_stay_responsive(lab: Lab) -> None:
         updates = screen.table.cell_updates
         app.clock = lambda: asyncio.get_running_loop().time() + 5.0
         screen.repaint()
-        assert time.perf_counter() - started < 0.25
+        took = time.perf_counter() - started
+        assert took < 0.25, f"a tick over 1,000 entries took {took * 1000:.0f} ms"
         assert screen.table.cell_updates - updates < 60
         app.clock = None
         # The second listing hangs for 3 s: keys still work at once.
-        assert source.listings >= 2
+        await until(pilot, lambda: source.listings >= 2, "the second listing")
         started = time.perf_counter()
         await pilot.press("s", "s", "s")  # lease
         await pilot.pause()
         assert screen.sort_by == "lease"
-        assert time.perf_counter() - started < 1.0
+        took = time.perf_counter() - started
+        assert took < 2.0, f"three keys took {took:.2f} s while a listing hung"
+        assert source.listings == 2, "the hanging listing was not waited out"
         leases = [e.mapping.lease for e in screen.table.shown[:5]]
         assert leases == [600, 601, 602, 603, 604]
         await pilot.press("escape")
