@@ -69,6 +69,7 @@ from .presentation import EngineNote, gateway_lines
 from .safe_text import sanitize
 from .screens import HelpScreen, MainScreen, MapDialog
 from .screens.help import KeyHelp
+from .screens.router import RouterScreen, show_in_table
 
 __all__ = ["NatDeckApp"]
 
@@ -112,6 +113,10 @@ class NatDeckApp(App[int]):
 
     CSS_PATH = "natdeck.tcss"
     TITLE = "natdeck"
+    BINDINGS = [
+        Binding("g", "router", "Router", id="natdeck.router",
+                tooltip="Every mapping on the gateway, whoever made it (listed by UPnP)"),
+    ]
 
     def __init__(self, manager: MappingManager | None = None, *,
                  engine: EngineFactory | None = None, demo: bool = False,
@@ -347,6 +352,16 @@ class NatDeckApp(App[int]):
     def action_demo_address(self) -> None:
         """Demo: change the simulated gateway's external address."""
         self.send(ChangeExternalAddress())
+
+    def action_router(self) -> None:
+        """Open the router view: every mapping on the gateway (Enter on ours comes back
+        with it selected)."""
+        parts = self.link.parts
+        if self.screen is not self.main or parts is None:
+            return
+        self.push_screen(RouterScreen(parts.router, manager=lambda: self.manager,
+                                      clock=self.now, log=self.log_line),
+                         partial(show_in_table, self.main.table))
 
     def action_help(self) -> None:
         """Show every key."""

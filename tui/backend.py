@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from engine.manager import MappingManager
+from engine.router_source import RouterListing
 
 __all__ = ["DemoControls", "EngineFactory", "EngineParts", "using"]
 
@@ -33,10 +34,12 @@ class DemoControls(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EngineParts:
-    """A manager, not yet entered, and the demo gateway's controls when there is one."""
+    """A manager, not yet entered, and the demo gateway's controls when there is one;
+    ``router`` lists the gateway's whole table for the router view (None: it cannot)."""
 
     manager: MappingManager
     demo: DemoControls | None = None
+    router: RouterListing | None = None
 
 
 EngineFactory = Callable[[], AbstractAsyncContextManager[EngineParts]]

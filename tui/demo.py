@@ -12,6 +12,8 @@ carrier-grade NAT address (RFC 6598) that shows the "not public" warning.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import random
@@ -25,6 +27,7 @@ from engine.protocols import Protocol
 from engine.simulator import GatewayConfig, SimulatedGateway
 
 from .backend import EngineParts
+from .demo_hosts import OtherHosts, SimulatedRouterListing
 from .map_request import MapRequest, Via
 
 __all__ = [
@@ -125,6 +128,12 @@ class DemoOptions:
     probe_on_start: bool = True
     """Whether the manager probes the gateway at start (the snapshot tests turn it off: a
     probe's log line carries a round-trip time)."""
+    other_hosts: bool = True
+    """Whether the gateway's table holds mappings of other hosts (the router view, g)."""
+    churn_every: float | None = 4.0
+    """Other hosts open or close a mapping this often (None: never)."""
+    secure_mode: bool = False
+    """The router view's deletes of another host's mapping are refused (UPnP 606)."""
 
 
 @asynccontextmanager
@@ -149,4 +158,18 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             announce_ports=(announce_port,), multicast=False, keep=opts.keep,
             probe_on_start=opts.probe_on_start,
             rng=random.Random(opts.seed) if opts.seed is not None else None)
-        yield EngineParts(manager, SimulatorControls(gateway))
+        others = OtherHosts(gateway, rng=random.Random(opts.seed))
+        listing = SimulatedRouterListing(gateway, others, local_address=LOOPBACK,
+                                         secure_mode=opts.secure_mode)
+        churn: asyncio.Task[None] | None = None
+        if opts.other_hosts:
+            others.populate()
+            if opts.churn_every is not None:
+                churn = asyncio.create_task(others.run(opts.churn_every), name="demo-hosts")
+        try:
+            yield EngineParts(manager, SimulatorControls(gateway), router=listing)
+        finally:
+            if churn is not None:
+                churn.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await churn

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,9 +30,11 @@ from engine.protocols import Protocol
 
 from .app import NatDeckApp
 from .demo import DEMO_MAPS, DEMO_UPTIME, DemoOptions, SimulatorControls, demo_engine
+from .demo_hosts import OtherHost, SimulatedRouterListing
 from .engine_link import AddMapping, ProbeGateway, RefreshExternalAddress, RenewMapping
 from .map_request import MapRequest
 from .screens import MapDialog
+from .screens.router import RouterScreen
 
 __all__ = [
     "SCENES",
@@ -41,6 +44,7 @@ __all__ = [
     "help_scene",
     "main_scene",
     "map_dialog_scene",
+    "router_scene",
     "silent_scene",
     "until",
 ]
@@ -220,11 +224,53 @@ def freeze(app: NatDeckApp) -> None:
     app.refresh_view()
 
 
+async def router_scene(pilot: Pilot[int]) -> None:
+    """The router view (g): natdeck's three mappings among the other hosts' (UPnP, PCP,
+    NAT-PMP), one of them just opened and highlighted, the next one selected. The
+    listing stops and the view's clock stands at the last listing (:func:`freeze_router`),
+    so the leases read what the gateway said."""
+    await main_scene(pilot)
+    app = _app(pilot)
+    await pilot.press("g")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, RouterScreen)
+    await until(pilot, lambda: screen.listed and screen.table.row_count > 0, "the listing")
+    parts = app.link.parts
+    assert parts is not None
+    assert isinstance(parts.router, SimulatedRouterListing)
+    parts.router.others.open(OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"))
+    listed = screen.model.listings
+    screen.poller.wake()
+    await until(pilot, lambda: screen.model.listings > listed, "the next listing")
+    freeze_router(screen, parts.router)
+    screen.table.move_cursor(row=4)
+    await pilot.pause()
+
+
+def freeze_router(screen: RouterScreen, listing: SimulatedRouterListing) -> None:
+    """Stop the router view's listing and its clock at the last listing's time, and show
+    every lease as the gateway granted it (as if read the moment it was granted, whatever
+    the milliseconds between the grants and the listing were), as :func:`freeze` does."""
+    screen.workers.cancel_group(screen, "router-poll")
+    at = max((e.read_at for e in screen.model.entries.values()), default=0.0)
+    granted = {(m.protocol, m.external_port): m.lifetime for m in listing.gateway.mappings}
+    for key, entry in screen.model.entries.items():
+        lease = granted.get((entry.mapping.protocol, entry.mapping.external_port))
+        if entry.mapping.lease and lease:
+            screen.model.entries[key] = dataclasses.replace(
+                entry, read_at=at, mapping=dataclasses.replace(entry.mapping, lease=lease))
+    screen.clock = lambda: at
+    screen.table.clock = screen.clock
+    screen.repaint()
+
+
 SCENES: dict[str, Scene] = {
     "main": main_scene,
     "map-dialog": map_dialog_scene,
     "help": help_scene,
     "error": silent_scene,
+    "router": router_scene,
 }
 
 

@@ -57,11 +57,12 @@ async def test_the_demo_runs_on_its_own_simulated_gateway() -> None:
         gateway = parts.demo.gateway
         host, _ = gateway.address
         assert host == "127.0.0.1"
-        assert len(gateway.mappings) == 4
+        # The other hosts of the demo's LAN hold mappings there too (the router view, g).
+        assert len([m for m in gateway.mappings if m.client == "127.0.0.1"]) == 4
         # The demo's announcements reach the manager: a new address shows at once.
         await pilot.press("A")
         await until(pilot, lambda: "External 198.51.100.23" in app.main.panel.plain,
                     "the announced address")
         await until(pilot, lambda: logged(app, "(announce)"), "the log line")
         await quit_app(pilot)
-    assert gateway.mappings == ()
+    assert [m for m in gateway.mappings if m.client == "127.0.0.1"] == []

@@ -1,0 +1,147 @@
+"""Where the router view's listings come from, and the poller that refreshes them.
+
+A :class:`RouterListing` reads a gateway's whole mapping table and deletes one
+entry of it; the UPnP IGD client is one (``GetListOfPortMappings``, else
+``GetGenericPortMappingEntry`` walked by index), the demo's simulated gateway
+another. :class:`RouterPoller` calls it every ``interval`` seconds while
+someone iterates :meth:`RouterPoller.watch` (the router view while it is on
+screen, ``natdeck list --watch``), one listing at a time, each bounded by a
+timeout; a failure is a :class:`Listing` with an ``error``, never an exception
+that would end the watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import GatewayError, NatDeckError
+from .router_view import RouterMapping
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "DeleteRefused",
+    "Listing",
+    "ListingUnavailable",
+    "RouterListing",
+    "RouterPoller",
+]
+
+#: Seconds between two listings while the view is open (a listing costs ~1.4 ms on
+#: miniupnpd with GetListOfPortMappings, and one SOAP call per entry without it).
+DEFAULT_INTERVAL = 2.0
+
+
+class RouterListing(Protocol):
+    """Reads and edits the whole mapping table of a gateway (every host's mappings)."""
+
+    async def list_mappings(self) -> list[RouterMapping]:
+        """Every mapping the gateway holds now. Raises :class:`~engine.errors.NatDeckError`
+        (:class:`ListingUnavailable` when the gateway does not list its mappings)."""
+        ...
+
+    async def delete_mapping(self, mapping: RouterMapping) -> None:
+        """Delete ``mapping`` at the gateway. Raises a :class:`~engine.errors.NatDeckError`
+        when it refuses (miniupnpd's ``secure_mode`` refuses another host's with UPnP
+        error 606) or does not answer."""
+        ...
+
+
+class ListingUnavailable(GatewayError):
+    """The gateway does not list its mappings: it has no UPnP IGD, or refuses to list.
+
+    NAT-PMP and PCP have no way to list a gateway's mappings; only UPnP IGD does.
+    """
+
+
+class DeleteRefused(GatewayError):
+    """The gateway would not delete a mapping: ``code`` and ``name`` are its answer
+    (UPnP 606 ``Action not authorized``: miniupnpd's ``secure_mode=yes`` lets a host
+    delete only its own mappings)."""
+
+    def __init__(self, mapping: RouterMapping, code: int, name: str, why: str) -> None:
+        self.mapping = mapping
+        self.code = code
+        self.name = name
+        super().__init__(f"delete {mapping.label} of {mapping.internal_client}: the gateway "
+                         f"refused with {code} {name} ({why})")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One attempt to read the table: its ``rows``, or the ``error`` that stopped it.
+
+    ``at`` is the loop time the listing was read at (its leases count down from it),
+    ``took`` how many seconds it took.
+    """
+
+    rows: tuple[RouterMapping, ...] | None
+    error: NatDeckError | None
+    at: float
+    took: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the gateway listed its table."""
+        return self.rows is not None
+
+
+class RouterPoller:
+    """Lists a gateway's table every ``interval`` seconds while it is watched.
+
+    ``source`` ``None`` means there is nothing to ask (no UPnP gateway known): every
+    listing is a :class:`ListingUnavailable` error, at once and without I/O.
+    """
+
+    def __init__(self, source: RouterListing | None, *, interval: float = DEFAULT_INTERVAL,
+                 timeout: float = 10.0, clock: Callable[[], float] | None = None) -> None:
+        if interval <= 0:
+            raise ValueError(f"the refresh interval must be positive, not {interval}")
+        self.source = source
+        self.interval = interval
+        self.timeout = timeout
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    def now(self) -> float:
+        """Loop time (or the injected clock's)."""
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def poll(self) -> Listing:
+        """Read the table once; an error comes back in the :class:`Listing`."""
+        started = self.now()
+        if self.source is None:
+            return Listing(None, ListingUnavailable(
+                "the gateway does not list its mappings: it has no UPnP IGD "
+                "(NAT-PMP and PCP cannot list a gateway's table)"), started)
+        try:
+            async with asyncio.timeout(self.timeout):
+                rows = await self.source.list_mappings()
+        except NatDeckError as error:
+            return Listing(None, error, started, self.now() - started)
+        except TimeoutError:
+            late = ListingUnavailable(
+                f"the gateway did not list its mappings within {self.timeout:g} s")
+            return Listing(None, late, started, self.now() - started)
+        except (OSError, ValueError) as exc:
+            # A source is not meant to leak these; it must not end the watcher if it does.
+            failed = ListingUnavailable(f"listing the gateway's mappings failed: {exc}")
+            return Listing(None, failed, started, self.now() - started)
+        return Listing(tuple(rows), None, self.now(), self.now() - started)
+
+    def wake(self) -> None:
+        """List again now, without waiting out the interval (a refresh key)."""
+        self._wake.set()
+
+    async def watch(self) -> AsyncGenerator[Listing, None]:
+        """A listing now and then one every ``interval`` seconds (or at :meth:`wake`),
+        for as long as the caller iterates: stop iterating and the polling stops."""
+        while True:
+            self._wake.clear()
+            yield await self.poll()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+

@@ -1,0 +1,139 @@
+"""``natdeck list`` and ``--watch`` over the demo's listing of a simulated gateway's table
+(loopback only), and the layering of the router modules."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.router_source import DeleteRefused
+from engine.simulator import SimulatedGateway
+from tui.demo_hosts import DEMO_OTHERS, OtherHost, OtherHosts, SimulatedRouterListing
+from tui.router_list import list_once, watch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def listing() -> AsyncIterator[SimulatedRouterListing]:
+    async with SimulatedGateway("127.0.0.1", 0, "203.0.113.7") as gateway:
+        others = OtherHosts(gateway)
+        others.populate()
+        yield SimulatedRouterListing(gateway, others)
+
+
+async def test_list_prints_every_host(listing: SimulatedRouterListing) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert await list_once(listing, out, err) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 + len(DEMO_OTHERS) + 1
+    assert lines[-1] == "7 mappings, 5 hosts, 0 of ours"
+    assert any("198.18.0.30:22000" in line and "NAT-PMP 22000 tcp" in line for line in lines)
+    assert err.getvalue() == ""
+
+
+async def test_list_json(listing: SimulatedRouterListing) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert await list_once(listing, out, err, as_json=True) == 0
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {(o["internal_client"], o["protocol"], o["external_port"]) for o in objects} == {
+        (h.client, "tcp" if h.protocol == 6 else "udp", h.external_port) for h in DEMO_OTHERS}
+    pcp = next(o for o in objects if o["made_by"] == "pcp")
+    assert pcp["description"].startswith("PCP MAP ")
+    assert 7190 <= pcp["lease"] <= 7200
+
+
+async def test_list_without_a_listing_fails_with_a_sentence() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    assert await list_once(None, out, err) == 1
+    assert out.getvalue() == ""
+    assert "does not list its mappings" in err.getvalue()
+
+
+async def test_watch_prints_the_table_then_changes(listing: SimulatedRouterListing) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    newcomer = OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0.08)
+        listing.others.open(newcomer)
+        await asyncio.sleep(0.1)
+        await listing.delete_mapping(next(r for r in await listing.list_mappings()
+                                          if r.external_port == 32400))
+
+    task = asyncio.create_task(meanwhile())
+    assert await watch(listing, out, err, interval=0.05, listings=6,
+                       stamp=lambda _: "12:00:00") == 0
+    await task
+    text = out.getvalue().splitlines()
+    assert text[len(DEMO_OTHERS) + 1] == "7 mappings, 5 hosts, 0 of ours"
+    changes = text[len(DEMO_OTHERS) + 2:]
+    assert changes == [
+        "12:00:00 198.18.0.44 opened udp 9987 via UPnP (to port 9987, lease 90 s)",
+        "12:00:00 198.18.0.12 closed tcp 32400 (UPnP)",
+    ]
+
+
+async def test_watch_json_changes_carry_an_event(listing: SimulatedRouterListing) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.08, listing.others.open,
+                    OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"))
+    await watch(listing, out, err, as_json=True, interval=0.05, listings=4)
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(objects) == len(DEMO_OTHERS) + 1
+    assert objects[-1]["event"] == "opened"
+    assert objects[-1]["internal_client"] == "198.18.0.44"
+
+
+async def test_watch_says_a_failure_once() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    await watch(None, out, err, interval=0.01, listings=3)
+    assert err.getvalue().count("does not list its mappings") == 1
+
+
+async def test_secure_mode_refuses_another_hosts_delete(
+        listing: SimulatedRouterListing) -> None:
+    listing.secure_mode = True
+    rows = await listing.list_mappings()
+    plex = next(r for r in rows if r.external_port == 32400)
+    with pytest.raises(DeleteRefused, match="606 Action not authorized") as refused:
+        await listing.delete_mapping(plex)
+    assert refused.value.code == 606
+    assert len(await listing.list_mappings()) == len(rows)
+
+
+async def test_other_hosts_come_and_go(listing: SimulatedRouterListing) -> None:
+    listing.others.rng = random.Random(1)
+    happened = [listing.others.step() for _ in range(12)]
+    assert any(h and h.startswith("opened") for h in happened)
+    assert any(h and h.startswith("closed") for h in happened)
+    # The starting LAN stays; at most three churning hosts at a time.
+    clients = [r.internal_client for r in await listing.list_mappings()]
+    assert {h.client for h in DEMO_OTHERS} <= set(clients)
+    assert len(clients) <= len(DEMO_OTHERS) + 3
+
+
+async def test_after_a_restart_the_lan_maps_its_ports_again(
+        listing: SimulatedRouterListing) -> None:
+    listing.gateway.restart()
+    assert await listing.list_mappings() == []
+    happened = [listing.others.step() for _ in range(len(DEMO_OTHERS))]
+    assert all(h is not None and h.startswith("reopened") for h in happened)
+    assert len(await listing.list_mappings()) == len(DEMO_OTHERS)
+
+
+def test_the_router_modules_do_not_import_textual() -> None:
+    check = ("import sys, engine.router_view, engine.router_source, tui.router_list\n"
+             "print(','.join(m for m in sys.modules if m.startswith('textual')))")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
+                            text=True, check=True, timeout=60)
+    assert result.stdout.strip() == ""

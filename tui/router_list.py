@@ -1,0 +1,174 @@
+"""``natdeck list``: the gateway's whole mapping table as text, JSON lines, or live changes.
+
+The command line (``tui.cli``) parses the arguments and builds the
+:class:`~engine.router_source.RouterListing`; this module lists and prints:
+:func:`render_table` (the same columns as the router view), :func:`json_lines`
+(one JSON object per mapping), :func:`list_once` (one listing, exit status) and
+:func:`watch` (``--watch``: the table, then every change as it happens). No
+Textual here: the plain-text cells come from the same
+:func:`~tui.router_presentation.router_cells` as the view's, so the two agree.
+Everything a gateway sent is sanitized before it reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import TextIO
+
+from engine.protocols import protocol_name
+from engine.router_source import DEFAULT_INTERVAL, Listing, RouterListing, RouterPoller
+from engine.router_view import RouterChange, RouterEntry, RouterTable
+
+from .formatting import clock_time
+from .router_presentation import ROUTER_COLUMNS, router_cells
+from .safe_text import sanitize
+
+__all__ = ["entry_json", "json_lines", "list_once", "render_table", "watch"]
+
+# The same statuses as the CLI's.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+#: Longest description printed in the table (JSON has it whole).
+DESCRIPTION_WIDTH = 40
+
+
+def render_table(rows: Iterable[RouterEntry], now: float) -> str:
+    """The entries as an aligned text table at loop time ``now``, and the summary line."""
+    entries = list(rows)
+    header = [label.upper() for _, label, _ in ROUTER_COLUMNS]
+    lines = [[text for text, _ in router_cells(entry, now)] for entry in entries]
+    for line in lines:
+        line[-1] = sanitize(line[-1], limit=DESCRIPTION_WIDTH)
+    widths = [max([len(header[i]), *(len(line[i]) for line in lines)])
+              for i in range(len(header))]
+    out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+           .rstrip() for row in (header, *lines)]
+    hosts = {e.mapping.internal_client for e in entries if e.gone_at is None}
+    ours = sum(1 for e in entries if e.ours is not None and e.gone_at is None)
+    count = sum(1 for e in entries if e.gone_at is None)
+    out.append(f"{count} mapping{'' if count == 1 else 's'}, {len(hosts)} "
+               f"host{'' if len(hosts) == 1 else 's'}, {ours} of ours")
+    return "\n".join(out)
+
+
+def entry_json(entry: RouterEntry, now: float | None = None) -> dict[str, object]:
+    """One mapping as a JSON object; ``lease`` is the seconds left at ``now`` (default:
+    when it was read), null for a permanent mapping."""
+    m = entry.mapping
+    remaining = entry.remaining(entry.read_at if now is None else now)
+    return {
+        "protocol": protocol_name(m.protocol),
+        "protocol_number": m.protocol,
+        "external_port": m.external_port,
+        "internal_client": m.internal_client,
+        "internal_port": m.internal_port,
+        "description": m.description,
+        "lease": None if remaining is None else max(round(remaining), 0),
+        "permanent": m.permanent,
+        "enabled": m.enabled,
+        "remote_host": m.remote_host,
+        "made_by": m.made_by,
+        "this_host": entry.this_host,
+        "ours": entry.ours is not None,
+    }
+
+
+def json_lines(rows: Iterable[RouterEntry], now: float | None = None) -> Iterator[str]:
+    """One JSON object per mapping (``ensure_ascii``: no control character reaches the
+    terminal)."""
+    for entry in rows:
+        yield json.dumps(entry_json(entry, now), sort_keys=False)
+
+
+def _table(local_addresses: Collection[str]) -> RouterTable:
+    return RouterTable(local_addresses=frozenset(local_addresses))
+
+
+async def list_once(source: RouterListing | None, out: TextIO, err: TextIO, *,
+                    as_json: bool = False, local_addresses: Collection[str] = (),
+                    timeout: float = 10.0) -> int:
+    """``natdeck list [--json]``: list once and print; the exit status (1 and a sentence
+    on ``err`` when the gateway does not list its mappings)."""
+    listing = await RouterPoller(source, timeout=timeout).poll()
+    if listing.rows is None:
+        print(f"natdeck: {sanitize(str(listing.error))}", file=err)
+        return EXIT_FAILURE
+    table = _table(local_addresses)
+    table.update(listing.rows, listing.at)
+    entries = table.view(listing.at, sort="host")
+    if as_json:
+        for line in json_lines(entries, listing.at):
+            print(line, file=out)
+    else:
+        print(render_table(entries, listing.at), file=out)
+    return EXIT_OK
+
+
+def _change_json(change: RouterChange, wall: float) -> str:
+    record: dict[str, object] = {"event": change.kind, "time": round(wall, 3)}
+    record.update(entry_json(change.entry))
+    return json.dumps(record)
+
+
+async def watch(source: RouterListing | None, out: TextIO, err: TextIO, *,
+                as_json: bool = False, local_addresses: Collection[str] = (),
+                interval: float = DEFAULT_INTERVAL, timeout: float = 10.0,
+                listings: int | None = None,
+                wall: Callable[[], float] = time.time,
+                stamp: Callable[[float], str] = clock_time) -> int:
+    """``natdeck list --watch``: print the table, then every change as it happens
+    (``--json``: one object per mapping, then one per change with an ``event`` field).
+
+    Runs until cancelled (Ctrl-C), or for ``listings`` listings. A failed listing is
+    said once on ``err`` (and again only when the reason changes); the watch goes on.
+    """
+    printer = _ChangePrinter(out, err, as_json, _table(local_addresses), wall, stamp)
+    poller = RouterPoller(source, interval=interval, timeout=timeout)
+    seen = 0
+    async with contextlib.aclosing(poller.watch()) as every:
+        async for listing in every:
+            printer.show(listing)
+            seen += 1
+            if listings is not None and seen >= listings:
+                break
+    return EXIT_OK
+
+
+class _ChangePrinter:
+    """Prints the first listing whole, then what each next one changed."""
+
+    def __init__(self, out: TextIO, err: TextIO, as_json: bool, table: RouterTable,
+                 wall: Callable[[], float], stamp: Callable[[float], str]) -> None:
+        self.out, self.err, self.as_json = out, err, as_json
+        self.table = table
+        self.wall, self.stamp = wall, stamp
+        self.last_error = ""
+
+    def show(self, listing: Listing) -> None:
+        if listing.rows is None:
+            reason = sanitize(str(listing.error))
+            if reason != self.last_error:
+                print(f"natdeck: {reason}", file=self.err, flush=True)
+                self.last_error = reason
+            return
+        self.last_error = ""
+        first = self.table.listings == 0
+        changes = self.table.update(listing.rows, listing.at)
+        if first:
+            entries = self.table.view(listing.at, sort="host")
+            if self.as_json:
+                for line in json_lines(entries, listing.at):
+                    print(line, file=self.out)
+            else:
+                print(render_table(entries, listing.at), file=self.out)
+        now = self.wall()
+        for change in changes:
+            if self.as_json:
+                print(_change_json(change, now), file=self.out)
+            else:
+                print(f"{self.stamp(now)} {sanitize(change.sentence)}", file=self.out)
+        self.out.flush()
