@@ -24,10 +24,6 @@ from .client import (
     PortMapping,
     ProbeResult,
     Via,
-    external_address,
-    map_port,
-    peer,
-    probe,
 )
 from .codes import ErrorLifetime, NatPmpResult, PcpResult
 from .discovery import Discovered, discover
@@ -63,6 +59,7 @@ from .events import (
     ProbeCompleted,
 )
 from .manager import MappingManager
+from .oneshot import external_address, map_port, peer, probe
 from .protocols import Protocol, parse_protocol, protocol_name
 from .wire.pcp import Filter, PreferFailure, ThirdParty
 

@@ -94,7 +94,7 @@ async def test_natpmp_also_suggests_the_internal_port(start_sim: StartSim) -> No
     host, port = gw.address
     await engine.map_port(host, 5353, Protocol.UDP, gateway_port=port, via="natpmp",
                           timeout=ANSWERED)
-    maps = [r for r in spy.natpmp_requests() if isinstance(r, natpmp.MapRequest)]
+    maps = [r for r in spy.natpmp_requests() if isinstance(r, natpmp.MapPacket)]
     assert [(r.internal_port, r.external_port) for r in maps] == [(5353, 5353)]
 
 
@@ -215,7 +215,7 @@ async def test_error_lifetimes_of_refusals_the_gateway_decides(start_sim: StartS
 def short_silence_budget(monkeypatch: pytest.MonkeyPatch) -> float:
     """Make the PCP silence budget of ``via="auto"`` 0.3 s (the RFC-derived 9.5 s is too long
     for a unit test); the logic that spends it is unchanged."""
-    monkeypatch.setattr(engine.client, "PCP_SILENCE_FALLBACK", 0.3)
+    monkeypatch.setattr(engine.negotiation, "PCP_SILENCE_FALLBACK", 0.3)
     return 0.3
 
 
@@ -279,7 +279,7 @@ async def test_no_silence_fallback_for_what_natpmp_cannot_carry(
 
 def test_the_default_silence_budget_covers_two_pcp_tries() -> None:
     # RFC 6887 §8.1.1: IRT 3 s, then 6 s, each up to +10 %; the budget is two tries' worth.
-    assert 3 * 0.9 + 6 * 0.9 < engine.client.PCP_SILENCE_FALLBACK <= 3 * 1.1 + 6 * 1.1 + 0.5
+    assert 3 * 0.9 + 6 * 0.9 < engine.negotiation.PCP_SILENCE_FALLBACK <= 3 * 1.1 + 6 * 1.1 + 0.5
 
 
 # -- the local address -------------------------------------------------------------------------
