@@ -12,38 +12,33 @@ negotiation's plan, made once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Address
-from typing import Concatenate, ParamSpec, TypeVar, cast
+from typing import cast
 
-from . import timing
 from .codes import PcpResult
-from .dialects.base import Ask, Grant, Mapper, MapperFactory
+from .dialects.base import Grant, Mapper, MapperFactory
 from .dialects.datagram import DatagramMapper
 from .dialects.natpmp import NatPmpDialect
 from .dialects.pcp import PcpDialect
 from .errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError
-from .exchange import Outcome
+from .link import GatewayLink, holding_channel
 from .mapping import DEFAULT_TIMEOUT, MappingCall, PortMapping, ProbeResult, request_for
 from .negotiation import (
     ANSWERS_ONLY,
     PCP_SILENCE_FALLBACK,
-    Negotiation,
     falls_back,
     skips_after,
 )
 from .protocols import Protocol, as_protocol
-from .request import DEFAULT_LIFETIME, MapRequest, check_address, checked_protocol, new_nonce
-from .transport import SERVER_PORT, GatewayChannel, Message
-from .types import DatagramProtocol, MappingProtocol, ProtocolName, Via
-from .window import DEFAULT_MAX_IN_FLIGHT
+from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
+from .transport import SERVER_PORT
+from .types import MappingProtocol, ProtocolName, Via
 from .wire import pcp
-from .wire.addresses import IPAddress, to_address
+from .wire.addresses import IPAddress
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -58,40 +53,10 @@ __all__ = [
     "request_for",
 ]
 
-_ONE_SHOT = frozenset({"external_address", "map_port", "peer", "probe"})
-
-
-def __getattr__(name: str) -> object:
-    # The one-shot API lives in engine.oneshot (it sits on top of this module); its
-    # functions stay reachable here by their old address.
-    if name in _ONE_SHOT:
-        from . import oneshot
-
-        return getattr(oneshot, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 log = logging.getLogger("engine.client")
 
-EpochListener = Callable[[ProtocolName, int], None]
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
-
-
-def _holding_channel(
-    method: Callable[Concatenate[GatewayClient, _P], Awaitable[_T]],
-) -> Callable[Concatenate[GatewayClient, _P], Awaitable[_T]]:
-    """Keep the channel open for the whole operation (one socket, not one per step)."""
-
-    @functools.wraps(method)
-    async def holding(self: GatewayClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        async with self._use():
-            return await method(self, *args, **kwargs)
-
-    return holding
-
-
-class GatewayClient:
+class GatewayClient(GatewayLink):
     """Everything one client knows about one gateway, and the one path requests take.
 
     Holds the UDP channel (opened on first use; with ``async with``, kept open
@@ -107,22 +72,8 @@ class GatewayClient:
                  max_in_flight: int | None = None,
                  rng: random.Random | None = None,
                  mappers: Iterable[MapperFactory] = ()) -> None:
-        self.gateway: IPAddress = check_address("gateway", gateway)
-        self.port = port
-        self._explicit_local = (check_address("local address", local_address)
-                                if local_address is not None else None)
-        # An explicit local address is bound: the PCP client address field must be the
-        # packet's source, or the gateway answers ADDRESS_MISMATCH (RFC 6887 §8.3).
-        self.channel = GatewayChannel(
-            self.gateway, port, local_address=self._explicit_local,
-            max_in_flight=DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else max_in_flight)
-        self.channel.observers.append(self._observe)
-        self.rng = rng if rng is not None else random.Random()
-        self.negotiation = Negotiation()
-        self.rtt: float | None = None
-        self.on_state_lost: list[EpochListener] = []
-        self._users = 0
-        self._held = False
+        super().__init__(gateway, port, local_address=local_address,
+                         max_in_flight=max_in_flight, rng=rng)
         name = str(self.gateway) if port == SERVER_PORT else f"{self.gateway}:{port}"
         self.mappers: dict[MappingProtocol, Mapper] = {
             "pcp": DatagramMapper(PcpDialect(name), self),
@@ -131,147 +82,9 @@ class GatewayClient:
             mapper = factory(self)
             self.mappers[mapper.name] = mapper
 
-    # -- what the negotiation knows, by its older names ----------------------------------
-
-    @property
-    def speaks(self) -> dict[MappingProtocol, bool | None]:
-        """Per mapping protocol: None not known yet, True/False heard to speak or refuse it."""
-        return self.negotiation.speaks
-
-    @property
-    def epochs(self) -> dict[DatagramProtocol, timing.EpochState | None]:
-        """The last epoch state of each datagram protocol (read-only use)."""
-        return self.negotiation.epochs
-
-    @property
-    def external_address(self) -> IPAddress | None:
-        """The gateway's external address, as last heard."""
-        return self.negotiation.external_address
-
-    @external_address.setter
-    def external_address(self, value: IPAddress | None) -> None:
-        self.negotiation.external_address = value
-
-    @property
-    def last_epoch(self) -> int | None:
-        """The last epoch heard, either protocol."""
-        return self.negotiation.last_epoch
-
-    @property
-    def last_contact(self) -> float | None:
-        """When the gateway was last heard (``loop.time()``)."""
-        return self.negotiation.last_contact
-
-    @property
-    def observers(self) -> list[Callable[[Message], None]]:
-        """Called with every validated message (the same list as ``channel.observers``)."""
-        return self.channel.observers
-
-    @property
-    def explicit_local_address(self) -> IPAddress | None:
-        """The local address given or learnt, if any (what a rebind last set)."""
-        return self._explicit_local
-
-    def forget_epochs(self, *protocols: ProtocolName) -> None:
-        """Forget the epochs of ``protocols`` (all when none is named)."""
-        self.negotiation.forget_epochs(*protocols)
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    async def __aenter__(self) -> GatewayClient:
-        await self.channel.open()
-        self._held = True
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._held = False
-        if not self._users:
-            self.channel.close()
-
-    def close(self) -> None:
-        """Close the channel now."""
-        self._held = False
-        self.channel.close()
-
-    def rebind(self, local_address: IPAddress) -> None:
-        """Send from ``local_address`` from now on (the host's address changed).
-
-        The channel is closed and reopens, bound to the new address, on next use; PCP
-        requests carry it as their client address (RFC 6887 §8.1).
-        """
-        self._explicit_local = local_address
-        self.channel.close()
-        self.channel.local_address = local_address
-
-    @contextlib.asynccontextmanager
-    async def _use(self) -> AsyncIterator[None]:
-        # Without ``async with`` the channel lives as long as the operations using it.
-        self._users += 1
-        try:
-            yield
-        finally:
-            self._users -= 1
-            if not self._users and not self._held:
-                self.channel.close()
-
-    async def run(self, ask: Ask, *, timeout: float | None, retransmit: bool = True) -> Outcome:
-        """Send a dialect's request on its RFC schedule until answered (the mappers' I/O).
-
-        ``retransmit=False`` sends once and waits ``timeout`` for the answer.
-        """
-        schedule = timing.NATPMP_RETRANSMIT if ask.protocol == "natpmp" \
-            else timing.PCP_RETRANSMIT
-        waits: Iterable[float] = (
-            [float("inf")] if not retransmit and timeout is not None
-            else schedule.timeouts(self.rng))
-        async with self._use():
-            outcome = await self.channel.request(ask.packet, ask.match, waits, deadline=timeout,
-                                                 describe=ask.describe, protocol=ask.protocol)
-        if outcome.rtt is not None:
-            self.rtt = outcome.rtt
-        return outcome
-
-    async def local_address(self) -> IPAddress:
-        """The address the gateway sees us as: explicit, else what the kernel picks.
-
-        A UDP socket connected to the gateway tells its source address without sending.
-        """
-        if self._explicit_local is not None:
-            return self._explicit_local
-        async with self._use():
-            await self.channel.open()
-            endpoint = self.channel.local_endpoint()
-        if endpoint is None:  # pragma: no cover - open() either succeeds or raises
-            raise InvalidRequest("cannot learn the local address; pass local_address")
-        self._explicit_local = to_address(endpoint[0].split("%", 1)[0])
-        return self._explicit_local
-
-    # -- epochs --------------------------------------------------------------------------
-
-    def _observe(self, message: Message) -> None:
-        now = asyncio.get_running_loop().time()
-        self.negotiation.last_contact = now
-        if isinstance(message, pcp.Response):
-            if message.version == pcp.PCP_VERSION:
-                self.observe_epoch("pcp", message.epoch, now)
-        else:
-            self.observe_epoch("natpmp", message.epoch, now)
-
-    def observe_epoch(self, protocol: ProtocolName, epoch: int, now: float) -> bool:
-        """Feed an epoch heard from the gateway (answer or announcement).
-
-        Returns True, and tells :attr:`on_state_lost`, when it shows lost state.
-        """
-        if not self.negotiation.observe_epoch(protocol, epoch, now):
-            return False
-        log.info("gateway %s lost its state (%s epoch %d)", self.gateway, protocol, epoch)
-        for listener in list(self.on_state_lost):
-            listener(protocol, epoch)
-        return True
-
     # -- requests ------------------------------------------------------------------------
 
-    @_holding_channel
+    @holding_channel
     async def map(self, protocol: int, internal_port: int, *,
                   external_port: int | None = None,
                   external_address: str | IPAddress | None = None,
@@ -291,7 +104,7 @@ class GatewayClient:
         return await self.map_request(request, timeout=timeout,
                                       fallback_on_silence=fallback_on_silence)
 
-    @_holding_channel
+    @holding_channel
     async def map_request(self, request: MapRequest, *, timeout: float | None = DEFAULT_TIMEOUT,
                           fallback_on_silence: bool = True) -> PortMapping:
         """Create the mapping ``request`` asks for, negotiating the mapping protocol."""
@@ -392,7 +205,7 @@ class GatewayClient:
         mapping.client = self
         return mapping
 
-    @_holding_channel
+    @holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
                     timeout: float | None = DEFAULT_TIMEOUT,
                     retransmit: bool = True) -> PortMapping:
@@ -410,7 +223,7 @@ class GatewayClient:
         return await self._again(mapping, request_for(mapping, lifetime), mapping.via,
                                  timeout, retransmit)
 
-    @_holding_channel
+    @holding_channel
     async def recreate(self, mapping: PortMapping, *,
                        timeout: float | None = DEFAULT_TIMEOUT, via: Via = "auto") -> PortMapping:
         """Ask again for a mapping the gateway lost, for the same external port.
@@ -436,7 +249,7 @@ class GatewayClient:
         grant = await mapper.renew(request, timeout=timeout, retransmit=retransmit)
         return self._granted(mapping, request, grant, await self.local_address())
 
-    @_holding_channel
+    @holding_channel
     async def delete(self, mapping: PortMapping, *,
                      timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """Delete ``mapping`` (lifetime 0, same nonce). On failure the mapping is unchanged."""
@@ -446,7 +259,7 @@ class GatewayClient:
         mapping.deleted = True
         mapping.expires_at = asyncio.get_running_loop().time()
 
-    @_holding_channel
+    @holding_channel
     async def delete_all(self, protocol: int, *,
                          timeout: float | None = DEFAULT_TIMEOUT) -> None:
         """NAT-PMP's delete-all: every mapping of ``protocol`` for this client (RFC 6886 §3.4)."""
@@ -457,7 +270,7 @@ class GatewayClient:
         assert isinstance(mapper, DatagramMapper)
         await mapper.delete_all(Protocol(proto), timeout=timeout)
 
-    @_holding_channel
+    @holding_channel
     async def get_external_address(self, *, via: Via = "auto",
                                    timeout: float | None = DEFAULT_TIMEOUT) -> IPAddress:
         """The gateway's external address; see :func:`external_address`."""
@@ -470,7 +283,7 @@ class GatewayClient:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    @_holding_channel
+    @holding_channel
     async def peer(self, protocol: int, internal_port: int, remote_address: str | IPAddress,
                    remote_port: int, *, external_port: int | None = None,
                    external_address: str | IPAddress | None = None,
@@ -490,7 +303,7 @@ class GatewayClient:
         grant = await self.mappers["pcp"].map(request, timeout=timeout)
         return self._granted(None, request, grant, await self.local_address())
 
-    @_holding_channel
+    @holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:
         """Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once, as tailscale does.
 
