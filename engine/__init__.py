@@ -34,6 +34,7 @@ from .errors import (
     MalformedPacket,
     NatDeckError,
     NoGatewayError,
+    PortUnreachable,
     ResultCodeError,
     TransportError,
     UnsupportedVersion,
@@ -61,6 +62,8 @@ from .events import (
 from .manager import MappingManager
 from .oneshot import external_address, map_port, peer, probe
 from .protocols import Protocol, parse_protocol, protocol_name
+from .request import MapRequest
+from .types import MappingProtocol
 from .wire.pcp import Filter, PreferFailure, ThirdParty
 
 __all__ = [
@@ -84,11 +87,13 @@ __all__ = [
     "LocalAddressChanged",
     "MalformedPacket",
     "ManagedMapping",
+    "MapRequest",
     "MappingAdded",
     "MappingFailed",
     "MappingKey",
     "MappingLost",
     "MappingManager",
+    "MappingProtocol",
     "MappingRecovered",
     "MappingRemoved",
     "MappingRenewalFailed",
@@ -99,6 +104,7 @@ __all__ = [
     "NoGatewayError",
     "PcpResult",
     "PortMapping",
+    "PortUnreachable",
     "PreferFailure",
     "ProbeCompleted",
     "ProbeResult",
