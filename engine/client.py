@@ -100,9 +100,8 @@ class GatewayClient(GatewayLink):
             protocol, internal_port, external_port=external_port,
             external_address=external_address, lifetime=lifetime, via=via,
             prefer_failure=prefer_failure, filters=filters, third_party=third_party,
-            nonce=nonce)
-        return await self.map_request(request, timeout=timeout,
-                                      fallback_on_silence=fallback_on_silence)
+            nonce=nonce or new_nonce())
+        return await self._map(request, timeout, fallback_on_silence)
 
     @holding_channel
     async def map_request(self, request: MapRequest, *, timeout: float | None = DEFAULT_TIMEOUT,
@@ -111,7 +110,10 @@ class GatewayClient(GatewayLink):
         request.validate()
         if request.opcode == "peer":
             return await self._peer(request, timeout)
-        request = request.with_nonce()
+        return await self._map(request.with_nonce(), timeout, fallback_on_silence)
+
+    async def _map(self, request: MapRequest, timeout: float | None,
+                   fallback_on_silence: bool) -> PortMapping:
         loop = asyncio.get_running_loop()
         start = loop.time()
         plan = self.negotiation.plan(

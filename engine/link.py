@@ -173,7 +173,8 @@ class GatewayLink:
             else schedule.timeouts(self.rng))
         async with self._use():
             outcome = await self.channel.request(ask.packet, ask.match, waits, deadline=timeout,
-                                                 describe=ask.describe, protocol=ask.protocol)
+                                                 describe=ask.describe, protocol=ask.protocol,
+                                                 key=ask.key)
         if outcome.rtt is not None:
             self.rtt = outcome.rtt
         return outcome

@@ -24,9 +24,10 @@ import heapq
 import itertools
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 
+from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
@@ -91,13 +92,14 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
-    __slots__ = ("exchange", "future", "sent_with", "started", "window")
+    __slots__ = ("exchange", "future", "key", "sent_with", "started", "window")
 
     def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
-                 window: InFlightWindow) -> None:
+                 window: InFlightWindow, key: Hashable | None) -> None:
         self.exchange = exchange
         self.future = future
         self.window = window
+        self.key = key
         self.started = False
         self.sent_with = 1
 
@@ -131,6 +133,11 @@ class GatewayChannel:
         self._transport: asyncio.DatagramTransport | None = None
         self._opening: asyncio.Lock | None = None
         self._out: list[_Pending] = []
+        # The requests out, indexed by the key of the answers they can match by their data
+        # (answer_key): an answer is offered to those, and to the requests without a key,
+        # instead of to every request out.
+        self._keyed: dict[Hashable, list[_Pending]] = {}
+        self._unkeyed: list[_Pending] = []
         self._queued: dict[DatagramProtocol, collections.deque[_Pending]] = {
             "pcp": collections.deque(), "natpmp": collections.deque()}
         #: One in-flight window per mapping protocol (issue 15's slow start in each).
@@ -198,21 +205,23 @@ class GatewayChannel:
 
     async def request(self, packet: bytes, match: Callable[[Message], Match],
                       schedule: Iterable[float], *, deadline: float | None, describe: str,
-                      protocol: DatagramProtocol) -> Outcome:
+                      protocol: DatagramProtocol, key: Hashable | None = None) -> Outcome:
         """Send ``packet`` and retransmit it on ``schedule`` until an answer matches.
 
         ``schedule`` yields how long to wait after each try (the RFC timers, from
         :mod:`engine.timing`); ``deadline`` caps the total seconds, time queued for the
         in-flight window included (``None``: the schedule alone decides). Raises
         :class:`~engine.errors.GatewayTimeout` (:class:`~engine.errors.PortUnreachable`
-        on ICMP port unreachable), :class:`TransportError` when the OS refuses.
+        on ICMP port unreachable), :class:`TransportError` when the OS refuses. ``key``:
+        the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
+        data (``None``: it is offered every answer).
         """
         await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
         exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name)
-        pending = _Pending(exchange, loop.create_future(), self.windows[protocol])
+        pending = _Pending(exchange, loop.create_future(), self.windows[protocol], key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:
             self._start(pending, now)
@@ -231,6 +240,10 @@ class GatewayChannel:
         pending.window.take()
         pending.sent_with = pending.window.in_flight
         self._out.append(pending)
+        if pending.key is None:
+            self._unkeyed.append(pending)
+        else:
+            self._keyed.setdefault(pending.key, []).append(pending)
         pending.exchange.start(now)
         self._step(pending, now)
 
@@ -258,6 +271,13 @@ class GatewayChannel:
             pending.window.give()
             with contextlib.suppress(ValueError):
                 self._out.remove(pending)
+            if pending.key is None:
+                self._unkeyed.remove(pending)
+            else:
+                same = self._keyed[pending.key]
+                same.remove(pending)
+                if not same:
+                    del self._keyed[pending.key]
         if not pending.future.done():
             if exchange.outcome is not None:
                 if exchange.outcome.rtt is not None:
@@ -332,7 +352,9 @@ class GatewayChannel:
             packet_log.debug("<- %s %r", self.gateway, message)
         firm: list[_Pending] = []
         weak: list[_Pending] = []
-        for pending in self._out:
+        key = answer_key(message)
+        candidates = self._out if key is None else [*self._keyed.get(key, ()), *self._unkeyed]
+        for pending in candidates:
             verdict = pending.exchange.match(message)
             if verdict is Match.YES:
                 firm.append(pending)

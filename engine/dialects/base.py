@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ..exchange import Match, Message
 from ..timing import RetransmitSchedule
 from ..types import DatagramProtocol, MappingProtocol
-from ..wire import pcp
+from ..wire import natpmp, pcp
 from ..wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from ..request import MapRequest
 
-__all__ = ["Ask", "DatagramDialect", "Grant", "Heard", "Mapper", "MapperFactory"]
+__all__ = ["Ask", "DatagramDialect", "Grant", "Heard", "Mapper", "MapperFactory", "answer_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,21 @@ class Ask:
     match: Callable[[Message], Match]
     read: Callable[[Message], Grant]
     """Reads a matched answer into a :class:`Grant`, or raises the typed error it carries."""
+    key: Hashable | None = None
+    """What :func:`answer_key` gives for the answers this request can match by their data, so
+    the channel offers an answer only to the requests with its key (``None``: every answer)."""
+
+
+def answer_key(message: Message) -> Hashable | None:
+    """The key of an answer that carries what its request sent (a PCP nonce, a NAT-PMP
+    protocol and internal port); ``None`` for answers without (errors of a header or 8 bytes,
+    address answers), which are offered to every request out. Only an index: each request
+    still matches the answer in full."""
+    if isinstance(message, pcp.Response):
+        return None if message.data is None else ("pcp", message.data.nonce)
+    if isinstance(message, natpmp.MapResponse):
+        return ("natpmp", message.protocol, message.internal_port)
+    return None
 
 
 class DatagramDialect(Protocol):

@@ -103,14 +103,16 @@ class NatPmpDialect:
                                   request.lifetime)
         describe = f"NAT-PMP {what} {request.describe()}"
         return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),
-                   lambda message: self.read(message, describe))
+                   lambda message: self.read(message, describe),
+                   ("natpmp", packet.protocol, packet.internal_port))
 
     def delete_all(self, protocol: Protocol) -> Ask:
         """Every mapping of ``protocol`` for this client (§3.4): internal port 0, lifetime 0."""
         packet = natpmp.MapPacket(int(protocol), 0, 0, 0)
         describe = f"NAT-PMP delete all {protocol.name.lower()}"
         return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),
-                   lambda message: self.read(message, describe))
+                   lambda message: self.read(message, describe),
+                   ("natpmp", packet.protocol, 0))
 
     def address(self) -> Ask | None:
         """Opcode 0 (§3.2): creates no state."""

@@ -121,7 +121,7 @@ class PcpDialect:
             describe = f"PCP {what} {request.describe()}"
         packet = pcp.Request(opcode, request.lifetime, local, opdata, request.options).encode()
         return Ask("pcp", packet, describe, _Matcher(opcode, opdata),
-                   lambda message: self.read(message, describe))
+                   lambda message: self.read(message, describe), ("pcp", request.nonce))
 
     def address(self) -> Ask | None:
         """PCP has no such request: the client maps briefly instead (RFC 6887 §11.6)."""

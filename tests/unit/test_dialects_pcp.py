@@ -147,3 +147,13 @@ def test_announce_takes_a_bare_header() -> None:
 def test_pcp_carries_every_valid_request() -> None:
     assert DIALECT.refusal(MapRequest(47, 0, via="pcp")) is None
     assert DIALECT.address() is None  # the client maps briefly instead (RFC 6887 §11.6)
+
+
+def test_the_answer_key_indexes_answers_by_what_their_request_sent() -> None:
+    from engine.dialects.base import answer_key
+
+    assert ask().key == answer_key(answer()) == ("pcp", NONCE)
+    assert answer_key(answer(nonce=OTHER_NONCE)) != ask().key
+    # Answers without data are offered to every request out.
+    assert answer_key(pcp.Response(pcp.Opcode.MAP, PcpResult.MALFORMED_REQUEST, 0, 1)) is None
+    assert answer_key(natpmp.ErrorResponse(0x81, 1, 0)) is None
