@@ -147,6 +147,7 @@ class GatewayChannel:
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._handle_at = 0.0
+        self._handle_loop: asyncio.AbstractEventLoop | None = None
         #: Called with every accepted message (epoch tracking, last contact).
         self.observers: list[Callable[[Message], None]] = []
         self.dropped = 0
@@ -302,11 +303,14 @@ class GatewayChannel:
         if when is None:
             return
         heapq.heappush(self._timers, (when, next(self._seq), pending))
-        if self._handle is None or when < self._handle_at:
+        loop = asyncio.get_running_loop()
+        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
+        if self._handle is None or when < self._handle_at or self._handle_loop is not loop:
             if self._handle is not None:
                 self._handle.cancel()
-            self._handle = asyncio.get_running_loop().call_at(when, self._on_timer)
+            self._handle = loop.call_at(when, self._on_timer)
             self._handle_at = when
+            self._handle_loop = loop
 
     def _on_timer(self) -> None:
         self._handle = None
@@ -330,6 +334,7 @@ class GatewayChannel:
         if timers:
             self._handle_at = timers[0][0]
             self._handle = loop.call_at(self._handle_at, self._on_timer)
+            self._handle_loop = loop
 
     # -- I/O -----------------------------------------------------------------------------
 
