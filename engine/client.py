@@ -74,7 +74,7 @@ class GatewayClient(GatewayLink):
                  mappers: Iterable[MapperFactory] = ()) -> None:
         super().__init__(gateway, port, local_address=local_address,
                          max_in_flight=max_in_flight, rng=rng)
-        name = str(self.gateway) if port == SERVER_PORT else f"{self.gateway}:{port}"
+        name = str(self.gateway)  # as the gateway's errors name it (timeouts add the port)
         self.mappers: dict[MappingProtocol, Mapper] = {
             "pcp": DatagramMapper(PcpDialect(name), self),
             "natpmp": DatagramMapper(NatPmpDialect(name), self)}
