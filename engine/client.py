@@ -17,7 +17,6 @@ import logging
 import random
 from collections.abc import Iterable
 from ipaddress import IPv4Address
-from typing import cast
 
 from .codes import PcpResult
 from .dialects.base import Grant, Mapper, MapperFactory
@@ -26,14 +25,21 @@ from .dialects.natpmp import NatPmpDialect
 from .dialects.pcp import PcpDialect
 from .errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError
 from .link import GatewayLink, holding_channel
-from .mapping import DEFAULT_TIMEOUT, MappingCall, PortMapping, ProbeResult, request_for
+from .mapping import (
+    DEFAULT_TIMEOUT,
+    MappingCall,
+    PortMapping,
+    ProbeResult,
+    granted,
+    request_for,
+)
 from .negotiation import (
     ANSWERS_ONLY,
     PCP_SILENCE_FALLBACK,
     falls_back,
     skips_after,
 )
-from .protocols import Protocol, as_protocol
+from .protocols import Protocol
 from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
@@ -158,7 +164,7 @@ class GatewayClient(GatewayLink):
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,
                            timeout: float | None) -> PortMapping:
-        mapping = self._granted(None, request, grant, await self.local_address())
+        mapping = await self._granted(None, request, grant)
         if not request.honoured_by(mapping.external_port, mapping.external_address):
             # RFC 6887 §13.2: with PREFER_FAILURE the server must not assign another port
             # or address. Some do (Debian's miniupnpd 2.3.1 when the port is in use): give
@@ -175,37 +181,10 @@ class GatewayClient(GatewayLink):
                        f"{mapping.external_port} despite PREFER_FAILURE; it was deleted")
         return mapping
 
-    def _granted(self, mapping: PortMapping | None, request: MapRequest, grant: Grant,
-                 local: IPAddress) -> PortMapping:
-        now = asyncio.get_running_loop().time()
-        via = cast(ProtocolName, grant.mapping_protocol)  # "upnp" joins with its mapper
-        epoch = grant.epoch or 0
-        if mapping is None:
-            return PortMapping(
-                gateway=self.gateway, gateway_port=self.port, local_address=local,
-                protocol=as_protocol(int(request.protocol)), internal_port=request.internal_port,
-                external_port=grant.external_port, external_address=grant.external_address,
-                lifetime=grant.lifetime, expires_at=now + grant.lifetime, granted_at=now,
-                via=via, epoch=epoch, nonce=request.nonce if via == "pcp" else None,
-                requested_lifetime=request.lifetime,
-                suggested_external_port=request.suggested_external_port,
-                suggested_external_address=request.external_address,
-                # A success means every option we sent was processed (all are mandatory,
-                # RFC 6887 §7.3); a gateway that does not echo them must not make the
-                # renewal and the deletion forget THIRD_PARTY or the FILTERs.
-                options=grant.options or request.options,
-                remote_address=request.remote_address, remote_port=request.remote_port,
-                client=self)
-        mapping.external_port = grant.external_port
-        mapping.external_address = grant.external_address
-        mapping.lifetime = grant.lifetime
-        mapping.granted_at = now
-        mapping.expires_at = now + grant.lifetime
-        mapping.epoch = epoch
-        mapping.via = via
-        mapping.options = grant.options or mapping.options
-        mapping.client = self
-        return mapping
+    async def _granted(self, mapping: PortMapping | None, request: MapRequest,
+                       grant: Grant) -> PortMapping:
+        return granted(self, mapping, request, grant, await self.local_address(),
+                       asyncio.get_running_loop().time())
 
     @holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
@@ -249,7 +228,7 @@ class GatewayClient(GatewayLink):
         if refusal is not None:
             raise InvalidRequest(refusal)
         grant = await mapper.renew(request, timeout=timeout, retransmit=retransmit)
-        return self._granted(mapping, request, grant, await self.local_address())
+        return await self._granted(mapping, request, grant)
 
     @holding_channel
     async def delete(self, mapping: PortMapping, *,
@@ -303,7 +282,7 @@ class GatewayClient(GatewayLink):
     async def _peer(self, request: MapRequest, timeout: float | None) -> PortMapping:
         request = request.with_nonce()
         grant = await self.mappers["pcp"].map(request, timeout=timeout)
-        return self._granted(None, request, grant, await self.local_address())
+        return await self._granted(None, request, grant)
 
     @holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:

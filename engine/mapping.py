@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from .protocols import Protocol, as_protocol, protocol_name
 from .request import DEFAULT_LIFETIME, MapRequest, new_nonce
@@ -23,8 +23,11 @@ from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from .client import GatewayClient
+    from .dialects.base import Grant
 
-__all__ = ["DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "request_for"]
+__all__ = [
+    "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",
+]
 
 log = logging.getLogger("engine.client")
 
@@ -186,3 +189,37 @@ def request_for(mapping: PortMapping, lifetime: int) -> MapRequest:
         via=mapping.via,
         nonce=mapping.nonce or new_nonce(), remote_address=mapping.remote_address,
         remote_port=mapping.remote_port, extra_options=mapping.options)
+
+
+def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequest,
+            grant: Grant, local: IPAddress, now: float) -> PortMapping:
+    """The mapping a :class:`~engine.dialects.base.Grant` gives: a new one, or ``mapping``
+    updated in place (a renewal or a recreation), at ``now`` on the loop's clock."""
+    via = cast(ProtocolName, grant.mapping_protocol)  # "upnp" joins with its mapper
+    epoch = grant.epoch or 0
+    if mapping is None:
+        return PortMapping(
+            gateway=client.gateway, gateway_port=client.port, local_address=local,
+            protocol=as_protocol(int(request.protocol)), internal_port=request.internal_port,
+            external_port=grant.external_port, external_address=grant.external_address,
+            lifetime=grant.lifetime, expires_at=now + grant.lifetime, granted_at=now,
+            via=via, epoch=epoch, nonce=request.nonce if via == "pcp" else None,
+            requested_lifetime=request.lifetime,
+            suggested_external_port=request.suggested_external_port,
+            suggested_external_address=request.external_address,
+            # A success means every option we sent was processed (all are mandatory,
+            # RFC 6887 §7.3); a gateway that does not echo them must not make the
+            # renewal and the deletion forget THIRD_PARTY or the FILTERs.
+            options=grant.options or request.options,
+            remote_address=request.remote_address, remote_port=request.remote_port,
+            client=client)
+    mapping.external_port = grant.external_port
+    mapping.external_address = grant.external_address
+    mapping.lifetime = grant.lifetime
+    mapping.granted_at = now
+    mapping.expires_at = now + grant.lifetime
+    mapping.epoch = epoch
+    mapping.via = via
+    mapping.options = grant.options or mapping.options
+    mapping.client = client
+    return mapping

@@ -104,6 +104,48 @@ class _Pending:
         self.sent_with = 1
 
 
+class _Timer:
+    """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
+    the earliest. Entries are never removed; :meth:`GatewayChannel._fire` skips stale ones."""
+
+    __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
+
+    def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
+        self._fire = fire
+        self._heap: list[tuple[float, int, _Pending]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def push(self, when: float, pending: _Pending) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), pending))
+        loop = asyncio.get_running_loop()
+        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
+        if self._handle is None or when < self._at or self._loop is not loop:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._rearm(loop, when)
+
+    def _rearm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._handle = loop.call_at(when, self._run)
+        self._at = when
+        self._loop = loop
+
+    def _run(self) -> None:
+        self._handle = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, pending = heapq.heappop(heap)
+            self._fire(pending, when, now)
+        while heap and heap[0][2].exchange.done:
+            heapq.heappop(heap)
+        if heap and self._handle is None:
+            self._rearm(loop, heap[0][0])
+
+
 class _ChannelProtocol(asyncio.DatagramProtocol):
     def __init__(self, channel: GatewayChannel) -> None:
         self._channel = channel
@@ -113,6 +155,23 @@ class _ChannelProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         self._channel._error(exc)
+
+
+async def _connect(channel: GatewayChannel) -> asyncio.DatagramTransport:
+    """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
+    gateway = channel.gateway
+    family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
+    local = (str(channel.local_address), 0) if channel.local_address is not None else None
+    try:
+        # connect(): the kernel then delivers only datagrams from the gateway's address and
+        # port, and reports its ICMP errors; GatewayChannel._received checks again.
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _ChannelProtocol(channel), family=family, local_addr=local,
+            remote_addr=(str(gateway), channel.port))
+    except OSError as exc:
+        raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
+                             f"{exc.strerror or exc}", cause=exc) from None
+    return transport
 
 
 class GatewayChannel:
@@ -143,11 +202,7 @@ class GatewayChannel:
         #: One in-flight window per mapping protocol (issue 15's slow start in each).
         self.windows: dict[DatagramProtocol, InFlightWindow] = {
             p: InFlightWindow(max_in_flight, _FIRST_TIMEOUT[p]) for p in ("pcp", "natpmp")}
-        self._timers: list[tuple[float, int, _Pending]] = []
-        self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
-        self._handle_at = 0.0
-        self._handle_loop: asyncio.AbstractEventLoop | None = None
+        self._timer = _Timer(self._fire)
         #: Called with every accepted message (epoch tracking, last contact).
         self.observers: list[Callable[[Message], None]] = []
         self.dropped = 0
@@ -167,20 +222,7 @@ class GatewayChannel:
         async with self._opening:
             if self.is_open:
                 return
-            loop = asyncio.get_running_loop()
-            family = socket.AF_INET if isinstance(self.gateway, IPv4Address) else socket.AF_INET6
-            local = (str(self.local_address), 0) if self.local_address is not None else None
-            try:
-                # connect(): the kernel then delivers only datagrams from the gateway's
-                # address and port, and reports its ICMP errors; _received checks again.
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _ChannelProtocol(self), family=family, local_addr=local,
-                    remote_addr=(str(self.gateway), self.port))
-            except OSError as exc:
-                raise TransportError(
-                    f"cannot open a UDP socket to gateway {self.gateway}:{self.port}: "
-                    f"{exc.strerror or exc}", cause=exc) from None
-            self._transport = transport
+            self._transport = await _connect(self)
 
     def close(self) -> None:
         """Close the socket; requests still out fail at their next try."""
@@ -300,41 +342,19 @@ class GatewayChannel:
 
     def _arm(self, pending: _Pending) -> None:
         when = pending.exchange.timer()
-        if when is None:
-            return
-        heapq.heappush(self._timers, (when, next(self._seq), pending))
-        loop = asyncio.get_running_loop()
-        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
-        if self._handle is None or when < self._handle_at or self._handle_loop is not loop:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._handle = loop.call_at(when, self._on_timer)
-            self._handle_at = when
-            self._handle_loop = loop
+        if when is not None:
+            self._timer.push(when, pending)
 
-    def _on_timer(self) -> None:
-        self._handle = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            when, _, pending = heapq.heappop(timers)
-            exchange = pending.exchange
-            if exchange.done or exchange.timer() != when:
-                continue  # a stale entry: answered, or re-armed since
-            exchange.on_timer(now)
-            if not pending.started:
-                if exchange.done:  # the deadline passed while queued
-                    self._queued[exchange.protocol].remove(pending)
-                    self._finish(pending, now)
-                continue
+    def _fire(self, pending: _Pending, when: float, now: float) -> None:
+        exchange = pending.exchange
+        if exchange.done or exchange.timer() != when:
+            return  # a stale entry: answered, or re-armed since
+        exchange.on_timer(now)
+        if pending.started:
             self._step(pending, now)
-        while timers and timers[0][2].exchange.done:
-            heapq.heappop(timers)
-        if timers:
-            self._handle_at = timers[0][0]
-            self._handle = loop.call_at(self._handle_at, self._on_timer)
-            self._handle_loop = loop
+        elif exchange.done:  # the deadline passed while queued
+            self._queued[exchange.protocol].remove(pending)
+            self._finish(pending, now)
 
     # -- I/O -----------------------------------------------------------------------------
 
