@@ -37,6 +37,21 @@ without knowing which protocol it is::
 
 :class:`~engine.dialects.datagram.DatagramMapper` implements the interface for
 PCP and NAT-PMP over one datagram dialect each.
+
+**Adding a mapping protocol** (UPnP IGD): a class with the methods above and
+``name = "upnp"``, given to the client as a factory called with it::
+
+    client = GatewayClient(gateway, mappers=[UpnpMapper])   # UpnpMapper(client) -> Mapper
+
+``client.mappers["upnp"]`` is then what ``renew``/``recreate``/``delete`` call for a
+mapping whose ``via`` is ``"upnp"``, and ``via="auto"`` tries it after PCP and NAT-PMP
+(:meth:`engine.negotiation.Negotiation.plan`; an ICMP port unreachable from port 5351
+skips straight to it). The mapper reaches the gateway's address as ``client.gateway``,
+its learnt state as ``client.negotiation`` (``speaks["upnp"]``, ``external_address``)
+and the local address as ``await client.local_address()``. To open the front doors to
+it, widen :data:`engine.types.Via` and :data:`engine.request.VIAS` with ``"upnp"`` and
+``PortMapping.via`` (:data:`engine.types.ProtocolName` there) to
+:data:`~engine.types.MappingProtocol`.
 """
 
 from .base import Ask, DatagramDialect, Grant, Heard, Mapper, MapperFactory
