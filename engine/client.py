@@ -153,6 +153,8 @@ class GatewayClient(GatewayLink):
                     break
                 skipped |= skips_after(exc)
                 continue
+            if silences and silences[-1].protocol != step.protocol:
+                self.negotiation.silent_then_answered(silences[-1].protocol, step.protocol)
             return await self._new_mapping(request, grant, timeout)
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:

@@ -240,6 +240,22 @@ async def test_pcp_silence_falls_back_to_natpmp(start_sim: StartSim,
     assert [(m.via, m.internal_port) for m in gw.mappings] == [("natpmp", 8080)]
 
 
+async def test_after_a_silence_fallback_the_next_map_goes_straight_to_natpmp(
+        start_sim: StartSim, short_silence_budget: float) -> None:
+    gw, spy = await spied(start_sim, SILENT_ON_PCP)
+    spy.silent_on_pcp = True
+    host, port = gw.address
+    async with GatewayClient(host, port) as client:
+        await client.map(Protocol.TCP, 8080, timeout=3.0)
+        assert client.speaks == {"pcp": False, "natpmp": True}
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        second = await client.map(Protocol.TCP, 9090, timeout=3.0)
+        assert loop.time() - began < short_silence_budget  # no second silence budget
+    assert second.via == "natpmp"
+    assert gw.counters.count("pcp") == 1
+
+
 async def test_no_silence_fallback_when_turned_off(start_sim: StartSim,
                                                    short_silence_budget: float) -> None:
     gw, spy = await spied(start_sim, SILENT_ON_PCP)

@@ -54,6 +54,17 @@ def test_what_the_gateway_refused_is_skipped() -> None:
     assert plan(state) == [("natpmp", 30.0, False)]
 
 
+def test_silent_on_pcp_but_answering_natpmp_means_no_pcp() -> None:
+    state = Negotiation()
+    state.silent_then_answered("pcp", "natpmp")
+    assert state.speaks["pcp"] is False
+    assert plan(state) == [("natpmp", 30.0, False)]
+    heard = Negotiation()
+    heard.learn("pcp")
+    heard.silent_then_answered("pcp", "natpmp")  # heard speaking it: silence is loss
+    assert heard.speaks["pcp"] is True
+
+
 def test_a_gateway_known_to_speak_pcp_is_not_given_up_on_silence() -> None:
     state = Negotiation()
     state.learn("pcp")
