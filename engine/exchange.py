@@ -19,17 +19,20 @@ to a request sent once gives a round-trip sample.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import TypeVar
 
 from .errors import GatewayError, GatewayTimeout, PortUnreachable
 from .types import DatagramProtocol
 from .wire import natpmp, pcp
 
-__all__ = ["Exchange", "Match", "Message", "Outcome", "State"]
+__all__ = ["Exchange", "Match", "Message", "Outcome", "State", "takers"]
 
 log = logging.getLogger("engine.exchange")
+
+T = TypeVar("T")
 
 Message = natpmp.Response | pcp.Response
 """A decoded datagram from a gateway: NAT-PMP (version 0) or PCP (version >= 1)."""
@@ -44,6 +47,23 @@ class Match(IntEnum):
     that one (an 8-byte UNSUPPORTED_VERSION: a NAT-PMP gateway refusing a PCP request, or a
     gateway refusing NAT-PMP's version 0)."""
     YES = 2
+
+
+def takers(items: Iterable[T], message: Message,
+           exchange_of: Callable[[T], Exchange]) -> list[T]:
+    """The items whose exchange ``message`` answers: those it matches firmly, else those it
+    matches weakly. The same 8 bytes (NAT-PMP UNSUPPORTED_VERSION) answer a PCP request
+    refused by a NAT-PMP gateway and a NAT-PMP request refused by its version: decided by
+    the request out, the PCP one first."""
+    firm: list[T] = []
+    weak: list[T] = []
+    for item in items:
+        verdict = exchange_of(item).match(message)
+        if verdict is Match.YES:
+            firm.append(item)
+        elif verdict is Match.WEAK:
+            weak.append(item)
+    return firm or weak
 
 
 class State(Enum):

@@ -29,7 +29,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
-from .exchange import Exchange, Match, Message, Outcome
+from .exchange import Exchange, Match, Message, Outcome, takers
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
 from .types import DatagramProtocol, ProtocolName
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
@@ -102,6 +102,10 @@ class _Pending:
         self.key = key
         self.started = False
         self.sent_with = 1
+
+
+def _exchange_of(pending: _Pending) -> Exchange:
+    return pending.exchange
 
 
 class _Timer:
@@ -375,23 +379,15 @@ class GatewayChannel:
             return
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        firm: list[_Pending] = []
-        weak: list[_Pending] = []
         key = answer_key(message)
         candidates = self._out if key is None else [*self._keyed.get(key, ()), *self._unkeyed]
-        for pending in candidates:
-            verdict = pending.exchange.match(message)
-            if verdict is Match.YES:
-                firm.append(pending)
-            elif verdict:
-                weak.append(pending)
-        takers = firm or weak
-        if not takers:
+        taken = takers(candidates, message, _exchange_of)
+        if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
             return
         now = asyncio.get_running_loop().time()
-        for pending in takers:
+        for pending in taken:
             pending.exchange.receive(message, now)
             self._finish(pending, now)
         for observer in self.observers:

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from engine.errors import GatewayTimeout, PortUnreachable, TransportError
-from engine.exchange import Exchange, Match, Message, State
+from engine.exchange import Exchange, Match, Message, State, takers
 from engine.timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
 from engine.wire import natpmp
 
@@ -164,3 +164,24 @@ def test_one_try_without_retransmission() -> None:
     assert run_to_end(ex) == [0]
     assert isinstance(ex.error, GatewayTimeout)
     assert ex.error.tries == 1
+
+
+def test_a_firm_match_wins_over_a_weak_one() -> None:
+    refusal = natpmp.ErrorResponse(0x81, 1, 0)  # UNSUPPORTED_VERSION, 8 bytes
+
+    def weak(message: Message) -> Match:
+        return Match.WEAK
+
+    def made(match: object, protocol: str) -> Exchange:
+        ex = Exchange(PACKET, match, NATPMP_RETRANSMIT.timeouts(),  # type: ignore[arg-type]
+                      now=0.0, deadline=None, describe="x", protocol=protocol,  # type: ignore[arg-type]
+                      gateway="gw")
+        ex.start(0.0)
+        return ex
+
+    pcp_request, natpmp_request = made(yes, "pcp"), made(weak, "natpmp")
+    both = [pcp_request, natpmp_request]
+    assert takers(both, refusal, lambda e: e) == [pcp_request]
+    assert takers([natpmp_request], refusal, lambda e: e) == [natpmp_request]
+    queued = exchange()
+    assert takers([queued], refusal, lambda e: e) == []  # nothing asked yet
