@@ -192,7 +192,7 @@ def codec_table(number: int) -> str:
         from natpmp import NATPMP as peer
     except ImportError:
         return "\n".join(lines)
-    request = natpmp.MapPacket(Protocol.TCP, 5000, 5000, 7200)
+    request = natpmp.MapRequest(Protocol.TCP, 5000, 5000, 7200)
     response = natpmp.MapResponse(Protocol.TCP, 0, 1, 5000, 50000, 7200).encode()
     peer_request = peer.PortMapRequest(peer.NATPMP_PROTOCOL_TCP, 5000, 5000, 7200)
 

@@ -55,8 +55,8 @@ def seed_messages() -> list[Any]:
         pcp.UnknownOption(200, b"abc"), pcp.UnknownOption(96, b"\x01\x02\x03\x04\x05"))
     return [
         natpmp.ExternalAddressRequest(),
-        natpmp.MapPacket(Protocol.UDP, 5000, 5000, 7200),
-        natpmp.MapPacket(Protocol.TCP, 0, 0, 0),
+        natpmp.MapRequest(Protocol.UDP, 5000, 5000, 7200),
+        natpmp.MapRequest(Protocol.TCP, 0, 0, 0),
         natpmp.ExternalAddressResponse(0, 7200, IPv4Address("203.0.113.7")),
         natpmp.MapResponse(Protocol.UDP, 0, 123456, 5000, 50000, 7200),
         natpmp.MapResponse(Protocol.TCP, 2, 123457, 22, 0, 0),
@@ -193,7 +193,7 @@ def measure(number: int) -> None:
     map4 = pcp.MapData(NONCE, Protocol.TCP, 8080, 8080, IPv4Address(0))
     peer6 = pcp.PeerData(NONCE, Protocol.UDP, 4500, 4500, V6, 4500, REMOTE6)
     cases: list[tuple[str, Any, Callable[[bytes], Any]]] = [
-        ("NAT-PMP map request", natpmp.MapPacket(Protocol.UDP, 5000, 5000, 7200),
+        ("NAT-PMP map request", natpmp.MapRequest(Protocol.UDP, 5000, 5000, 7200),
          natpmp.decode_request),
         ("NAT-PMP map response", natpmp.MapResponse(Protocol.UDP, 0, 1, 5000, 50000, 7200),
          natpmp.decode_response),

@@ -141,8 +141,8 @@ def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP
 
 def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[list[bytes]]:
     if kind == "natpmp":
-        return [[natpmp.MapPacket(TCP, p, p, lifetime).encode() for p in ports],
-                [natpmp.MapPacket(TCP, p, 0, 0).encode() for p in ports]]
+        return [[natpmp.MapRequest(TCP, p, p, lifetime).encode() for p in ports],
+                [natpmp.MapRequest(TCP, p, 0, 0).encode() for p in ports]]
     address = IPv4Address(local)
     nonces = {p: secrets.token_bytes(pcp.NONCE_SIZE) for p in ports}
 
