@@ -37,10 +37,6 @@ if TYPE_CHECKING:
         PortMapping,
         ProbeResult,
         Via,
-        external_address,
-        map_port,
-        peer,
-        probe,
     )
     from .codes import (
         ErrorLifetime,
@@ -58,6 +54,7 @@ if TYPE_CHECKING:
         MalformedPacket,
         NatDeckError,
         NoGatewayError,
+        PortUnreachable,
         ResultCodeError,
         TransportError,
         UnsupportedVersion,
@@ -85,10 +82,22 @@ if TYPE_CHECKING:
     from .manager import (
         MappingManager,
     )
+    from .oneshot import (
+        external_address,
+        map_port,
+        peer,
+        probe,
+    )
     from .protocols import (
         Protocol,
         parse_protocol,
         protocol_name,
+    )
+    from .request import (
+        MapRequest,
+    )
+    from .types import (
+        MappingProtocol,
     )
     from .wire.pcp import (
         Filter,
@@ -106,10 +115,10 @@ _EXPORTS: dict[str, str] = {
     "PortMapping": ".client",
     "ProbeResult": ".client",
     "Via": ".client",
-    "external_address": ".client",
-    "map_port": ".client",
-    "peer": ".client",
-    "probe": ".client",
+    "external_address": ".oneshot",
+    "map_port": ".oneshot",
+    "peer": ".oneshot",
+    "probe": ".oneshot",
     "ErrorLifetime": ".codes",
     "NatPmpResult": ".codes",
     "PcpResult": ".codes",
@@ -121,6 +130,7 @@ _EXPORTS: dict[str, str] = {
     "MalformedPacket": ".errors",
     "NatDeckError": ".errors",
     "NoGatewayError": ".errors",
+    "PortUnreachable": ".errors",
     "ResultCodeError": ".errors",
     "TransportError": ".errors",
     "UnsupportedVersion": ".errors",
@@ -146,6 +156,8 @@ _EXPORTS: dict[str, str] = {
     "Protocol": ".protocols",
     "parse_protocol": ".protocols",
     "protocol_name": ".protocols",
+    "MapRequest": ".request",
+    "MappingProtocol": ".types",
     "Filter": ".wire.pcp",
     "PreferFailure": ".wire.pcp",
     "ThirdParty": ".wire.pcp",
@@ -172,11 +184,13 @@ __all__ = [
     "LocalAddressChanged",
     "MalformedPacket",
     "ManagedMapping",
+    "MapRequest",
     "MappingAdded",
     "MappingFailed",
     "MappingKey",
     "MappingLost",
     "MappingManager",
+    "MappingProtocol",
     "MappingRecovered",
     "MappingRemoved",
     "MappingRenewalFailed",
@@ -187,6 +201,7 @@ __all__ = [
     "NoGatewayError",
     "PcpResult",
     "PortMapping",
+    "PortUnreachable",
     "PreferFailure",
     "ProbeCompleted",
     "ProbeResult",

@@ -7,9 +7,8 @@ read as sentences a user can act on: what was asked, what happened, what to try.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .codes import ErrorLifetime, PcpResult, pcp_result, result_description, result_name
+from .types import DatagramProtocol, shown_name
 
 __all__ = [
     "GatewayTimeout",
@@ -17,13 +16,13 @@ __all__ = [
     "MalformedPacket",
     "NatDeckError",
     "NoGatewayError",
+    "PortUnreachable",
     "ResultCodeError",
     "TransportError",
     "UnsupportedVersion",
 ]
 
-ProtocolName = Literal["pcp", "natpmp"]
-_SHOWN: dict[str, str] = {"pcp": "PCP", "natpmp": "NAT-PMP"}
+ProtocolName = DatagramProtocol
 
 
 class NatDeckError(Exception):
@@ -39,7 +38,15 @@ class MalformedPacket(NatDeckError):
 
 
 class InvalidRequest(NatDeckError, ValueError):
-    """The request cannot be made as asked (refused before anything is sent)."""
+    """The request cannot be made as asked (refused before anything is sent).
+
+    ``field`` names the request's field at fault (``internal_port``, ``lifetime``...)
+    when one is, so that a form can show the sentence next to it.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NoGatewayError(NatDeckError):
@@ -68,11 +75,36 @@ class GatewayTimeout(GatewayError):
         self.tries = tries
         self.elapsed = elapsed
         self.protocol = protocol
-        super().__init__(
-            f"{request}: no answer from {_SHOWN[protocol]} gateway {gateway} after "
-            f"{tries} {'try' if tries == 1 else 'tries'} over {elapsed:.1f} s; is it the right "
-            "gateway, and does it have NAT-PMP/PCP enabled?"
-        )
+        super().__init__(self._sentence())
+
+    @property
+    def mapping_protocol(self) -> ProtocolName:
+        """The mapping protocol asked (``.protocol`` is the older name)."""
+        return self.protocol
+
+    def _sentence(self) -> str:
+        if self.tries == 0:
+            # Issue 17: never "after 0 tries": the request waited its turn and was not sent.
+            return (f"{self.request}: not sent to {shown_name(self.protocol)} gateway "
+                    f"{self.gateway} within the {self.elapsed:.1f} s allowed: earlier requests "
+                    "to it were still waiting for answers; allow more time or send fewer at once")
+        return (f"{self.request}: no answer from {shown_name(self.protocol)} gateway "
+                f"{self.gateway} after {self.tries} {'try' if self.tries == 1 else 'tries'} over "
+                f"{self.elapsed:.1f} s; is it the right gateway, and does it have NAT-PMP/PCP "
+                "enabled?")
+
+
+class PortUnreachable(GatewayTimeout):
+    """The gateway answered ICMP port unreachable: nothing listens on its NAT-PMP/PCP port.
+
+    A subclass of :class:`GatewayTimeout` (the gateway does not speak the protocol here,
+    as with silence), but known at once instead of after the whole timeout.
+    """
+
+    def _sentence(self) -> str:
+        return (f"{self.request}: gateway {self.gateway} refused it (ICMP port unreachable): "
+                f"nothing listens for {shown_name(self.protocol)} there; is NAT-PMP/PCP "
+                "enabled on it?")
 
 
 class ResultCodeError(GatewayError):
@@ -87,6 +119,7 @@ class ResultCodeError(GatewayError):
                  error_lifetime: int | None = None, epoch: int | None = None,
                  detail: str | None = None) -> None:
         self.protocol: ProtocolName = protocol
+        """The mapping protocol that answered (also :attr:`mapping_protocol`)."""
         self.code = code
         self.request = request
         self.gateway = gateway
@@ -95,13 +128,19 @@ class ResultCodeError(GatewayError):
         self.name = result_name(code, pcp=protocol == "pcp")
         self.description = result_description(code, pcp=protocol == "pcp")
         lasting = ""
-        if error_lifetime is not None:
+        if error_lifetime:
+            # Issue 17: a lifetime of 0 says nothing about how long the condition lasts.
             lasting = f"; the gateway says this lasts {error_lifetime} s"
         said = "answered" if detail is None else "would not honour the request:"
         super().__init__(
-            f"{request}: {_SHOWN[protocol]} gateway {gateway} {said} {self.name} "
+            f"{request}: {shown_name(protocol)} gateway {gateway} {said} {self.name} "
             f"({code}): {self.description}{lasting}" + (f" ({detail})" if detail else "")
         )
+
+    @property
+    def mapping_protocol(self) -> ProtocolName:
+        """The mapping protocol that answered (``.protocol`` is the older name)."""
+        return self.protocol
 
     @property
     def lifetime_kind(self) -> ErrorLifetime:

@@ -45,12 +45,23 @@ def as_protocol(value: int) -> Protocol | int:
         return int(value)
 
 
+#: IANA's keywords ("Assigned Internet Protocol Numbers", lower-cased) for the protocols a
+#: mapping may name; 0 is PCP's "all protocols" (RFC 6887 §11.1), not IANA's HOPOPT.
+IANA_NAMES: dict[int, str] = {
+    0: "all", 1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 8: "egp", 17: "udp", 27: "rdp",
+    33: "dccp", 41: "ipv6", 46: "rsvp", 47: "gre", 50: "esp", 51: "ah", 58: "ipv6-icmp",
+    88: "eigrp", 89: "ospf", 94: "ipip", 103: "pim", 108: "ipcomp", 112: "vrrp", 115: "l2tp",
+    132: "sctp", 136: "udplite", 137: "mpls-in-ip", 143: "ethernet",
+}
+_BY_NAME: dict[str, int] = {name: number for number, name in IANA_NAMES.items()}
+#: Other spellings people type.
+_BY_NAME.update({"icmpv6": 58, "ipv6icmp": 58, "udp-lite": 136, "ospfigp": 89, "ip-in-ip": 4})
+
+
 def protocol_name(value: int) -> str:
-    """A short lower-case name for a protocol number: ``tcp``, ``udp``, ``proto-47``."""
-    try:
-        return Protocol(value).name.lower()
-    except ValueError:
-        return f"proto-{value}"
+    """A short lower-case name for a protocol number: IANA's keyword (``tcp``, ``gre``,
+    ``ipv6-icmp``), else ``proto-N``."""
+    return IANA_NAMES.get(int(value), f"proto-{int(value)}")
 
 
 def parse_protocol(text: str) -> Protocol | int:
@@ -67,6 +78,8 @@ def parse_protocol(text: str) -> Protocol | int:
         return as_protocol(int(word))
     if word.startswith("proto-") and word[6:].isascii() and word[6:].isdigit():
         return as_protocol(int(word[6:]))
+    if word in _BY_NAME:
+        return as_protocol(_BY_NAME[word])
     try:
         return Protocol[word.upper()]
     except KeyError:

@@ -1,15 +1,18 @@
-"""asyncio UDP to one gateway: send, retransmit, validate, match, bound.
+"""asyncio UDP to one gateway: the thin layer that sends, receives and re-arms one timer.
 
-A thin layer over the wire code: it moves bytes and waits. One connected UDP
-socket per :class:`GatewayChannel` carries every request to that gateway; each
-datagram that arrives is checked against the gateway's address and port,
-decoded once, and offered to the requests in flight, each of which says whether
-the message answers it (``accepts``). A packet nobody accepts is dropped and
-logged; the requests keep waiting for the genuine answer.
+Every decision is made by pure code: :class:`~engine.exchange.Exchange` (tries,
+deadline, Karn's rule, matching), :class:`~engine.window.InFlightWindow` (how
+many requests may be out). A :class:`GatewayChannel` holds one connected UDP
+socket to the gateway, one in-flight window per mapping protocol, the requests
+out and queued, and one ``call_at`` timer for all of them (aioquic's
+``asyncio/protocol.py`` shape): no task and no ``asyncio.wait`` per try.
 
-The number of requests in flight to one gateway is bounded (per event loop and
-gateway), so a thousand concurrent ``map_port`` calls queue here instead of
-flooding a slow gateway.
+Each datagram that arrives is checked against the gateway's address and port,
+decoded once, and offered to the requests out; a firm match
+(:data:`~engine.exchange.Match.YES`) wins over a weak one. A packet nobody takes
+is dropped and logged; the requests keep waiting for the genuine answer. An ICMP
+port unreachable (``ConnectionRefusedError`` on the connected socket) ends the
+requests out at once: nothing listens there.
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import logging
 import socket
-import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
 
-from .errors import GatewayTimeout, MalformedPacket, TransportError
+from .dialects.base import answer_key
+from .errors import MalformedPacket, TransportError
+from .exchange import Exchange, Match, Message, Outcome, takers
+from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
+from .types import DatagramProtocol, ProtocolName
+from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from .wire import natpmp, pcp
 from .wire.addresses import IPAddress, to_address
 
@@ -36,6 +43,8 @@ __all__ = [
     "GatewayChannel",
     "InFlightWindow",
     "Message",
+    "Outcome",
+    "ProtocolName",
     "decode_message",
     "is_gateway_address",
 ]
@@ -44,10 +53,10 @@ log = logging.getLogger("engine.transport")
 packet_log = logging.getLogger("engine.packets")
 
 SERVER_PORT = 5351
-DEFAULT_MAX_IN_FLIGHT = 32
 
-Message = natpmp.Response | pcp.Response
-"""A decoded datagram from a gateway: NAT-PMP (version 0) or PCP (version >= 1)."""
+#: The first retransmission timer of each protocol: the window fits the queue in half of it.
+_FIRST_TIMEOUT: dict[DatagramProtocol, float] = {
+    "natpmp": NATPMP_RETRANSMIT.initial_timeout, "pcp": PCP_RETRANSMIT.initial_timeout}
 
 
 def decode_message(data: bytes) -> Message:
@@ -61,118 +70,6 @@ def decode_message(data: bytes) -> Message:
     if data[0] == natpmp.NATPMP_VERSION:
         return natpmp.decode_response(data)
     return pcp.decode_response(data)
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """A request's accepted answer, with what it cost."""
-
-    message: Message
-    tries: int
-    elapsed: float
-    rtt: float | None
-    """Round trip of the answered try; ``None`` when the answer may belong to an
-    earlier try (Karn's rule: no sample from a retransmitted request)."""
-
-
-Accepts = Callable[[Message], bool]
-ProtocolName = Literal["pcp", "natpmp"]
-
-
-class _Pending:
-    __slots__ = ("accepts", "future")
-
-    def __init__(self, accepts: Accepts, future: asyncio.Future[Message]) -> None:
-        self.accepts = accepts
-        self.future = future
-
-
-class InFlightWindow:
-    """How many requests of one protocol may be out to one gateway at once.
-
-    A gateway serves requests one at a time (miniupnpd takes ~10 ms each): with too
-    many out, the last waits in its queue past the protocol's first retransmission
-    timer (250 ms for NAT-PMP) and is sent again, which only lengthens the queue.
-    So the window follows the smoothed round trip: at most as many requests as the
-    gateway can answer in half the first timer, between 1 and ``limit``; a
-    retransmission halves it. PCP's 3 s timer leaves it at ``limit`` in practice.
-    """
-
-    def __init__(self, limit: int, first_timeout: float, *, initial: int | None = None) -> None:
-        self.limit = limit
-        self.first_timeout = first_timeout
-        self.window = float(limit if initial is None else min(initial, limit))
-        self.in_flight = 0
-        self.srtt: float | None = None
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def full(self) -> bool:
-        """Whether a new request would have to wait."""
-        return self.in_flight >= max(1, int(self.window))
-
-    async def acquire(self) -> None:
-        """Wait for room in the window, then take it."""
-        while self.full:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-        self.in_flight += 1
-
-    def release(self) -> None:
-        """Give the room back and wake as many waiters as now fit."""
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        room = max(1, int(self.window)) - self.in_flight
-        for waiter in list(self._waiters):
-            if room <= 0:
-                break
-            if not waiter.done():
-                waiter.set_result(None)
-                room -= 1
-
-    def answered(self, rtt: float) -> None:
-        """A first try was answered after ``rtt`` seconds (Karn's rule: no other samples)."""
-        self.srtt = rtt if self.srtt is None else self.srtt + (rtt - self.srtt) / 8
-        fit = self.first_timeout / (2 * max(self.srtt, 1e-4))
-        self.window = max(1.0, min(float(self.limit), fit))
-        self._wake()
-
-    def retransmitted(self) -> None:
-        """A request had to be sent again: halve the window."""
-        self.window = max(1.0, self.window / 2)
-
-
-# One window per (event loop, gateway, port, protocol): shared by every channel, so
-# separate map_port() calls to one gateway queue behind each other too.
-_windows: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, int, str], InFlightWindow]
-] = weakref.WeakKeyDictionary()
-
-#: NAT-PMP starts with few requests out, until a round trip has been measured.
-NATPMP_INITIAL_WINDOW = 4
-
-
-def in_flight_window(gateway: IPAddress, port: int, protocol: ProtocolName,
-                     limit: int) -> InFlightWindow:
-    """The shared window for requests of ``protocol`` to ``gateway``:``port``."""
-    loop = asyncio.get_running_loop()
-    per_loop = _windows.setdefault(loop, {})
-    key = (str(gateway), port, protocol)
-    window = per_loop.get(key)
-    if window is None:
-        if protocol == "natpmp":
-            window = InFlightWindow(limit, 0.25, initial=NATPMP_INITIAL_WINDOW)
-        else:
-            window = InFlightWindow(limit, 3.0)
-        per_loop[key] = window
-    return window
 
 
 def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
@@ -192,6 +89,67 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
     return peer == target
 
 
+class _Pending:
+    """An exchange with its future and what the channel counts for it."""
+
+    __slots__ = ("exchange", "future", "key", "sent_with", "started", "window")
+
+    def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
+                 window: InFlightWindow, key: Hashable | None) -> None:
+        self.exchange = exchange
+        self.future = future
+        self.window = window
+        self.key = key
+        self.started = False
+        self.sent_with = 1
+
+
+def _exchange_of(pending: _Pending) -> Exchange:
+    return pending.exchange
+
+
+class _Timer:
+    """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
+    the earliest. Entries are never removed; :meth:`GatewayChannel._fire` skips stale ones."""
+
+    __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
+
+    def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
+        self._fire = fire
+        self._heap: list[tuple[float, int, _Pending]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def push(self, when: float, pending: _Pending) -> None:
+        heapq.heappush(self._heap, (when, next(self._seq), pending))
+        loop = asyncio.get_running_loop()
+        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
+        if self._handle is None or when < self._at or self._loop is not loop:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._rearm(loop, when)
+
+    def _rearm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._handle = loop.call_at(when, self._run)
+        self._at = when
+        self._loop = loop
+
+    def _run(self) -> None:
+        self._handle = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, pending = heapq.heappop(heap)
+            self._fire(pending, when, now)
+        while heap and heap[0][2].exchange.done:
+            heapq.heappop(heap)
+        if heap and self._handle is None:
+            self._rearm(loop, heap[0][0])
+
+
 class _ChannelProtocol(asyncio.DatagramProtocol):
     def __init__(self, channel: GatewayChannel) -> None:
         self._channel = channel
@@ -200,9 +158,24 @@ class _ChannelProtocol(asyncio.DatagramProtocol):
         self._channel._received(data, addr)
 
     def error_received(self, exc: Exception) -> None:
-        # ICMP errors (port unreachable...) on a connected socket: the request is
-        # retransmitted on schedule; the gateway may just be starting.
-        log.debug("gateway %s: socket error %s", self._channel.gateway, exc)
+        self._channel._error(exc)
+
+
+async def _connect(channel: GatewayChannel) -> asyncio.DatagramTransport:
+    """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
+    gateway = channel.gateway
+    family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
+    local = (str(channel.local_address), 0) if channel.local_address is not None else None
+    try:
+        # connect(): the kernel then delivers only datagrams from the gateway's address and
+        # port, and reports its ICMP errors; GatewayChannel._received checks again.
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _ChannelProtocol(channel), family=family, local_addr=local,
+            remote_addr=(str(gateway), channel.port))
+    except OSError as exc:
+        raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
+                             f"{exc.strerror or exc}", cause=exc) from None
+    return transport
 
 
 class GatewayChannel:
@@ -219,9 +192,21 @@ class GatewayChannel:
         self.local_address = to_address(local_address) if local_address is not None else None
         self.max_in_flight = max_in_flight
         self._gateway_text = str(self.gateway)
+        self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
         self._transport: asyncio.DatagramTransport | None = None
-        self._pending: list[_Pending] = []
         self._opening: asyncio.Lock | None = None
+        self._out: list[_Pending] = []
+        # The requests out, indexed by the key of the answers they can match by their data
+        # (answer_key): an answer is offered to those, and to the requests without a key,
+        # instead of to every request out.
+        self._keyed: dict[Hashable, list[_Pending]] = {}
+        self._unkeyed: list[_Pending] = []
+        self._queued: dict[DatagramProtocol, collections.deque[_Pending]] = {
+            "pcp": collections.deque(), "natpmp": collections.deque()}
+        #: One in-flight window per mapping protocol (issue 15's slow start in each).
+        self.windows: dict[DatagramProtocol, InFlightWindow] = {
+            p: InFlightWindow(max_in_flight, _FIRST_TIMEOUT[p]) for p in ("pcp", "natpmp")}
+        self._timer = _Timer(self._fire)
         #: Called with every accepted message (epoch tracking, last contact).
         self.observers: list[Callable[[Message], None]] = []
         self.dropped = 0
@@ -241,23 +226,10 @@ class GatewayChannel:
         async with self._opening:
             if self.is_open:
                 return
-            loop = asyncio.get_running_loop()
-            family = socket.AF_INET if isinstance(self.gateway, IPv4Address) else socket.AF_INET6
-            local = (str(self.local_address), 0) if self.local_address is not None else None
-            try:
-                # connect(): the kernel then delivers only datagrams from the gateway's
-                # address and port; we check again in _received all the same.
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _ChannelProtocol(self), family=family, local_addr=local,
-                    remote_addr=(str(self.gateway), self.port))
-            except OSError as exc:
-                raise TransportError(
-                    f"cannot open a UDP socket to gateway {self.gateway}:{self.port}: "
-                    f"{exc.strerror or exc}", cause=exc) from None
-            self._transport = transport
+            self._transport = await _connect(self)
 
     def close(self) -> None:
-        """Close the socket; requests still waiting fail with a timeout."""
+        """Close the socket; requests still out fail at their next try."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -276,6 +248,120 @@ class GatewayChannel:
         name = self._transport.get_extra_info("sockname")
         return (str(name[0]), int(name[1])) if name else None
 
+    # -- requests ------------------------------------------------------------------------
+
+    async def request(self, packet: bytes, match: Callable[[Message], Match],
+                      schedule: Iterable[float], *, deadline: float | None, describe: str,
+                      protocol: DatagramProtocol, key: Hashable | None = None) -> Outcome:
+        """Send ``packet`` and retransmit it on ``schedule`` until an answer matches.
+
+        ``schedule`` yields how long to wait after each try (the RFC timers, from
+        :mod:`engine.timing`); ``deadline`` caps the total seconds, time queued for the
+        in-flight window included (``None``: the schedule alone decides). Raises
+        :class:`~engine.errors.GatewayTimeout` (:class:`~engine.errors.PortUnreachable`
+        on ICMP port unreachable), :class:`TransportError` when the OS refuses. ``key``:
+        the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
+        data (``None``: it is offered every answer).
+        """
+        await self.open()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
+                            describe=describe, protocol=protocol, gateway=self._name)
+        pending = _Pending(exchange, loop.create_future(), self.windows[protocol], key)
+        queue = self._queued[protocol]
+        if pending.window.room > 0 and not queue:
+            self._start(pending, now)
+        else:
+            queue.append(pending)
+            self._arm(pending)
+        try:
+            return await pending.future
+        finally:
+            if not exchange.done:  # cancelled by the caller
+                exchange.abort(None)
+                self._finish(pending, loop.time())
+
+    def _start(self, pending: _Pending, now: float) -> None:
+        pending.started = True
+        pending.window.take()
+        pending.sent_with = pending.window.in_flight
+        self._out.append(pending)
+        if pending.key is None:
+            self._unkeyed.append(pending)
+        else:
+            self._keyed.setdefault(pending.key, []).append(pending)
+        pending.exchange.start(now)
+        self._step(pending, now)
+
+    def _step(self, pending: _Pending, now: float) -> None:
+        """Send what the exchange has to send; finish it or re-arm its timer."""
+        exchange = pending.exchange
+        retransmissions = exchange.retransmissions
+        for datagram in exchange.datagrams_to_send(now):
+            try:
+                self._send(datagram, exchange.describe)
+            except TransportError as exc:
+                exchange.abort(exc)
+                break
+        if retransmissions == 1 and exchange.tries == 2:
+            pending.window.retransmitted()  # once per request, on its first retransmission
+        if exchange.done:
+            self._finish(pending, now)
+        else:
+            self._arm(pending)
+
+    def _finish(self, pending: _Pending, now: float) -> None:
+        exchange = pending.exchange
+        if pending.started:
+            pending.started = False
+            pending.window.give()
+            with contextlib.suppress(ValueError):
+                self._out.remove(pending)
+            if pending.key is None:
+                self._unkeyed.remove(pending)
+            else:
+                same = self._keyed[pending.key]
+                same.remove(pending)
+                if not same:
+                    del self._keyed[pending.key]
+        if not pending.future.done():
+            if exchange.outcome is not None:
+                if exchange.outcome.rtt is not None:
+                    pending.window.answered(exchange.outcome.rtt, pending.sent_with)
+                pending.future.set_result(exchange.outcome)
+            elif exchange.error is not None:
+                pending.future.set_exception(exchange.error)
+        self._admit(exchange.protocol, now)
+
+    def _admit(self, protocol: DatagramProtocol, now: float) -> None:
+        queue = self._queued[protocol]
+        window = self.windows[protocol]
+        while queue and window.room > 0:
+            pending = queue.popleft()
+            if not pending.exchange.done:
+                self._start(pending, now)
+
+    # -- the one timer -------------------------------------------------------------------
+
+    def _arm(self, pending: _Pending) -> None:
+        when = pending.exchange.timer()
+        if when is not None:
+            self._timer.push(when, pending)
+
+    def _fire(self, pending: _Pending, when: float, now: float) -> None:
+        exchange = pending.exchange
+        if exchange.done or exchange.timer() != when:
+            return  # a stale entry: answered, or re-armed since
+        exchange.on_timer(now)
+        if pending.started:
+            self._step(pending, now)
+        elif exchange.done:  # the deadline passed while queued
+            self._queued[exchange.protocol].remove(pending)
+            self._finish(pending, now)
+
+    # -- I/O -----------------------------------------------------------------------------
+
     def _received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         host, port = str(addr[0]), addr[1]
         # The common case is the exact text of our own gateway: skip parsing it.
@@ -291,22 +377,39 @@ class GatewayChannel:
             self.dropped += 1
             log.info("dropped a malformed datagram from gateway %s: %s", self.gateway, exc)
             return
-        packet_log.debug("<- %s %r", self.gateway, message)
-        taken = False
-        for pending in list(self._pending):
-            if not pending.future.done() and pending.accepts(message):
-                pending.future.set_result(message)
-                taken = True
+        if packet_log.isEnabledFor(logging.DEBUG):
+            packet_log.debug("<- %s %r", self.gateway, message)
+        key = answer_key(message)
+        candidates = self._out if key is None else [*self._keyed.get(key, ()), *self._unkeyed]
+        taken = takers(candidates, message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
             return
+        now = asyncio.get_running_loop().time()
+        for pending in taken:
+            pending.exchange.receive(message, now)
+            self._finish(pending, now)
         for observer in self.observers:
             observer(message)
 
-    def _send(self, packet: bytes) -> None:
+    def _error(self, exc: Exception) -> None:
+        if not isinstance(exc, ConnectionRefusedError):
+            log.debug("gateway %s: socket error %s", self.gateway, exc)
+            return
+        # ICMP port unreachable: nothing listens on the gateway's port. Say so at once
+        # rather than wait out the schedule (issue 13; the lab's enable_natpmp=no).
+        log.info("gateway %s: ICMP port unreachable on port %s", self.gateway, self.port)
+        now = asyncio.get_running_loop().time()
+        for pending in list(self._out):
+            pending.exchange.refused(now)
+            self._finish(pending, now)
+
+    def _send(self, packet: bytes, describe: str) -> None:
         if self._transport is None:
             raise TransportError(f"the socket to gateway {self.gateway} is closed")
+        if packet_log.isEnabledFor(logging.DEBUG):
+            packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
         try:
             self._transport.sendto(packet)
         except OSError as exc:
@@ -314,68 +417,4 @@ class GatewayChannel:
                                  cause=exc) from None
         self.sent += 1
 
-    async def request(self, packet: bytes, accepts: Accepts, schedule: Iterable[float], *,
-                      deadline: float | None, describe: str,
-                      protocol: ProtocolName) -> Exchange:
-        """Send ``packet`` and retransmit it on ``schedule`` until an answer is accepted.
 
-        ``schedule`` yields how long to wait after each try (the RFC timers, from
-        :mod:`engine.timing`); ``deadline`` caps the total seconds (``None``: the
-        schedule alone decides). Raises :class:`GatewayTimeout` when the schedule or
-        the deadline runs out, :class:`TransportError` when the OS refuses.
-        """
-        await self.open()
-        loop = asyncio.get_running_loop()
-        bound = in_flight_window(self.gateway, self.port, protocol, self.max_in_flight)
-        start = loop.time()
-        # The deadline covers the wait for room too: a caller queued behind a slow
-        # gateway is not kept longer than it asked. Room is taken at once when there is
-        # some: wait_for would wrap acquire() in a task, a quarter of a request's CPU.
-        if bound.full:
-            try:
-                await asyncio.wait_for(bound.acquire(), deadline)
-            except TimeoutError:
-                raise GatewayTimeout(self._name(), describe, 0, loop.time() - start,
-                                     protocol) from None
-        else:
-            await bound.acquire()
-        try:
-            future: asyncio.Future[Message] = loop.create_future()
-            pending = _Pending(accepts, future)
-            self._pending.append(pending)
-            tries = 0
-            sent_at = start
-            try:
-                for wait in schedule:
-                    now = loop.time()
-                    remaining = None if deadline is None else deadline - (now - start)
-                    if remaining is not None and remaining <= 0:
-                        break
-                    if tries:
-                        log.info("%s: no answer from %s after %d %s, retransmitting", describe,
-                                 self.gateway, tries, "try" if tries == 1 else "tries")
-                        if tries == 1:
-                            bound.retransmitted()
-                    packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
-                    self._send(packet)
-                    sent_at = now
-                    tries += 1
-                    timeout = wait if remaining is None else min(wait, remaining)
-                    done, _ = await asyncio.wait((future,), timeout=timeout)
-                    if done:
-                        end = loop.time()
-                        rtt = end - sent_at if tries == 1 else None
-                        if rtt is not None:
-                            bound.answered(rtt)
-                        return Exchange(future.result(), tries, end - start, rtt)
-                raise GatewayTimeout(self._name(), describe, tries, loop.time() - start,
-                                     protocol)
-            finally:
-                self._pending.remove(pending)
-                if not future.done():
-                    future.cancel()
-        finally:
-            bound.release()
-
-    def _name(self) -> str:
-        return f"{self.gateway}:{self.port}" if self.port != SERVER_PORT else str(self.gateway)

@@ -2,26 +2,27 @@
 
 Validation is pure (strings in, a :class:`MapRequest` or per-field messages
 out), so the dialog only shows what :func:`parse_map_form` says and the rules
-are tested without a screen. The rules are the ones the engine enforces before
-sending (RFC 6887 §11.1, RFC 6886 §3.3), caught early with a sentence next to
-the field instead of an error from the worker.
+are tested without a screen. This module only reads the text of each field;
+the rules are the engine's own (:meth:`engine.request.MapRequest.problems`,
+RFC 6887 §11.1, RFC 6886 §3.3), so the dialog, the CLI and the library refuse
+the same requests in the same words.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
 
-from engine.protocols import PORTED_PROTOCOLS, Protocol, parse_protocol, protocol_name
+from engine import request as engine_request
+from engine.protocols import Protocol, parse_protocol, protocol_name
+from engine.types import Via
 
 __all__ = ["VIAS", "FormErrors", "MapRequest", "Via", "parse_lifetime", "parse_map_form"]
 
-Via = Literal["auto", "pcp", "natpmp"]
-VIAS: tuple[Via, ...] = get_args(Via)
+VIAS: tuple[Via, ...] = engine_request.VIAS
 
 #: The PCP lifetime field is 32 bits (RFC 6887 §11.1); 0 would be a delete.
-MAX_LIFETIME = 0xFFFFFFFF
+MAX_LIFETIME = engine_request.MAX_LIFETIME
 
 #: Field name -> what is wrong with it.
 FormErrors = dict[str, str]
@@ -71,13 +72,12 @@ def parse_lifetime(text: str) -> int:
 
 
 def _parse_port(text: str, what: str) -> int:
+    # Only the text is read here: the range is the engine's rule (1-65535 where the
+    # protocol has ports), checked with the others in parse_map_form.
     word = text.strip()
-    if not word.isdigit():
+    if not word.isascii() or not word.isdigit():
         raise ValueError(f"{what} is a number 0-65535")
-    port = int(word)
-    if port > 0xFFFF:
-        raise ValueError(f"{what} must be 0-65535, not {port}")
-    return port
+    return int(word)
 
 
 def parse_map_form(protocol: str, internal_port: str, external_port: str, lifetime: str,
@@ -111,22 +111,6 @@ def parse_map_form(protocol: str, internal_port: str, external_port: str, lifeti
         except ValueError as exc:
             errors["internal_port"] = str(exc)
 
-    if proto is not None and internal is not None:
-        # RFC 6887 §11.1: protocol 0 means all protocols and takes port 0; protocols
-        # without ports take port 0; for the others port 0 would mean "all ports".
-        if proto == Protocol.ALL and internal != 0:
-            errors["internal_port"] = "protocol 'all' takes internal port 0 (RFC 6887 §11.1)"
-        elif proto not in PORTED_PROTOCOLS and proto != Protocol.ALL and internal != 0:
-            errors["internal_port"] = (f"{protocol.strip().lower()} has no ports: use internal "
-                                       "port 0 (RFC 6887 §11.1)")
-        elif proto in PORTED_PROTOCOLS and internal == 0:
-            errors["internal_port"] = "internal port must be 1-65535"
-
-    if proto is not None and chosen_via == "natpmp" and proto not in (Protocol.TCP,
-                                                                      Protocol.UDP):
-        # RFC 6886 §3.3: NAT-PMP has opcodes for UDP and TCP only.
-        errors["protocol"] = "NAT-PMP maps only tcp and udp (RFC 6886 §3.3); choose via pcp"
-
     external: int | None = None
     if external_port.strip():
         try:
@@ -141,6 +125,15 @@ def parse_map_form(protocol: str, internal_port: str, external_port: str, lifeti
         except ValueError as exc:
             errors["lifetime"] = str(exc)
 
+    if proto is not None and internal is not None and chosen_via is not None:
+        # The engine's one validation, every rule at once, each next to its field.
+        checked = engine_request.MapRequest(
+            proto, internal, external,
+            lifetime=seconds if seconds is not None else engine_request.DEFAULT_LIFETIME,
+            via=chosen_via)
+        for field, message in checked.problems():
+            if field in ("protocol", "internal_port", "external_port", "via"):
+                errors.setdefault(field, message)
     if errors:
         return errors
     assert proto is not None

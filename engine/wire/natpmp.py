@@ -21,6 +21,7 @@ __all__ = [
     "ErrorResponse",
     "ExternalAddressRequest",
     "ExternalAddressResponse",
+    "MapPacket",
     "MapRequest",
     "MapResponse",
     "Opcode",
@@ -77,8 +78,10 @@ class ExternalAddressRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class MapRequest:
+class MapPacket:
     """Opcode 1 (UDP) or 2 (TCP): create, renew or delete a mapping (§3.3, §3.4).
+
+    The wire message; :class:`engine.request.MapRequest` is what a caller asks for.
 
     ``lifetime`` 0 deletes; internal port 0 with lifetime 0 deletes all of the
     client's mappings of that protocol.
@@ -106,7 +109,10 @@ class MapRequest:
                            self.external_port, self.lifetime)
 
 
-Request = ExternalAddressRequest | MapRequest
+MapRequest = MapPacket
+"""The older name of :class:`MapPacket` (the simulator's and older tests' name)."""
+
+Request = ExternalAddressRequest | MapPacket
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +216,7 @@ def decode_request(data: bytes) -> Request:
         if len(data) != 12:
             raise MalformedPacket(f"NAT-PMP map request of {len(data)} bytes, not 12")
         _, _, _, internal, external, lifetime = struct.unpack("!BBHHHI", data)
-        return MapRequest(protocol_for(opcode), internal, external, lifetime)
+        return MapPacket(protocol_for(opcode), internal, external, lifetime)
     raise MalformedPacket(f"NAT-PMP request has unknown opcode {opcode}")
 
 

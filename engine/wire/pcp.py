@@ -538,6 +538,10 @@ def decode_request(data: bytes) -> Request:
     return Request(opcode, lifetime, client, _decode_opdata(opcode, body[:size]), options)
 
 
+_ZERO4 = IPv4Address(0)
+_ZERO6 = IPv6Address(0)
+
+
 def zero_address(like: IPAddress) -> IPAddress:
     """The all-zeros address of the same family (§5: "no preference")."""
-    return IPv4Address(0) if isinstance(like, IPv4Address) else IPv6Address(0)
+    return _ZERO4 if isinstance(like, IPv4Address) else _ZERO6

@@ -107,8 +107,9 @@ def test_cli_refusal_and_silence_have_their_exit_status(lab: Lab, tmp_path: Path
     silent = natdeck(lab, tmp_path, "map", "udp", "40501", "--via", "natpmp", "--timeout", "1")
 
     assert silent.returncode == 3
-    assert "no answer" in silent.stderr
-    assert time.monotonic() - started < 6  # 1 s of tries, the rest is Python starting up
+    # A stopped miniupnpd leaves nothing on 5351: ICMP port unreachable, known at once.
+    assert "ICMP port unreachable" in silent.stderr
+    assert time.monotonic() - started < 6  # Python starting up, not the timeout
 
 
 def test_cli_map_hold_recovers_after_a_restart_and_deletes_on_sigint(

@@ -94,7 +94,7 @@ async def test_natpmp_also_suggests_the_internal_port(start_sim: StartSim) -> No
     host, port = gw.address
     await engine.map_port(host, 5353, Protocol.UDP, gateway_port=port, via="natpmp",
                           timeout=ANSWERED)
-    maps = [r for r in spy.natpmp_requests() if isinstance(r, natpmp.MapRequest)]
+    maps = [r for r in spy.natpmp_requests() if isinstance(r, natpmp.MapPacket)]
     assert [(r.internal_port, r.external_port) for r in maps] == [(5353, 5353)]
 
 
@@ -215,7 +215,7 @@ async def test_error_lifetimes_of_refusals_the_gateway_decides(start_sim: StartS
 def short_silence_budget(monkeypatch: pytest.MonkeyPatch) -> float:
     """Make the PCP silence budget of ``via="auto"`` 0.3 s (the RFC-derived 9.5 s is too long
     for a unit test); the logic that spends it is unchanged."""
-    monkeypatch.setattr(engine.client, "PCP_SILENCE_FALLBACK", 0.3)
+    monkeypatch.setattr(engine.negotiation, "PCP_SILENCE_FALLBACK", 0.3)
     return 0.3
 
 
@@ -238,6 +238,22 @@ async def test_pcp_silence_falls_back_to_natpmp(start_sim: StartSim,
     assert gw.counters.count("pcp") == 1  # PCP's first retransmission would be after ~3 s
     assert gw.counters.count("natpmp", 2) == 1
     assert [(m.via, m.internal_port) for m in gw.mappings] == [("natpmp", 8080)]
+
+
+async def test_after_a_silence_fallback_the_next_map_goes_straight_to_natpmp(
+        start_sim: StartSim, short_silence_budget: float) -> None:
+    gw, spy = await spied(start_sim, SILENT_ON_PCP)
+    spy.silent_on_pcp = True
+    host, port = gw.address
+    async with GatewayClient(host, port) as client:
+        await client.map(Protocol.TCP, 8080, timeout=3.0)
+        assert client.speaks == {"pcp": False, "natpmp": True}
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        second = await client.map(Protocol.TCP, 9090, timeout=3.0)
+        assert loop.time() - began < short_silence_budget  # no second silence budget
+    assert second.via == "natpmp"
+    assert gw.counters.count("pcp") == 1
 
 
 async def test_no_silence_fallback_when_turned_off(start_sim: StartSim,
@@ -279,7 +295,7 @@ async def test_no_silence_fallback_for_what_natpmp_cannot_carry(
 
 def test_the_default_silence_budget_covers_two_pcp_tries() -> None:
     # RFC 6887 §8.1.1: IRT 3 s, then 6 s, each up to +10 %; the budget is two tries' worth.
-    assert 3 * 0.9 + 6 * 0.9 < engine.client.PCP_SILENCE_FALLBACK <= 3 * 1.1 + 6 * 1.1 + 0.5
+    assert 3 * 0.9 + 6 * 0.9 < engine.negotiation.PCP_SILENCE_FALLBACK <= 3 * 1.1 + 6 * 1.1 + 0.5
 
 
 # -- the local address -------------------------------------------------------------------------

@@ -95,7 +95,7 @@ async def test_binds_a_free_port_and_answers_every_opcode(gateway: SimulatedGate
     assert address == natpmp.ExternalAddressResponse(0, 0, IPv4Address("203.0.113.7"))
     for protocol in (UDP, TCP):
         mapped = natpmp.decode_response(await client.exchange(
-            natpmp.MapRequest(protocol, 7000, 7001, 600).encode(), gateway.address))
+            natpmp.MapPacket(protocol, 7000, 7001, 600).encode(), gateway.address))
         assert mapped == natpmp.MapResponse(protocol, 0, 0, 7000, 7001, 600)
     unknown = natpmp.decode_response(await client.exchange(bytes([0, 9]), gateway.address))
     assert unknown == natpmp.ErrorResponse(128 + 9, NatPmpResult.UNSUPPORTED_OPCODE, 0)
@@ -338,7 +338,7 @@ async def test_forced_results_per_protocol(client: Peer) -> None:
         forced = pcp.decode_response(await client.exchange(map_request(), gw.address))
         assert (forced.result, forced.lifetime) == (PcpResult.USER_EX_QUOTA, 30)
         refused = natpmp.decode_response(await client.exchange(
-            natpmp.MapRequest(TCP, 1, 1, 60).encode(), gw.address))
+            natpmp.MapPacket(TCP, 1, 1, 60).encode(), gw.address))
         assert refused.result == NatPmpResult.NOT_AUTHORIZED
         gw.configure(force_pcp_result=None, error_lifetime=5)
         assert pcp.decode_response(await client.exchange(map_request(), gw.address)).result == 0

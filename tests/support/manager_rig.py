@@ -73,7 +73,7 @@ class Arrival:
                 return cls(at, raw, "pcp_map", request.data.internal_port)
             if raw[:1] == b"\x00" and len(raw) == 12:
                 legacy = natpmp.decode_request(raw)
-                if isinstance(legacy, natpmp.MapRequest):
+                if isinstance(legacy, natpmp.MapPacket):
                     return cls(at, raw, "natpmp_map", legacy.internal_port)
         except MalformedPacket:
             pass
@@ -85,12 +85,12 @@ class Arrival:
         return pcp.decode_request(self.raw) if self.kind == "pcp_map" else None
 
     @property
-    def natpmp_map(self) -> natpmp.MapRequest | None:
+    def natpmp_map(self) -> natpmp.MapPacket | None:
         """The NAT-PMP map request it carries, if it is one."""
         if self.kind != "natpmp_map":
             return None
         request = natpmp.decode_request(self.raw)
-        assert isinstance(request, natpmp.MapRequest)
+        assert isinstance(request, natpmp.MapPacket)
         return request
 
     def maps(self, internal_port: int | None = None) -> bool:

@@ -34,7 +34,9 @@ def test_valid_forms(fields: tuple[str, str, str, str, str], expected: MapReques
         (("300", "80", "", "", "auto"), "protocol", "must be 0-255"),
         (("tcp", "", "", "", "auto"), "internal_port", "internal port is required"),
         (("tcp", "http", "", "", "auto"), "internal_port", "internal port is a number"),
-        (("tcp", "70000", "", "", "auto"), "internal_port", "must be 0-65535, not 70000"),
+        (("tcp", "70000", "", "", "auto"), "internal_port", "must be 1-65535, not 70000"),
+        (("tcp", "80", "70000", "", "auto"), "external_port", "must be 0-65535, not 70000"),
+        (("gre", "0", "5000", "", "pcp"), "external_port", "gre has no ports"),
         (("tcp", "0", "", "", "auto"), "internal_port", "must be 1-65535"),
         (("all", "80", "", "", "auto"), "internal_port", "takes internal port 0"),
         (("gre", "80", "", "", "pcp"), "internal_port", "gre has no ports"),
@@ -42,7 +44,7 @@ def test_valid_forms(fields: tuple[str, str, str, str, str], expected: MapReques
         (("tcp", "80", "", "0", "auto"), "lifetime", "lifetime must be 1-4294967295"),
         (("tcp", "80", "", "2x", "auto"), "lifetime", "a number with s, m, h or d"),
         (("tcp", "80", "", "99999999999", "auto"), "lifetime", "1-4294967295"),
-        (("gre", "0", "", "", "natpmp"), "protocol", "NAT-PMP maps only tcp and udp"),
+        (("gre", "0", "", "", "natpmp"), "protocol", "NAT-PMP can map only TCP and UDP"),
         (("tcp", "80", "", "", "upnp"), "via", "via is one of auto, pcp, natpmp"),
     ],
 )
@@ -79,7 +81,7 @@ async def test_the_dialog_shows_errors_and_stays_open(lab: Lab) -> None:
         assert set(dialog.errors) == {"internal_port", "external_port"}
         note = dialog.query_one("#internal_port-note")
         assert note.has_class("-error")
-        assert "must be 0-65535, not 70000" in str(note.render())
+        assert "must be 1-65535, not 70000" in str(note.render())
         assert dialog.query_one("#internal_port").has_class("-invalid")
         assert dialog.focused is not None
         assert dialog.focused.id == "internal_port"
@@ -106,7 +108,7 @@ async def test_via_natpmp_refuses_a_protocol_without_opcode(lab: Lab) -> None:
         await pilot.click("#map-submit")
         await pilot.pause()
         assert app.screen is dialog
-        assert "NAT-PMP maps only tcp and udp" in dialog.errors["protocol"]
+        assert "NAT-PMP can map only TCP and UDP" in dialog.errors["protocol"]
 
 
 async def test_escape_and_cancel_send_nothing(lab: Lab) -> None:

@@ -87,7 +87,18 @@ def test_names() -> None:
     assert protocol_name(6) == "tcp"
     assert protocol_name(Protocol.UDP) == "udp"
     assert protocol_name(0) == "all"
-    assert protocol_name(47) == "proto-47"
+    assert protocol_name(99) == "proto-99"
+
+
+@pytest.mark.parametrize(("number", "name"), [
+    (47, "gre"), (50, "esp"), (51, "ah"), (132, "sctp"), (1, "icmp"), (58, "ipv6-icmp"),
+    (136, "udplite"), (33, "dccp"),
+])
+def test_iana_names_are_shown_and_read_back(number: int, name: str) -> None:
+    # Issue 17: gre was shown as "proto-47".
+    assert protocol_name(number) == name
+    assert parse_protocol(name) == number
+    assert parse_protocol(name.upper()) == number
 
 
 def test_name_round_trips_for_every_number() -> None:

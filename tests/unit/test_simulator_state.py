@@ -64,7 +64,7 @@ def nat(core: GatewayCore, request: natpmp.Request, source: tuple[str, int] = CL
 
 def nat_map(core: GatewayCore, protocol: int, internal: int, suggested: int, lifetime: int,
             source: tuple[str, int] = CLIENT, at: float = T0) -> natpmp.MapResponse:
-    response = nat(core, natpmp.MapRequest(protocol, internal, suggested, lifetime), source, at)
+    response = nat(core, natpmp.MapPacket(protocol, internal, suggested, lifetime), source, at)
     assert isinstance(response, natpmp.MapResponse)
     return response
 
@@ -192,7 +192,7 @@ def test_natpmp_only_gateway_answers_other_versions_with_the_8_byte_error() -> N
 
 def test_pcp_only_gateway_answers_natpmp_with_pcp_unsupp_version_version_2() -> None:
     core = make(GatewayConfig(speak_natpmp=False))
-    answer = ask(core, natpmp.MapRequest(TCP, 1, 1, 60).encode())
+    answer = ask(core, natpmp.MapPacket(TCP, 1, 1, 60).encode())
     assert answer is not None
     assert len(answer) == 24
     response = pcp.decode_response(answer)
@@ -454,7 +454,7 @@ def test_unsupported_protocols_are_refused_by_both_protocols() -> None:
     core = make(GatewayConfig(unsupported_protocols=frozenset({UDP, 132})))
     assert pcp_ask(core, pcp_map_request(protocol=132)).result == PcpResult.UNSUPP_PROTOCOL
     assert pcp_ask(core, pcp_map_request(protocol=TCP)).result == 0
-    refused = nat(core, natpmp.MapRequest(UDP, 1, 1, 60))
+    refused = nat(core, natpmp.MapPacket(UDP, 1, 1, 60))
     assert refused == natpmp.ErrorResponse(129, NatPmpResult.UNSUPPORTED_OPCODE, 0)
 
 
@@ -665,7 +665,7 @@ def test_arbitrary_bytes_never_crash_and_every_answer_decodes(data: bytes) -> No
 
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from([pcp_map_request(options=(pcp.Filter(24, 80, IPv4Address(5)),)),
-                        natpmp.MapRequest(TCP, 80, 80, 60).encode(),
+                        natpmp.MapPacket(TCP, 80, 80, 60).encode(),
                         pcp.Request(pcp.Opcode.PEER, 60, IPv4Address(CLIENT[0]),
                                     pcp.PeerData(NONCE, TCP, 1, 0, IPv4Address(0), 2,
                                                  IPv4Address(3))).encode()]),
@@ -686,6 +686,6 @@ def test_natpmp_forced_map_error_reads_the_internal_port() -> None:
     core = make(GatewayConfig(force_natpmp_result=NatPmpResult.OUT_OF_RESOURCES))
     response = nat_map(core, UDP, 4321, 0, 60)
     assert (response.result, response.internal_port) == (4, 4321)
-    raw = ask(core, natpmp.MapRequest(UDP, 4321, 0, 60).encode())
+    raw = ask(core, natpmp.MapPacket(UDP, 4321, 0, 60).encode())
     assert raw is not None
     assert struct.unpack_from("!H", raw, 8)[0] == 4321

@@ -57,7 +57,7 @@ nonces = st.binary(min_size=pcp.NONCE_SIZE, max_size=pcp.NONCE_SIZE)
 natpmp_protocols = st.sampled_from([Protocol.UDP, Protocol.TCP])
 natpmp_requests: st.SearchStrategy[natpmp.Request] = st.one_of(
     st.just(natpmp.ExternalAddressRequest()),
-    st.builds(natpmp.MapRequest, natpmp_protocols, u16_edges, u16_edges, u32_edges),
+    st.builds(natpmp.MapPacket, natpmp_protocols, u16_edges, u16_edges, u32_edges),
 )
 natpmp_responses: st.SearchStrategy[natpmp.Response] = st.one_of(
     st.builds(natpmp.ExternalAddressResponse, u16_edges, u32_edges, ipv4),
@@ -296,14 +296,14 @@ def refuses(build: Callable[[], object]) -> None:
 @given(too_big_u16, u16, u32)
 def test_natpmp_map_request_refuses_ports_and_lifetimes(bad: int, port: int,
                                                         lifetime: int) -> None:
-    refuses(lambda: natpmp.MapRequest(Protocol.UDP, bad, port, lifetime))
-    refuses(lambda: natpmp.MapRequest(Protocol.TCP, port, bad, lifetime))
+    refuses(lambda: natpmp.MapPacket(Protocol.UDP, bad, port, lifetime))
+    refuses(lambda: natpmp.MapPacket(Protocol.TCP, port, bad, lifetime))
 
 
 @FAST
 @given(too_big_u32)
 def test_natpmp_refuses_32_bit_fields(bad: int) -> None:
-    refuses(lambda: natpmp.MapRequest(Protocol.UDP, 1, 1, bad))
+    refuses(lambda: natpmp.MapPacket(Protocol.UDP, 1, 1, bad))
     refuses(lambda: natpmp.ExternalAddressResponse(0, bad, IPv4Address(0)))
     refuses(lambda: natpmp.MapResponse(Protocol.UDP, 0, bad, 1, 1, 1))
     refuses(lambda: natpmp.MapResponse(Protocol.UDP, 0, 0, 1, 1, bad))
@@ -322,7 +322,7 @@ def test_natpmp_refuses_16_bit_fields(bad: int) -> None:
 @FAST
 @given(st.integers(-1000, 1000).filter(lambda p: p not in (Protocol.UDP, Protocol.TCP)))
 def test_natpmp_maps_only_udp_and_tcp(protocol: int) -> None:
-    refuses(lambda: natpmp.MapRequest(protocol, 1, 1, 1))
+    refuses(lambda: natpmp.MapPacket(protocol, 1, 1, 1))
     refuses(lambda: natpmp.MapResponse(protocol, 0, 0, 1, 1, 1))
 
 

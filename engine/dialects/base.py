@@ -1,0 +1,125 @@
+"""The result type and the two interfaces of the mapping protocols (see the package)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..exchange import Match, Message
+from ..timing import RetransmitSchedule
+from ..types import DatagramProtocol, MappingProtocol
+from ..wire import natpmp, pcp
+from ..wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from ..request import MapRequest
+
+__all__ = ["Ask", "DatagramDialect", "Grant", "Heard", "Mapper", "MapperFactory", "answer_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a gateway answered to a request, whatever the mapping protocol: the one result."""
+
+    mapping_protocol: MappingProtocol
+    epoch: int | None
+    external_port: int = 0
+    external_address: IPAddress | None = None
+    lifetime: int = 0
+    options: tuple[pcp.Option, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What a probe of one mapping protocol heard."""
+
+    mapping_protocol: MappingProtocol
+    spoken: bool | None
+    """True: it answered in the protocol; False: it refused the version; None: silence."""
+    epoch: int | None = None
+    rtt: float | None = None
+    external_address: IPAddress | None = None
+    server_version: int | None = None
+    """The version a gateway named while refusing ours (PCP UNSUPP_VERSION)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One datagram request, built by a dialect: its bytes, its matcher and its reader."""
+
+    protocol: DatagramProtocol
+    packet: bytes
+    describe: str
+    match: Callable[[Message], Match]
+    read: Callable[[Message], Grant]
+    """Reads a matched answer into a :class:`Grant`, or raises the typed error it carries."""
+    key: Hashable | None = None
+    """What :func:`answer_key` gives for the answers this request can match by their data, so
+    the channel offers an answer only to the requests with its key (``None``: every answer)."""
+
+
+def answer_key(message: Message) -> Hashable | None:
+    """The key of an answer that carries what its request sent (a PCP nonce, a NAT-PMP
+    protocol and internal port); ``None`` for answers without (errors of a header or 8 bytes,
+    address answers), which are offered to every request out. Only an index: each request
+    still matches the answer in full."""
+    if isinstance(message, pcp.Response):
+        return None if message.data is None else ("pcp", message.data.nonce)
+    if isinstance(message, natpmp.MapResponse):
+        return ("natpmp", message.protocol, message.internal_port)
+    return None
+
+
+class DatagramDialect(Protocol):
+    """A mapping protocol spoken in datagrams to port 5351, pure (PCP, NAT-PMP)."""
+
+    name: DatagramProtocol
+    schedule: RetransmitSchedule
+    """The RFC's retransmission schedule (RFC 6886 §3.1, RFC 6887 §8.1.1)."""
+
+    def refusal(self, request: MapRequest) -> str | None:
+        """Why this protocol cannot carry ``request``; ``None`` when it can."""
+
+    def map(self, request: MapRequest, local: IPAddress, what: str) -> Ask:
+        """A MAP (or PEER) request; ``request.lifetime`` 0 deletes. ``what`` names it."""
+
+    def address(self) -> Ask | None:
+        """A request for the external address alone, if the protocol has one."""
+
+    def probe(self, local: IPAddress) -> Ask:
+        """The cheapest request that shows whether the protocol is spoken."""
+
+    def heard(self, message: Message, rtt: float | None) -> Heard:
+        """What a matched answer to :meth:`probe` says."""
+
+
+class Mapper(Protocol):
+    """The client-level interface every mapping protocol implements (see the package)."""
+
+    @property
+    def name(self) -> MappingProtocol:
+        """The mapping protocol it speaks."""
+
+    def refusal(self, request: MapRequest) -> str | None:
+        """Why this protocol cannot carry ``request``; ``None`` when it can."""
+
+    async def map(self, request: MapRequest, *, timeout: float | None) -> Grant:
+        """Create the mapping ``request`` asks for."""
+
+    async def renew(self, request: MapRequest, *, timeout: float | None,
+                    retransmit: bool = True) -> Grant:
+        """Ask again for a granted mapping (same nonce, the port held)."""
+
+    async def delete(self, request: MapRequest, *, timeout: float | None) -> None:
+        """Delete a granted mapping."""
+
+    async def external_address(self, *, timeout: float | None) -> IPAddress:
+        """The gateway's external address."""
+
+    async def probe(self, *, timeout: float) -> Heard:
+        """Whether the gateway speaks this protocol; never raises for silence."""
+
+
+MapperFactory = Callable[..., Mapper]
+"""How a client is given an extra mapper: called with the :class:`GatewayClient`."""

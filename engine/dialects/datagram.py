@@ -1,0 +1,147 @@
+"""The mapper of a datagram dialect: PCP and NAT-PMP behind the one client interface.
+
+One class for both protocols (no more twins): it builds an :class:`~.base.Ask`
+with the dialect, runs it through the client's channel (its ``run``), reads the
+answer with the dialect, and records what it learnt in the client's
+:class:`~engine.negotiation.Negotiation`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from typing import Protocol
+
+from ..errors import GatewayError, GatewayTimeout, ResultCodeError
+from ..exchange import Outcome
+from ..negotiation import Negotiation
+from ..protocols import Protocol as TransportProtocol
+from ..request import MapRequest, new_nonce
+from ..types import DatagramProtocol
+from ..wire.addresses import IPAddress
+from .base import Ask, DatagramDialect, Grant, Heard
+from .natpmp import NatPmpDialect
+
+__all__ = ["DatagramLink", "DatagramMapper"]
+
+log = logging.getLogger("engine.dialects")
+
+
+class DatagramLink(Protocol):
+    """What a datagram mapper needs of its client: the I/O and the shared state."""
+
+    negotiation: Negotiation
+    rng: random.Random
+
+    async def run(self, ask: Ask, *, timeout: float | None,
+                  retransmit: bool = True) -> Outcome:
+        """Send ``ask`` on the RFC schedule until answered or ``timeout``."""
+
+    async def local_address(self) -> IPAddress:
+        """The address the gateway sees us as."""
+
+
+class DatagramMapper:
+    """The :class:`~engine.dialects.base.Mapper` of PCP or NAT-PMP."""
+
+    def __init__(self, dialect: DatagramDialect, link: DatagramLink) -> None:
+        self.dialect = dialect
+        self.name: DatagramProtocol = dialect.name
+        self.link = link
+        self._address_lookup: asyncio.Future[IPAddress] | None = None
+
+    def refusal(self, request: MapRequest) -> str | None:
+        """Why the dialect cannot carry ``request``."""
+        return self.dialect.refusal(request)
+
+    async def _ask(self, ask: Ask, timeout: float | None, retransmit: bool = True) -> Grant:
+        outcome = await self.link.run(ask, timeout=timeout, retransmit=retransmit)
+        try:
+            grant = ask.read(outcome.message)
+        except GatewayError as exc:
+            self.link.negotiation.learn(self.name, exc)
+            raise
+        self.link.negotiation.learn(self.name)
+        return grant
+
+    async def _request(self, request: MapRequest, what: str, timeout: float | None,
+                       retransmit: bool = True) -> Grant:
+        local = await self.link.local_address()
+        grant = await self._ask(self.dialect.map(request, local, what), timeout, retransmit)
+        negotiation = self.link.negotiation
+        if request.lifetime == 0:
+            return grant
+        if grant.external_address is not None:
+            negotiation.external_address = grant.external_address
+        elif self.dialect.address() is not None:
+            # A NAT-PMP mapping answer does not carry the external address (RFC 6886 §3.3).
+            if negotiation.external_address is None:
+                try:
+                    await self._shared_address(timeout)
+                except (GatewayTimeout, ResultCodeError) as exc:
+                    log.info("mapped, but the external address is unknown: %s", exc)
+            grant = dataclasses.replace(grant, external_address=negotiation.external_address)
+        return grant
+
+    async def map(self, request: MapRequest, *, timeout: float | None) -> Grant:
+        """Create the mapping ``request`` asks for."""
+        return await self._request(request, "map", timeout)
+
+    async def renew(self, request: MapRequest, *, timeout: float | None,
+                    retransmit: bool = True) -> Grant:
+        """Ask again for a granted mapping (RFC 6887 §11.2.1, RFC 6886 §3.3)."""
+        return await self._request(request, "renew", timeout, retransmit)
+
+    async def delete(self, request: MapRequest, *, timeout: float | None) -> None:
+        """Lifetime 0 (RFC 6887 §15, RFC 6886 §3.4)."""
+        await self._request(dataclasses.replace(request, lifetime=0), "delete", timeout)
+
+    async def delete_all(self, protocol: TransportProtocol, *, timeout: float | None) -> None:
+        """NAT-PMP's delete-all for ``protocol`` (RFC 6886 §3.4)."""
+        if not isinstance(self.dialect, NatPmpDialect):  # pragma: no cover - client checks
+            raise TypeError("delete-all is NAT-PMP's")
+        await self._ask(self.dialect.delete_all(protocol), timeout)
+
+    async def external_address(self, *, timeout: float | None) -> IPAddress:
+        """The dialect's own request where it has one, else a short MAP (RFC 6887 §11.6)."""
+        ask = self.dialect.address()
+        if ask is not None:
+            grant = await self._ask(ask, timeout)
+            assert grant.external_address is not None
+            self.link.negotiation.external_address = grant.external_address
+            return grant.external_address
+        # A high internal port: gateways often refuse to map low ones.
+        port = self.link.rng.randint(49152, 65535)
+        request = MapRequest(TransportProtocol.UDP, port, port, lifetime=120, via=self.name,
+                             nonce=new_nonce())
+        grant = await self.map(request, timeout=timeout)
+        try:
+            await self.delete(request, timeout=timeout)
+        except (GatewayTimeout, ResultCodeError) as exc:
+            log.info("could not delete the short mapping used to learn the address: %s", exc)
+        assert grant.external_address is not None
+        return grant.external_address
+
+    async def _shared_address(self, timeout: float | None) -> IPAddress:
+        """One address request for all the mappings that need it at once (a hundred
+        concurrent first NAT-PMP mappings would otherwise ask a hundred times)."""
+        lookup = self._address_lookup
+        if lookup is None or lookup.done():
+            lookup = asyncio.ensure_future(self.external_address(timeout=timeout))
+            # Read the outcome even if every waiter was cancelled meanwhile.
+            lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._address_lookup = lookup
+        return await asyncio.shield(lookup)
+
+    async def probe(self, *, timeout: float) -> Heard:
+        """The dialect's probe; silence (or a refused port) is ``spoken=None``."""
+        local = await self.link.local_address()
+        ask = self.dialect.probe(local)
+        try:
+            outcome = await self.link.run(ask, timeout=timeout)
+        except GatewayError:
+            return Heard(self.name, None)
+        rtt = outcome.rtt if outcome.rtt is not None else outcome.elapsed
+        return self.dialect.heard(outcome.message, rtt)

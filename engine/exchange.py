@@ -1,0 +1,207 @@
+"""One request's life, sans-IO: tries, the RFC schedule, the caller's deadline, matching.
+
+Driven like aioquic's connection, only through plain calls fed ``now``::
+
+    exchange = Exchange(packet, match, waits, now=now, deadline=30.0, ...)
+    exchange.start(now)                 # when the in-flight window has room
+    for datagram in exchange.datagrams_to_send(now): sock.send(datagram)
+    wake at exchange.timer(), then exchange.on_timer(now)
+    exchange.match(message) / exchange.receive(message, now)
+    exchange.refused(now)               # ICMP port unreachable from the gateway
+
+and it ends :attr:`~Exchange.done` with an :class:`Outcome` or an error. The
+``waits`` are the per-try timeouts of :mod:`engine.timing` (RFC 6886 §3.1,
+RFC 6887 §8.1.1); the deadline counts from the exchange's creation, so time
+spent queued for the in-flight window counts too. Karn's rule: only an answer
+to a request sent once gives a round-trip sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import TypeVar
+
+from .errors import GatewayError, GatewayTimeout, PortUnreachable
+from .types import DatagramProtocol
+from .wire import natpmp, pcp
+
+__all__ = ["Exchange", "Match", "Message", "Outcome", "State", "takers"]
+
+log = logging.getLogger("engine.exchange")
+
+T = TypeVar("T")
+
+Message = natpmp.Response | pcp.Response
+"""A decoded datagram from a gateway: NAT-PMP (version 0) or PCP (version >= 1)."""
+
+
+class Match(IntEnum):
+    """Whether a message answers a request."""
+
+    NO = 0
+    WEAK = 1
+    """It may answer this request, but if a request in flight matches it firmly, it answers
+    that one (an 8-byte UNSUPPORTED_VERSION: a NAT-PMP gateway refusing a PCP request, or a
+    gateway refusing NAT-PMP's version 0)."""
+    YES = 2
+
+
+def takers(items: Iterable[T], message: Message,
+           exchange_of: Callable[[T], Exchange]) -> list[T]:
+    """The items whose exchange ``message`` answers: those it matches firmly, else those it
+    matches weakly. The same 8 bytes (NAT-PMP UNSUPPORTED_VERSION) answer a PCP request
+    refused by a NAT-PMP gateway and a NAT-PMP request refused by its version: decided by
+    the request out, the PCP one first."""
+    firm: list[T] = []
+    weak: list[T] = []
+    for item in items:
+        verdict = exchange_of(item).match(message)
+        if verdict is Match.YES:
+            firm.append(item)
+        elif verdict is Match.WEAK:
+            weak.append(item)
+    return firm or weak
+
+
+class State(Enum):
+    """Where an exchange is in its life."""
+
+    QUEUED = "queued"
+    """Waiting for room in the in-flight window; nothing sent yet."""
+    SENT = "sent"
+    ANSWERED = "answered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A request's accepted answer, with what it cost."""
+
+    message: Message
+    tries: int
+    elapsed: float
+    rtt: float | None
+    """Round trip of the answered try; ``None`` when the answer may belong to an
+    earlier try (Karn's rule: no sample from a retransmitted request)."""
+
+
+class Exchange:
+    """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
+
+    __slots__ = ("_next_try_at", "_outbox", "_waits", "created", "deadline_at", "describe",
+                 "error", "gateway", "match_fn", "outcome", "packet", "protocol",
+                 "retransmissions", "sent_at", "state", "tries")
+
+    def __init__(self, packet: bytes, match: Callable[[Message], Match],
+                 waits: Iterator[float], *, now: float, deadline: float | None,
+                 describe: str, protocol: DatagramProtocol, gateway: str) -> None:
+        self.packet = packet
+        self.match_fn = match
+        self._waits = waits
+        self.created = now
+        self.deadline_at = None if deadline is None else now + deadline
+        self.describe = describe
+        self.protocol: DatagramProtocol = protocol
+        self.gateway = gateway
+        self.state = State.QUEUED
+        self.tries = 0
+        self.retransmissions = 0
+        self.sent_at = now
+        self._next_try_at: float | None = None
+        self._outbox: list[bytes] = []
+        self.outcome: Outcome | None = None
+        self.error: GatewayError | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the exchange has ended (answered or failed)."""
+        return self.state is State.ANSWERED or self.state is State.FAILED
+
+    def start(self, now: float) -> None:
+        """Room in the window: send the first try (unless the deadline has passed)."""
+        if self.state is not State.QUEUED:
+            return
+        self.state = State.SENT
+        self._try(now)
+
+    def _try(self, now: float) -> None:
+        if self.deadline_at is not None and now >= self.deadline_at:
+            self._timeout(now)
+            return
+        wait = next(self._waits, None)
+        if wait is None:
+            self._timeout(now)
+            return
+        if self.tries:
+            self.retransmissions += 1
+            log.info("%s: no answer from %s after %d %s, retransmitting", self.describe,
+                     self.gateway, self.tries, "try" if self.tries == 1 else "tries")
+        self.tries += 1
+        self.sent_at = now
+        self._next_try_at = now + wait
+        self._outbox.append(self.packet)
+
+    def _timeout(self, now: float) -> None:
+        self.state = State.FAILED
+        self._next_try_at = None
+        self.error = GatewayTimeout(self.gateway, self.describe, self.tries, now - self.created,
+                                    self.protocol)
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """What to send now (and forget)."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def timer(self) -> float | None:
+        """When :meth:`on_timer` must be called next; ``None`` once done (or never)."""
+        if self.done:
+            return None
+        if self._next_try_at is None:
+            return self.deadline_at
+        if self.deadline_at is None:
+            return self._next_try_at
+        return min(self._next_try_at, self.deadline_at)
+
+    def on_timer(self, now: float) -> None:
+        """The timer fired: retransmit, or fail on the schedule's end or the deadline."""
+        if self.done:
+            return
+        if self.deadline_at is not None and now >= self.deadline_at:
+            self._timeout(now)
+        elif self._next_try_at is not None and now >= self._next_try_at:
+            self._try(now)
+
+    def match(self, message: Message) -> Match:
+        """Whether ``message`` answers this request (only while it is out)."""
+        if self.state is not State.SENT:
+            return Match.NO
+        return self.match_fn(message)
+
+    def receive(self, message: Message, now: float) -> None:
+        """Take ``message`` as the answer (the caller matched it)."""
+        if self.state is not State.SENT:
+            return
+        self.state = State.ANSWERED
+        self._next_try_at = None
+        rtt = now - self.sent_at if self.tries == 1 else None
+        self.outcome = Outcome(message, self.tries, now - self.created, rtt)
+
+    def abort(self, error: GatewayError | None) -> None:
+        """End the exchange with ``error`` (the OS refused to send; ``None``: abandoned)."""
+        if self.done:
+            return
+        self.state = State.FAILED
+        self._next_try_at = None
+        self.error = error
+
+    def refused(self, now: float) -> None:
+        """The gateway's port answered ICMP port unreachable: nothing listens there."""
+        if self.state is not State.SENT:
+            return
+        self.state = State.FAILED
+        self._next_try_at = None
+        self.error = PortUnreachable(self.gateway, self.describe, self.tries,
+                                     now - self.created, self.protocol)

@@ -1,0 +1,225 @@
+"""What a granted mapping is (:class:`PortMapping`), what a probe found (:class:`ProbeResult`).
+
+The results of the client layer, and the one-shot handle :func:`~engine.client.map_port`
+returns. Imports only below it; a mapping reaches its :class:`~engine.client.GatewayClient`
+through ``mapping.client`` (made on first use).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, cast
+
+from .protocols import Protocol, as_protocol, protocol_name
+from .request import DEFAULT_LIFETIME, MapRequest, new_nonce
+from .transport import SERVER_PORT
+from .types import ProtocolName
+from .wire import pcp
+from .wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from .client import GatewayClient
+    from .dialects.base import Grant
+
+__all__ = [
+    "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",
+]
+
+log = logging.getLogger("engine.client")
+
+#: Total seconds a one-shot call may take by default: the RFC schedules, cut there
+#: (PCP's own schedule never ends, RFC 6887 §8.1.1). ``timeout=None`` gives the RFCs' own.
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What a gateway answered to a probe that asks PCP and NAT-PMP at once."""
+
+    gateway: IPAddress
+    pcp: bool
+    natpmp: bool
+    external_address: IPAddress | None
+    pcp_epoch: int | None
+    natpmp_epoch: int | None
+    rtt: float | None
+    """Round trip of the fastest answer, seconds."""
+    pcp_version: int | None = None
+    """The version a PCP-speaking gateway named in an UNSUPP_VERSION answer, if any."""
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the gateway answered either protocol."""
+        return self.pcp or self.natpmp
+
+    @property
+    def via(self) -> ProtocolName | None:
+        """The protocol ``via="auto"`` would use."""
+        return "pcp" if self.pcp else "natpmp" if self.natpmp else None
+
+
+@dataclass(eq=False)
+class PortMapping:
+    """A mapping the gateway granted, kept up to date by :meth:`renew`.
+
+    ``expires_at`` and ``granted_at`` are on the event loop's clock
+    (``loop.time()``, monotonic). For a PEER mapping ``remote_address`` and
+    ``remote_port`` name the peer.
+    """
+
+    gateway: IPAddress
+    local_address: IPAddress
+    protocol: Protocol | int
+    internal_port: int
+    external_port: int
+    external_address: IPAddress | None
+    lifetime: int
+    expires_at: float
+    via: ProtocolName
+    epoch: int
+    nonce: bytes | None = None
+    requested_lifetime: int = DEFAULT_LIFETIME
+    granted_at: float = 0.0
+    suggested_external_port: int = 0
+    suggested_external_address: IPAddress | None = None
+    options: tuple[pcp.Option, ...] = ()
+    remote_address: IPAddress | None = None
+    remote_port: int | None = None
+    gateway_port: int = SERVER_PORT
+    deleted: bool = False
+    client: GatewayClient | None = field(default=None, repr=False)
+
+    @property
+    def opcode(self) -> Literal["map", "peer"]:
+        """``"peer"`` for a PEER mapping, else ``"map"``."""
+        return "peer" if self.remote_address is not None else "map"
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(protocol, internal port): what identifies the mapping at its gateway."""
+        return (int(self.protocol), self.internal_port)
+
+    def remaining(self, now: float | None = None) -> float:
+        """Seconds until the mapping expires (negative once it has)."""
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        return self.expires_at - now
+
+    def describe(self) -> str:
+        """``tcp 8080 -> 203.0.113.7:8080 (pcp)``."""
+        where = f"{self.external_address}:{self.external_port}" if self.external_address \
+            else f"port {self.external_port}"
+        return f"{protocol_name(int(self.protocol))} {self.internal_port} -> {where} ({self.via})"
+
+    def _client(self) -> GatewayClient:
+        if self.client is None:
+            from .client import GatewayClient  # the layer above: imported when first needed
+
+            self.client = GatewayClient(self.gateway, self.gateway_port,
+                                        local_address=self.local_address)
+        return self.client
+
+    async def renew(self, lifetime: int | None = None, *,
+                    timeout: float | None = DEFAULT_TIMEOUT) -> PortMapping:
+        """Ask the gateway to extend the mapping (the same nonce and ports); updates ``self``.
+
+        Raises a :class:`~engine.errors.GatewayError` and leaves the mapping as it was.
+        """
+        await self._client().renew(self, lifetime, timeout=timeout)
+        return self
+
+    async def delete(self, *, timeout: float | None = DEFAULT_TIMEOUT) -> None:
+        """Delete the mapping at the gateway ("try drop").
+
+        On failure it raises and the mapping is still usable, so the delete can be
+        retried (or the mapping renewed).
+        """
+        await self._client().delete(self, timeout=timeout)
+
+    async def __aenter__(self) -> PortMapping:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.deleted:
+            return
+        try:
+            await self.delete()
+        except Exception:
+            if exc is None:
+                raise
+            log.warning("could not delete %s while leaving its context", self.describe(),
+                        exc_info=True)
+
+
+class MappingCall:
+    """What :func:`map_port` returns: await it, or use it as ``async with`` (deleted on exit)."""
+
+    def __init__(self, make: Callable[[], Awaitable[PortMapping]]) -> None:
+        self._make = make
+        self._mapping: PortMapping | None = None
+
+    def __await__(self) -> Generator[object, None, PortMapping]:
+        return self._run().__await__()
+
+    async def _run(self) -> PortMapping:
+        return await self._make()
+
+    async def __aenter__(self) -> PortMapping:
+        self._mapping = await self._make()
+        return self._mapping
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._mapping is not None:
+            await self._mapping.__aexit__(exc_type, exc, tb)
+
+
+def request_for(mapping: PortMapping, lifetime: int) -> MapRequest:
+    """The request that renews (or, with lifetime 0, deletes) ``mapping``: the same nonce,
+    the port held (RFC 6887 §11.2.1, RFC 6886 §3.3), the options sent."""
+    return MapRequest(
+        as_protocol(int(mapping.protocol)), mapping.internal_port,
+        mapping.external_port or mapping.suggested_external_port,
+        mapping.external_address if mapping.via == "pcp" else None, lifetime,
+        via=mapping.via,
+        nonce=mapping.nonce or new_nonce(), remote_address=mapping.remote_address,
+        remote_port=mapping.remote_port, extra_options=mapping.options)
+
+
+def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequest,
+            grant: Grant, local: IPAddress, now: float) -> PortMapping:
+    """The mapping a :class:`~engine.dialects.base.Grant` gives: a new one, or ``mapping``
+    updated in place (a renewal or a recreation), at ``now`` on the loop's clock."""
+    via = cast(ProtocolName, grant.mapping_protocol)  # "upnp" joins with its mapper
+    epoch = grant.epoch or 0
+    if mapping is None:
+        return PortMapping(
+            gateway=client.gateway, gateway_port=client.port, local_address=local,
+            protocol=as_protocol(int(request.protocol)), internal_port=request.internal_port,
+            external_port=grant.external_port, external_address=grant.external_address,
+            lifetime=grant.lifetime, expires_at=now + grant.lifetime, granted_at=now,
+            via=via, epoch=epoch, nonce=request.nonce if via == "pcp" else None,
+            requested_lifetime=request.lifetime,
+            suggested_external_port=request.suggested_external_port,
+            suggested_external_address=request.external_address,
+            # A success means every option we sent was processed (all are mandatory,
+            # RFC 6887 §7.3); a gateway that does not echo them must not make the
+            # renewal and the deletion forget THIRD_PARTY or the FILTERs.
+            options=grant.options or request.options,
+            remote_address=request.remote_address, remote_port=request.remote_port,
+            client=client)
+    mapping.external_port = grant.external_port
+    mapping.external_address = grant.external_address
+    mapping.lifetime = grant.lifetime
+    mapping.granted_at = now
+    mapping.expires_at = now + grant.lifetime
+    mapping.epoch = epoch
+    mapping.via = via
+    mapping.options = grant.options or mapping.options
+    mapping.client = client
+    return mapping

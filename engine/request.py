@@ -1,0 +1,244 @@
+"""One map/peer request type, and its one validation used by every front end.
+
+:class:`MapRequest` is what the library (``map_port``, ``GatewayClient.map``,
+``peer``), the manager, the CLI and the TUI's map dialog ask for. Its
+:meth:`MapRequest.validate` refuses, before anything is sent, what the RFCs
+forbid, with one wording per rule (issue 14 finding 6): internal port 0 for a
+protocol with ports, a nonzero port for a protocol without (RFC 6887 §11.1),
+a protocol other than TCP/UDP or a PCP option over NAT-PMP (RFC 6886 §3.3), a
+lifetime out of range.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .errors import InvalidRequest
+from .protocols import PORTED_PROTOCOLS, Protocol, as_protocol, protocol_name
+from .types import Via
+from .wire import pcp
+from .wire.addresses import IPAddress, to_address
+
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "MAX_LIFETIME",
+    "VIAS",
+    "MapRequest",
+    "check_address",
+    "check_port",
+    "checked_protocol",
+    "new_nonce",
+]
+
+DEFAULT_LIFETIME = 7200
+#: The lifetime fields are 32 bits (RFC 6887 §11.1, RFC 6886 §3.3); 0 is a delete.
+MAX_LIFETIME = 0xFFFFFFFF
+VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp")
+
+
+def new_nonce() -> bytes:
+    """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it)."""
+    return secrets.token_bytes(pcp.NONCE_SIZE)
+
+
+def checked_protocol(protocol: object) -> Protocol | int:
+    """A transport protocol number, 0-255, or :class:`InvalidRequest`."""
+    try:
+        return as_protocol(int(protocol))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"protocol must be a number 0-255 or a name, not {protocol!r}") \
+            from None
+
+
+def check_port(what: str, port: object, *, low: int = 0) -> int:
+    """``port`` as an int in ``low``-65535, or :class:`InvalidRequest` with the one wording."""
+    if isinstance(port, bool) or not isinstance(port, int) or not low <= port <= 0xFFFF:
+        raise InvalidRequest(f"{what} must be {low}-65535, not {port!r}")
+    return port
+
+
+def check_address(what: str, value: str | IPAddress) -> IPAddress:
+    """An IP address, or :class:`InvalidRequest` (not ipaddress's bare ValueError)."""
+    try:
+        return to_address(value)
+    except ValueError:
+        raise InvalidRequest(f"{what} must be an IP address, not {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MapRequest:
+    """A mapping to ask for (MAP), or, with ``remote_address``/``remote_port``, a PEER.
+
+    ``protocol`` is the transport protocol (TCP, UDP or a number); ``via`` the
+    mapping protocol to ask with, or ``"auto"``. ``external_port=None``
+    suggests the internal port (some gateways refuse a suggestion of 0).
+    Build one with :meth:`make` from loose input; check it with :meth:`validate`.
+    """
+
+    protocol: Protocol | int
+    internal_port: int
+    external_port: int | None = None
+    external_address: IPAddress | None = None
+    lifetime: int = DEFAULT_LIFETIME
+    via: Via = "auto"
+    prefer_failure: bool = False
+    filters: tuple[pcp.Filter, ...] = ()
+    third_party: IPAddress | None = None
+    nonce: bytes | None = None
+    remote_address: IPAddress | None = None
+    remote_port: int | None = None
+    extra_options: tuple[pcp.Option, ...] = field(default=(), compare=False)
+    """Options carried over from a granted mapping (renewal, deletion)."""
+
+    @classmethod
+    def make(cls, protocol: object, internal_port: int, *,
+             external_port: int | None = None,
+             external_address: str | IPAddress | None = None,
+             lifetime: int = DEFAULT_LIFETIME, via: Via = "auto",
+             prefer_failure: bool = False, filters: Iterable[pcp.Filter] = (),
+             third_party: str | IPAddress | None = None, nonce: bytes | None = None,
+             remote_address: str | IPAddress | None = None,
+             remote_port: int | None = None) -> MapRequest:
+        """Build a request from loose input (strings for addresses) and validate it."""
+        request = cls(
+            checked_protocol(protocol), internal_port, external_port,
+            check_address("external address", external_address) if external_address else None,
+            lifetime, via, prefer_failure, tuple(filters),
+            check_address("third-party address", third_party) if third_party is not None
+            else None, nonce,
+            check_address("remote address", remote_address) if remote_address is not None
+            else None, remote_port)
+        request.validate()
+        return request
+
+    @property
+    def opcode(self) -> Literal["map", "peer"]:
+        """``"peer"`` when a remote peer is named, else ``"map"``."""
+        return "peer" if self.remote_address is not None else "map"
+
+    @property
+    def has_ports(self) -> bool:
+        """Whether the transport protocol has ports (RFC 6887 §11.1)."""
+        return self.protocol in PORTED_PROTOCOLS
+
+    @property
+    def suggested_external_port(self) -> int:
+        """The external port to put on the wire: asked for, else the internal port."""
+        if self.external_port is not None:
+            return self.external_port
+        return self.internal_port if self.has_ports else 0
+
+    @property
+    def options(self) -> tuple[pcp.Option, ...]:
+        """The PCP options the request carries (RFC 6887 §13)."""
+        if self.extra_options:
+            return self.extra_options
+        options: list[pcp.Option] = []
+        if self.third_party is not None:
+            options.append(pcp.ThirdParty(self.third_party))
+        if self.prefer_failure:
+            options.append(pcp.PreferFailure())
+        options.extend(self.filters)
+        return tuple(options)
+
+    def with_nonce(self) -> MapRequest:
+        """This request with a nonce drawn when it has none."""
+        return self if self.nonce is not None else replace(self, nonce=new_nonce())
+
+    def honoured_by(self, external_port: int, external_address: IPAddress | None) -> bool:
+        """Whether a grant keeps PREFER_FAILURE's promise (RFC 6887 §13.2): the port and
+        address asked for, or none."""
+        if not self.prefer_failure:
+            return True
+        if self.external_port and external_port != self.external_port:
+            return False
+        wanted = self.external_address
+        return wanted is None or wanted.is_unspecified or external_address == wanted
+
+    def describe(self) -> str:
+        """``tcp 8080`` (``udp 5000 to 198.51.100.20:6000`` for a PEER)."""
+        text = f"{protocol_name(int(self.protocol))} {self.internal_port}"
+        if self.remote_address is not None:
+            text += f" to {self.remote_address}:{self.remote_port}"
+        return text
+
+    def validate(self, *, deleting: bool = False) -> None:
+        """Raise :class:`InvalidRequest` for what the RFCs forbid; nothing is sent before.
+
+        ``deleting`` allows lifetime 0. The error's ``field`` names the field at fault.
+        """
+        for field_name, message in self.problems(deleting=deleting):
+            raise InvalidRequest(message, field=field_name)
+
+    def problems(self, *, deleting: bool = False) -> list[tuple[str, str]]:
+        """Every rule the request breaks, as (field, message): what a form shows at once."""
+        found: list[tuple[str, str]] = []
+
+        def check(field_name: str, test: Callable[[], object]) -> None:
+            try:
+                test()
+            except InvalidRequest as exc:
+                found.append((field_name, str(exc)))
+
+        check("protocol", lambda: checked_protocol(self.protocol))
+        if found:
+            return found
+        if self.via not in VIAS:
+            found.append(("via", f"via is one of {', '.join(VIAS)}, not {self.via!r}"))
+        name = protocol_name(int(self.protocol))
+        if self.protocol == Protocol.ALL:
+            # RFC 6887 §11.1: protocol 0 means all protocols, with both ports 0.
+            check("internal_port", lambda: check_port("internal port", self.internal_port))
+            if not found and self.internal_port != 0:
+                found.append(("internal_port",
+                              "protocol 'all' takes internal port 0 (RFC 6887 §11.1)"))
+        elif self.has_ports:
+            check("internal_port",
+                  lambda: check_port("internal port", self.internal_port, low=1))
+        else:
+            check("internal_port", lambda: check_port("internal port", self.internal_port))
+            if self.internal_port != 0 and not any(f == "internal_port" for f, _ in found):
+                found.append(("internal_port",
+                              f"{name} has no ports: use internal port 0 (RFC 6887 §11.1)"))
+        if self.external_port is not None:
+            check("external_port", lambda: check_port("external port", self.external_port))
+            if not self.has_ports and self.external_port != 0 \
+                    and not any(f == "external_port" for f, _ in found):
+                found.append(("external_port",
+                              f"{name} has no ports: use external port 0 (RFC 6887 §11.1)"))
+        low = 0 if deleting else 1
+        if isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int) \
+                or not low <= self.lifetime <= MAX_LIFETIME:
+            found.append(("lifetime", f"lifetime must be {low}-{MAX_LIFETIME} seconds, "
+                                      f"not {self.lifetime!r}"))
+        if self.nonce is not None and len(self.nonce) != pcp.NONCE_SIZE:
+            found.append(("nonce", f"nonce must be {pcp.NONCE_SIZE} bytes, "
+                                   f"not {len(self.nonce)}"))
+        if self.opcode == "peer":
+            check("remote_port", lambda: check_port("remote port", self.remote_port))
+        if self.via == "natpmp" and not found:
+            refusal = self.natpmp_refusal()
+            if refusal is not None:
+                found.append(("protocol" if refusal.startswith("NAT-PMP can map") else "via",
+                              refusal))
+        return found
+
+    def natpmp_refusal(self) -> str | None:
+        """Why NAT-PMP cannot carry this request, or ``None`` when it can (RFC 6886 §3.3)."""
+        if self.protocol not in (Protocol.TCP, Protocol.UDP):
+            return (f"NAT-PMP can map only TCP and UDP, not {protocol_name(int(self.protocol))} "
+                    "(RFC 6886 §3.3); use via='pcp'")
+        if self.opcode == "peer":
+            return "PEER is a PCP request (RFC 6887 §12); use via='pcp'"
+        options = self.options
+        if options:
+            names = ", ".join(sorted({type(o).__name__ for o in options}))
+            return f"NAT-PMP cannot carry PCP options ({names}); use via='pcp'"
+        if self.external_address is not None:
+            return "NAT-PMP cannot ask for a particular external address; use via='pcp'"
+        if self.internal_port == 0 and self.lifetime != 0:
+            return "internal port must be 1-65535"
+        return None

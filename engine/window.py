@@ -1,0 +1,76 @@
+"""The in-flight window: how many requests may be out to one gateway at once (pure).
+
+A gateway serves requests one at a time (miniupnpd takes ~2.5-10 ms each, and
+60-180 ms with its console on): with too many out, the last waits in its
+queue past the protocol's first retransmission timer and is sent again, which
+only lengthens the queue. So the window follows the smoothed round trip, as
+aioquic's ``quic/recovery.py`` does for congestion: pure arithmetic fed round
+trip samples, with no futures and no clock of its own. The transport owns one
+window per (channel, mapping protocol) and asks :attr:`InFlightWindow.room`.
+
+Slow start (issue 15): one request out until a round trip has been measured
+(Karn's rule: only first tries give samples), then at most as many as the
+gateway answers in half the first retransmission timer, capped at ``limit``.
+A retransmission halves it. With a gateway of service time ``s`` and window
+``w = IRT / (2 s)``, the last of ``w`` requests is answered after ``w * s =
+IRT / 2``: no retransmission while the gateway answers everything, for ``s``
+up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time, each
+answered inside its first timer up to 250 ms).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "InFlightWindow"]
+
+DEFAULT_MAX_IN_FLIGHT = 32
+
+
+class InFlightWindow:
+    """How many requests of one mapping protocol may be out to one gateway at once."""
+
+    __slots__ = ("first_timeout", "in_flight", "limit", "srtt", "window")
+
+    def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
+        if limit < 1:
+            raise ValueError(f"the in-flight limit must be at least 1, not {limit}")
+        self.limit = limit
+        self.first_timeout = first_timeout
+        self.window = float(max(1, min(initial, limit)))
+        self.in_flight = 0
+        self.srtt: float | None = None
+
+    @property
+    def room(self) -> int:
+        """How many more requests may be sent now."""
+        return max(1, int(self.window)) - self.in_flight
+
+    @property
+    def full(self) -> bool:
+        """Whether a new request would have to wait."""
+        return self.room <= 0
+
+    def take(self) -> None:
+        """A request goes out (the caller checked :attr:`room`)."""
+        self.in_flight += 1
+
+    def give(self) -> None:
+        """A request is over (answered, failed or abandoned)."""
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def answered(self, rtt: float, sent_with: int = 1) -> None:
+        """A first try was answered after ``rtt`` seconds (Karn's rule: no other samples).
+
+        ``sent_with``: how many requests were out when it was sent, itself included. A
+        gateway serving one at a time answered them all in ``rtt``, so ``rtt / sent_with``
+        is the time it takes for one: the window is what it answers in half the first
+        timer, not the square root of that a queue-inflated round trip would give.
+        RFC 6298's smoothing (gain 1/8) so that one fast answer does not open it all.
+        """
+        sample = rtt / max(1, sent_with)
+        self.srtt = sample if self.srtt is None else self.srtt + (sample - self.srtt) / 8
+        fit = self.first_timeout / (2 * max(self.srtt, 1e-4))
+        self.window = max(1.0, min(float(self.limit), fit))
+
+    def retransmitted(self) -> None:
+        """A request had to be sent again: halve the window."""
+        self.window = max(1.0, self.window / 2)

@@ -1,0 +1,78 @@
+"""The in-flight window (engine.window): pure arithmetic, slow start (issue 15)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
+
+
+def test_slow_start_sends_one_until_a_round_trip_is_measured() -> None:
+    window = InFlightWindow(DEFAULT_MAX_IN_FLIGHT, 0.25)
+    assert window.room == 1
+    window.take()
+    assert window.full
+    window.answered(0.0106)  # miniupnpd's ~10.6 ms per request
+    # 0.25 s / (2 * 10.6 ms) = 11.8 requests may wait their turn without a retransmission.
+    assert int(window.window) == 11
+    window.give()
+    assert window.room == 11
+
+
+def test_a_fast_gateway_opens_gradually_up_to_the_cap() -> None:
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.0106)
+    window.answered(0.0001)  # smoothed, so one fast answer does not open it all
+    assert 11 < window.window < 32
+    for _ in range(100):
+        window.answered(0.0001)
+    assert window.window == 32
+
+
+def test_a_queued_round_trip_counts_per_request() -> None:
+    # Ten out at once on a gateway serving one every 10 ms: the last is answered after
+    # 100 ms, which is 10 ms of service each, not a 100 ms gateway.
+    window = InFlightWindow(32, 3.0)
+    window.answered(0.100, sent_with=10)
+    assert window.srtt == pytest.approx(0.010)
+    assert window.window == 32  # 3 s / (2 * 10 ms) = 150, capped
+
+
+@pytest.mark.parametrize("service", [0.010, 0.050, 0.100, 0.125, 0.250])
+def test_a_serial_gateway_answers_the_whole_window_inside_half_the_first_timer(
+        service: float) -> None:
+    # The goal of issue 15: no retransmission while the gateway answers everything. A
+    # window of w requests to a gateway serving one every s seconds is done after w * s.
+    for first_timeout in (0.25, 3.0):
+        window = InFlightWindow(32, first_timeout)
+        for _ in range(50):
+            window.answered(service * window.room if window.room > 0 else service,
+                            sent_with=max(1, window.room))
+        assert int(window.window) * service <= max(first_timeout / 2, service)
+
+
+def test_a_retransmission_halves_the_window_and_never_below_one() -> None:
+    window = InFlightWindow(32, 0.25, initial=32)
+    window.retransmitted()
+    assert window.window == 16
+    for _ in range(10):
+        window.retransmitted()
+    assert window.window == 1
+    assert window.room == 1
+
+
+def test_take_and_give_count_what_is_out() -> None:
+    window = InFlightWindow(2, 3.0, initial=2)
+    window.take()
+    window.take()
+    assert window.full
+    window.give()
+    assert window.room == 1
+    window.give()
+    window.give()  # never below zero
+    assert window.in_flight == 0
+
+
+def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        InFlightWindow(0, 3.0)
