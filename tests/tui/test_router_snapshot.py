@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import types
 from collections.abc import Callable
 
 import pytest
@@ -43,5 +44,7 @@ def test_router_view(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch)
     # The listing shows natdeck's PCP nonces (miniupnpd's "PCP MAP <nonce hex>"), which
     # are random: count them instead, for the snapshot only.
     counter = itertools.count(1)
-    monkeypatch.setattr("engine.client._new_nonce", lambda: next(counter).to_bytes(12, "big"))
+    # engine.request.new_nonce draws from its module's `secrets`; every caller goes through it.
+    counter_source = types.SimpleNamespace(token_bytes=lambda n: next(counter).to_bytes(n, "big"))
+    monkeypatch.setattr("engine.request.secrets", counter_source)
     assert snap_compare(router_demo(), terminal_size=(80, 24), run_before=scene)
