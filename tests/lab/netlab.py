@@ -68,6 +68,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Self
 
+from tests.support import loopback
+
 __all__ = [
     "ANNOUNCEMENT_LISTENER_CODE",
     "CLIENT_ADDRESS",
@@ -1104,13 +1106,7 @@ class Lab:
     @staticmethod
     def python_env() -> dict[str, str]:
         """Environment for the repo's Python: the venv interpreter with the repo importable."""
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT)]
-        if env.get("PYTHONPATH"):
-            paths.append(env["PYTHONPATH"])
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return loopback.python_env()
 
     @staticmethod
     def _python_argv(code: str | Path, args: Sequence[str]) -> list[str]:
