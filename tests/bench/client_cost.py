@@ -28,7 +28,7 @@ from typing import Any
 from engine.protocols import Protocol
 from engine.wire import natpmp
 from tests.bench import fuzz_wire, lab_client
-from tests.bench.report import TIMES, Table, median, us
+from tests.bench.report import TIMES, Goal, Table, median, us
 from tests.support.loopback import port_free, simulator
 
 #: 127.0.0.2, not .1: a port 5351 on 127.0.0.1 might be a developer's own simulator.
@@ -132,6 +132,23 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
     if skipped:
         lines += ["", f"({skipped}.)"]
     return "\n".join(lines)
+
+
+def goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+    """Issue 15: natdeck's CPU per request at most twice the bare client's, per protocol."""
+    found = []
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        runs = results.get(f"natdeck-{kind}-seq", [])
+        floor = results.get(f"floor-{kind}", [])
+        ours = median(r["cpu"] / r["operations"] for r in runs)
+        bare = median(r["cpu"] / r["operations"] for r in floor)
+        peer = results.get("py-natpmp", [])
+        extra = (f", py-natpmp {us(median(r['cpu'] / r['operations'] for r in peer))} µs"
+                 if peer and kind == "natpmp" else "")
+        found.append(Goal(f"loopback, {name}: natdeck sequential client CPU per request "
+                          f"{TIMES} the bare client", ours / bare if bare > 0 else float("nan"),
+                          2.0, "x", f"natdeck {us(ours)} µs, bare {us(bare)} µs{extra}"))
+    return found
 
 
 def codec_table(number: int) -> str:
