@@ -33,7 +33,15 @@ from tests.support.manager_rig import EventLog
 
 from .clients import age_gateway, run_in_client
 from .conftest import _unavailable
-from .netlab import CLIENT_ADDRESS6, GATEWAY_LAN6, Lab, LabError, Pinhole, ensure_lab_dependencies
+from .netlab import (
+    CLIENT_ADDRESS6,
+    GATEWAY_LAN6,
+    Lab,
+    LabError,
+    Pinhole,
+    ensure_lab_dependencies,
+    parse_pinholes,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -77,6 +85,29 @@ def manager(**options: Any) -> MappingManager:
     options.setdefault("rng", random.Random(6))
     return MappingManager(GATEWAY_LAN6, local_address=CLIENT_ADDRESS6, via="pcp",
                           lifetime=3600, **options)
+
+
+# What ``nft -j list chain inet filter miniupnpd`` printed for a PCP MAP of TCP 41000 over IPv6,
+# beside a rule that is not a pinhole (no accept).
+_NFT_JSON = (
+    '{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},'
+    ' {"chain": {"family": "inet", "table": "filter", "name": "miniupnpd", "handle": 1}},'
+    ' {"rule": {"family": "inet", "table": "filter", "chain": "miniupnpd", "handle": 13,'
+    ' "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "wan0"}},'
+    ' {"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},'
+    ' "right": 41000}}, {"match": {"op": "==", "left": {"payload": {"base": "nh",'
+    ' "offset": 192, "len": 128}}, "right": "0x20010db8000000010000000000000002"}},'
+    ' {"match": {"op": "==", "left": {"payload": {"base": "nh", "offset": 48, "len": 8}},'
+    ' "right": 6}}, {"accept": null}]}},'
+    ' {"rule": {"family": "inet", "table": "filter", "chain": "miniupnpd", "handle": 14,'
+    ' "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}},'
+    ' "right": 41001}}, {"drop": null}]}}]}'
+)
+
+
+def test_parse_pinholes_reads_miniupnpd_raw_matches() -> None:
+    assert parse_pinholes(_NFT_JSON) == [Pinhole(TCP, "2001:db8:0:1::2", 41000, "wan0")]
+    assert parse_pinholes(_NFT_JSON, "forward") == []
 
 
 # ---------------------------------------------------------------------------- map/renew/delete
