@@ -438,30 +438,37 @@ def _as_port(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _equality_matches(
+    expressions: Any,
+) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None, Any]]:
+    """(meta, payload, value) of every ``==`` match among a rule's ``expr`` list (nft JSON)."""
+    for expression in expressions if isinstance(expressions, list) else []:
+        match = expression.get("match") if isinstance(expression, dict) else None
+        if not isinstance(match, dict) or match.get("op", "==") != "==":
+            continue
+        left = match.get("left")
+        if not isinstance(left, dict):
+            continue
+        meta, payload = left.get("meta"), left.get("payload")
+        yield (meta if isinstance(meta, dict) else None,
+               payload if isinstance(payload, dict) else None, match.get("right"))
+
+
 def _parse_rule(chain: str, rule: dict[str, Any]) -> NatRule | None:
     matched: dict[str, Any] = {}
     target: tuple[Literal["dnat", "snat"], dict[str, Any]] | None = None
     for expression in rule.get("expr", []):
-        if not isinstance(expression, dict):
-            continue
         for action in ("dnat", "snat"):
-            if action in expression and isinstance(expression[action], dict):
+            if isinstance(expression, dict) and isinstance(expression.get(action), dict):
                 target = ("dnat" if action == "dnat" else "snat", expression[action])
-        match = expression.get("match")
-        if not isinstance(match, dict) or match.get("op", "==") != "==":
-            continue
-        left, right = match.get("left"), match.get("right")
-        if not isinstance(left, dict):
-            continue
-        meta = left.get("meta")
-        payload = left.get("payload")
-        if isinstance(meta, dict):
+    for meta, payload, right in _equality_matches(rule.get("expr")):
+        if meta is not None:
             key = meta.get("key")
             if key in ("iif", "iifname"):
                 matched["input_interface"] = str(right)
             elif key == "l4proto":
                 matched["protocol"] = _as_protocol(right)
-        elif isinstance(payload, dict):
+        elif payload is not None:
             base, offset, length = payload.get("base"), payload.get("offset"), payload.get("len")
             proto, fieldname = payload.get("protocol"), payload.get("field")
             # Raw network-header offsets (bits) that miniupnpd uses: 72 = IPv4 protocol,
@@ -560,23 +567,16 @@ def parse_pinholes(nft_json: str, chain: str = "miniupnpd") -> list[Pinhole]:
         rule = item.get("rule") if isinstance(item, dict) else None
         if not isinstance(rule, dict) or rule.get("chain") != chain:
             continue
-        expressions = [e for e in rule.get("expr", []) if isinstance(e, dict)]
-        if not any("accept" in e for e in expressions):
+        expressions = rule.get("expr", [])
+        if not any(isinstance(e, dict) and "accept" in e for e in expressions):
             continue
         found: dict[str, Any] = {}
-        for expression in expressions:
-            match = expression.get("match")
-            if not isinstance(match, dict) or match.get("op", "==") != "==":
-                continue
-            left, right = match.get("left"), match.get("right")
-            if not isinstance(left, dict):
-                continue
-            meta, payload = left.get("meta"), left.get("payload")
-            if isinstance(meta, dict) and meta.get("key") in ("iif", "iifname"):
+        for meta, payload, right in _equality_matches(expressions):
+            if meta is not None and meta.get("key") in ("iif", "iifname"):
                 found["input_interface"] = str(right)
-            elif isinstance(meta, dict) and meta.get("key") == "l4proto":
+            elif meta is not None and meta.get("key") == "l4proto":
                 found["protocol"] = _as_protocol(right)
-            elif isinstance(payload, dict):
+            elif payload is not None:
                 place = (payload.get("base"), payload.get("offset"), payload.get("len"))
                 field_of = (payload.get("protocol"), payload.get("field"))
                 if place == ("nh", 192, 128) or field_of == ("ip6", "daddr"):
