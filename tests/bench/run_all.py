@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     print("### The goals of issue 15, measured in this run")
     print()
     print(goal_table(GOALS) if GOALS else "(No goal was measured.)")
+    print()
+    print(f"Load average at the end: {machine.load_average()}.")
     print(flush=True)
     progress(f"all benchmarks: {time.perf_counter() - started:.0f} s")
     return 0
