@@ -304,15 +304,12 @@ def _console_mounted(lab: Lab) -> bool:
 def test_console_sets_the_gateway_speed_and_reset_brings_back_fast(lab: Lab) -> None:
     # fast: /dev/null over /dev/console (miniupnpd's LOG_CONS lines cost nothing); slow: the
     # real console, as a router logging to a slow flash or serial console.
-    assert lab.console == "fast"
-    assert _console_mounted(lab)
+    assert (lab.console, _console_mounted(lab)) == ("fast", True)
     lab.restart_gateway(console="slow")
-    assert lab.console == "slow"
-    assert not _console_mounted(lab)
+    assert (lab.console, _console_mounted(lab)) == ("slow", False)
     assert natpmpc_public_address(lab)[0] == lab.wan_address  # still answers, slowly
     lab.reset()
-    assert lab.console == "fast"
-    assert _console_mounted(lab)
+    assert (lab.console, _console_mounted(lab)) == ("fast", True)
 
 
 def test_gateway_namespace_has_small_socket_tables(lab: Lab) -> None:
