@@ -32,8 +32,15 @@ lint: setup
 	$(PY) -m ruff check engine tui tests
 	$(PY) -m mypy
 
+# Every benchmark, natdeck and its peers in the same rounds, issue 15's goals beside them
+# (minutes: miniupnpd at both speeds). BENCH_ARGS=--quick for a smoke run, --with-10k for
+# 10,000 managed mappings; the Markdown is also kept in BENCH_OUT.
+BENCH_ARGS ?=
+BENCH_OUT ?= tests/bench/latest.md
 bench: setup
-	$(PY) -m tests.bench.run_all
+	$(PY) -m tests.bench.run_all $(BENCH_ARGS) > $(BENCH_OUT).part
+	mv $(BENCH_OUT).part $(BENCH_OUT)
+	cat $(BENCH_OUT)
 
 fuzz: setup
 	$(PY) tests/bench/fuzz_wire.py --count 1000000

@@ -20,21 +20,16 @@ import asyncio
 import contextlib
 import functools
 import io
-import json
-import socket
-import subprocess
 import sys
 import timeit
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from engine.protocols import Protocol
 from engine.wire import natpmp
 from tests.bench import fuzz_wire, lab_client
-from tests.bench.report import TIMES, Table, median, us
-from tests.lab.netlab import REPO_ROOT, Lab
+from tests.bench.report import TIMES, Goal, Table, median, us
+from tests.support.loopback import port_free, simulator
 
 #: 127.0.0.2, not .1: a port 5351 on 127.0.0.1 might be a developer's own simulator.
 HOST = "127.0.0.2"
@@ -44,48 +39,6 @@ CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-pcp-seq", "natdeck-natpmp-seq",
            "natdeck-pcp-gather", "natdeck-manager", "py-natpmp", "natpmpc")
 #: natpmpc forks a process per request: fewer of them keeps the run short.
 NATPMPC_SHARE = 0.2
-
-
-@dataclass(frozen=True)
-class Simulator:
-    """A simulated gateway running in a child process."""
-
-    host: str
-    port: int
-    process: subprocess.Popen[str]
-
-
-@contextlib.contextmanager
-def simulator(*args: str, host: str = HOST, port: int = 5351) -> Iterator[Simulator]:
-    """Start ``python -m engine.simulator`` (loopback only) and stop it on exit."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "engine.simulator", "--host", host, "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-        env=Lab.python_env(), stdin=subprocess.DEVNULL)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator did not start: {process.communicate()[1][-500:]}")
-        info = json.loads(line)
-        yield Simulator(info["host"], int(info["port"]), process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether UDP ``host:port`` can be bound now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
@@ -179,6 +132,23 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
     if skipped:
         lines += ["", f"({skipped}.)"]
     return "\n".join(lines)
+
+
+def goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+    """Issue 15: natdeck's CPU per request at most twice the bare client's, per protocol."""
+    found = []
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        runs = results.get(f"natdeck-{kind}-seq", [])
+        floor = results.get(f"floor-{kind}", [])
+        ours = median(r["cpu"] / r["operations"] for r in runs)
+        bare = median(r["cpu"] / r["operations"] for r in floor)
+        peer = results.get("py-natpmp", [])
+        extra = (f", py-natpmp {us(median(r['cpu'] / r['operations'] for r in peer))} µs"
+                 if peer and kind == "natpmp" else "")
+        found.append(Goal(f"loopback, {name}: natdeck sequential client CPU per request "
+                          f"{TIMES} the bare client", ours / bare if bare > 0 else float("nan"),
+                          2.0, "x", f"natdeck {us(ours)} µs, bare {us(bare)} µs{extra}"))
+    return found
 
 
 def codec_table(number: int) -> str:

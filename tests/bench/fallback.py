@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import engine
 from engine.protocols import Protocol
 from engine.wire import natpmp
-from tests.bench.client_cost import Simulator, port_free, simulator
 from tests.bench.report import Table, median
-from tests.lab.netlab import REPO_ROOT, Lab
+from tests.support.loopback import Simulator, port_free, simulator
 
 HOST = "127.0.0.1"
 LOCAL = "127.0.0.1"
@@ -56,23 +53,9 @@ asyncio.run(main())
 """
 
 
-@contextlib.contextmanager
-def silent_gateway() -> Iterator[Simulator]:
+def silent_gateway() -> contextlib.AbstractContextManager[Simulator]:
     """A simulated gateway that receives every request and answers none."""
-    process = subprocess.Popen([sys.executable, "-c", _SILENT_GATEWAY], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-                               env=Lab.python_env(), stdin=subprocess.DEVNULL)
-    try:
-        assert process.stdout is not None
-        info = json.loads(process.stdout.readline())
-        yield Simulator(info["host"], int(info["port"]), process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return simulator(code=_SILENT_GATEWAY)
 
 
 def floor_rtt(sim: Simulator, count: int = 20) -> float:

@@ -19,8 +19,8 @@ from collections import defaultdict
 from typing import Any
 
 from tests.bench.lab_client import CLIENTS
-from tests.bench.report import TIMES, Table, median, ms, spread
-from tests.lab.netlab import REPO_ROOT, Lab
+from tests.bench.report import TIMES, Goal, Table, median, ms, spread
+from tests.lab.netlab import REPO_ROOT, Console, Lab
 
 LAB_CLIENT = REPO_ROOT / "tests" / "bench" / "lab_client.py"
 FIRST_PORT = 40000
@@ -37,6 +37,11 @@ _DESCRIPTION = {
     "natpmpc": "natpmpc, one process per request",
     "py-natpmp": "py-natpmp `map_port`, sequential",
 }
+#: The clients of the slow-gateway run: the floors and natdeck concurrent (issue 15's goal).
+SLOW_CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-natpmp-gather", "natdeck-pcp-gather")
+#: What each console setting stands for, for the tables' titles.
+SPEED = {"fast": "fast miniupnpd (log to /dev/null)",
+         "slow": "slow miniupnpd (log to the real /dev/console)"}
 #: Which floor each client is compared with (the protocol it speaks).
 _FLOOR = {name: "floor-pcp" if "pcp" in name or "manager" in name else "floor-natpmp"
           for name in CLIENTS}
@@ -57,9 +62,13 @@ def one_run(lab: Lab, client: str, count: int) -> dict[str, Any]:
     return result
 
 
-def measure(lab: Lab, count: int, rounds: int,
-            clients: tuple[str, ...] = CLIENTS) -> dict[str, list[dict[str, Any]]]:
-    """``rounds`` interleaved rounds of every client; results per client, in round order."""
+def measure(lab: Lab, count: int, rounds: int, clients: tuple[str, ...] = CLIENTS,
+            console: Console = "fast") -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` interleaved rounds of every client; results per client, in round order.
+
+    ``console`` is the gateway's speed (:attr:`Lab.console`), set for every run here.
+    """
+    lab.console = console
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     one_run(lab, "floor-pcp", min(count, 20))  # warm up (page cache, miniupnpd, nft), untimed
     for number in range(rounds):
@@ -79,7 +88,62 @@ def _retransmissions(client: str, run: dict[str, Any], count: int) -> int:
     return int(run["sent"] or 0) - int(run["requests"])
 
 
-def render(results: dict[str, list[dict[str, Any]]], count: int) -> str:
+def extra_requests(run: dict[str, Any]) -> int:
+    """Requests the gateway served beyond the client's design: retransmissions, counted at the
+    gateway (nftables at port 5351), whatever the client says of itself."""
+    return int(run["gateway_requests"]) - int(run["requests"])
+
+
+def per_round(results: dict[str, list[dict[str, Any]]], client: str, reference: str) -> float:
+    """Median over rounds of ``client``'s total over ``reference``'s in the same round."""
+    pairs = zip(results.get(client, []), results.get(reference, []), strict=False)
+    return median(a["total"] / b["total"] for a, b in pairs)
+
+
+def _totals(results: dict[str, list[dict[str, Any]]], *clients: str) -> str:
+    return ", ".join(f"{_DESCRIPTION[c].split(',')[0]} {ms(median(r['total'] for r in results[c]))}"
+                     f" ms" for c in clients if c in results)
+
+
+def fast_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+    """Issue 15's fast-gateway goals: concurrent natdeck at or under the sequential floor,
+    sequential natdeck at or under py-natpmp, for NAT-PMP and PCP."""
+    goals = []
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        gather, floor = f"natdeck-{kind}-gather", f"floor-{kind}"
+        goals.append(Goal(f"fast gateway, {name}: natdeck concurrent {TIMES} the sequential "
+                          "floor", per_round(results, gather, floor), 1.0, "x",
+                          _totals(results, floor, gather)))
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        seq = f"natdeck-{kind}-seq"
+        peer = "" if kind == "natpmp" else " (NAT-PMP: it has no PCP)"
+        goals.append(Goal(f"fast gateway, {name}: natdeck sequential {TIMES} py-natpmp "
+                          f"sequential{peer}", per_round(results, seq, "py-natpmp"), 1.0, "x",
+                          _totals(results, "py-natpmp", seq)))
+    return goals
+
+
+def slow_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+    """Issue 15's slow-gateway goals for concurrent natdeck: no retransmission, and at most
+    1.05 times the floor."""
+    goals = []
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        gather, floor = f"natdeck-{kind}-gather", f"floor-{kind}"
+        runs = results.get(gather, [])
+        extra = max((extra_requests(r) for r in runs), default=float("nan"))
+        own = max((int(r["natdeck_resends"]) for r in runs), default=0)
+        goals.append(Goal(f"slow gateway, {name}: natdeck concurrent, retransmissions (most in "
+                          "a round, counted at the gateway)", extra, 0, "",
+                          f"natdeck's own count {own}; floor "
+                          f"{max((extra_requests(r) for r in results.get(floor, [])), default=0)}"))
+        goals.append(Goal(f"slow gateway, {name}: natdeck concurrent {TIMES} the sequential "
+                          "floor", per_round(results, gather, floor), 1.05, "x",
+                          _totals(results, floor, gather)))
+    return goals
+
+
+def render(results: dict[str, list[dict[str, Any]]], count: int,
+           console: Console = "fast") -> str:
     """The Markdown table (medians over rounds) and its notes."""
     rounds = len(next(iter(results.values())))
     table = Table(["client", "create ms", "delete ms", "total ms", "rounds' range ms",
@@ -101,7 +165,8 @@ def render(results: dict[str, list[dict[str, Any]]], count: int) -> str:
                   f"{median(ratios):.2f}{TIMES}" if ratios else "—",
                   f"{requests:,.0f}", f"{retransmitted:,.0f}", ms(cpu))
     return "\n".join([
-        f"### Mapping throughput on miniupnpd: create {count} TCP mappings, then delete them",
+        f"### Mapping throughput on a {SPEED[console]}: create {count} TCP mappings, then "
+        "delete them",
         "",
         f"Median of {rounds} interleaved round{'s' if rounds != 1 else ''}; miniupnpd "
         f"restarted empty before every run. *{TIMES} floor*: total time over the same round's "
@@ -134,11 +199,13 @@ def notes(results: dict[str, list[dict[str, Any]]], count: int) -> list[str]:
         if resent > 0:
             lines.append(f"- {_DESCRIPTION[client]}: {resent:,.0f} retransmissions, each one "
                          "more request the gateway had to serve.")
-    floor = median(r["total"] for r in results.get("floor-pcp", []))
-    if floor == floor:
-        per_request = floor / (2 * count) * 1e3
-        lines.append(f"- The gateway's own service time (the PCP floor) is {per_request:.1f} ms "
-                     "per request on average: it bounds every client here.")
+    for kind in ("pcp", "natpmp"):
+        floor = median(r["total"] for r in results.get(f"floor-{kind}", []))
+        if floor == floor:
+            per_request = floor / (2 * count) * 1e3
+            lines.append(f"- The gateway's own service time (the {kind.upper()} floor) is "
+                         f"{per_request:.1f} ms per request on average.")
+            break
     return lines
 
 
@@ -147,10 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=CLIENTS)
+    parser.add_argument("--console", choices=("fast", "slow"), default="fast",
+                        help="the gateway's speed (see Lab.console)")
     args = parser.parse_args(argv)
     with Lab.create() as lab:
-        results = measure(lab, args.count, args.rounds, tuple(args.clients))
-    print(render(results, args.count))
+        results = measure(lab, args.count, args.rounds, tuple(args.clients), args.console)
+    print(render(results, args.count, args.console))
     print()
     print("\n".join(notes(results, args.count)))
     return 0

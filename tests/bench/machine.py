@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["describe"]
+__all__ = ["describe", "load_average"]
 
 
 def cpu_model() -> str:
@@ -54,13 +54,18 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other work on this machine skews the times)."""
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def describe() -> str:
     """A Markdown list describing this machine and the versions benchmarked."""
     cores = os.cpu_count() or 0
-    try:
-        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        load = "unknown"
+    load = load_average()
     lines = [
         f"- CPU: {cpu_model()}, {cores} core{'s' if cores != 1 else ''} "
         f"(load average at start: {load})",

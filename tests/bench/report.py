@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-__all__ = ["DASH", "TIMES", "Table", "median", "ms", "ratio", "spread", "us"]
+__all__ = ["DASH", "TIMES", "Goal", "Table", "goal_table", "median", "ms", "ratio", "spread",
+           "us"]
 
 #: For ratios ("1.15" then this): Markdown renders it; ruff would flag it in a literal.
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -79,3 +81,48 @@ class Table:
 
     def __str__(self) -> str:
         return self.render()
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal of issue 15, measured: ``value`` should be at most ``target``.
+
+    ``unit`` is how both print: ``"x"`` (a ratio, printed with the multiplication sign),
+    ``"ms"``, ``"us"`` or ``""`` (a count). ``detail`` names the peers' numbers from the same
+    rounds, so the row can be read on its own.
+    """
+
+    name: str
+    value: float
+    target: float
+    unit: str
+    detail: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the goal is met (None: not measured)."""
+        if self.value != self.value:
+            return None
+        return self.value <= self.target
+
+    def show(self, number: float) -> str:
+        """``number`` in this goal's unit."""
+        if number != number:
+            return "—"
+        if self.unit == "x":
+            return f"{number:.2f}{TIMES}"
+        if self.unit == "ms":
+            return f"{number * 1e3:,.0f} ms" if number >= 0.01 else f"{number * 1e3:.1f} ms"
+        if self.unit == "us":
+            return f"{number * 1e6:,.0f} µs"
+        return f"{number:,.0f}"
+
+
+def goal_table(goals: Iterable[Goal]) -> str:
+    """The goals as a Markdown table: measured, target, met, and the peers beside it."""
+    table = Table(["goal", "measured", "target", "met", "in the same rounds"], "lrrcl")
+    for goal in goals:
+        met = {True: "yes", False: "**no**", None: "—"}[goal.met]
+        table.add(goal.name, goal.show(goal.value), f"≤ {goal.show(goal.target)}", met,
+                  goal.detail)
+    return table.render()

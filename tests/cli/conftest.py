@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,16 +20,13 @@ import pytest
 
 from engine.errors import NoGatewayError
 from engine.simulator import GatewayConfig, SimulatedGateway
+from tests.support.loopback import free_udp_port
+from tests.support.loopback import python_env as subprocess_env
 from tui import cli
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def free_udp_port() -> int:
-    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["REPO", "Result", "Sim", "free_udp_port", "run_process", "subprocess_env"]
 
 
 @pytest.fixture(autouse=True)
@@ -123,13 +118,6 @@ def run(capsys: pytest.CaptureFixture[str]) -> Any:
         return Result(code, captured.out, captured.err)
 
     return go
-
-
-def subprocess_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 async def run_process(*argv: str, timeout: float = 30) -> Result:

@@ -26,9 +26,13 @@ What Debian's miniupnpd 2.3.1 does here (measured; rely on nothing else):
   ANNOUNCE (epoch 0) -- not the RFC 6886 series of ten.
 - With a reserved WAN address it answers public-address requests with result 3 (network
   failure) and sends only the PCP ANNOUNCE.
-- ~5 ms per mapping on an empty table, ~14 ms with a hundred rules. A mapping for an internal
-  port below 1024 walks all external ports before refusing (~2 s, result 2): use ports >= 1024.
-  (Without the /dev/console fix in :meth:`Lab.start_gateway` all of this is 20-30x slower.)
+- With ``console="fast"`` (the default): ~1.5 ms per new mapping and ~2.3 ms per delete with
+  fifty rules (a delete walks them all), ~2 ms a request on average; with ``console="slow"`` every
+  log line goes to the real /dev/console, 20-180 ms a request depending on the rule count, erratic.
+  Each new mapping reads /proc/net/tcp twice: the gateway namespace is built with small socket
+  tables (``_GATEWAY_TCP_HASH``), without which each read walks the host's 262,144 buckets
+  (~2.2 ms). A mapping for an internal port below 1024 walks all external ports before refusing
+  (~2 s, result 2): use ports >= 1024.
 - It lets a different PCP nonce replace or delete a mapping; current upstream refuses. Never
   rely on either.
 - SIGTERM may take up to ~30 s to be noticed, so the lab stops it with SIGKILL by default.
@@ -64,6 +68,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Self
 
+from tests.support import loopback
+
 __all__ = [
     "ANNOUNCEMENT_LISTENER_CODE",
     "CLIENT_ADDRESS",
@@ -75,6 +81,7 @@ __all__ = [
     "OTHER_CLIENT_ADDRESS",
     "PCP_ANNOUNCE_PORT",
     "ClientProcess",
+    "Console",
     "DnatRule",
     "GatewayConfig",
     "GatewayCounters",
@@ -83,10 +90,12 @@ __all__ = [
     "LabError",
     "LabTimeoutError",
     "NatRule",
+    "Pinhole",
     "cleanup_stale_labs",
     "ensure_lab_dependencies",
     "lab_namespaces",
     "parse_nat_rules",
+    "parse_pinholes",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +113,15 @@ GATEWAY_WAN6 = "2001:db8:2::1"
 LAN_PREFIX_LENGTH = 24
 INITIAL_WAN_ADDRESS = "11.0.0.1"
 WAN_PREFIX_LENGTH = 24
+# IPv6 (Lab.create(ipv6=True)): the documentation prefix (RFC 3849), again only inside our
+# namespaces. miniupnpd serves PCP on [::]:5351 once its LAN side has a global address; a MAP
+# from an IPv6 client opens a pinhole (an accept rule in its forward chain), no NAT.
+LAN6_PREFIX = "2001:db8:0:1::/64"
+LAN6_PREFIX_LENGTH = 64
+GATEWAY_LAN6 = "2001:db8:0:1::1"
+CLIENT_ADDRESS6 = "2001:db8:0:1::2"
+WAN6_ADDRESS = "2001:db8:0:2::1"
+WAN6_PEER_ADDRESS = "2001:db8:0:2::fe"
 
 # RFC 6886 section 3.2 / RFC 6887 section 19.1: the server listens on 5351; clients listen on
 # 5350 for unsolicited announcements (miniupnpd also sends NAT-PMP ones to 5351).
@@ -139,6 +157,15 @@ _SILENCE_CONSOLE_AND_EXEC = (
     " || echo 'natdeck lab: cannot silence /dev/console; miniupnpd will be slow' >&2;"
     ' exec "$@"'
 )
+_KEEP_CONSOLE_AND_EXEC = 'exec "$@"'
+#: How fast miniupnpd answers (see :attr:`Lab.console`).
+Console = Literal["fast", "slow"]
+#: TCP/UDP socket hash sizes of the gateway namespace. miniupnpd reads /proc/net/tcp (or udp)
+#: twice per new mapping to see whether the port is in use, and the kernel walks every bucket:
+#: with the host's 262,144 that is ~2.2 ms a read, half of a fast gateway's service time. A
+#: namespace created while its creator's tcp_child_ehash_entries is set gets a table that small.
+_GATEWAY_TCP_HASH = 1024
+_GATEWAY_UDP_HASH = 1024
 _sequence = itertools.count()
 
 
@@ -420,30 +447,37 @@ def _as_port(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _equality_matches(
+    expressions: Any,
+) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None, Any]]:
+    """(meta, payload, value) of every ``==`` match among a rule's ``expr`` list (nft JSON)."""
+    for expression in expressions if isinstance(expressions, list) else []:
+        match = expression.get("match") if isinstance(expression, dict) else None
+        if not isinstance(match, dict) or match.get("op", "==") != "==":
+            continue
+        left = match.get("left")
+        if not isinstance(left, dict):
+            continue
+        meta, payload = left.get("meta"), left.get("payload")
+        yield (meta if isinstance(meta, dict) else None,
+               payload if isinstance(payload, dict) else None, match.get("right"))
+
+
 def _parse_rule(chain: str, rule: dict[str, Any]) -> NatRule | None:
     matched: dict[str, Any] = {}
     target: tuple[Literal["dnat", "snat"], dict[str, Any]] | None = None
     for expression in rule.get("expr", []):
-        if not isinstance(expression, dict):
-            continue
         for action in ("dnat", "snat"):
-            if action in expression and isinstance(expression[action], dict):
+            if isinstance(expression, dict) and isinstance(expression.get(action), dict):
                 target = ("dnat" if action == "dnat" else "snat", expression[action])
-        match = expression.get("match")
-        if not isinstance(match, dict) or match.get("op", "==") != "==":
-            continue
-        left, right = match.get("left"), match.get("right")
-        if not isinstance(left, dict):
-            continue
-        meta = left.get("meta")
-        payload = left.get("payload")
-        if isinstance(meta, dict):
+    for meta, payload, right in _equality_matches(rule.get("expr")):
+        if meta is not None:
             key = meta.get("key")
             if key in ("iif", "iifname"):
                 matched["input_interface"] = str(right)
             elif key == "l4proto":
                 matched["protocol"] = _as_protocol(right)
-        elif isinstance(payload, dict):
+        elif payload is not None:
             base, offset, length = payload.get("base"), payload.get("offset"), payload.get("len")
             proto, fieldname = payload.get("protocol"), payload.get("field")
             # Raw network-header offsets (bits) that miniupnpd uses: 72 = IPv4 protocol,
@@ -506,6 +540,66 @@ def _dnat_from(rule: NatRule) -> DnatRule | None:
         internal_port=rule.to_port if rule.to_port is not None else rule.destination_port,
         remote_address=rule.source_address,
     )
+
+
+@dataclass(frozen=True)
+class Pinhole:
+    """An IPv6 pinhole as the gateway really holds it: an ``accept`` rule in miniupnpd's
+    forward chain (a PCP MAP from an IPv6 client; no NAT, the external port is the internal)."""
+
+    protocol: int
+    """IP protocol number (6 TCP, 17 UDP)."""
+    address: str
+    """The internal host (IPv6, compressed form) the rule lets packets through to."""
+    port: int
+    input_interface: str | None = None
+
+
+def _as_ipv6(value: Any) -> str | None:
+    """nft shows a raw ``@nh,192,128`` match as a hex string, ``ip6 daddr`` as text."""
+    if isinstance(value, str) and value.startswith("0x"):
+        return str(ipaddress.IPv6Address(int(value, 16)))
+    if isinstance(value, str) and ":" in value:
+        return str(ipaddress.IPv6Address(value))
+    return None
+
+
+def parse_pinholes(nft_json: str, chain: str = "miniupnpd") -> list[Pinhole]:
+    """The IPv6 accept rules of one chain of ``nft -j list ...`` output (pure function).
+
+    miniupnpd 2.3.1 writes ``iif "wan0" th dport P @nh,192,128 ADDR @nh,48,8 PROTO accept``:
+    raw offsets into the IPv6 header (RFC 8200 section 3: next header at bit 48, destination
+    address at bit 192).
+    """
+    pinholes = []
+    for item in json.loads(nft_json).get("nftables", []):
+        rule = item.get("rule") if isinstance(item, dict) else None
+        if not isinstance(rule, dict) or rule.get("chain") != chain:
+            continue
+        expressions = rule.get("expr", [])
+        if not any(isinstance(e, dict) and "accept" in e for e in expressions):
+            continue
+        found: dict[str, Any] = {}
+        for meta, payload, right in _equality_matches(expressions):
+            if meta is not None and meta.get("key") in ("iif", "iifname"):
+                found["input_interface"] = str(right)
+            elif meta is not None and meta.get("key") == "l4proto":
+                found["protocol"] = _as_protocol(right)
+            elif payload is not None:
+                place = (payload.get("base"), payload.get("offset"), payload.get("len"))
+                field_of = (payload.get("protocol"), payload.get("field"))
+                if place == ("nh", 192, 128) or field_of == ("ip6", "daddr"):
+                    found["address"] = _as_ipv6(right)
+                elif place == ("nh", 48, 8) or field_of == ("ip6", "nexthdr"):
+                    found["protocol"] = _as_protocol(right)
+                elif field_of[1] == "dport" and field_of[0] in ("th", "tcp", "udp"):
+                    found["port"] = _as_port(right)
+                    if field_of[0] in _PROTOCOL_NAMES:
+                        found.setdefault("protocol", _PROTOCOL_NAMES[field_of[0]])
+        if found.get("address") and found.get("port") is not None and found.get("protocol"):
+            pinholes.append(Pinhole(found["protocol"], found["address"], found["port"],
+                                    found.get("input_interface")))
+    return pinholes
 
 
 # --------------------------------------------------------------------------- configuration
@@ -820,7 +914,15 @@ class Lab:
     wan_peer_address: str = "11.0.0.254"
     """An address of the WAN namespace on the gateway's external subnet (a host "on the
     Internet" that can reach mapped ports)."""
+    ipv6: bool = False
+    """Whether the LAN has global IPv6 addresses and miniupnpd serves PCP over IPv6 (fixed at
+    :meth:`create`)."""
+    console: Console = "fast"
+    """``"fast"``: miniupnpd's log lines go to /dev/null (~2.5 ms a request on this machine);
+    ``"slow"``: to the real /dev/console, a serial port here (60-180 ms a request, erratic), as a
+    router that logs to a slow flash or console does. Takes effect at the next (re)start."""
     _base_config: GatewayConfig = field(init=False, repr=False)
+    _base_console: Console = field(init=False, repr=False)
     _gateway: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workers: list[ClientProcess] = field(default_factory=list, init=False, repr=False)
     _loss: tuple[int, str] = field(default=(0, "requests"), init=False, repr=False)
@@ -829,14 +931,19 @@ class Lab:
     def __post_init__(self) -> None:
         # What reset() returns to after a test ran the gateway with another config.
         self._base_config = self.config
+        self._base_console = self.console
 
     # ---- building and tearing down
 
     @classmethod
-    def create(cls, config: GatewayConfig | None = None) -> Lab:
+    def create(cls, config: GatewayConfig | None = None, *, console: Console = "fast",
+               ipv6: bool = False) -> Lab:
         """Build the namespaces, veths, nftables state, and start miniupnpd.
 
-        Raises :class:`LabError` (after cleaning up whatever it built) if anything fails.
+        ``console`` sets how fast miniupnpd answers (:attr:`console`); ``ipv6`` gives the LAN
+        global IPv6 addresses (:data:`GATEWAY_LAN6`, :data:`CLIENT_ADDRESS6`) and lets
+        miniupnpd serve PCP on [::]:5351 too. Raises :class:`LabError` (after cleaning up
+        whatever it built) if anything fails.
         """
         reason = ensure_lab_dependencies()
         if reason is not None:
@@ -849,6 +956,8 @@ class Lab:
             wan_ns=f"{NAMESPACE_PREFIX}wan-{token}",
             workdir=Path(tempfile.mkdtemp(prefix="natdeck-lab-")),
             config=config or GatewayConfig(),
+            console=console,
+            ipv6=ipv6,
         )
         atexit.register(lab.destroy)
         try:
@@ -861,22 +970,31 @@ class Lab:
 
     def _build(self) -> None:
         gw, cl, wan = self.gateway_ns, self.client_ns, self.wan_ns
-        # One ip process creates all three namespaces and both veth pairs, each end created
-        # directly inside its namespace (so the host namespace never sees these interfaces).
+        # One ip process creates the client and WAN namespaces; the gateway's is created from
+        # inside the WAN one (a child process inherits its thread's namespace), whose
+        # tcp_child_ehash_entries then sizes the gateway's socket tables (_GATEWAY_TCP_HASH).
+        _ip_batch([f"netns add {cl}", f"netns add {wan}"])
+        self.run_in_wan(["sysctl", "-qw", f"net.ipv4.tcp_child_ehash_entries={_GATEWAY_TCP_HASH}",
+                         f"net.ipv4.udp_child_hash_entries={_GATEWAY_UDP_HASH}"], check=True)
+        with _thread_in_namespace(wan):
+            _ip_batch([f"netns add {gw}"])
+        # Each veth end created directly inside its namespace (the host never sees them).
         _ip_batch(
             [
-                f"netns add {gw}",
-                f"netns add {cl}",
-                f"netns add {wan}",
                 f"link add {GW_LAN_IF} netns {gw} type veth peer name {CLIENT_IF} netns {cl}",
                 f"link add {GW_WAN_IF} netns {gw} type veth peer name {WAN_PEER_IF} netns {wan}",
             ]
         )
+        # nodad: the addresses are usable at once (duplicate detection would hold them ~1 s).
+        v6 = self.ipv6
         _ip_batch(
             [
                 "link set lo up",
                 f"addr add {self.gateway_lan}/{LAN_PREFIX_LENGTH} dev {GW_LAN_IF}",
                 f"addr add {self.wan_address}/{WAN_PREFIX_LENGTH} dev {GW_WAN_IF}",
+                *([f"addr add {GATEWAY_LAN6}/{LAN6_PREFIX_LENGTH} dev {GW_LAN_IF} nodad",
+                   f"addr add {WAN6_ADDRESS}/{LAN6_PREFIX_LENGTH} dev {GW_WAN_IF} nodad"]
+                  if v6 else []),
                 f"link set {GW_LAN_IF} up",
                 f"link set {GW_WAN_IF} up",
             ],
@@ -886,8 +1004,11 @@ class Lab:
             [
                 "link set lo up",
                 f"addr add {self.client_address}/{LAN_PREFIX_LENGTH} dev {CLIENT_IF}",
+                *([f"addr add {CLIENT_ADDRESS6}/{LAN6_PREFIX_LENGTH} dev {CLIENT_IF} nodad"]
+                  if v6 else []),
                 f"link set {CLIENT_IF} up",
                 f"route add default via {self.gateway_lan}",
+                *([f"route add ::/0 via {GATEWAY_LAN6}"] if v6 else []),
             ],
             namespace=cl,
         )
@@ -895,11 +1016,15 @@ class Lab:
             [
                 "link set lo up",
                 f"addr add {self.wan_peer_address}/{WAN_PREFIX_LENGTH} dev {WAN_PEER_IF}",
+                *([f"addr add {WAN6_PEER_ADDRESS}/{LAN6_PREFIX_LENGTH} dev {WAN_PEER_IF} nodad"]
+                  if v6 else []),
                 f"link set {WAN_PEER_IF} up",
+                *([f"route add {LAN6_PREFIX} via {WAN6_ADDRESS}"] if v6 else []),
             ],
             namespace=wan,
         )
-        self.run_in_gateway(["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+        self.run_in_gateway(["sysctl", "-qw", "net.ipv4.ip_forward=1",
+                             *(["net.ipv6.conf.all.forwarding=1"] if v6 else [])], check=True)
         self.nft("-f", "-", input=_nft_base_ruleset())
 
     def destroy(self) -> None:
@@ -1005,13 +1130,7 @@ class Lab:
     @staticmethod
     def python_env() -> dict[str, str]:
         """Environment for the repo's Python: the venv interpreter with the repo importable."""
-        env = dict(os.environ)
-        paths = [str(REPO_ROOT)]
-        if env.get("PYTHONPATH"):
-            paths.append(env["PYTHONPATH"])
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return loopback.python_env()
 
     @staticmethod
     def _python_argv(code: str | Path, args: Sequence[str]) -> list[str]:
@@ -1151,15 +1270,25 @@ class Lab:
         """True while miniupnpd runs."""
         return self.gateway_pid is not None
 
-    def start_gateway(self, config: GatewayConfig | None = None, timeout: float = 10.0) -> None:
-        """Start miniupnpd (fresh epoch) and wait until it listens on port 5351."""
+    def start_gateway(self, config: GatewayConfig | None = None, timeout: float = 10.0, *,
+                      console: Console | None = None) -> None:
+        """Start miniupnpd (fresh epoch) and wait until it listens on port 5351.
+
+        ``config`` and ``console`` replace the lab's (:meth:`reset` brings back the first ones).
+        """
         if self._destroyed:
             raise LabError("lab destroyed")
         if self.gateway_running:
             raise LabError("miniupnpd already running")
         if config is not None:
             self.config = config
-        self._config_path.write_text(self.config.render(lease_file=self._lease_path))
+        if console is not None:
+            self.console = console
+        text = self.config.render(lease_file=self._lease_path)
+        if self.ipv6:
+            # miniupnpd only ever sets its "IPv6 off" flag, so the line itself must change.
+            text = text.replace("ipv6_disable=yes\n", "ipv6_disable=no\n")
+        self._config_path.write_text(text)
         # A pid file naming a live (reused) pid would make miniupnpd refuse to start.
         self._pid_path.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
@@ -1178,7 +1307,7 @@ class Lab:
                     self.gateway_ns,
                     "/bin/sh",
                     "-c",
-                    _SILENCE_CONSOLE_AND_EXEC,
+                    _SILENCE_CONSOLE_AND_EXEC if self.console == "fast" else _KEEP_CONSOLE_AND_EXEC,
                     "sh",
                     _binary("miniupnpd"),
                     "-f",
@@ -1242,7 +1371,8 @@ class Lab:
         )
 
     def restart_gateway(
-        self, *, keep_mappings: bool = False, config: GatewayConfig | None = None
+        self, *, keep_mappings: bool = False, config: GatewayConfig | None = None,
+        console: Console | None = None,
     ) -> None:
         """Kill miniupnpd, wait for it to exit, start it again: the epoch restarts at 0.
 
@@ -1252,7 +1382,7 @@ class Lab:
         self.stop_gateway()
         if not keep_mappings:
             self.clear_mappings()
-        self.start_gateway(config=config)
+        self.start_gateway(config=config, console=console)
 
     def gateway_log(self, since: int = 0) -> str:
         """miniupnpd's output from byte offset *since* (see :meth:`gateway_log_size`)."""
@@ -1292,6 +1422,11 @@ class Lab:
         text = self.nft("-j", "list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_DNAT_CHAIN)
         rules = (_dnat_from(rule) for rule in parse_nat_rules(text, MINIUPNPD_DNAT_CHAIN))
         return [rule for rule in rules if rule is not None]
+
+    def pinholes(self) -> list[Pinhole]:
+        """The IPv6 pinholes miniupnpd holds (accept rules in its forward chain)."""
+        text = self.nft("-j", "list", "chain", "inet", MINIUPNPD_TABLE, MINIUPNPD_FILTER_CHAIN)
+        return parse_pinholes(text, MINIUPNPD_FILTER_CHAIN)
 
     def peer_rules(self) -> list[NatRule]:
         """miniupnpd's snat rules (PCP PEER), parsed literally (see :class:`NatRule`)."""
@@ -1489,9 +1624,10 @@ class Lab:
         if self.wan_address != INITIAL_WAN_ADDRESS:
             self.change_wan_address(INITIAL_WAN_ADDRESS, notify=False)
             restart = True
-        if self.config != self._base_config:
+        if self.config != self._base_config or self.console != self._base_console:
             restart = True
         if restart or not self.gateway_running or self.miniupnpd_rule_count():
-            self.restart_gateway(keep_mappings=False, config=self._base_config)
+            self.restart_gateway(keep_mappings=False, config=self._base_config,
+                                 console=self._base_console)
         # Last, so the PCP ANNOUNCE a (re)started miniupnpd multicasts is not counted.
         self.reset_counters()

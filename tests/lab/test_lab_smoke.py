@@ -293,6 +293,31 @@ def test_reset_restores_the_wan_address(lab: Lab) -> None:
     assert natpmpc_public_address(lab)[0] == INITIAL_WAN_ADDRESS
 
 
+def _console_mounted(lab: Lab) -> bool:
+    """Whether something is bound over /dev/console in miniupnpd's mount namespace."""
+    pid = lab.gateway_pid
+    assert pid is not None
+    mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == "/dev/console" for line in mounts)
+
+
+def test_console_sets_the_gateway_speed_and_reset_brings_back_fast(lab: Lab) -> None:
+    # fast: /dev/null over /dev/console (miniupnpd's LOG_CONS lines cost nothing); slow: the
+    # real console, as a router logging to a slow flash or serial console.
+    assert (lab.console, _console_mounted(lab)) == ("fast", True)
+    lab.restart_gateway(console="slow")
+    assert (lab.console, _console_mounted(lab)) == ("slow", False)
+    assert natpmpc_public_address(lab)[0] == lab.wan_address  # still answers, slowly
+    lab.reset()
+    assert (lab.console, _console_mounted(lab)) == ("fast", True)
+
+
+def test_gateway_namespace_has_small_socket_tables(lab: Lab) -> None:
+    # miniupnpd reads /proc/net/tcp twice per new mapping; the kernel walks every bucket.
+    result = lab.run_in_gateway(["sysctl", "-n", "net.ipv4.tcp_ehash_entries"], check=True)
+    assert int(result.stdout) <= 1024
+
+
 def test_python_runs_in_the_client_namespace_with_the_repo_importable(lab: Lab) -> None:
     code = (
         "import json, socket, sys\n"

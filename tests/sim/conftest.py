@@ -15,7 +15,6 @@ simulator or in a test's tamper hook would otherwise only be logged).
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from engine.simulator import GatewayConfig, SimulatedGateway, Tamper
+from tests.support.loopback import ipv6_loopback_available
 
 HOST4 = "127.0.0.1"
 HOST6 = "::1"
@@ -31,18 +31,6 @@ HOST6 = "::1"
 #: The ``start_sim`` fixture: ``await start_sim(config, host=..., external_address=...,
 #: tamper=...)`` gives a running gateway.
 StartSim = Callable[..., Awaitable[SimulatedGateway]]
-
-
-def ipv6_loopback_available() -> bool:
-    """Whether a UDP socket can bind ::1 here (containers often have IPv6 off)."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind((HOST6, 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture

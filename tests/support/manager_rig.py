@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,25 +20,20 @@ from engine.events import Event, MappingKey
 from engine.manager import MappingManager
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.wire import natpmp, pcp
+from tests.support.loopback import LOOPBACK, free_udp_port
 from tests.support.virtual_time import run_virtual
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
 
-LOOPBACK = "127.0.0.1"
+__all__ = ["LOOPBACK", "Arrival", "EventLog", "Rig", "Tap", "free_udp_port", "open_fds",
+           "other_tasks", "rig", "run_fast_virtual"]
 
 
 def run_fast_virtual(main: Callable[[], Coroutine[Any, Any, T]], *,
                      start: float = 1000.0) -> T:
     """Like :func:`~tests.support.virtual_time.run_virtual`, for code that uses no threads."""
     return run_virtual(main, start=start, eager=True)
-
-
-def free_udp_port(host: str = LOOPBACK) -> int:
-    """A UDP port nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def open_fds() -> int:

@@ -1,0 +1,27 @@
+"""The goal rows ``make bench`` prints (issue 15): measured, target, met."""
+
+from __future__ import annotations
+
+from tests.bench.report import TIMES, Goal, goal_table
+
+
+def test_a_goal_is_met_at_or_under_its_target() -> None:
+    assert Goal("ratio", 1.0, 1.0, "x").met is True
+    assert Goal("ratio", 1.01, 1.0, "x").met is False
+    assert Goal("retransmissions", 0, 0, "").met is True
+    assert Goal("not measured", float("nan"), 1.0, "x").met is None
+
+
+def test_goal_table_shows_each_goal_in_its_unit_with_the_peers() -> None:
+    table = goal_table([
+        Goal("fast gateway: natdeck concurrent over the floor", 1.234, 1.0, "x", "floor 250 ms"),
+        Goal("import time", 0.0712, 0.060, "ms"),
+        Goal("renewal CPU", 85e-6, 100e-6, "us"),
+        Goal("retransmissions", 3, 0, ""),
+    ]).splitlines()
+    assert table[0] == "| goal | measured | target | met | in the same rounds |"
+    assert table[2] == (f"| fast gateway: natdeck concurrent over the floor | 1.23{TIMES} | "
+                        f"≤ 1.00{TIMES} | **no** | floor 250 ms |")
+    assert table[3] == "| import time | 71 ms | ≤ 60 ms | **no** |  |"
+    assert table[4] == "| renewal CPU | 85 µs | ≤ 100 µs | yes |  |"
+    assert table[5] == "| retransmissions | 3 | ≤ 0 | **no** |  |"
