@@ -21,7 +21,7 @@ from ipaddress import ip_address
 
 from engine.protocols import protocol_name
 from engine.router_source import DeleteRefused
-from engine.router_view import RouterMapping, made_by_of
+from engine.router_view import RouterMapping, made_by
 from engine.simulator import Mapping, SimulatedGateway
 
 __all__ = ["DEMO_OTHERS", "OtherHost", "OtherHosts", "SimulatedRouterListing"]
@@ -167,12 +167,12 @@ class SimulatedRouterListing:
             else:
                 description = f"NAT-PMP {m.external_port} {protocol_name(m.protocol)}"
         lease = None if math.isinf(m.expires_at) else max(math.ceil(m.expires_at - now), 1)
-        return RouterMapping(m.protocol, m.external_port, m.client, m.internal_port,
-                             description, lease, True, "", made_by_of(description))
+        return RouterMapping(m.protocol, m.external_port, m.internal_address, m.internal_port,
+                             description, lease, True, "", made_by(description))
 
     async def delete_mapping(self, mapping: RouterMapping) -> None:
         """Delete it (a missing one is no error: miniupnpd answers 200 too)."""
-        if self.secure_mode and mapping.internal_client != self.local_address:
+        if self.secure_mode and str(mapping.internal_client) != self.local_address:
             raise DeleteRefused(mapping, 606, "Action not authorized",
                                 "secure mode: a host may delete only its own mappings")
         state = self.gateway.core.state

@@ -64,7 +64,7 @@ def entry_json(entry: RouterEntry, now: float | None = None) -> dict[str, object
         "protocol": protocol_name(m.protocol),
         "protocol_number": m.protocol,
         "external_port": m.external_port,
-        "internal_client": m.internal_client,
+        "internal_client": str(m.internal_client),
         "internal_port": m.internal_port,
         "description": m.description,
         "lease": None if remaining is None else max(round(remaining), 0),

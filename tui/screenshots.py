@@ -257,9 +257,9 @@ def freeze_router(screen: RouterScreen, listing: SimulatedRouterListing) -> None
     granted = {(m.protocol, m.external_port): m.lifetime for m in listing.gateway.mappings}
     for key, entry in screen.model.entries.items():
         lease = granted.get((entry.mapping.protocol, entry.mapping.external_port))
-        if entry.mapping.lease and lease:
-            screen.model.entries[key] = dataclasses.replace(
-                entry, read_at=at, mapping=dataclasses.replace(entry.mapping, lease=lease))
+        if entry.mapping.lease_remaining and lease:
+            mapping = dataclasses.replace(entry.mapping, lease_remaining=lease)
+            screen.model.entries[key] = dataclasses.replace(entry, read_at=at, mapping=mapping)
     screen.clock = lambda: at
     screen.table.clock = screen.clock
     screen.repaint()

@@ -117,7 +117,7 @@ async def test_other_hosts_come_and_go(listing: SimulatedRouterListing) -> None:
     assert any(h and h.startswith("opened") for h in happened)
     assert any(h and h.startswith("closed") for h in happened)
     # The starting LAN stays; at most three churning hosts at a time.
-    clients = [r.internal_client for r in await listing.list_mappings()]
+    clients = [str(r.internal_client) for r in await listing.list_mappings()]
     assert {h.client for h in DEMO_OTHERS} <= set(clients)
     assert len(clients) <= len(DEMO_OTHERS) + 3
 

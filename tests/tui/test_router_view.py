@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from ipaddress import ip_address
 from typing import Any
 
 from textual.pilot import Pilot
@@ -68,7 +69,8 @@ async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
 
 
 def ports(screen: RouterScreen) -> list[tuple[str, int]]:
-    return [(e.mapping.internal_client, e.mapping.external_port) for e in screen.table.shown]
+    return [(str(e.mapping.internal_client), e.mapping.external_port)
+            for e in screen.table.shown]
 
 
 async def test_g_lists_every_host_and_marks_ours() -> None:
@@ -83,7 +85,7 @@ async def test_g_lists_every_host_and_marks_ours() -> None:
         assert ours.mapping.description.startswith("PCP MAP ")
         assert by_key[(17, 41641, "")].who == "another host via PCP"
         assert by_key[(6, 22000, "")].mapping.description == "NAT-PMP 22000 tcp"
-        assert by_key[(17, 3074, "")].mapping.lease is None  # permanent
+        assert by_key[(17, 3074, "")].mapping.lease_remaining is None  # permanent
         # Sorted by host: numerically, 127.0.0.1 first, .7 before .12.
         assert [c for c, _ in ports(screen)][:4] == ["127.0.0.1", "198.18.0.3", "198.18.0.3",
                                                      "198.18.0.7"]
@@ -314,7 +316,8 @@ class ThousandRows:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.listings = 0
-        self.rows = [RouterMapping(6 if i % 2 else 17, 10000 + i, f"198.18.{i // 250}.{i % 250}",
+        self.rows = [RouterMapping(6 if i % 2 else 17, 10000 + i,
+                                   ip_address(f"198.18.{i // 250}.{i % 250}"),
                                    10000 + i, f"app {i}", 600 + i, True, "", "upnp")
                      for i in range(1000)]
 
@@ -355,6 +358,6 @@ async def test_a_thousand_entries_stay_responsive(lab: Lab) -> None:
         took = time.perf_counter() - started
         assert took < 2.0, f"three keys took {took:.2f} s while a listing hung"
         assert source.listings == 2, "the hanging listing was not waited out"
-        leases = [e.mapping.lease for e in screen.table.shown[:5]]
+        leases = [e.mapping.lease_remaining for e in screen.table.shown[:5]]
         assert leases == [600, 601, 602, 603, 604]
         await pilot.press("escape")
