@@ -4,11 +4,11 @@ A real gateway's table holds the mappings of every host on the LAN: a game
 console's UPnP ports, a torrent client's NAT-PMP port, a phone's PCP mapping.
 :class:`OtherHosts` puts such mappings into the simulated gateway's own table
 (so their external ports are taken, as on a real gateway) and, while the demo
-runs, opens and closes some now and then; :class:`SimulatedRouterListing`
-lists and deletes the entries of that table as a UPnP IGD listing would show
-them (miniupnpd's descriptions ``PCP MAP <nonce hex>`` and ``NAT-PMP <port>
-<proto>`` for the mappings made by those protocols). Every address is in
-198.18.0.0/15 (RFC 2544's benchmarking range): nothing here is ever sent.
+runs, opens and closes some now and then. The demo's simulated IGD shares that
+table, so the router view lists them over UPnP as it would on miniupnpd (with
+its descriptions ``PCP MAP <nonce hex>`` and ``NAT-PMP <port> <proto>`` for the
+mappings made by those protocols). Every address is in 198.18.0.0/15
+(RFC 2544's benchmarking range): nothing here is ever sent.
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import random
 from dataclasses import dataclass
 from ipaddress import ip_address
 
-from engine.protocols import protocol_name
-from engine.router_source import DeleteRefused
-from engine.router_view import RouterMapping, made_by
 from engine.simulator import Mapping, SimulatedGateway
+from engine.simulator.state import Via
 
-__all__ = ["DEMO_OTHERS", "OtherHost", "OtherHosts", "SimulatedRouterListing"]
+__all__ = ["DEMO_OTHERS", "OtherHost", "OtherHosts"]
 
 TCP, UDP = 6, 17
 
@@ -40,7 +38,7 @@ class OtherHost:
     internal_port: int
     external_port: int
     lifetime: int
-    made_by: str
+    made_by: Via
     description: str = ""
 
 
@@ -75,8 +73,6 @@ class OtherHosts:
         self.gateway = gateway
         self.rng = rng if rng is not None else random.Random()
         self.hosts = hosts
-        self.descriptions: dict[tuple[int, int], str] = {}
-        """(protocol, external port) -> the description a UPnP client gave."""
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -97,12 +93,8 @@ class OtherHosts:
         nonce = self.rng.randbytes(12) if host.made_by == "pcp" else None
         expires = math.inf if host.lifetime == 0 else self._now() + host.lifetime
         state.put(Mapping(client, host.protocol, host.internal_port, host.external_port,
-                          host.lifetime, expires, "pcp" if nonce else "natpmp", nonce=nonce))
-        key = (host.protocol, host.external_port)
-        if host.made_by == "upnp":
-            self.descriptions[key] = host.description
-        else:
-            self.descriptions.pop(key, None)
+                          host.lifetime, expires, host.made_by, nonce=nonce,
+                          requested_by=client, description=host.description))
         return True
 
     def step(self) -> str | None:
@@ -131,53 +123,3 @@ class OtherHosts:
         while True:
             await asyncio.sleep(every)
             self.step()
-
-
-class SimulatedRouterListing:
-    """A :class:`~engine.router_source.RouterListing` over the simulated gateway's table.
-
-    ``local_address`` is the demo's host (natdeck's requests come from it);
-    ``secure_mode`` refuses to delete another host's mapping with UPnP error 606,
-    as miniupnpd's ``secure_mode=yes`` does for a request from this host.
-    """
-
-    def __init__(self, gateway: SimulatedGateway, others: OtherHosts, *,
-                 local_address: str = "127.0.0.1", secure_mode: bool = False) -> None:
-        self.gateway = gateway
-        self.others = others
-        self.local_address = local_address
-        self.secure_mode = secure_mode
-        self.listings = 0
-        self.deleted: list[RouterMapping] = []
-
-    async def list_mappings(self) -> list[RouterMapping]:
-        """The table, newest first (as miniupnpd lists it)."""
-        self.listings += 1
-        now = asyncio.get_running_loop().time()
-        rows = [self._row(m, now) for m in self.gateway.mappings if m.external_port]
-        rows.reverse()
-        return rows
-
-    def _row(self, m: Mapping, now: float) -> RouterMapping:
-        key = (m.protocol, m.external_port)
-        description = self.others.descriptions.get(key)
-        if description is None:
-            if m.nonce is not None:
-                description = f"PCP MAP {m.nonce.hex()}"
-            else:
-                description = f"NAT-PMP {m.external_port} {protocol_name(m.protocol)}"
-        lease = None if math.isinf(m.expires_at) else max(math.ceil(m.expires_at - now), 1)
-        return RouterMapping(m.protocol, m.external_port, m.internal_address, m.internal_port,
-                             description, lease, True, "", made_by(description))
-
-    async def delete_mapping(self, mapping: RouterMapping) -> None:
-        """Delete it (a missing one is no error: miniupnpd answers 200 too)."""
-        if self.secure_mode and str(mapping.internal_client) != self.local_address:
-            raise DeleteRefused(mapping, 606, "Action not authorized",
-                                "secure mode: a host may delete only its own mappings")
-        state = self.gateway.core.state
-        for m in state.select(lambda m: (m.protocol, m.external_port) ==
-                              (mapping.protocol, mapping.external_port)):
-            state.remove(m.key)
-        self.others.descriptions.pop((mapping.protocol, mapping.external_port), None)
-        self.deleted.append(mapping)

@@ -1,10 +1,13 @@
-"""The router view (g), driven with Pilot: the demo's listing over the simulated gateway's
-table (loopback only), and a test double where an edge case needs one."""
+"""The router view (g), driven with Pilot: the real UPnP listing of the demo's simulated
+gateway (its IGD on loopback shares the PCP/NAT-PMP table), and a test double where an edge
+case needs one."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from ipaddress import ip_address
 from typing import Any
 
@@ -13,11 +16,12 @@ from textual.pilot import Pilot
 from engine.errors import NatDeckError
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
+from engine.router_source import UpnpRouterListing
 from engine.router_view import RouterMapping
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
-from tui.demo import DemoOptions, demo_engine
-from tui.demo_hosts import OtherHost, SimulatedRouterListing
+from tui.demo import DemoOptions, SimulatorControls, demo_engine, free_udp_port
+from tui.demo_hosts import OtherHost
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
@@ -25,7 +29,7 @@ from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
 from tui.widgets.router_table import row_key
 
-from .conftest import Lab, logged, until
+from .conftest import HOST, Lab, logged, until
 
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 PLEX = (6, 32400, "")
@@ -43,10 +47,20 @@ def parts(app: NatDeckApp) -> EngineParts:
     return app.link.parts
 
 
-def listing_of(app: NatDeckApp) -> SimulatedRouterListing:
-    router = parts(app).router
-    assert isinstance(router, SimulatedRouterListing)
-    return router
+def listing_of(app: NatDeckApp) -> SimulatorControls:
+    """The demo's simulated LAN: its gateway, its IGD (which the view lists), other hosts."""
+    controls = parts(app).demo
+    assert isinstance(controls, SimulatorControls)
+    assert controls.others is not None
+    assert controls.igd is not None
+    return controls
+
+
+def listings(app: NatDeckApp) -> int:
+    """How many listings the IGD answered (each reads TCP, then UDP)."""
+    igd = listing_of(app).igd
+    assert igd is not None
+    return igd.actions["GetListOfPortMappings"] // 2
 
 
 async def tcp_8080_mapped(pilot: Pilot[int], app: NatDeckApp) -> None:
@@ -114,6 +128,7 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
         screen = await open_router(pilot, app)
         listing = listing_of(app)
         newcomer = OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
+        assert listing.others is not None
         assert listing.others.open(newcomer)
         await pilot.press("r")
         key = (17, 9987, "")
@@ -209,7 +224,7 @@ async def test_delete_asks_first_and_names_host_and_port() -> None:
         await pilot.pause()
         assert app.screen is screen
         assert plex_at_gateway()
-        assert listing_of(app).deleted == []
+        assert listing_of(app).igd.actions["DeletePortMapping"] == 0  # type: ignore[union-attr]
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("y")
@@ -229,7 +244,7 @@ async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
         await pilot.press("y")
         await until(pilot, lambda: logged(app, "could not delete tcp 32400 of 198.18.0.12"),
                     "the refusal in the log")
-        assert "606 Action not authorized" in str(screen.status_line.render())
+        assert "ActionNotAuthorized (606)" in str(screen.status_line.render())
         assert any(m.external_port == 32400 for m in listing_of(app).gateway.mappings)
         await pilot.press("r")
         await pilot.pause()
@@ -279,15 +294,14 @@ async def test_leaving_the_view_stops_the_listing() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         screen.poller.interval = 0.05
-        listing = listing_of(app)
-        before = listing.listings
-        await until(pilot, lambda: listing.listings >= before + 2, "more listings")
+        before = listings(app)
+        await until(pilot, lambda: listings(app) >= before + 2, "more listings")
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.screen is app.main
-        stopped = listing.listings
+        stopped = listings(app)
         await pilot.pause(0.3)
-        assert listing.listings == stopped
+        assert listings(app) == stopped
 
 
 async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
@@ -308,6 +322,31 @@ async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
         await pilot.press("d")
         await pilot.pause()
         assert app.screen is screen
+
+
+async def test_a_gateway_that_does_not_speak_upnp_shows_ours(lab: Lab) -> None:
+    # The real UPnP source on a PCP-only gateway: no IGD answers, the view says so.
+    source = UpnpRouterListing.on(HOST, ssdp_port=free_udp_port(), local_address=HOST,
+                                  timeout=0.2)
+
+    @asynccontextmanager
+    async def engine() -> AsyncIterator[EngineParts]:
+        yield EngineParts(lab.manager(), router=source)
+        await source.close()
+
+    app = NatDeckApp(engine=engine, initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await tcp_8080_mapped(pilot, app)
+        await pilot.press("g")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RouterScreen)
+        await until(pilot, lambda: screen.unavailable is not None, "the verdict")
+        await pilot.pause()
+        status = str(screen.status_line.render())
+        assert "does not list its mappings" in status
+        assert "Showing natdeck's own mappings" in status
+        assert ports(screen) == [("127.0.0.1", 8080)]
 
 
 class ThousandRows:
