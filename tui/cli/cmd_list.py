@@ -42,7 +42,8 @@ async def run_list(ctx: Context) -> int:
                                    local_addresses=addresses, own=own, timeout=whole)
         watching = asyncio.create_task(watch(
             source, sys.stdout, sys.stderr, as_json=args.json,
-            local_addresses=addresses, own=own, interval=args.interval or DEFAULT_INTERVAL, timeout=whole))
+            local_addresses=addresses, own=own, interval=args.interval or DEFAULT_INTERVAL,
+            timeout=whole))
         stopped = asyncio.create_task(ctx.stop.wait())
         try:
             await asyncio.wait({watching, stopped}, return_when=asyncio.FIRST_COMPLETED)
