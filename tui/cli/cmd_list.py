@@ -32,7 +32,10 @@ async def run_list(ctx: Context) -> int:
     local = None if ctx.local is None else str(ctx.local)
     source = UpnpRouterListing.on(str(ctx.gateway), ssdp_port=args.ssdp_port,
                                   local_address=local, timeout=timeout)
-    addresses = (str(source.igd.local_address),)
+    try:
+        addresses: tuple[str, ...] = (str(source.igd.local_address),)
+    except OSError:  # no route to the gateway: the listing will say so
+        addresses = ()
     own = _own(ctx)
     # A whole listing: the search, the descriptions and a few SOAP calls, each bounded.
     whole = 4 * timeout
