@@ -170,7 +170,8 @@ def test_the_view_follows_other_processes_and_deletes_after_confirmation(lab: La
             assert (OTHER_CLIENT_ADDRESS, 40160) in shown(screen)
             upnpc_for_another_host(lab, 40161, "UDP", 600)
             seen["appeared"] = await within(
-                pilot, screen, lambda: (OTHER_CLIENT_ADDRESS, 40161) in shown(screen), "the new one")
+                pilot, screen, lambda: (OTHER_CLIENT_ADDRESS, 40161) in shown(screen),
+                "the new one")
             upnpc_delete_as_another_host(lab, 40161, "UDP")
             seen["left"] = await within(
                 pilot, screen, lambda: (OTHER_CLIENT_ADDRESS, 40161) not in shown(screen),
