@@ -26,10 +26,9 @@ from engine.manager import MappingManager
 from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
 from engine.simulator import GatewayConfig, SimulatedGateway
-from engine.simulator.upnp import IgdConfig, SimulatedIgd
+from engine.simulator.upnp import IgdConfig, Neighbours, SimulatedIgd
 
 from .backend import EngineParts
-from .demo_hosts import OtherHosts
 from .map_request import MapRequest, Via
 
 __all__ = [
@@ -91,7 +90,7 @@ class SimulatorControls:
 
     def __init__(self, gateway: SimulatedGateway,
                  addresses: Sequence[str] = DEMO_ADDRESSES, *, igd: SimulatedIgd | None = None,
-                 others: OtherHosts | None = None) -> None:
+                 others: Neighbours | None = None) -> None:
         self.gateway = gateway
         self.igd = igd
         """The gateway's UPnP IGD (same table), which the router view lists."""
@@ -147,6 +146,14 @@ class DemoOptions:
     and shows natdeck's own mappings)."""
 
 
+async def _churn(neighbours: Neighbours, every: float) -> None:
+    """Other hosts open and close mappings every ``every`` seconds, until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        neighbours.tick(loop.time())
+
+
 @asynccontextmanager
 async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[EngineParts]:
     """Start the simulated gateway and build a manager on it; stop the gateway on exit.
@@ -169,7 +176,8 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             announce_ports=(announce_port,), multicast=False, keep=opts.keep,
             probe_on_start=opts.probe_on_start,
             rng=random.Random(opts.seed) if opts.seed is not None else None)
-        others = OtherHosts(gateway, rng=random.Random(opts.seed))
+        others = Neighbours(gateway.core.state, rng=random.Random(opts.seed),
+                            port_range=gateway.config.port_range)
         # The IGD shares the gateway's table, as miniupnpd's three protocols share one: the
         # router view lists it over UPnP (SSDP unicast to its loopback port, then HTTP).
         igd = SimulatedIgd(LOOPBACK, gateway=gateway,
@@ -181,9 +189,9 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
                                            local_address=LOOPBACK)
         churn: asyncio.Task[None] | None = None
         if opts.other_hosts:
-            others.populate()
+            others.populate(asyncio.get_running_loop().time())
             if opts.churn_every is not None:
-                churn = asyncio.create_task(others.run(opts.churn_every), name="demo-hosts")
+                churn = asyncio.create_task(_churn(others, opts.churn_every), name="demo-hosts")
         try:
             yield EngineParts(manager, SimulatorControls(gateway, igd=igd if opts.upnp else None,
                                                          others=others), router=listing)

@@ -28,10 +28,10 @@ from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
 from engine.simulator import SimulatedGateway
+from engine.simulator.upnp import Neighbour
 
 from .app import NatDeckApp
 from .demo import DEMO_MAPS, DEMO_UPTIME, DemoOptions, SimulatorControls, demo_engine
-from .demo_hosts import OtherHost
 from .engine_link import AddMapping, ProbeGateway, RefreshExternalAddress, RenewMapping
 from .map_request import MapRequest
 from .screens import MapDialog
@@ -242,7 +242,8 @@ async def router_scene(pilot: Pilot[int]) -> None:
     controls = parts.demo
     assert isinstance(controls, SimulatorControls)
     assert controls.others is not None
-    controls.others.open(OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"))
+    controls.others.open(Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"),
+                         asyncio.get_running_loop().time())
     listed = screen.model.listings
     screen.poller.wake()
     await until(pilot, lambda: screen.model.listings > listed, "the next listing")

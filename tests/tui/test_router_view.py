@@ -18,10 +18,10 @@ from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
 from engine.router_view import RouterMapping
+from engine.simulator.upnp import Neighbour
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.demo import DemoOptions, SimulatorControls, demo_engine, free_udp_port
-from tui.demo_hosts import OtherHost
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
@@ -127,9 +127,9 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         listing = listing_of(app)
-        newcomer = OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
+        newcomer = Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
         assert listing.others is not None
-        assert listing.others.open(newcomer)
+        assert listing.others.open(newcomer, asyncio.get_running_loop().time())
         await pilot.press("r")
         key = (17, 9987, "")
         await until(pilot, lambda: key in {e.key for e in screen.table.shown}, "the new row")
