@@ -10,8 +10,6 @@ event loop inside the client namespace, listing through the real UPnP source
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +28,7 @@ from tui.screens.router import RouterScreen
 from tui.screenshots import until
 from tui.widgets.router_table import row_key
 
-from .clients import run_in_client
+from .clients import natdeck, run_in_client
 from .netlab import CLIENT_ADDRESS, OTHER_CLIENT_ADDRESS, DnatRule, GatewayConfig, Lab
 
 pytestmark = pytest.mark.lab
@@ -45,15 +43,6 @@ INTERVAL = 1.0
 def start(lab: Lab, **changes: Any) -> None:
     """Restart miniupnpd with UPnP (and PCP) on; the next test's reset restores it."""
     lab.restart_gateway(config=GatewayConfig(**{**UPNP, **changes}))
-
-
-def natdeck(lab: Lab, state_dir: Path, *args: str,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``natdeck ARGS --gateway 198.18.0.1`` in the client namespace."""
-    env = {**lab.python_env(), "NATDECK_STATE_DIR": str(state_dir)}
-    return lab.run_in(lab.client_ns, [sys.executable, "-m", "tui.cli", *args,
-                                      "--gateway", lab.gateway_lan],
-                      timeout=timeout, env=env)
 
 
 def upnpc_for_another_host(lab: Lab, port: int, protocol: str = "TCP",
@@ -158,6 +147,14 @@ async def within(pilot: Pilot[int], screen: RouterScreen, condition: Callable[[]
     return time.monotonic() - started, screen.model.listings - listed
 
 
+async def ask_to_delete(pilot: Pilot[int], screen: RouterScreen, port: int) -> None:
+    """Select TCP ``port`` in the view and press d: the confirmation is on screen."""
+    screen.table.move_cursor(row=screen.table.get_row_index(row_key((TCP, port, ""))))
+    await pilot.press("d")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, ConfirmDelete)
+
+
 def test_the_view_follows_other_processes_and_deletes_after_confirmation(lab: Lab) -> None:
     start(lab, secure_mode=False)
     upnpc_for_another_host(lab, 40160)
@@ -177,10 +174,7 @@ def test_the_view_follows_other_processes_and_deletes_after_confirmation(lab: La
                 pilot, screen, lambda: (OTHER_CLIENT_ADDRESS, 40161) not in shown(screen),
                 "the deleted one to leave")
             # Delete another host's mapping from the view: d asks, y confirms.
-            screen.table.move_cursor(row=screen.table.get_row_index(row_key((TCP, 40160, ""))))
-            await pilot.press("d")
-            await pilot.pause()
-            assert isinstance(app.screen, ConfirmDelete)
+            await ask_to_delete(pilot, screen, 40160)
             seen["rules_while_asking"] = set(lab.dnat_rules())
             await pilot.press("y")
             await until(pilot, lambda: (OTHER_CLIENT_ADDRESS, 40160) not in shown(screen),
@@ -215,9 +209,7 @@ def test_secure_mode_refusal_is_shown_and_nothing_crashes(lab: Lab) -> None:
         app = view_app(lab)
         async with app.run_test(size=(100, 30), notifications=True) as pilot:
             screen = await open_view(pilot, app)
-            screen.table.move_cursor(row=screen.table.get_row_index(row_key((TCP, 40170, ""))))
-            await pilot.press("d")
-            await pilot.pause()
+            await ask_to_delete(pilot, screen, 40170)
             await pilot.press("y")
             await until(pilot, lambda: screen.answer is not None
                         and "refused" in screen.answer.plain, "the gateway's answer")

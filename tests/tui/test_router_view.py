@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from ipaddress import ip_address
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from engine.errors import NatDeckError
@@ -304,8 +305,24 @@ async def test_leaving_the_view_stops_the_listing() -> None:
         assert listings(app) == stopped
 
 
-async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
-    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
+def app_with_router(lab: Lab, upnp: bool) -> NatDeckApp:
+    """The app on the simulated PCP/NAT-PMP gateway, without a listing (``upnp`` False) or
+    with the real UPnP source, to which no IGD answers there."""
+    source = UpnpRouterListing.on(HOST, ssdp_port=free_udp_port(), local_address=HOST,
+                                  timeout=0.2) if upnp else None
+
+    @asynccontextmanager
+    async def engine() -> AsyncIterator[EngineParts]:
+        yield EngineParts(lab.manager(), router=source)
+        if source is not None:
+            await source.close()
+
+    return NatDeckApp(engine=engine, initial_maps=[MapRequest(Protocol.TCP, 8080)])
+
+
+@pytest.mark.parametrize("upnp", [False, True], ids=["no-source", "no-igd-answers"])
+async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab, upnp: bool) -> None:
+    app = app_with_router(lab, upnp)
     async with app.run_test(size=(80, 24)) as pilot:
         await tcp_8080_mapped(pilot, app)
         await pilot.press("g")
@@ -322,31 +339,6 @@ async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
         await pilot.press("d")
         await pilot.pause()
         assert app.screen is screen
-
-
-async def test_a_gateway_that_does_not_speak_upnp_shows_ours(lab: Lab) -> None:
-    # The real UPnP source on a PCP-only gateway: no IGD answers, the view says so.
-    source = UpnpRouterListing.on(HOST, ssdp_port=free_udp_port(), local_address=HOST,
-                                  timeout=0.2)
-
-    @asynccontextmanager
-    async def engine() -> AsyncIterator[EngineParts]:
-        yield EngineParts(lab.manager(), router=source)
-        await source.close()
-
-    app = NatDeckApp(engine=engine, initial_maps=[MapRequest(Protocol.TCP, 8080)])
-    async with app.run_test(size=(80, 24)) as pilot:
-        await tcp_8080_mapped(pilot, app)
-        await pilot.press("g")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, RouterScreen)
-        await until(pilot, lambda: screen.unavailable is not None, "the verdict")
-        await pilot.pause()
-        status = str(screen.status_line.render())
-        assert "does not list its mappings" in status
-        assert "Showing natdeck's own mappings" in status
-        assert ports(screen) == [("127.0.0.1", 8080)]
 
 
 class ThousandRows:
