@@ -4,6 +4,9 @@ shared table, as miniupnpd's), on loopback: the SSDP search goes to the IGD's ow
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import sys
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from typing import Any
@@ -13,7 +16,7 @@ import pytest
 from engine.simulator import Mapping
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
 
-from .conftest import Sim, free_udp_port
+from .conftest import REPO, Sim, free_udp_port, subprocess_env
 
 
 @pytest.fixture
@@ -131,3 +134,20 @@ async def test_interval_goes_with_watch(sim: Sim, run: Any) -> None:
     result = await run("list", "--interval", "1", *sim.target)
     assert result.code == 2
     assert "--interval goes with --watch" in result.err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_watch_process_stops_on_a_signal_with_exit_0(sim: Sim, igd: SimulatedIgd,
+                                                           signum: int) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui.cli", "list", "--watch", "--json", "--interval", "0.2",
+        *target(sim, igd), cwd=REPO, env=subprocess_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stdout is not None
+    first = json.loads(await asyncio.wait_for(process.stdout.readline(), 15))
+    assert "event" not in first
+    process.send_signal(signum)
+    out, err = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 0, err.decode()
+    assert err.decode() == ""
+    assert len(out.decode().splitlines()) == 1  # the table's other row; no change meanwhile
