@@ -1,9 +1,10 @@
 """Where the router view's listings come from, and the poller that refreshes them.
 
 A :class:`RouterListing` reads a gateway's whole mapping table and deletes one
-entry of it; the UPnP IGD client is one (``GetListOfPortMappings``, else
-``GetGenericPortMappingEntry`` walked by index), the demo's simulated gateway
-another. :class:`RouterPoller` calls it every ``interval`` seconds while
+entry of it; :class:`UpnpRouterListing` is the one natdeck uses, over the
+gateway's UPnP IGD (``GetListOfPortMappings``, else ``GetGenericPortMappingEntry``
+walked by index), on a real gateway and on the demo's simulated one alike.
+:class:`RouterPoller` calls it every ``interval`` seconds while
 someone iterates :meth:`RouterPoller.watch` (the router view while it is on
 screen, ``natdeck list --watch``), one listing at a time, each bounded by a
 timeout; a failure is a :class:`Listing` with an ``error``, never an exception
@@ -16,18 +17,22 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import GatewayError, NatDeckError
 from .router_view import RouterMapping
+from .upnp.errors import UpnpReplyError, UpnpResultError, UpnpTimeout, UpnpTransportError
+
+if TYPE_CHECKING:
+    from .upnp.gateway import UpnpGateway
 
 __all__ = [
     "DEFAULT_INTERVAL",
-    "DeleteRefused",
     "Listing",
     "ListingUnavailable",
     "RouterListing",
     "RouterPoller",
+    "UpnpRouterListing",
 ]
 
 #: Seconds between two listings while the view is open (a listing costs ~1.4 ms on
@@ -57,17 +62,55 @@ class ListingUnavailable(GatewayError):
     """
 
 
-class DeleteRefused(GatewayError):
-    """The gateway would not delete a mapping: ``code`` and ``name`` are its answer
-    (UPnP 606 ``Action not authorized``: miniupnpd's ``secure_mode=yes`` lets a host
-    delete only its own mappings)."""
+class UpnpRouterListing:
+    """A :class:`RouterListing` over the gateway's UPnP IGD.
 
-    def __init__(self, mapping: RouterMapping, code: int, name: str, why: str) -> None:
-        self.mapping = mapping
-        self.code = code
-        self.name = name
-        super().__init__(f"delete {mapping.label} of {mapping.internal_client}: the gateway "
-                         f"refused with {code} {name} ({why})")
+    Listing failures become :class:`ListingUnavailable` (no IGD answered, or it refused
+    to list: the view then shows natdeck's own mappings); a refused delete is raised as
+    the gateway gave it, a :class:`~engine.upnp.UpnpResultError` (606
+    ``ActionNotAuthorized`` under miniupnpd's ``secure_mode``). The IGD is found once;
+    after a transport failure or an unreadable answer it is searched again at the next
+    listing (a rebooted router may serve on another port).
+    """
+
+    def __init__(self, igd: UpnpGateway) -> None:
+        self.igd = igd
+
+    @classmethod
+    def on(cls, gateway: str, *, ssdp_port: int | None = None, local_address: str | None = None,
+           timeout: float = 3.0) -> UpnpRouterListing:
+        """The listing of ``gateway``'s IGD (SSDP on ``ssdp_port``, 1900 by default).
+        Nothing is sent before the first listing; async-upnp-client is imported then."""
+        from .upnp.gateway import UpnpGateway
+        from .upnp.ssdp import SSDP_PORT
+
+        return cls(UpnpGateway(gateway, ssdp_port=SSDP_PORT if ssdp_port is None else ssdp_port,
+                               local_address=local_address, timeout=timeout))
+
+    async def list_mappings(self) -> list[RouterMapping]:
+        """Every mapping the IGD holds. Raises :class:`ListingUnavailable`."""
+        try:
+            return (await self.igd.list_mappings()).mappings
+        except UpnpTimeout as exc:
+            await self.igd.close()
+            raise ListingUnavailable(
+                f"the gateway does not list its mappings: {exc} (NAT-PMP and PCP cannot "
+                "list a gateway's table; only UPnP IGD can)") from exc
+        except UpnpResultError as exc:
+            raise ListingUnavailable(f"the gateway refused to list its mappings: {exc}") from exc
+        except (UpnpReplyError, UpnpTransportError) as exc:
+            await self.igd.close()
+            raise ListingUnavailable(f"the gateway's mappings could not be read: {exc}") from exc
+
+    async def delete_mapping(self, mapping: RouterMapping) -> None:
+        """Delete ``mapping`` (one already gone counts as deleted); raises the gateway's
+        refusal as a :class:`~engine.upnp.UpnpResultError`."""
+        await self.igd.delete_mapping(mapping.protocol, mapping.external_port,
+                                      mapping.remote_host, missing_ok=True)
+
+    async def close(self) -> None:
+        """Release the IGD's HTTP connections."""
+        await self.igd.close()
 
 
 @dataclass(frozen=True, slots=True)

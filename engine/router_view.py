@@ -9,8 +9,10 @@ the router view and ``natdeck list --watch`` show: entries keyed by
 two listings (as sentences for the event log), which entries are this host's
 and which natdeck itself made, a filter, a sort and a summary.
 
-No I/O: every method that depends on time takes ``now`` (loop time); a lease
-read at listing time ``at`` has ``lease - (now - at)`` seconds left at ``now``.
+A row is :class:`engine.upnp.listing.RouterMapping` (re-exported here), the
+type the UPnP listing parser builds. No I/O: every method that depends on time
+takes ``now`` (loop time); a lease read at listing time ``at`` has
+``lease_remaining - (now - at)`` seconds left at ``now``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from .events import ManagedMapping, MappingKey
-from .protocols import parse_protocol, protocol_name
+from .protocols import parse_protocol
+from .upnp.listing import MadeBy, RouterMapping, made_by
+from .wire.addresses import IPAddress
 
 __all__ = [
     "MADE_BY_LABELS",
@@ -35,7 +39,7 @@ __all__ = [
     "RouterSummary",
     "RouterTable",
     "SortKey",
-    "made_by_of",
+    "made_by",
     "own_ports",
     "own_rows",
     "parse_query",
@@ -50,57 +54,10 @@ SortKey = Literal["host", "protocol", "port", "lease"]
 SORT_KEYS: tuple[SortKey, ...] = ("host", "protocol", "port", "lease")
 
 #: How the creating protocol is named on screen.
-MADE_BY_LABELS = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP"}
+MADE_BY_LABELS: dict[str, str] = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP"}
 
 #: How long a new or vanished entry stays highlighted, in seconds.
 HIGHLIGHT = 3.0
-
-
-def made_by_of(description: str) -> str:
-    """Which protocol made a mapping, as miniupnpd describes it: ``pcp`` for
-    ``PCP MAP <nonce hex>`` (and ``PCP PEER``), ``natpmp`` for ``NAT-PMP <port> <proto>``,
-    else ``upnp`` (the description a UPnP client chose)."""
-    if description.startswith("PCP "):
-        return "pcp"
-    if description.startswith("NAT-PMP "):
-        return "natpmp"
-    return "upnp"
-
-
-@dataclass(frozen=True, slots=True)
-class RouterMapping:
-    """One row of a gateway's mapping table, as a listing read it.
-
-    ``lease`` is the remaining lease in seconds when it was read (``None`` or 0:
-    permanent); ``remote_host`` is "" for a mapping open to every remote host.
-    """
-
-    protocol: int
-    external_port: int
-    internal_client: str
-    internal_port: int
-    description: str
-    lease: int | None
-    enabled: bool
-    remote_host: str
-    made_by: str
-    """``pcp``, ``natpmp`` or ``upnp`` (see :func:`made_by_of`)."""
-
-    @property
-    def key(self) -> EntryKey:
-        """(protocol, external port, remote host): one entry of the gateway's table."""
-        return (self.protocol, self.external_port, self.remote_host)
-
-    @property
-    def permanent(self) -> bool:
-        """True for a mapping without a lease (UPnP's 0)."""
-        return not self.lease
-
-    @property
-    def label(self) -> str:
-        """``tcp 41900`` (and ``from 203.0.113.9`` for a mapping of one remote host)."""
-        text = f"{protocol_name(self.protocol)} {self.external_port}"
-        return f"{text} from {self.remote_host}" if self.remote_host else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +84,7 @@ class RouterEntry:
 
     def remaining(self, now: float) -> float | None:
         """Seconds of lease left at ``now``; ``None`` for a permanent mapping."""
-        lease = self.mapping.lease
+        lease = self.mapping.lease_remaining
         if not lease:
             return None
         return lease - (now - self.read_at)
@@ -159,7 +116,7 @@ class RouterChange:
         m = self.entry.mapping
         via = MADE_BY_LABELS.get(m.made_by, m.made_by)
         if self.kind == "opened":
-            lease = "permanent" if m.permanent else f"lease {m.lease} s"
+            lease = "permanent" if m.permanent else f"lease {m.lease_remaining} s"
             return (f"{m.internal_client} opened {m.label} via {via} "
                     f"(to port {m.internal_port}, {lease})")
         if self.kind == "closed":
@@ -200,7 +157,7 @@ class Query:
     hosts: tuple[str, ...] = ()
     protocols: tuple[int, ...] = ()
     ports: tuple[int, ...] = ()
-    made_by: tuple[str, ...] = ()
+    made_by: tuple[MadeBy, ...] = ()
     words: tuple[str, ...] = ()
     ours: bool = False
     others: bool = False
@@ -213,7 +170,8 @@ class Query:
     def matches(self, entry: RouterEntry) -> bool:
         """Whether ``entry`` passes the filter."""
         m = entry.mapping
-        if self.hosts and not any(_host_matches(m.internal_client, h) for h in self.hosts):
+        client = str(m.internal_client)
+        if self.hosts and not any(_host_matches(client, h) for h in self.hosts):
             return False
         if self.protocols and m.protocol not in self.protocols:
             return False
@@ -238,7 +196,8 @@ def _host_matches(client: str, wanted: str) -> bool:
     return client == wanted
 
 
-_BY_WORDS = {"pcp": "pcp", "natpmp": "natpmp", "nat-pmp": "natpmp", "upnp": "upnp"}
+_BY_WORDS: dict[str, MadeBy] = {"pcp": "pcp", "natpmp": "natpmp", "nat-pmp": "natpmp",
+                                "upnp": "upnp"}
 
 
 def parse_query(text: str) -> Query:
@@ -254,7 +213,7 @@ def parse_query(text: str) -> Query:
     hosts: list[str] = []
     protocols: list[int] = []
     ports: list[int] = []
-    made_by: list[str] = []
+    by: list[MadeBy] = []
     words: list[str] = []
     ours = others = False
     for word in text.split():
@@ -271,7 +230,7 @@ def parse_query(text: str) -> Query:
         elif colon and lower == "by":
             if value.lower() not in _BY_WORDS:
                 raise ValueError(f"by: takes pcp, natpmp or upnp, not {value!r}")
-            made_by.append(_BY_WORDS[value.lower()])
+            by.append(_BY_WORDS[value.lower()])
         elif colon:
             raise ValueError(f"unknown filter {name!r}:; use host:, port:, proto: or by:")
         elif lower in ("tcp", "udp"):
@@ -282,7 +241,7 @@ def parse_query(text: str) -> Query:
             others = True
         else:
             words.append(lower)
-    return Query(tuple(hosts), tuple(protocols), tuple(ports), tuple(made_by), tuple(words),
+    return Query(tuple(hosts), tuple(protocols), tuple(ports), tuple(by), tuple(words),
                  ours, others)
 
 
@@ -292,12 +251,8 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _host_order(client: str) -> tuple[int, int, str]:
-    try:
-        address = ipaddress.ip_address(client)
-    except ValueError:
-        return (2, 0, client)
-    return (0 if address.version == 4 else 1, int(address), client)
+def _host_order(client: IPAddress) -> tuple[int, int]:
+    return (client.version, int(client))
 
 
 def _sort_value(entry: RouterEntry, by: SortKey, now: float) -> tuple[object, ...]:
@@ -344,7 +299,7 @@ class RouterTable:
                  own: Mapping[tuple[int, int], MappingKey]) -> bool:
         """Say which addresses are this host's and which mappings natdeck made;
         returns True if any entry's marking changed."""
-        self.local_addresses = frozenset(local_addresses)
+        self.local_addresses = frozenset(_canonical(a) for a in local_addresses)
         self.own = dict(own)
         changed = False
         for key, entry in self.entries.items():
@@ -356,7 +311,7 @@ class RouterTable:
 
     def _marked(self, entry: RouterEntry) -> RouterEntry:
         m = entry.mapping
-        this_host = m.internal_client in self.local_addresses
+        this_host = str(m.internal_client) in self.local_addresses
         ours = self.own.get((m.protocol, m.external_port)) if this_host else None
         if ours is not None:
             self._was_ours[entry.key] = ours
@@ -446,10 +401,19 @@ class RouterTable:
         return RouterSummary(len(self.entries), len(hosts), ours)
 
 
+def _canonical(address: str) -> str:
+    # "::0001" and "::1" are one host; text that is no address stays as given (it matches none).
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
 def own_rows(mappings: Iterable[ManagedMapping], local_address: str,
              now: float) -> list[RouterMapping]:
     """natdeck's own granted mappings as rows, for a gateway that does not list its
     table: what natdeck knows when the gateway will not say."""
+    client = ipaddress.ip_address(local_address)
     rows: list[RouterMapping] = []
     for m in mappings:
         if m.external_port is None or m.via is None:
@@ -458,8 +422,8 @@ def own_rows(mappings: Iterable[ManagedMapping], local_address: str,
         lease = None if remaining is None else max(math.ceil(remaining), 1)
         rows.append(RouterMapping(
             protocol=int(m.protocol), external_port=m.external_port,
-            internal_client=local_address, internal_port=m.internal_port,
-            description=f"natdeck {MADE_BY_LABELS.get(m.via, m.via)}", lease=lease,
+            internal_client=client, internal_port=m.internal_port,
+            description=f"natdeck {MADE_BY_LABELS.get(m.via, m.via)}", lease_remaining=lease,
             enabled=True, remote_host="", made_by=m.via))
     return rows
 

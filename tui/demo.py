@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 from engine.manager import MappingManager
 from engine.protocols import Protocol
+from engine.router_source import UpnpRouterListing
 from engine.simulator import GatewayConfig, SimulatedGateway
+from engine.simulator.upnp import IgdConfig, Neighbours, SimulatedIgd
 
 from .backend import EngineParts
-from .demo_hosts import OtherHosts, SimulatedRouterListing
 from .map_request import MapRequest, Via
 
 __all__ = [
@@ -88,8 +89,13 @@ class SimulatorControls:
     """The demo keys' effect on a :class:`SimulatedGateway` (see :class:`DemoControls`)."""
 
     def __init__(self, gateway: SimulatedGateway,
-                 addresses: Sequence[str] = DEMO_ADDRESSES) -> None:
+                 addresses: Sequence[str] = DEMO_ADDRESSES, *, igd: SimulatedIgd | None = None,
+                 others: Neighbours | None = None) -> None:
         self.gateway = gateway
+        self.igd = igd
+        """The gateway's UPnP IGD (same table), which the router view lists."""
+        self.others = others
+        """The other hosts of the simulated LAN."""
         current = str(gateway.external_address)
         rest = [a for a in addresses if a != current]
         self._next = itertools.cycle([*rest, current] if current in addresses else rest)
@@ -133,7 +139,19 @@ class DemoOptions:
     churn_every: float | None = 4.0
     """Other hosts open or close a mapping this often (None: never)."""
     secure_mode: bool = False
-    """The router view's deletes of another host's mapping are refused (UPnP 606)."""
+    """The router view's deletes of another host's mapping are refused (UPnP 606, as
+    miniupnpd's ``secure_mode=yes``)."""
+    upnp: bool = True
+    """Whether the gateway also speaks UPnP IGD (without, the router view cannot list it
+    and shows natdeck's own mappings)."""
+
+
+async def _churn(neighbours: Neighbours, every: float) -> None:
+    """Other hosts open and close mappings every ``every`` seconds, until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        neighbours.tick(loop.time())
 
 
 @asynccontextmanager
@@ -158,17 +176,29 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             announce_ports=(announce_port,), multicast=False, keep=opts.keep,
             probe_on_start=opts.probe_on_start,
             rng=random.Random(opts.seed) if opts.seed is not None else None)
-        others = OtherHosts(gateway, rng=random.Random(opts.seed))
-        listing = SimulatedRouterListing(gateway, others, local_address=LOOPBACK,
-                                         secure_mode=opts.secure_mode)
+        others = Neighbours(gateway.core.state, rng=random.Random(opts.seed),
+                            port_range=gateway.config.port_range)
+        # The IGD shares the gateway's table, as miniupnpd's three protocols share one: the
+        # router view lists it over UPnP (SSDP unicast to its loopback port, then HTTP).
+        igd = SimulatedIgd(LOOPBACK, gateway=gateway,
+                           config=IgdConfig(secure_mode=opts.secure_mode))
+        listing: UpnpRouterListing | None = None
+        if opts.upnp:
+            await igd.start()
+            listing = UpnpRouterListing.on(LOOPBACK, ssdp_port=igd.ssdp_port,
+                                           local_address=LOOPBACK)
         churn: asyncio.Task[None] | None = None
         if opts.other_hosts:
-            others.populate()
+            others.populate(asyncio.get_running_loop().time())
             if opts.churn_every is not None:
-                churn = asyncio.create_task(others.run(opts.churn_every), name="demo-hosts")
+                churn = asyncio.create_task(_churn(others, opts.churn_every), name="demo-hosts")
         try:
-            yield EngineParts(manager, SimulatorControls(gateway), router=listing)
+            yield EngineParts(manager, SimulatorControls(gateway, igd=igd if opts.upnp else None,
+                                                         others=others), router=listing)
         finally:
+            if listing is not None:
+                await listing.close()
+            await igd.close()
             if churn is not None:
                 churn.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

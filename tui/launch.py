@@ -44,9 +44,17 @@ def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
                  keep: bool) -> EngineFactory:
     @asynccontextmanager
     async def factory() -> AsyncIterator[EngineParts]:
-        # Built on the worker's loop: the manager's sockets belong to it.
-        yield EngineParts(MappingManager(gateway, gateway_port=gateway_port,
-                                         local_address=local, via=via, keep=keep))
+        # Built on the worker's loop: the manager's sockets belong to it. The router view
+        # lists the gateway's UPnP IGD (nothing is sent before the view opens).
+        from engine.router_source import UpnpRouterListing
+
+        router = UpnpRouterListing.on(gateway, local_address=local)
+        try:
+            yield EngineParts(MappingManager(gateway, gateway_port=gateway_port,
+                                             local_address=local, via=via, keep=keep),
+                              router=router)
+        finally:
+            await router.close()
 
     return factory
 

@@ -15,22 +15,21 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import TextIO
 
+from engine.errors import GatewayTimeout, NatDeckError
+from engine.events import MappingKey
 from engine.protocols import protocol_name
 from engine.router_source import DEFAULT_INTERVAL, Listing, RouterListing, RouterPoller
 from engine.router_view import RouterChange, RouterEntry, RouterTable
 
+from .exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_TIMEOUT
 from .formatting import clock_time
 from .router_presentation import ROUTER_COLUMNS, router_cells
 from .safe_text import sanitize
 
-__all__ = ["entry_json", "json_lines", "list_once", "render_table", "watch"]
-
-# The same statuses as the CLI's.
-EXIT_OK = 0
-EXIT_FAILURE = 1
+__all__ = ["entry_json", "failure_status", "json_lines", "list_once", "render_table", "watch"]
 
 #: Longest description printed in the table (JSON has it whole).
 DESCRIPTION_WIDTH = 40
@@ -64,7 +63,7 @@ def entry_json(entry: RouterEntry, now: float | None = None) -> dict[str, object
         "protocol": protocol_name(m.protocol),
         "protocol_number": m.protocol,
         "external_port": m.external_port,
-        "internal_client": m.internal_client,
+        "internal_client": str(m.internal_client),
         "internal_port": m.internal_port,
         "description": m.description,
         "lease": None if remaining is None else max(round(remaining), 0),
@@ -84,20 +83,33 @@ def json_lines(rows: Iterable[RouterEntry], now: float | None = None) -> Iterato
         yield json.dumps(entry_json(entry, now), sort_keys=False)
 
 
-def _table(local_addresses: Collection[str]) -> RouterTable:
-    return RouterTable(local_addresses=frozenset(local_addresses))
+def _table(local_addresses: Collection[str],
+           own: Mapping[tuple[int, int], MappingKey] | None) -> RouterTable:
+    table = RouterTable()
+    table.set_ours(local_addresses, own or {})
+    return table
+
+
+def failure_status(error: NatDeckError | None) -> int:
+    """The exit status of a listing that failed: 3 when no UPnP IGD answered in time (the
+    gateway does not speak UPnP, or it is off), else 1 (it refused, or answered nonsense)."""
+    cause = error.__cause__ if error is not None else None
+    return EXIT_TIMEOUT if isinstance(error, GatewayTimeout) or isinstance(
+        cause, GatewayTimeout) else EXIT_FAILURE
 
 
 async def list_once(source: RouterListing | None, out: TextIO, err: TextIO, *,
                     as_json: bool = False, local_addresses: Collection[str] = (),
+                    own: Mapping[tuple[int, int], MappingKey] | None = None,
                     timeout: float = 10.0) -> int:
-    """``natdeck list [--json]``: list once and print; the exit status (1 and a sentence
-    on ``err`` when the gateway does not list its mappings)."""
+    """``natdeck list [--json]``: list once and print; the exit status (a sentence on
+    ``err`` and :func:`failure_status` when the gateway does not list its mappings).
+    ``own`` marks natdeck's mappings: (protocol, external port) -> its key."""
     listing = await RouterPoller(source, timeout=timeout).poll()
     if listing.rows is None:
         print(f"natdeck: {sanitize(str(listing.error))}", file=err)
-        return EXIT_FAILURE
-    table = _table(local_addresses)
+        return failure_status(listing.error)
+    table = _table(local_addresses, own)
     table.update(listing.rows, listing.at)
     entries = table.view(listing.at, sort="host")
     if as_json:
@@ -116,6 +128,7 @@ def _change_json(change: RouterChange, wall: float) -> str:
 
 async def watch(source: RouterListing | None, out: TextIO, err: TextIO, *,
                 as_json: bool = False, local_addresses: Collection[str] = (),
+                own: Mapping[tuple[int, int], MappingKey] | None = None,
                 interval: float = DEFAULT_INTERVAL, timeout: float = 10.0,
                 listings: int | None = None,
                 wall: Callable[[], float] = time.time,
@@ -126,7 +139,7 @@ async def watch(source: RouterListing | None, out: TextIO, err: TextIO, *,
     Runs until cancelled (Ctrl-C), or for ``listings`` listings. A failed listing is
     said once on ``err`` (and again only when the reason changes); the watch goes on.
     """
-    printer = _ChangePrinter(out, err, as_json, _table(local_addresses), wall, stamp)
+    printer = _ChangePrinter(out, err, as_json, _table(local_addresses, own), wall, stamp)
     poller = RouterPoller(source, interval=interval, timeout=timeout)
     seen = 0
     async with contextlib.aclosing(poller.watch()) as every:

@@ -71,7 +71,7 @@ def router_cells(entry: RouterEntry, now: float) -> Cells:
     return (
         (protocol_name(m.protocol), row_style),
         (external, row_style or "bold"),
-        (endpoint(sanitize(m.internal_client, limit=45), m.internal_port), row_style),
+        (endpoint(sanitize(str(m.internal_client), limit=45), m.internal_port), row_style),
         lease,
         ("yes" if m.enabled else "no", row_style or ("" if m.enabled else "yellow")),
         (who_text, row_style or who_style),

@@ -27,10 +27,11 @@ from textual.widgets import Input
 from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
+from engine.simulator import SimulatedGateway
+from engine.simulator.upnp import Neighbour
 
 from .app import NatDeckApp
 from .demo import DEMO_MAPS, DEMO_UPTIME, DemoOptions, SimulatorControls, demo_engine
-from .demo_hosts import OtherHost, SimulatedRouterListing
 from .engine_link import AddMapping, ProbeGateway, RefreshExternalAddress, RenewMapping
 from .map_request import MapRequest
 from .screens import MapDialog
@@ -238,28 +239,31 @@ async def router_scene(pilot: Pilot[int]) -> None:
     await until(pilot, lambda: screen.listed and screen.table.row_count > 0, "the listing")
     parts = app.link.parts
     assert parts is not None
-    assert isinstance(parts.router, SimulatedRouterListing)
-    parts.router.others.open(OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"))
+    controls = parts.demo
+    assert isinstance(controls, SimulatorControls)
+    assert controls.others is not None
+    controls.others.open(Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"),
+                         asyncio.get_running_loop().time())
     listed = screen.model.listings
     screen.poller.wake()
     await until(pilot, lambda: screen.model.listings > listed, "the next listing")
-    freeze_router(screen, parts.router)
+    freeze_router(screen, controls.gateway)
     screen.table.move_cursor(row=4)
     await pilot.pause()
 
 
-def freeze_router(screen: RouterScreen, listing: SimulatedRouterListing) -> None:
+def freeze_router(screen: RouterScreen, gateway: SimulatedGateway) -> None:
     """Stop the router view's listing and its clock at the last listing's time, and show
     every lease as the gateway granted it (as if read the moment it was granted, whatever
     the milliseconds between the grants and the listing were), as :func:`freeze` does."""
     screen.workers.cancel_group(screen, "router-poll")
     at = max((e.read_at for e in screen.model.entries.values()), default=0.0)
-    granted = {(m.protocol, m.external_port): m.lifetime for m in listing.gateway.mappings}
+    granted = {(m.protocol, m.external_port): m.lifetime for m in gateway.mappings}
     for key, entry in screen.model.entries.items():
         lease = granted.get((entry.mapping.protocol, entry.mapping.external_port))
-        if entry.mapping.lease and lease:
-            screen.model.entries[key] = dataclasses.replace(
-                entry, read_at=at, mapping=dataclasses.replace(entry.mapping, lease=lease))
+        if entry.mapping.lease_remaining and lease:
+            mapping = dataclasses.replace(entry.mapping, lease_remaining=lease)
+            screen.model.entries[key] = dataclasses.replace(entry, read_at=at, mapping=mapping)
     screen.clock = lambda: at
     screen.table.clock = screen.clock
     screen.repaint()

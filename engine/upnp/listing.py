@@ -19,6 +19,7 @@ from xml.etree.ElementTree import ParseError
 from defusedxml import ElementTree as SafeElementTree
 from defusedxml.common import DefusedXmlException
 
+from ..protocols import protocol_name
 from ..wire.addresses import IPAddress
 from .igd import parse_port
 from .soap import local_name
@@ -51,7 +52,9 @@ def upnp_protocol(protocol: int) -> str:
 
 
 def made_by(description: str) -> MadeBy:
-    """Which protocol made a mapping, from the description miniupnpd gives it."""
+    """Which protocol made a mapping, from the description miniupnpd gives it: ``pcp`` for
+    ``PCP MAP <nonce hex>`` (and ``PCP PEER``), ``natpmp`` for ``NAT-PMP <port> <proto>``, else
+    ``upnp`` (the description a UPnP client chose)."""
     if description.startswith("PCP "):
         return "pcp"
     if description.startswith("NAT-PMP "):
@@ -61,7 +64,8 @@ def made_by(description: str) -> MadeBy:
 
 @dataclass(frozen=True, slots=True)
 class RouterMapping:
-    """One mapping the gateway holds, as its UPnP listing shows it."""
+    """One mapping the gateway holds, as its UPnP listing shows it: the one type for a row of
+    a gateway's table (the router view, ``natdeck list`` and the UPnP client all use it)."""
 
     protocol: int
     """6 (TCP) or 17 (UDP)."""
@@ -75,11 +79,24 @@ class RouterMapping:
     remote_host: str
     """"" for any remote host."""
     made_by: MadeBy
+    """Which protocol made it (see :func:`made_by`)."""
 
     @property
     def key(self) -> tuple[int, int, str]:
-        """What identifies a mapping at an IGD: protocol, external port, remote host."""
+        """What identifies a mapping at an IGD: protocol, external port, remote host
+        (``GetSpecificPortMappingEntry`` and ``DeletePortMapping`` take these three)."""
         return (self.protocol, self.external_port, self.remote_host)
+
+    @property
+    def permanent(self) -> bool:
+        """True for a mapping without a lease (UPnP's 0)."""
+        return not self.lease_remaining
+
+    @property
+    def label(self) -> str:
+        """``tcp 41900`` (and ``from 203.0.113.9`` for a mapping of one remote host)."""
+        text = f"{protocol_name(self.protocol)} {self.external_port}"
+        return f"{text} from {self.remote_host}" if self.remote_host else text
 
 
 def _text(fields: Mapping[str, str], *names: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from tui.map_request import MapRequest
 from tui.screens import MapDialog
 from tui.screenshots import until
 
-from .clients import Sniffer, age_gateway, run_in_client
+from .clients import Sniffer, age_gateway, natdeck, run_in_client
 from .netlab import CLIENT_ADDRESS, DnatRule, Lab
 
 pytestmark = pytest.mark.lab
@@ -38,15 +37,6 @@ ANNOUNCE_DELAY = 5.0  # RFC 6887 §14.1.3
 
 def rule(protocol: int, external_port: int, internal_port: int) -> DnatRule:
     return DnatRule(protocol, external_port, CLIENT_ADDRESS, internal_port)
-
-
-def natdeck(lab: Lab, state_dir: Path, *args: str,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``natdeck ARGS --gateway 198.18.0.1`` in the client namespace."""
-    env = {**lab.python_env(), "NATDECK_STATE_DIR": str(state_dir)}
-    return lab.run_in(lab.client_ns, [sys.executable, "-m", "tui.cli", *args,
-                                      "--gateway", lab.gateway_lan],
-                      timeout=timeout, env=env)
 
 
 def json_lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from ipaddress import ip_address
 
 import pytest
 
@@ -10,7 +11,7 @@ from engine.errors import NatDeckError
 from engine.router_source import ListingUnavailable, RouterPoller
 from engine.router_view import RouterMapping
 
-ROW = RouterMapping(6, 8080, "198.18.0.3", 8080, "web", 60, True, "", "upnp")
+ROW = RouterMapping(6, 8080, ip_address("198.18.0.3"), 8080, "web", 60, True, "", "upnp")
 
 
 class CountingListing:

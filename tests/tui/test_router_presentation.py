@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address as A
+
 from rich.text import Text
 
 from engine.events import MappingKey
@@ -11,7 +13,7 @@ from tui.router_presentation import ROUTER_COLUMNS, RouterStatus, router_cells
 
 
 def entry(**changes: object) -> RouterEntry:
-    mapping = RouterMapping(6, 41900, "198.18.0.3", 41900, "Transmission", 100, True, "",
+    mapping = RouterMapping(6, 41900, A("198.18.0.3"), 41900, "Transmission", 100, True, "",
                             "upnp")
     fields: dict[str, object] = {"mapping": mapping, "read_at": 0.0, "first_seen": 0.0,
                                  "new": False}
@@ -39,7 +41,7 @@ def test_new_entries_are_highlighted_for_a_moment_vanished_ones_struck() -> None
 
 
 def test_leases_permanent_short_and_expired() -> None:
-    permanent = entry(mapping=RouterMapping(17, 3074, "198.18.0.7", 3074, "Xbox Live", None,
+    permanent = entry(mapping=RouterMapping(17, 3074, A("198.18.0.7"), 3074, "Xbox Live", None,
                                             True, "", "upnp"))
     assert texts(permanent, 1e6)["lease"] == "perm."
     cells = dict(zip([k for k, _, _ in ROUTER_COLUMNS], router_cells(entry(), 50.0),
@@ -51,16 +53,17 @@ def test_leases_permanent_short_and_expired() -> None:
 def test_ours_this_host_disabled_and_remote_host() -> None:
     assert texts(entry(ours=MappingKey(6, 41900), this_host=True), 0.0)["who"] == "ours UPnP"
     assert texts(entry(this_host=True), 0.0)["who"] == "this UPnP"
-    disabled = entry(mapping=RouterMapping(6, 1, "198.18.0.3", 1, "x", 100, False, "", "pcp"))
+    disabled = entry(mapping=RouterMapping(6, 1, A("198.18.0.3"), 1, "x", 100, False, "", "pcp"))
     assert texts(disabled, 0.0)["enabled"] == "no"
-    remote = entry(mapping=RouterMapping(6, 1, "198.18.0.3", 1, "x", 100, True, "203.0.113.9",
+    remote = entry(mapping=RouterMapping(6, 1, A("198.18.0.3"), 1, "x", 100, True, "203.0.113.9",
                                          "upnp"))
     assert texts(remote, 0.0)["external"] == "1 ←203.0.113.9"
 
 
 def test_text_from_the_gateway_is_sanitized() -> None:
-    evil = entry(mapping=RouterMapping(6, 1, "198.18.0.3\x1b[1m", 1, "a\x1b]0;x\x07b", 100,
-                                       True, "", "upnp"))
+    # The internal client is an address the parser validated; the rest is the gateway's text.
+    evil = entry(mapping=RouterMapping(6, 1, A("198.18.0.3"), 1, "a\x1b]0;x\x07b", 100,
+                                       True, "\x1b[1m", "upnp"))
     for text, _ in router_cells(evil, 0.0):
         assert "\x1b" not in text
         assert "\x07" not in text

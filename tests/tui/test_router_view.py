@@ -1,22 +1,28 @@
-"""The router view (g), driven with Pilot: the demo's listing over the simulated gateway's
-table (loopback only), and a test double where an edge case needs one."""
+"""The router view (g), driven with Pilot: the real UPnP listing of the demo's simulated
+gateway (its IGD on loopback shares the PCP/NAT-PMP table), and a test double where an edge
+case needs one."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from ipaddress import ip_address
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from engine.errors import NatDeckError
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
+from engine.router_source import UpnpRouterListing
 from engine.router_view import RouterMapping
+from engine.simulator.upnp import Neighbour
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
-from tui.demo import DemoOptions, demo_engine
-from tui.demo_hosts import OtherHost, SimulatedRouterListing
+from tui.demo import DemoOptions, SimulatorControls, demo_engine, free_udp_port
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
@@ -24,7 +30,7 @@ from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
 from tui.widgets.router_table import row_key
 
-from .conftest import Lab, logged, until
+from .conftest import HOST, Lab, logged, until
 
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 PLEX = (6, 32400, "")
@@ -42,10 +48,20 @@ def parts(app: NatDeckApp) -> EngineParts:
     return app.link.parts
 
 
-def listing_of(app: NatDeckApp) -> SimulatedRouterListing:
-    router = parts(app).router
-    assert isinstance(router, SimulatedRouterListing)
-    return router
+def listing_of(app: NatDeckApp) -> SimulatorControls:
+    """The demo's simulated LAN: its gateway, its IGD (which the view lists), other hosts."""
+    controls = parts(app).demo
+    assert isinstance(controls, SimulatorControls)
+    assert controls.others is not None
+    assert controls.igd is not None
+    return controls
+
+
+def listings(app: NatDeckApp) -> int:
+    """How many listings the IGD answered (each reads TCP, then UDP)."""
+    igd = listing_of(app).igd
+    assert igd is not None
+    return igd.actions["GetListOfPortMappings"] // 2
 
 
 async def tcp_8080_mapped(pilot: Pilot[int], app: NatDeckApp) -> None:
@@ -68,7 +84,8 @@ async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
 
 
 def ports(screen: RouterScreen) -> list[tuple[str, int]]:
-    return [(e.mapping.internal_client, e.mapping.external_port) for e in screen.table.shown]
+    return [(str(e.mapping.internal_client), e.mapping.external_port)
+            for e in screen.table.shown]
 
 
 async def test_g_lists_every_host_and_marks_ours() -> None:
@@ -83,7 +100,7 @@ async def test_g_lists_every_host_and_marks_ours() -> None:
         assert ours.mapping.description.startswith("PCP MAP ")
         assert by_key[(17, 41641, "")].who == "another host via PCP"
         assert by_key[(6, 22000, "")].mapping.description == "NAT-PMP 22000 tcp"
-        assert by_key[(17, 3074, "")].mapping.lease is None  # permanent
+        assert by_key[(17, 3074, "")].mapping.lease_remaining is None  # permanent
         # Sorted by host: numerically, 127.0.0.1 first, .7 before .12.
         assert [c for c, _ in ports(screen)][:4] == ["127.0.0.1", "198.18.0.3", "198.18.0.3",
                                                      "198.18.0.7"]
@@ -111,8 +128,9 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         listing = listing_of(app)
-        newcomer = OtherHost("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
-        assert listing.others.open(newcomer)
+        newcomer = Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
+        assert listing.others is not None
+        assert listing.others.open(newcomer, asyncio.get_running_loop().time())
         await pilot.press("r")
         key = (17, 9987, "")
         await until(pilot, lambda: key in {e.key for e in screen.table.shown}, "the new row")
@@ -207,7 +225,7 @@ async def test_delete_asks_first_and_names_host_and_port() -> None:
         await pilot.pause()
         assert app.screen is screen
         assert plex_at_gateway()
-        assert listing_of(app).deleted == []
+        assert listing_of(app).igd.actions["DeletePortMapping"] == 0  # type: ignore[union-attr]
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("y")
@@ -227,7 +245,7 @@ async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
         await pilot.press("y")
         await until(pilot, lambda: logged(app, "could not delete tcp 32400 of 198.18.0.12"),
                     "the refusal in the log")
-        assert "606 Action not authorized" in str(screen.status_line.render())
+        assert "ActionNotAuthorized (606)" in str(screen.status_line.render())
         assert any(m.external_port == 32400 for m in listing_of(app).gateway.mappings)
         await pilot.press("r")
         await pilot.pause()
@@ -277,19 +295,34 @@ async def test_leaving_the_view_stops_the_listing() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         screen.poller.interval = 0.05
-        listing = listing_of(app)
-        before = listing.listings
-        await until(pilot, lambda: listing.listings >= before + 2, "more listings")
+        before = listings(app)
+        await until(pilot, lambda: listings(app) >= before + 2, "more listings")
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.screen is app.main
-        stopped = listing.listings
+        stopped = listings(app)
         await pilot.pause(0.3)
-        assert listing.listings == stopped
+        assert listings(app) == stopped
 
 
-async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab) -> None:
-    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
+def app_with_router(lab: Lab, upnp: bool) -> NatDeckApp:
+    """The app on the simulated PCP/NAT-PMP gateway, without a listing (``upnp`` False) or
+    with the real UPnP source, to which no IGD answers there."""
+    source = UpnpRouterListing.on(HOST, ssdp_port=free_udp_port(), local_address=HOST,
+                                  timeout=0.2) if upnp else None
+
+    @asynccontextmanager
+    async def engine() -> AsyncIterator[EngineParts]:
+        yield EngineParts(lab.manager(), router=source)
+        if source is not None:
+            await source.close()
+
+    return NatDeckApp(engine=engine, initial_maps=[MapRequest(Protocol.TCP, 8080)])
+
+
+@pytest.mark.parametrize("upnp", [False, True], ids=["no-source", "no-igd-answers"])
+async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab, upnp: bool) -> None:
+    app = app_with_router(lab, upnp)
     async with app.run_test(size=(80, 24)) as pilot:
         await tcp_8080_mapped(pilot, app)
         await pilot.press("g")
@@ -314,7 +347,8 @@ class ThousandRows:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.listings = 0
-        self.rows = [RouterMapping(6 if i % 2 else 17, 10000 + i, f"198.18.{i // 250}.{i % 250}",
+        self.rows = [RouterMapping(6 if i % 2 else 17, 10000 + i,
+                                   ip_address(f"198.18.{i // 250}.{i % 250}"),
                                    10000 + i, f"app {i}", 600 + i, True, "", "upnp")
                      for i in range(1000)]
 
@@ -355,6 +389,6 @@ async def test_a_thousand_entries_stay_responsive(lab: Lab) -> None:
         took = time.perf_counter() - started
         assert took < 2.0, f"three keys took {took:.2f} s while a listing hung"
         assert source.listings == 2, "the hanging listing was not waited out"
-        leases = [e.mapping.lease for e in screen.table.shown[:5]]
+        leases = [e.mapping.lease_remaining for e in screen.table.shown[:5]]
         assert leases == [600, 601, 602, 603, 604]
         await pilot.press("escape")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from ipaddress import ip_address
 
 from engine.events import MappingKey
-from engine.router_view import RouterMapping, RouterTable, made_by_of
+from engine.router_view import RouterMapping, RouterTable, made_by
 from tui.router_list import json_lines, render_table
 
 
 def row(port: int, client: str, description: str, lease: int | None = 3600, *,
         protocol: int = 6, enabled: bool = True) -> RouterMapping:
-    return RouterMapping(protocol, port, client, port, description, lease, enabled, "",
-                         made_by_of(description))
+    return RouterMapping(protocol, port, ip_address(client), port, description, lease, enabled,
+                         "", made_by(description))
 
 
 def table() -> RouterTable:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from ipaddress import ip_address
 
 import pytest
 
@@ -11,7 +12,7 @@ from engine.protocols import Protocol
 from engine.router_view import (
     RouterMapping,
     RouterTable,
-    made_by_of,
+    made_by,
     own_ports,
     own_rows,
     parse_query,
@@ -23,15 +24,15 @@ TCP, UDP = 6, 17
 def row(port: int, client: str = "198.18.0.3", *, protocol: int = TCP, lease: int | None = 3600,
         description: str = "Transmission", internal_port: int | None = None,
         enabled: bool = True, remote: str = "") -> RouterMapping:
-    return RouterMapping(protocol, port, client, internal_port or port, description, lease,
-                         enabled, remote, made_by_of(description))
+    return RouterMapping(protocol, port, ip_address(client), internal_port or port, description,
+                         lease, enabled, remote, made_by(description))
 
 
 def test_made_by_reads_miniupnpd_descriptions() -> None:
-    assert made_by_of("PCP MAP 0a1b2c3d4e5f60718293a4b5") == "pcp"
-    assert made_by_of("NAT-PMP 41900 tcp") == "natpmp"
-    assert made_by_of("Plex Media Server") == "upnp"
-    assert made_by_of("") == "upnp"
+    assert made_by("PCP MAP 0a1b2c3d4e5f60718293a4b5") == "pcp"
+    assert made_by("NAT-PMP 41900 tcp") == "natpmp"
+    assert made_by("Plex Media Server") == "upnp"
+    assert made_by("") == "upnp"
 
 
 def test_first_listing_is_the_baseline_then_changes_are_sentences() -> None:
@@ -73,7 +74,7 @@ def test_duplicates_in_one_listing_count_once_and_the_later_read_wins() -> None:
     table = RouterTable()
     table.update([row(8080, lease=100), row(9090), row(8080, lease=99)], now=0.0)
     assert list(table.entries) == [(TCP, 9090, ""), (TCP, 8080, "")]
-    assert table.entries[(TCP, 8080, "")].mapping.lease == 99
+    assert table.entries[(TCP, 8080, "")].mapping.lease_remaining == 99
     assert table.summary().mappings == 2
     assert table.update([row(9090), row(9090), row(8080, lease=98), row(8080, lease=97)],
                         now=1.0) == []
@@ -183,7 +184,7 @@ def test_filter_by_host_protocol_port_and_words() -> None:
     ], now=0.0)
 
     def ports(text: str) -> list[tuple[str, int]]:
-        return [(e.mapping.internal_client, e.mapping.external_port)
+        return [(str(e.mapping.internal_client), e.mapping.external_port)
                 for e in table.view(0.0, parse_query(text), "port")]
 
     assert ports("host:198.18.0.3 tcp 8080") == [("198.18.0.3", 8080)]
@@ -249,8 +250,9 @@ def test_own_rows_stand_in_for_a_gateway_that_does_not_list() -> None:
                dataclasses.replace(_managed(3000, None), state=MappingState.REQUESTING)]
     rows = own_rows(managed, "127.0.0.1", now=20.5)
     assert rows == [
-        RouterMapping(TCP, 8080, "127.0.0.1", 8080, "natdeck PCP", 100, True, "", "pcp"),
-        RouterMapping(TCP, 25570, "127.0.0.1", 25565, "natdeck NAT-PMP", 100, True, "",
+        RouterMapping(TCP, 8080, ip_address("127.0.0.1"), 8080, "natdeck PCP", 100, True, "",
+                      "pcp"),
+        RouterMapping(TCP, 25570, ip_address("127.0.0.1"), 25565, "natdeck NAT-PMP", 100, True, "",
                       "natpmp"),
     ]
     own = own_ports(managed)

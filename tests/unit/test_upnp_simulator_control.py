@@ -101,10 +101,13 @@ def test_lease_policy_of_the_simulated_igd() -> None:
 
 
 def test_neighbours_come_and_go_and_show_in_the_listing() -> None:
-    from engine.simulator.upnp import Neighbours
+    from engine.simulator.upnp import Neighbour, Neighbours
 
+    churn = (Neighbour("198.18.0.21", 6, 32400, 32400, 600, "upnp", "Plex"),
+             Neighbour("198.18.0.22", 17, 41641, 41641, 600, "pcp"),
+             Neighbour("198.18.0.23", 6, 6881, 6881, 600, "natpmp"))
     ctl = control()
-    neighbours = Neighbours(ctl.state, ("198.18.0.21", "198.18.0.22"), seed=7)
+    neighbours = Neighbours(ctl.state, lan=(), churn=churn, seed=7)
     said = [neighbours.tick(float(t)) for t in range(40)]
     opened = [line for line in said if line and " opened " in line]
     closed = [line for line in said if line and " closed " in line]
@@ -116,10 +119,26 @@ def test_neighbours_come_and_go_and_show_in_the_listing() -> None:
     while not isinstance(reply := ctl.handle("GetGenericPortMappingEntry",
                                              {"NewPortMappingIndex": str(index)}, ME, 40.0),
                          Fault):
-        listed.append(reply["NewInternalClient"])
+        listed.append((reply["NewInternalClient"], reply["NewPortMappingDescription"]))
         index += 1
     assert len(listed) == len(ctl.state)
-    assert set(listed) <= {"198.18.0.21", "198.18.0.22"}
+    assert {client for client, _ in listed} <= {"198.18.0.21", "198.18.0.22", "198.18.0.23"}
+    descriptions = {"Plex", "NAT-PMP 6881 tcp"}
+    assert all(d in descriptions or d.startswith("PCP MAP ") for _, d in listed)
     # The same seed, the same story.
-    again = Neighbours(control().state, ("198.18.0.21", "198.18.0.22"), seed=7)
+    again = Neighbours(control().state, lan=(), churn=churn, seed=7)
     assert [again.tick(float(t)) for t in range(40)] == said
+
+
+def test_the_lan_stays_and_comes_back_after_a_restart() -> None:
+    from engine.simulator.upnp import DEMO_LAN, Neighbours
+
+    ctl = control()
+    neighbours = Neighbours(ctl.state, churn=(), seed=1)
+    neighbours.populate(0.0)
+    assert len(ctl.state) == len(DEMO_LAN)
+    ctl.state.restart(1.0)
+    said = [neighbours.tick(2.0) for _ in DEMO_LAN]
+    assert all(line is not None and " reopened " in line for line in said)
+    assert len(ctl.state) == len(DEMO_LAN)
+    assert neighbours.tick(3.0) is None  # nothing churns

@@ -9,6 +9,7 @@ Usage::
     natdeck unmap PROTO --all                NAT-PMP's delete-all of one protocol
     natdeck probe                            which protocols the gateway answers
     natdeck watch [--listen-host H] [--listen-port P] [--count N]
+    natdeck list [--watch [--interval S]] [--ssdp-port N]   every mapping on the gateway
 
 Every subcommand takes ``--gateway ADDR`` (else the default gateway is
 discovered), ``--gateway-port N`` (5351), ``--local ADDR``, ``--via
@@ -50,6 +51,12 @@ JSON output (``--json``), one object per line; fields are only ever added:
   ``address_changed``, ``restarted`` (the epoch shows the gateway lost its
   state), ``repeat``, ``epoch``, ``gateway``, ``gateway_port``, ``port`` (where it
   arrived), ``time`` (UTC, ISO 8601).
+- ``list``: one object per mapping the gateway holds: ``protocol``, ``protocol_number``,
+  ``external_port``, ``internal_client``, ``internal_port``, ``description``, ``lease``
+  (seconds left, null when permanent), ``permanent``, ``enabled``, ``remote_host``,
+  ``made_by`` ("upnp", "pcp", "natpmp"), ``this_host``, ``ours``; with ``--watch`` then
+  one per change, the same fields plus ``event`` ("opened", "closed", "changed") and
+  ``time`` (Unix seconds). No UPnP IGD answering is exit 3, a refusal to list exit 1.
 
 PCP mappings belong to their nonce (RFC 6887 §11.1), so ``map`` keeps it in
 the state file (:mod:`engine.statefile`) and ``unmap`` (another process) uses it;

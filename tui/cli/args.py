@@ -313,6 +313,26 @@ def _watch_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(default: watch until interrupted)")
 
 
+def _interval_arg(text: str) -> float:
+    value = _timeout_arg(text)
+    if value < 0.1:
+        raise argparse.ArgumentTypeError(f"the interval must be at least 0.1 s, not {text}")
+    return value
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--watch", action="store_true",
+                        help="print the table, then every mapping that opens, closes or "
+                             "changes, until SIGINT/SIGTERM")
+    parser.add_argument("--interval", type=_interval_arg, default=None, metavar="S",
+                        help="with --watch: seconds between two listings (default: 2)")
+    parser.add_argument("--ssdp-port", type=_server_port_arg, default=None, metavar="N",
+                        help="the UDP port the gateway answers SSDP searches on (default: "
+                             "1900)")
+    _command_options(parser, timeout_help="seconds to wait for the UPnP IGD's answers "
+                                          "(default: 3)")
+
+
 #: Each subcommand: its help line, its description, and what adds its arguments.
 _SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "map": (
@@ -340,6 +360,15 @@ _SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None
         "of an announcement are not printed (--repeats prints them). --via pcp or natpmp "
         "shows only that protocol's.",
         _watch_arguments),
+    "list": (
+        "every mapping the gateway holds, whoever made it",
+        "List the gateway's whole mapping table through its UPnP IGD (NAT-PMP and PCP "
+        "cannot list one; on miniupnpd the three share one table, so PCP and NAT-PMP "
+        "mappings of every host are listed too): protocol, ports, internal client, lease, "
+        "who made it. --json prints one object per mapping; --watch then prints each "
+        "change. A gateway without UPnP IGD is exit 3, one that refuses to list exit 1. "
+        "--via and --gateway-port (NAT-PMP/PCP's) have no effect.",
+        _list_arguments),
 }
 
 def _connection(args: argparse.Namespace) -> Connection:
@@ -380,6 +409,8 @@ def _check(main_parser: argparse.ArgumentParser,
                              delete_all=command == "unmap" and args.all)
         except RequestError as exc:
             parser.error(str(exc))
+    if command == "list" and not args.watch and args.interval is not None:
+        parser.error("--interval goes with --watch")
     if command == "map" and not args.hold:
         for flag, value in (("--no-listen", args.no_listen),
                             ("--listen-host", args.listen_host),

@@ -38,6 +38,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "unmap": ("tui.cli.cmd_unmap", "run_unmap"),
     "probe": ("tui.cli.cmd_probe", "run_probe"),
     "watch": ("tui.cli.cmd_watch", "run_watch"),
+    "list": ("tui.cli.cmd_list", "run_list"),
 }
 
 
@@ -134,7 +135,8 @@ async def _run(args: argparse.Namespace, conn: Connection, *,
     ctx = Context(args, conn, out, StateFile(state_dir), stop, gateway, local)
     command = _command(args.command)
     try:
-        if args.command == "watch" or (args.command == "map" and args.hold):
+        if args.command == "watch" or (args.command == "map" and args.hold) or (
+                args.command == "list" and args.watch):
             with _stop_on_signals(stop, asyncio.current_task()):
                 return await command(ctx)
         return await command(ctx)

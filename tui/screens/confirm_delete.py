@@ -40,7 +40,7 @@ class ConfirmDelete(ModalScreen[bool]):
     def question(self) -> str:
         """``Delete tcp 41900 of host 198.18.0.3 (to 198.18.0.3:41900, "Transmission")?``"""
         m = self.entry.mapping
-        client = sanitize(m.internal_client, limit=45)
+        client = sanitize(str(m.internal_client), limit=45)
         target = endpoint(client, m.internal_port)
         description = sanitize(m.description, limit=60)
         return (f"Delete {sanitize(m.label, limit=80)} of host {client} "

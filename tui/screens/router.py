@@ -301,7 +301,7 @@ class RouterScreen(Screen[MappingKey | None]):
         def confirmed(yes: bool | None) -> None:
             if yes:
                 self.answer = Text(f"Deleting {sanitize(mapping.label)} of "
-                                   f"{sanitize(mapping.internal_client)}…", style="dim")
+                                   f"{sanitize(str(mapping.internal_client))}…", style="dim")
                 self.repaint()
                 self.delete(mapping)
 
@@ -327,7 +327,7 @@ class RouterScreen(Screen[MappingKey | None]):
 
     def on_router_deleted(self, message: RouterDeleted) -> None:
         m = message.mapping
-        what = f"{sanitize(m.label)} of {sanitize(m.internal_client)}"
+        what = f"{sanitize(m.label)} of {sanitize(str(m.internal_client))}"
         if message.error is None:
             text = f"deleted {what}: the gateway said OK"
             self.answer = Text(f"Gateway's answer: deleted {what}.", style="green")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .config import IgdConfig
 from .control import Fault, IgdControl, describe, miniupnpd_nonce
-from .neighbours import NEIGHBOUR_APPS, Neighbours
+from .neighbours import DEMO_CHURN, DEMO_LAN, Neighbour, Neighbours
 from .server import SimulatedIgd
 
-__all__ = ["NEIGHBOUR_APPS", "Fault", "IgdConfig", "IgdControl", "Neighbours", "SimulatedIgd",
-           "describe", "miniupnpd_nonce"]
+__all__ = ["DEMO_CHURN", "DEMO_LAN", "Fault", "IgdConfig", "IgdControl", "Neighbour",
+           "Neighbours", "SimulatedIgd", "describe", "miniupnpd_nonce"]

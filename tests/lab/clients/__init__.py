@@ -15,6 +15,8 @@ import contextlib
 import itertools
 import json
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -136,6 +138,16 @@ class ManagerWorker:
 
     def __exit__(self, *_: object) -> None:
         self.process.close(timeout=1)
+
+
+def natdeck(lab: Lab, state_dir: Path, *args: str,
+            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``natdeck ARGS --gateway 198.18.0.1`` (``python -m tui.cli``) in the client
+    namespace, its state file in ``state_dir``."""
+    env = {**lab.python_env(), "NATDECK_STATE_DIR": str(state_dir)}
+    return lab.run_in(lab.client_ns, [sys.executable, "-m", "tui.cli", *args,
+                                      "--gateway", lab.gateway_lan],
+                      timeout=timeout, env=env)
 
 
 def run_in_client(lab: Lab, factory: Callable[[], Awaitable[T]]) -> T:
