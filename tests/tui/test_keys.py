@@ -141,7 +141,7 @@ async def test_question_mark_shows_every_key(lab: Lab) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         described = {description for _, description, _ in app.key_help()}
-        assert {"Map", "Unmap", "Renew", "Ext. address", "Probe", "Restart GW", "New address",
+        assert {"Map", "Unmap", "Renew", "Address", "Probe", "Restart GW", "New address",
                 "Help", "Quit"} <= described
         keys = dict((d, k) for k, d, _ in app.key_help())
         assert keys["Quit"] == "q / ^q"
@@ -259,7 +259,7 @@ async def test_command_palette_offers_the_keys(lab: Lab) -> None:
     async with app.run_test() as pilot:
         await started(pilot)
         titles = {command.title for command in app.get_system_commands(app.main)}
-        assert {"Map", "Unmap", "Renew", "Ext. address", "Probe", "Restart GW", "New address",
+        assert {"Map", "Unmap", "Renew", "Address", "Probe", "Restart GW", "New address",
                 "Help", "Quit"} <= titles
         await pilot.press("ctrl+p")
         await pilot.pause()
