@@ -142,3 +142,32 @@ async def test_the_app_keeps_up_with_a_thousand_real_mappings(lab: Lab) -> None:
         assert [row.key for row in table.ordered_rows] == row_keys
         assert table.rows_added == added
         assert len(lab.gateway.mappings) == ROWS
+
+
+async def test_a_tick_repaints_only_the_cells_that_changed() -> None:
+    app = TableApp()
+    mappings = thousand_mappings()
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(MappingsTable)
+        with app.batch_update():
+            table.sync(mappings, 0.0)
+        await pilot.pause()
+        # Painted once with the columns measured (adding rows measures them after a frame).
+        table.refresh()
+        await pilot.pause()
+        cache = table._cell_render_cache
+        painted = {key: cache.get(key) for key in cache}
+        with app.batch_update():
+            table.sync(mappings, 1.0)
+        await pilot.pause()
+        new = [key for key in cache if painted.get(key) is not cache.get(key)]
+        # Both countdowns of every row in view changed, and nothing else: the other cells
+        # of those rows are painted from the cache, the rows out of view not at all.
+        rows_in_view = table.size.height - table.header_height
+        assert {key[1].value for key in new} == {"expires", "renewal"}
+        assert len({key[0] for key in new}) <= rows_in_view
+        # What is painted is what was set.
+        first = next(iter(mappings))
+        line = table.render_line(table.header_height).text
+        assert "1:59:59" in line
+        assert mapping_cells(mappings[first], 1.0)[5][0] in line

@@ -1,0 +1,209 @@
+"""How the screens fit small terminals (80x24, 60x20), driven with Pilot on a simulated
+gateway on loopback: the table's columns, the detail line, the footer, the map dialog."""
+
+from __future__ import annotations
+
+import pytest
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import Button
+from textual.widgets._footer import FooterKey
+
+from engine.events import MappingKey, MappingState
+from engine.protocols import Protocol
+from tui.app import NatDeckApp
+from tui.engine_link import AddMapping
+from tui.map_request import MapRequest
+from tui.screens import MapDialog
+from tui.screens.map_dialog import VIA_NOTES
+
+from .conftest import Lab, logged, started, until
+
+SMALL = [(80, 24), (60, 20)]
+TCP_8080 = MappingKey(Protocol.TCP, 8080)
+TWO_MAPS = [MapRequest(Protocol.TCP, 8080), MapRequest(Protocol.UDP, 5000)]
+
+
+def on_screen(widget: Widget, size: tuple[int, int]) -> bool:
+    """Whether all of ``widget`` is drawn inside a terminal of ``size``."""
+    region = widget.region
+    return bool(region.area) and Region(0, 0, *size).contains_region(region)
+
+
+async def active(pilot: object, app: NatDeckApp, *keys: MappingKey) -> None:
+    def done() -> bool:
+        manager = app.manager
+        return manager is not None and all(
+            k in manager.mappings and manager.mappings[k].state is MappingState.ACTIVE
+            for k in keys)
+
+    await until(pilot, done, f"{keys} to be active")  # type: ignore[arg-type]
+    await until(pilot, lambda: all(k in app.main.table.shown_keys for k in keys),  # type: ignore[arg-type]
+                "the rows")
+
+
+async def open_dialog(pilot: object, app: NatDeckApp) -> MapDialog:
+    await pilot.press("m")  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    assert isinstance(app.screen, MapDialog)
+    return app.screen
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_every_column_shows_its_whole_content(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(initial_maps=TWO_MAPS)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await active(pilot, app, TCP_8080)
+        await pilot.pause(1.1)
+        table = app.main.table
+        for column in table.columns.values():
+            widest = max(len(str(table.get_cell(row, column.key))) for row in table.rows)
+            assert column.get_render_width(table) - 2 >= widest, column.label
+        # The countdowns are never cut ("1:11:5").
+        renews = str(table.get_row(str(TCP_8080))[5])
+        assert renews.count(":") >= 1
+        assert len(renews) >= 4
+        if size == (80, 24):
+            # A row of an active mapping fits 80 columns, its state included.
+            assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_selected_row_shows_its_details(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(initial_maps=TWO_MAPS)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await active(pilot, app, TCP_8080, MappingKey(Protocol.UDP, 5000))
+        app.main.table.focus()
+        await pilot.press("home")
+        await pilot.pause()
+        assert "tcp 8080 → 203.0.113.7:8080 via PCP" in app.main.detail.plain
+        assert "Epoch 100000" in app.main.detail.plain
+        assert "Nonce " in app.main.detail.plain
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.main.detail.plain.startswith("udp 5000")
+        assert on_screen(app.main.detail, size)
+        assert app.main.table.size.height >= 4, "the table keeps room for rows"
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_home_and_end_move_to_the_first_and_last_row(lab: Lab,
+                                                         size: tuple[int, int]) -> None:
+    maps = [MapRequest(Protocol.TCP, 7000 + i) for i in range(12)]
+    app = lab.app(initial_maps=maps)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await active(pilot, app, *(MappingKey(Protocol.TCP, 7000 + i) for i in range(12)))
+        table = app.main.table
+        table.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 11
+        assert table.selected_key() == MappingKey(Protocol.TCP, 7011)
+        assert app.main.detail.plain.startswith("tcp 7011")
+        await pilot.press("home")
+        await pilot.pause()
+        assert table.cursor_row == 0
+        assert table.scroll_y == 0
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_footer_is_not_cut(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(demo=True)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        keys = list(app.main.query(FooterKey))
+        shown = {key.description for key in keys}
+        assert {"Map", "Unmap", "Renew", "Probe", "Help", "Quit"} <= shown
+        for key in keys:
+            assert key.region.right <= size[0], f"{key.description} is cut"
+            assert key.region.width >= len(key.description) + 1
+        # The demo keys leave a narrow footer but still work.
+        assert "Restart GW" not in shown
+        assert app.main.check_action("app.demo_restart", ()) is not False
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_map_dialog_fits_with_its_buttons(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app()
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        for button in dialog.query(Button):
+            assert on_screen(button, size), f"{button.label} is off-screen"
+        # Worse with every field in error: the buttons stay in view.
+        await pilot.press(*"x", "tab", *"y", "tab", *"z", "enter")
+        await pilot.pause()
+        assert set(dialog.errors) >= {"internal_port", "external_port", "lifetime"}
+        for button in dialog.query(Button):
+            assert on_screen(button, size), f"{button.label} is off-screen with errors"
+
+
+@pytest.mark.parametrize("field", ["protocol", "internal_port", "external_port", "lifetime",
+                                   "via"])
+async def test_enter_maps_from_any_field(lab: Lab, field: str) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        await pilot.press(*"4242")
+        dialog.query_one(f"#{field}").focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, MapDialog)
+        await active(pilot, app, MappingKey(Protocol.TCP, 4242))
+
+
+async def test_the_via_note_follows_the_choice(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        note = dialog.query_one("#via-note")
+        assert str(note.render()) == VIA_NOTES["auto"]
+        await pilot.click("#via-natpmp")
+        await pilot.pause()
+        assert str(note.render()) == VIA_NOTES["natpmp"]
+        await pilot.click("#via-pcp")
+        await pilot.pause()
+        assert str(note.render()) == VIA_NOTES["pcp"]
+
+
+async def test_typing_a_lifetime_replaces_the_default(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        lifetime = dialog.query_one("#lifetime")
+        assert lifetime.value == ""  # type: ignore[attr-defined]
+        assert "7200" in lifetime.placeholder  # type: ignore[attr-defined]
+        await pilot.press(*"3000", "tab", "tab", *"600", "enter")
+        await active(pilot, app, MappingKey(Protocol.TCP, 3000))
+        assert app.manager is not None
+        assert app.manager.mappings[MappingKey(Protocol.TCP, 3000)].requested_lifetime == 600
+
+
+async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
+    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 41461)])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot)
+        await active(pilot, app, MappingKey(Protocol.TCP, 41461))
+        # 41461 is taken at the gateway by the first mapping: it grants another port.
+        app.send(AddMapping(MapRequest(Protocol.TCP, 5000, external_port=41461)))
+        key = MappingKey(Protocol.TCP, 5000)
+        await active(pilot, app, key)
+        assert app.manager is not None
+        granted = app.manager.mappings[key].external_port
+        assert granted != 41461
+        said = f"gave external port {granted}, not the 41461 suggested"
+        await until(pilot, lambda: logged(app, said), "the log line")
+        await until(pilot, lambda: str(app.main.table.get_row(str(key))[1]).endswith(
+            "(asked 41461)"), "the row")
+        app.main.table.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert said in app.main.detail.plain
