@@ -189,7 +189,8 @@ class NatDeckApp(App[int]):
     def send(self, command: Command) -> bool:
         """Queue ``command`` for the engine worker; False (and a message) if it is not running."""
         if not self.engine_running:
-            self.notify("The engine is not running; nothing can be sent.", severity="error")
+            self.notify("Nothing was sent: natdeck's engine has stopped (the event log says "
+                        "why). Press q to quit.", severity="error")
             return False
         if isinstance(command, AddMapping):
             self._remember(command.request)

@@ -65,13 +65,14 @@ _STATE_STYLE = {
 
 
 def short_error(error: NatDeckError) -> str:
-    """A few words for a table cell: ``NO_RESOURCES, 30 s``, ``no answer (9 tries)``.
+    """A few words for a table cell: ``NO_RESOURCES for 30s``, ``no answer (9 tries)``.
 
-    For PCP the seconds are the error lifetime: how long the gateway says the
-    condition lasts (RFC 6887 §7.4, §15). The event log has the whole sentence.
+    For PCP the time is the error lifetime: how long the gateway says the condition
+    lasts (RFC 6887 §7.4, §15); none is shown when it gave 0. The detail line and the
+    event log have the whole sentence.
     """
     if isinstance(error, ResultCodeError):
-        lasting = f", {error.error_lifetime} s" if error.error_lifetime is not None else ""
+        lasting = f" for {duration(error.error_lifetime)}" if error.error_lifetime else ""
         return f"{error.name}{lasting}"
     if isinstance(error, GatewayTimeout):
         return f"no answer ({error.tries} {'try' if error.tries == 1 else 'tries'})"
@@ -92,8 +93,8 @@ def _state_cell(mapping: ManagedMapping) -> Cell:
         return ("removing…", style)
     if state is MappingState.RENEWING:
         if mapping.failures:
-            tries = f"retry {mapping.failures}"
-            return (f"renewing, {tries}: {why}" if why else f"renewing, {tries}", style)
+            failed = f"renewing ({mapping.failures} failed)"
+            return (f"{failed}: {why}" if why else failed, style)
         return ("renewing", style)
     if state in (MappingState.LOST, MappingState.FAILED):
         return (f"{state.value}: {why}" if why else state.value, style)
@@ -237,8 +238,8 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         if status.listening:
             _pair(third, "Announcements", "listening", "green")
         elif status.listen_error:
-            _pair(third, "Announcements", f"off: {sanitize(status.listen_error, limit=60)}",
-                  "yellow")
+            # In full (the panel wraps it): why natdeck cannot hear the gateway's notices.
+            _pair(third, "Announcements", f"off: {sanitize(status.listen_error)}", "yellow")
         else:
             _pair(third, "Announcements", "off", "dim")
         lines.append(third)

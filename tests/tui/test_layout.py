@@ -3,10 +3,13 @@ gateway on loopback: the table's columns, the detail line, the footer, the map d
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from rich.console import Console
 from textual.geometry import Region
 from textual.widget import Widget
-from textual.widgets import Button
+from textual.widgets import Button, Static
 from textual.widgets._footer import FooterKey
 
 from engine.events import MappingKey, MappingState
@@ -207,3 +210,19 @@ async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
         await pilot.press("end")
         await pilot.pause()
         assert said in app.main.detail.plain
+
+
+async def test_help_says_what_natdeck_does_about_a_lost_mapping(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        states = app.screen.query_one("#help-states", Static)
+        console = Console(width=400, file=io.StringIO())
+        console.print(states.content)
+        text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+        assert "lost" in text
+        assert "natdeck is asking for it again on its own, nothing to do" in text
+        assert "d stops that and sends the gateway a delete" in text
+        assert "expired or forgotten by the gateway;" not in text

@@ -88,12 +88,12 @@ def test_cells_of_trouble() -> None:
                               error_lifetime=1800)
     failed = mapping_cells(_mapping(MappingState.FAILED, **{**GRANTED, "error": refused,
                                                             "next_renewal_at": None}), 200.0)
-    assert failed[-1] == ("failed: NOT_AUTHORIZED, 1800 s", "bold red")
+    assert failed[-1] == ("failed: NOT_AUTHORIZED for 30m00s", "bold red")
     assert failed[5] == ("—", "dim")
     timeout = GatewayTimeout("192.0.2.1", "PCP renew tcp 8080", 3, 9.0, "pcp")
     renewing = mapping_cells(_mapping(MappingState.RENEWING, **{**GRANTED, "error": timeout,
                                                                 "failures": 2}), 2100.0)
-    assert renewing[-1] == ("renewing, retry 2: no answer (3 tries)", "yellow")
+    assert renewing[-1] == ("renewing (2 failed): no answer (3 tries)", "yellow")
     assert renewing[5] == ("now", "yellow")
     lost = mapping_cells(_mapping(MappingState.LOST, **{**GRANTED, "expires_at": None,
                                                         "reason": "the gateway lost \x1b"}),
@@ -162,3 +162,18 @@ def test_gateway_lines() -> None:
         "Quitting…",
     ]
     assert [line.plain for line in gateway_lines(None, 0.0)] == ["No gateway yet."]
+
+
+def test_an_error_lifetime_of_zero_is_not_a_duration() -> None:
+    # miniupnpd answers NOT_AUTHORIZED with error lifetime 0: no "for 0s".
+    refused = ResultCodeError("pcp", 2, request="PCP map tcp 8080", gateway="192.0.2.1",
+                              error_lifetime=0)
+    assert short_error(refused) == "NOT_AUTHORIZED"
+
+
+def test_why_announcements_are_off_is_shown_in_full() -> None:
+    why = ("cannot listen on 0.0.0.0:5350 (address in use); natdeck asks the gateway for "
+           "its address every minute instead")
+    status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listen_error=why)
+    text = "\n".join(line.plain for line in gateway_lines(status, 0.0))
+    assert f"Announcements off: {why}" in text

@@ -51,7 +51,7 @@ async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(lab: Lab)
         await until(pilot, lambda: app.manager is not None
                     and app.manager.mappings[key].state is MappingState.FAILED, "the refusal")
         await until(pilot, lambda: str(app.main.table.get_row(str(key))[-1])
-                    == "failed: NOT_AUTHORIZED, 1800 s", "the row to show the refusal")
+                    == "failed: NOT_AUTHORIZED for 30m00s", "the row to show the refusal")
         await until(pilot, lambda: logged(app, "renewal of tcp/8080 failed"), "the log line")
 
 
