@@ -57,6 +57,7 @@ from .engine_link import (
     RestartGateway,
 )
 from .formatting import clock_time, countdown
+from .heap import HeapSettler
 from .log_bridge import EngineLogHandler, EngineLogTap
 from .map_request import MapRequest, Via
 from .mapping_detail import Asked, detail_lines
@@ -148,6 +149,7 @@ class NatDeckApp(App[int]):
         (a new row goes where its first event puts it)."""
         self._pending_lines: list[tuple[float, str, str]] = []
         self._flush_timer: Timer | None = None
+        self.heap = HeapSettler()
         self._log_tap = EngineLogTap(EngineLogHandler(self.post_message, engine_log_level),
                                      engine_log_level)
         if demo:
@@ -204,6 +206,7 @@ class NatDeckApp(App[int]):
         now = self.now()
         with self.batch_update():
             if self.manager is not None:
+                self.heap.settle(len(self.manager.mappings))
                 self.main.table.sync(self.manager.mappings, now)
                 self._flush_dirty(now)
             self._show_gateway(now)

@@ -64,6 +64,8 @@ def _doing(mapping: ManagedMapping, now: float) -> Text | None:
     """What natdeck is doing about a mapping that is not simply active, and what keys do."""
     until = mapping.until_renewal(now)
     why = sanitize(mapping.reason) if mapping.reason else None
+    if why is not None and mapping.error is not None and why == sanitize(str(mapping.error)):
+        why = None  # the gateway's last answer, on the line above, says it already
     if mapping.state is MappingState.LOST:
         when = ("now" if until is None or until <= 0 else f"next try in {countdown(until)}")
         text = Text("Lost: ", style="bold red")

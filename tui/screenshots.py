@@ -192,8 +192,9 @@ def freeze(app: NatDeckApp) -> None:
     now"), and every mapping's times are shifted as if it had been granted at
     that moment, so each countdown reads its lifetime, and its renewal delay
     (drawn from the seeded generator), whatever the milliseconds between the
-    grants were. The round-trip time and the epoch (which the simulated gateway
-    counts in whole seconds since its start) are set to fixed values. Only what
+    grants were (the first grants the app noted, too). The round-trip time and
+    the epoch (which the simulated gateway counts in whole seconds since its
+    start) are set to fixed values. Only what
     is displayed changes: the manager schedules from its own heap.
     """
     manager = app.manager
@@ -211,6 +212,9 @@ def freeze(app: NatDeckApp) -> None:
             mapping.expires_at += shift
         if mapping.next_renewal_at is not None:
             mapping.next_renewal_at += shift
+    for asked in app.main.asked.values():
+        if asked.first_granted_at is not None:
+            asked.first_granted_at = frozen
     app.clock = lambda: frozen
     for field in app.screen.query(Input):
         field.cursor_blink = False  # a blinking cursor is drawn or not, by chance

@@ -177,3 +177,13 @@ def test_why_announcements_are_off_is_shown_in_full() -> None:
     status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listen_error=why)
     text = "\n".join(line.plain for line in gateway_lines(status, 0.0))
     assert f"Announcements off: {why}" in text
+
+
+def test_the_detail_says_a_refusal_once() -> None:
+    refused = ResultCodeError("pcp", 2, request="PCP renew tcp 8080", gateway="192.0.2.1",
+                              error_lifetime=1800)
+    failed = _mapping(MappingState.FAILED, **{**GRANTED, "error": refused,
+                                              "reason": str(refused)})
+    text = "\n".join(line.plain for line in detail_lines(failed, 200.0))
+    assert text.count(str(refused)) == 1
+    assert "r asks again now; d stops natdeck asking and sends the gateway a delete" in text

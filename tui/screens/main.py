@@ -53,7 +53,9 @@ MAIN_BINDINGS: list[BindingType] = [
 _WIDE_ONLY = frozenset({"natdeck.demo_restart", "natdeck.demo_address"})
 
 #: Below this many columns the footer drops the palette key and the demo keys (they stay
-#: in help and the palette), and below COMPACT its padding, so every key shown fits.
+#: in help and the palette), and below COMPACT its padding, so every key shown fits; the
+#: gateway panel, which wraps there, drops its border and the detail line is cut to two
+#: lines, so the table keeps room for rows.
 NARROW = 100
 COMPACT = 70
 
@@ -86,9 +88,11 @@ class MainScreen(Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         narrow = event.size.width < NARROW
-        self.footer.compact = event.size.width < COMPACT
+        compact = event.size.width < COMPACT
+        self.footer.compact = compact
         self.footer.show_command_palette = not narrow
         self.set_class(narrow, "-narrow")
+        self.set_class(compact, "-compact")
         bindings = self._bindings.key_to_bindings
         for key, entries in bindings.items():
             bindings[key] = [replace(b, show=not narrow) if b.id in _WIDE_ONLY else b

@@ -21,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
+from rich.style import Style
 from textual.cache import LRUCache
+from textual.geometry import Region
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
@@ -69,9 +72,24 @@ class KeyedTable(DataTable[CellType]):
         self._cell_render_cache = _IndexedCache(10000, 2)
         self._row_render_cache = _IndexedCache(1000, 1)
         self._line_cache = _IndexedCache(1000, 1)
+        self._frame_style: Style | None = None
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # DataTable.render_line asks for rich_style once per line, and each time it is
+        # worked out again from the styles of every ancestor: once per frame is enough.
+        self._frame_style = super().rich_style
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame_style = None
+
+    @property
+    def rich_style(self) -> Style:
+        """The widget's style (computed once per frame while its lines are rendered)."""
+        return self._frame_style if self._frame_style is not None else super().rich_style
 
     def set_cell(self, row_key: str, column_key: str, value: CellType) -> None:
-        """Show ``value`` in a cell of a row that exists, repainting only that row.
+        """Show ``value`` in a cell of a row that exists; only that cell is rendered again.
 
         The column keeps its width (use ``update_cell(..., update_width=True)`` to widen it).
         """
@@ -84,4 +102,6 @@ class KeyedTable(DataTable[CellType]):
         self._row_render_cache.drop(row)  # type: ignore[attr-defined]
         self._line_cache.drop(index + self.header_height)  # type: ignore[attr-defined]
         self._row_renderable_cache.discard((self._update_count, index))
-        self.refresh_row(index)
+        # The whole widget, not refresh_row(): finding a row's region sums the heights of
+        # the rows above it, and the lines that did not change are painted from the cache.
+        self.refresh()
