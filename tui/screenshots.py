@@ -192,9 +192,9 @@ def freeze(app: NatDeckApp) -> None:
     now"), and every mapping's times are shifted as if it had been granted at
     that moment, so each countdown reads its lifetime, and its renewal delay
     (drawn from the seeded generator), whatever the milliseconds between the
-    grants were (the first grants the app noted, too). The round-trip time and
-    the epoch (which the simulated gateway counts in whole seconds since its
-    start) are set to fixed values. Only what
+    grants were (the first grants the app noted, too). The round-trip time, the
+    nonces and the epoch (which the simulated gateway counts in whole seconds
+    since its start) are set to fixed values. Only what
     is displayed changes: the manager schedules from its own heap.
     """
     manager = app.manager
@@ -204,6 +204,11 @@ def freeze(app: NatDeckApp) -> None:
         moments.append(manager.status.last_contact)
     frozen = max(moments, default=0.0)
     for mapping in manager.mappings.values():
+        if mapping.nonce is not None:
+            # Random per mapping (RFC 6887 §11.1); the detail line shows it.
+            mapping.nonce = mapping.internal_port.to_bytes(12, "big")
+        if mapping.epoch is not None:
+            mapping.epoch = DEMO_UPTIME
         if mapping.granted_at is None:
             continue
         shift = frozen - mapping.granted_at

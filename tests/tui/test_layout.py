@@ -19,6 +19,7 @@ from tui.engine_link import AddMapping
 from tui.map_request import MapRequest
 from tui.screens import MapDialog
 from tui.screens.map_dialog import VIA_NOTES
+from tui.screenshots import demo_app, error_scene
 
 from .conftest import Lab, logged, started, until
 
@@ -226,3 +227,21 @@ async def test_help_says_what_natdeck_does_about_a_lost_mapping(lab: Lab) -> Non
         assert "natdeck is asking for it again on its own, nothing to do" in text
         assert "d stops that and sends the gateway a delete" in text
         assert "expired or forgotten by the gateway;" not in text
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_trouble_never_pushes_the_panels_off_screen(size: tuple[int, int]) -> None:
+    # The demo's error scene: a long warning in the gateway panel, a refused renewal with
+    # its sentence in the detail line.
+    app = demo_app(snapshot=True)
+    async with app.run_test(size=size) as pilot:
+        await error_scene(pilot)
+        await pilot.pause(0.2)
+        screen = app.main
+        assert screen.max_scroll_y == 0, "the screen scrolls"
+        for widget in (screen.panel, screen.table, screen.detail, screen.events,
+                       screen.footer):
+            assert on_screen(widget, size), f"{widget.id} is off-screen"
+        assert screen.table.size.height - screen.table.header_height >= 2
+        await pilot.press("q")
+        await pilot.pause()

@@ -31,11 +31,17 @@ class TextPanel(Static):
         if fingerprint == self._shown:
             return
         self._shown = fingerprint
-        width = self.content_region.width
-        rows = (sum(len(line.wrap(self.app.console, width)) for line in lines)
-                if width > 0 else -1)
-        self.update(text, layout=rows != self._rows or rows < 0)
-        self._rows = rows
+        self.update(text, layout=False)
+        width = self.size.width
+        if width <= 0:
+            self.refresh(layout=True)
+            return
+        # Textual's own measure of the new text at this width: a new layout only if the
+        # panel needs another height.
+        rows = self.get_content_height(self.size, self.app.size, width)
+        if rows != self._rows:
+            self._rows = rows
+            self.refresh(layout=True)
 
     def on_resize(self) -> None:
         self._rows = -1  # the next change measures again at the new width
