@@ -12,6 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 from textual.widgets._footer import FooterKey
 
+from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
 from tui.app import NatDeckApp
@@ -245,3 +246,29 @@ async def test_trouble_never_pushes_the_panels_off_screen(size: tuple[int, int])
         assert screen.table.size.height - screen.table.header_height >= 2
         await pilot.press("q")
         await pilot.pause()
+
+
+async def test_a_lost_row_says_what_is_known(lab: Lab) -> None:
+    # The gateway reboots (it announces it) and then answers nothing: natdeck keeps
+    # asking for the mapping again, and the row must not show its old countdown.
+    app = lab.app(lab.manager(timeout=1.0), initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await active(pilot, app, TCP_8080)
+        lab.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
+                              force_natpmp_result=4)
+        lab.gateway.restart()
+        assert app.manager is not None
+        await until(pilot, lambda: app.manager is not None
+                    and app.manager.mappings[TCP_8080].state is MappingState.LOST,
+                    "the mapping to be lost")
+        await pilot.pause(1.1)
+        row = [str(cell) for cell in app.main.table.get_row(str(TCP_8080))]
+        assert row[4] == "unknown"
+        assert row[5] == "re-requesting" or row[5].startswith("retry ")
+        assert row[6].startswith("lost")
+        app.main.table.focus()
+        await pilot.press("home")
+        await pilot.pause()
+        assert "natdeck is asking the gateway for it again" in app.main.detail.plain
+        lab.gateway.configure(force_pcp_result=None, force_natpmp_result=None)
