@@ -22,7 +22,7 @@ from tui.screens import MapDialog
 from tui.screens.map_dialog import VIA_NOTES
 from tui.screenshots import demo_app, error_scene
 
-from .conftest import Lab, logged, started, until
+from .conftest import Lab, logged, mapped, started, until
 
 SMALL = [(80, 24), (60, 20)]
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
@@ -33,18 +33,6 @@ def on_screen(widget: Widget, size: tuple[int, int]) -> bool:
     """Whether all of ``widget`` is drawn inside a terminal of ``size``."""
     region = widget.region
     return bool(region.area) and Region(0, 0, *size).contains_region(region)
-
-
-async def active(pilot: object, app: NatDeckApp, *keys: MappingKey) -> None:
-    def done() -> bool:
-        manager = app.manager
-        return manager is not None and all(
-            k in manager.mappings and manager.mappings[k].state is MappingState.ACTIVE
-            for k in keys)
-
-    await until(pilot, done, f"{keys} to be active")  # type: ignore[arg-type]
-    await until(pilot, lambda: all(k in app.main.table.shown_keys for k in keys),  # type: ignore[arg-type]
-                "the rows")
 
 
 async def open_dialog(pilot: object, app: NatDeckApp) -> MapDialog:
@@ -59,7 +47,7 @@ async def test_every_column_shows_its_whole_content(lab: Lab, size: tuple[int, i
     app = lab.app(initial_maps=TWO_MAPS)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
-        await active(pilot, app, TCP_8080)
+        await mapped(pilot, app, TCP_8080, shown=True)
         await pilot.pause(1.1)
         table = app.main.table
         for column in table.columns.values():
@@ -79,7 +67,7 @@ async def test_the_selected_row_shows_its_details(lab: Lab, size: tuple[int, int
     app = lab.app(initial_maps=TWO_MAPS)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
-        await active(pilot, app, TCP_8080, MappingKey(Protocol.UDP, 5000))
+        await mapped(pilot, app, TCP_8080, MappingKey(Protocol.UDP, 5000), shown=True)
         app.main.table.focus()
         await pilot.press("home")
         await pilot.pause()
@@ -100,7 +88,8 @@ async def test_home_and_end_move_to_the_first_and_last_row(lab: Lab,
     app = lab.app(initial_maps=maps)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
-        await active(pilot, app, *(MappingKey(Protocol.TCP, 7000 + i) for i in range(12)))
+        keys = [MappingKey(Protocol.TCP, 7000 + i) for i in range(12)]
+        await mapped(pilot, app, *keys, shown=True)
         table = app.main.table
         table.focus()
         await pilot.press("end")
@@ -160,7 +149,7 @@ async def test_enter_maps_from_any_field(lab: Lab, field: str) -> None:
         await pilot.press("enter")
         await pilot.pause()
         assert not isinstance(app.screen, MapDialog)
-        await active(pilot, app, MappingKey(Protocol.TCP, 4242))
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 4242), shown=True)
 
 
 async def test_the_via_note_follows_the_choice(lab: Lab) -> None:
@@ -187,7 +176,7 @@ async def test_typing_a_lifetime_replaces_the_default(lab: Lab) -> None:
         assert lifetime.value == ""  # type: ignore[attr-defined]
         assert "7200" in lifetime.placeholder  # type: ignore[attr-defined]
         await pilot.press(*"3000", "tab", "tab", *"600", "enter")
-        await active(pilot, app, MappingKey(Protocol.TCP, 3000))
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 3000), shown=True)
         assert app.manager is not None
         assert app.manager.mappings[MappingKey(Protocol.TCP, 3000)].requested_lifetime == 600
 
@@ -196,11 +185,11 @@ async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
     app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 41461)])
     async with app.run_test(size=(120, 30)) as pilot:
         await started(pilot)
-        await active(pilot, app, MappingKey(Protocol.TCP, 41461))
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 41461), shown=True)
         # 41461 is taken at the gateway by the first mapping: it grants another port.
         app.send(AddMapping(MapRequest(Protocol.TCP, 5000, external_port=41461)))
         key = MappingKey(Protocol.TCP, 5000)
-        await active(pilot, app, key)
+        await mapped(pilot, app, key, shown=True)
         assert app.manager is not None
         granted = app.manager.mappings[key].external_port
         assert granted != 41461
@@ -254,7 +243,7 @@ async def test_a_lost_row_says_what_is_known(lab: Lab) -> None:
     app = lab.app(lab.manager(timeout=1.0), initial_maps=[MapRequest(Protocol.TCP, 8080)])
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
-        await active(pilot, app, TCP_8080)
+        await mapped(pilot, app, TCP_8080, shown=True)
         lab.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
                               force_natpmp_result=4)
         lab.gateway.restart()

@@ -7,6 +7,7 @@ from ipaddress import IPv4Address
 
 from textual.app import App, ComposeResult
 from textual.coordinate import Coordinate
+from textual.pilot import Pilot
 
 from engine.events import ManagedMapping, MappingKey, MappingState
 from engine.protocols import Protocol
@@ -39,6 +40,16 @@ def thousand_mappings() -> dict[MappingKey, ManagedMapping]:
     return mappings
 
 
+async def synced(app: TableApp, pilot: Pilot[None],
+                 mappings: dict[MappingKey, ManagedMapping]) -> MappingsTable:
+    """The app's table, showing ``mappings`` at time 0, painted."""
+    table = app.query_one(MappingsTable)
+    with app.batch_update():
+        table.sync(mappings, 0.0)
+    await pilot.pause()
+    return table
+
+
 def shown_cells(table: MappingsTable, key: MappingKey) -> tuple[str, ...]:
     return tuple(str(cell) for cell in table.get_row(str(key)))
 
@@ -47,10 +58,7 @@ async def test_a_tick_with_a_thousand_rows_updates_in_place() -> None:
     app = TableApp()
     mappings = thousand_mappings()
     async with app.run_test(size=(120, 40)) as pilot:
-        table = app.query_one(MappingsTable)
-        with app.batch_update():
-            table.sync(mappings, 0.0)
-        await pilot.pause()
+        table = await synced(app, pilot, mappings)
         assert table.row_count == ROWS
         table.focus()
         table.cursor_coordinate = Coordinate(500, 0)
@@ -84,10 +92,7 @@ async def test_rows_scrolled_into_view_are_up_to_date() -> None:
     app = TableApp()
     mappings = thousand_mappings()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(MappingsTable)
-        with app.batch_update():
-            table.sync(mappings, 0.0)
-        await pilot.pause()
+        table = await synced(app, pilot, mappings)
         with app.batch_update():
             table.sync(mappings, 30.0)
         last = list(mappings)[-1]
@@ -105,10 +110,7 @@ async def test_an_event_updates_its_row_wherever_it_is() -> None:
     app = TableApp()
     mappings = thousand_mappings()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(MappingsTable)
-        with app.batch_update():
-            table.sync(mappings, 0.0)
-        await pilot.pause()
+        table = await synced(app, pilot, mappings)
         last = list(mappings)[-1]
         mappings[last].state = MappingState.LOST
         mappings[last].reason = "the gateway lost its state"
@@ -148,10 +150,7 @@ async def test_a_tick_repaints_only_the_cells_that_changed() -> None:
     app = TableApp()
     mappings = thousand_mappings()
     async with app.run_test(size=(120, 30)) as pilot:
-        table = app.query_one(MappingsTable)
-        with app.batch_update():
-            table.sync(mappings, 0.0)
-        await pilot.pause()
+        table = await synced(app, pilot, mappings)
         # Painted once with the columns measured (adding rows measures them after a frame).
         table.refresh()
         await pilot.pause()
