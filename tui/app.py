@@ -242,8 +242,10 @@ class NatDeckApp(App[int]):
         add to its log line (a grant on another external port than the one suggested)."""
         if key is None:
             return ""
-        if isinstance(event, MappingRemoved):
-            self.main.asked.pop(key, None)
+        if isinstance(event, MappingRemoved) or (
+                isinstance(event, MappingFailed) and self.manager is not None
+                and key not in self.manager.mappings):
+            self.main.asked.pop(key, None)  # gone, or never granted
             return ""
         mapping = getattr(event, "mapping", None)
         if not isinstance(mapping, ManagedMapping):

@@ -100,7 +100,8 @@ class KeyedTable(DataTable[CellType]):
             return
         self._cell_render_cache.drop(row, column)  # type: ignore[attr-defined]
         self._row_render_cache.drop(row)  # type: ignore[attr-defined]
-        self._line_cache.drop(index + self.header_height)  # type: ignore[attr-defined]
+        header = self.header_height if self.show_header else 0
+        self._line_cache.drop(index + header)  # type: ignore[attr-defined]
         self._row_renderable_cache.discard((self._update_count, index))
         # The whole widget, not refresh_row(): finding a row's region sums the heights of
         # the rows above it, and the lines that did not change are painted from the cache.
