@@ -196,9 +196,16 @@ def gateway_lines(status: GatewayStatus | None, now: float,
     if status is None:
         lines.append(Text("No gateway yet.", style="dim"))
     else:
+        # Four short lines rather than three long ones: each fits 80 columns with
+        # typical values, and a long reason for announcements being off ends the last.
         first = Text()
         _pair(first, "Gateway", endpoint(status.gateway, status.port), "bold")
         _pair(first, "Local", str(status.local_address) if status.local_address else "?")
+        _pair(first, "External",
+              str(status.external_address) if status.external_address else "?", "bold cyan")
+        lines.append(first)
+
+        second = Text()
         answered = Text()
         answered.append_text(_answers(status.speaks_pcp, "PCP"))
         answered.append(", ", style="dim")
@@ -208,41 +215,39 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         protocol.append(" (answered: ", style="dim")
         protocol.append_text(answered)
         protocol.append(")", style="dim")
-        _pair(first, "Protocol", protocol)
-        lines.append(first)
+        _pair(second, "Protocol", protocol)
+        _pair(second, "RTT", rtt(status.rtt))
+        lines.append(second)
 
-        second = Text()
-        _pair(second, "External",
-              str(status.external_address) if status.external_address else "?", "bold cyan")
+        third = Text()
         if status.epoch is not None:
             age = 0.0 if status.last_contact is None else max(now - status.last_contact, 0.0)
             epoch = Text(str(status.epoch))
             epoch.append(f" (up {duration(status.epoch + age)})", style="dim")
-            _pair(second, "Epoch", epoch)
+            _pair(third, "Epoch", epoch)
         else:
-            _pair(second, "Epoch", "?")
-        _pair(second, "RTT", rtt(status.rtt))
+            _pair(third, "Epoch", "?")
         if status.restarts:
-            _pair(second, "Restarts", str(status.restarts), "yellow")
-        lines.append(second)
-
-        third = Text()
+            _pair(third, "Restarts", str(status.restarts), "yellow")
         if status.reachable is None:
             _pair(third, "Reachable", "not yet asked", "dim")
         elif status.reachable:
             _pair(third, "Reachable", "yes", "bold green")
         else:
             _pair(third, "Reachable", "NO", "bold red")
+        lines.append(third)
+
+        fourth = Text()
         last = None if status.last_contact is None else now - status.last_contact
-        _pair(third, "Last contact", since(last))
+        _pair(fourth, "Last contact", since(last))
         if status.listening:
-            _pair(third, "Announcements", "listening", "green")
+            _pair(fourth, "Announcements", "listening", "green")
         elif status.listen_error:
             # In full (the panel wraps it): why natdeck cannot hear the gateway's notices.
-            _pair(third, "Announcements", f"off: {sanitize(status.listen_error)}", "yellow")
+            _pair(fourth, "Announcements", f"off: {sanitize(status.listen_error)}", "yellow")
         else:
-            _pair(third, "Announcements", "off", "dim")
-        lines.append(third)
+            _pair(fourth, "Announcements", "off", "dim")
+        lines.append(fourth)
 
         if status.warning:
             line = Text("Warning: ", style="bold yellow")

@@ -185,7 +185,7 @@ async def silent_scene(pilot: Pilot[int]) -> None:
     await pilot.pause()
 
 
-def freeze(app: NatDeckApp) -> None:
+def freeze(app: NatDeckApp, *, port: int | None = None) -> None:
     """Fix what depends on timing, for a screen that is the same on every run.
 
     The clock stops at the last grant or contact ("last contact" reads "just
@@ -194,7 +194,9 @@ def freeze(app: NatDeckApp) -> None:
     (drawn from the seeded generator), whatever the milliseconds between the
     grants were (the first grants the app noted, too). The round-trip time, the
     nonces and the epoch (which the simulated gateway counts in whole seconds
-    since its start) are set to fixed values. Only what
+    since its start) are set to fixed values, and so is the gateway's port when
+    ``port`` is given (the gateway then listens wherever the kernel put it, so
+    that two runs at once never fight over one port). Only what
     is displayed changes: the manager schedules from its own heap.
     """
     manager = app.manager
@@ -224,6 +226,8 @@ def freeze(app: NatDeckApp) -> None:
     for field in app.screen.query(Input):
         field.cursor_blink = False  # a blinking cursor is drawn or not, by chance
     manager.status.rtt = 0.0004
+    if port is not None:
+        manager.status.port = port
     if manager.status.epoch is not None:
         manager.status.epoch = DEMO_UPTIME
     app.refresh_view()
