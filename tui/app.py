@@ -23,6 +23,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widgets import DataTable
 
 from engine.errors import NatDeckError
 from engine.events import (
@@ -31,6 +32,7 @@ from engine.events import (
     GatewayReachable,
     GatewayRestarted,
     GatewayUnreachable,
+    ManagedMapping,
     MappingAdded,
     MappingFailed,
     MappingKey,
@@ -55,8 +57,10 @@ from .engine_link import (
     RestartGateway,
 )
 from .formatting import clock_time, countdown
+from .heap import HeapSettler
 from .log_bridge import EngineLogHandler, EngineLogTap
 from .map_request import MapRequest, Via
+from .mapping_detail import Asked, detail_lines
 from .messages import (
     CommandDone,
     CommandFailed,
@@ -65,7 +69,7 @@ from .messages import (
     EngineStopped,
     LogLine,
 )
-from .presentation import EngineNote, gateway_lines
+from .presentation import EngineNote, gateway_lines, other_port
 from .safe_text import sanitize
 from .screens import HelpScreen, MainScreen, MapDialog
 from .screens.help import KeyHelp
@@ -136,6 +140,8 @@ class NatDeckApp(App[int]):
         self.tick_interval = tick
         self.link = EngineLink(engine, self.post_message, initial=initial_maps)
         self.main = MainScreen(timestamp=timestamp, clock=self.now)
+        for request in initial_maps:
+            self._remember(request)
         self.note: EngineNote | None = EngineNote("Starting the engine…", "dim")
         self.engine_running = False
         """Whether the engine worker is running (from mount until it stops)."""
@@ -148,6 +154,7 @@ class NatDeckApp(App[int]):
         (a new row goes where its first event puts it)."""
         self._pending_lines: list[tuple[float, str, str]] = []
         self._flush_timer: Timer | None = None
+        self.heap = HeapSettler()
         self._log_tap = EngineLogTap(EngineLogHandler(self.post_message, engine_log_level),
                                      engine_log_level)
         if demo:
@@ -189,8 +196,11 @@ class NatDeckApp(App[int]):
     def send(self, command: Command) -> bool:
         """Queue ``command`` for the engine worker; False (and a message) if it is not running."""
         if not self.engine_running:
-            self.notify("The engine is not running; nothing can be sent.", severity="error")
+            self.notify("Nothing was sent: natdeck's engine has stopped (the event log says "
+                        "why). Press q to quit.", severity="error")
             return False
+        if isinstance(command, AddMapping):
+            self._remember(command.request)
         self.link.send(command)
         return True
 
@@ -201,14 +211,58 @@ class NatDeckApp(App[int]):
         now = self.now()
         with self.batch_update():
             if self.manager is not None:
+                self.heap.settle(len(self.manager.mappings))
                 self.main.table.sync(self.manager.mappings, now)
                 self._flush_dirty(now)
             self._show_gateway(now)
+            self._show_detail(now)
             self._flush_lines()
 
     def _show_gateway(self, now: float) -> None:
         status = self.manager.status if self.manager is not None else None
         self.main.panel.show(gateway_lines(status, now, self.note))
+
+    def _show_detail(self, now: float) -> None:
+        key = self.main.table.selected_key()
+        mapping = None
+        if key is not None and self.manager is not None:
+            mapping = self.manager.mappings.get(key)
+        asked = None if key is None else self.main.asked.get(key)
+        self.main.detail.show(detail_lines(mapping, now, asked))
+
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        self._show_detail(self.now())
+
+    def _remember(self, request: MapRequest) -> None:
+        """Keep what this session asked for a mapping (the engine's view does not carry
+        the suggested external port)."""
+        key = MappingKey(int(request.protocol), request.internal_port)
+        # What the engine suggests when no external port is given: the internal one.
+        suggested = request.internal_port if request.external_port is None \
+            else request.external_port
+        self.main.asked[key] = Asked(suggested or None)
+
+    def _note_event(self, event: Event, key: MappingKey | None) -> str:
+        """Keep what an event tells about a mapping that its view does not; return what to
+        add to its log line (a grant on another external port than the one suggested)."""
+        if key is None:
+            return ""
+        if isinstance(event, MappingRemoved) or (
+                isinstance(event, MappingFailed) and self.manager is not None
+                and key not in self.manager.mappings):
+            self.main.asked.pop(key, None)  # gone, or never granted
+            return ""
+        mapping = getattr(event, "mapping", None)
+        if not isinstance(mapping, ManagedMapping):
+            return ""
+        asked = self.main.asked.setdefault(key, Asked())
+        if isinstance(event, MappingAdded) and asked.first_granted_at is None:
+            asked.first_granted_at = event.at
+        other = other_port(mapping, asked.suggested)
+        if other is None:
+            return ""
+        return (f" (the gateway gave external port {mapping.external_port}, "
+                f"not the {other} suggested)")
 
     def log_line(self, wall: float, text: str, style: str = "") -> None:
         """Add a line to the event log (``text`` must be sanitized); lines are written
@@ -232,9 +286,11 @@ class NatDeckApp(App[int]):
         retry_at = getattr(event, "retry_at", None)
         if isinstance(retry_at, float):
             text += f" (next try in {countdown(retry_at - event.at)})"
-        self.log_line(event.wall, text, _EVENT_STYLE.get(type(event), ""))
         key = getattr(event, "key", None)
-        if isinstance(key, MappingKey):
+        key = key if isinstance(key, MappingKey) else None
+        text += self._note_event(event, key)
+        self.log_line(event.wall, text, _EVENT_STYLE.get(type(event), ""))
+        if key is not None:
             self._dirty[key] = None
         self._schedule_flush()
 
@@ -253,6 +309,7 @@ class NatDeckApp(App[int]):
         with self.batch_update():
             self._flush_dirty(now)
             self._show_gateway(now)
+            self._show_detail(now)
             self._flush_lines()
 
     def _flush_lines(self) -> None:

@@ -23,11 +23,13 @@ from .safe_text import sanitize
 
 __all__ = [
     "MAPPING_COLUMNS",
+    "STATE_REASON_CELLS",
     "Cell",
     "Cells",
     "EngineNote",
     "gateway_lines",
     "mapping_cells",
+    "other_port",
     "short_error",
 ]
 
@@ -36,18 +38,21 @@ Cell = tuple[str, str]
 Cells = tuple[Cell, ...]
 
 #: (column key, heading, width) of the mappings table, in order. A width of None sizes
-#: the column to its content (it grows when a longer value arrives); the countdowns,
-#: which change every second, have fixed widths.
+#: the column to its content: it grows when a longer value arrives (a countdown going
+#: from 9:59 to 1:59:59, a state with its reason), and never shrinks, so a tick never
+#: re-measures the table.
 MAPPING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
-    ("protocol", "Proto", None),
-    ("internal", "Internal", None),
+    ("mapping", "Mapping", None),
     ("external", "External", None),
     ("via", "Via", None),
     ("lifetime", "Lifetime", None),
-    ("expires", "Expires", 7),
-    ("renewal", "Renews", 6),
+    ("expires", "Expires", None),
+    ("renewal", "Renews", None),
     ("state", "State", None),
 )
+
+#: Longest reason shown in the State column; the detail line under the table has all of it.
+STATE_REASON_CELLS = 28
 
 _STATE_STYLE = {
     MappingState.REQUESTING: "cyan",
@@ -60,17 +65,18 @@ _STATE_STYLE = {
 
 
 def short_error(error: NatDeckError) -> str:
-    """A few words for a table cell: ``NO_RESOURCES, 30 s``, ``no answer (9 tries)``.
+    """A few words for a table cell: ``NO_RESOURCES for 30s``, ``no answer (9 tries)``.
 
-    For PCP the seconds are the error lifetime: how long the gateway says the
-    condition lasts (RFC 6887 §7.4, §15). The event log has the whole sentence.
+    For PCP the time is the error lifetime: how long the gateway says the condition
+    lasts (RFC 6887 §7.4, §15); none is shown when it gave 0. The detail line and the
+    event log have the whole sentence.
     """
     if isinstance(error, ResultCodeError):
-        lasting = f", {error.error_lifetime} s" if error.error_lifetime is not None else ""
+        lasting = f" for {duration(error.error_lifetime)}" if error.error_lifetime else ""
         return f"{error.name}{lasting}"
     if isinstance(error, GatewayTimeout):
         return f"no answer ({error.tries} {'try' if error.tries == 1 else 'tries'})"
-    return sanitize(str(error), limit=80)
+    return sanitize(str(error), limit=STATE_REASON_CELLS)
 
 
 def _state_cell(mapping: ManagedMapping) -> Cell:
@@ -80,55 +86,81 @@ def _state_cell(mapping: ManagedMapping) -> Cell:
     if mapping.error is not None:
         why = short_error(mapping.error)
     elif mapping.reason:
-        why = sanitize(mapping.reason, limit=80)
+        why = sanitize(mapping.reason, limit=STATE_REASON_CELLS)
     if state is MappingState.REQUESTING:
         return ("requesting…", style)
     if state is MappingState.REMOVING:
         return ("removing…", style)
     if state is MappingState.RENEWING:
         if mapping.failures:
-            tries = f"retry {mapping.failures}"
-            return (f"renewing, {tries}: {why}" if why else f"renewing, {tries}", style)
+            failed = f"renewing ({mapping.failures} failed)"
+            return (f"{failed}: {why}" if why else failed, style)
         return ("renewing", style)
     if state in (MappingState.LOST, MappingState.FAILED):
         return (f"{state.value}: {why}" if why else state.value, style)
     return (str(state.value), style)
 
 
-def mapping_cells(mapping: ManagedMapping, now: float) -> Cells:
-    """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order."""
+def other_port(mapping: ManagedMapping, suggested: int | None = None) -> int | None:
+    """The ``suggested`` external port when the gateway granted another one, else None."""
+    if suggested is None or mapping.external_port is None:
+        return None
+    return suggested if mapping.external_port != suggested else None
+
+
+def _expires_cell(mapping: ManagedMapping, now: float) -> Cell:
+    if mapping.state is MappingState.LOST:
+        # The old countdown means nothing once the gateway no longer holds the mapping.
+        return ("unknown", "dim")
+    remaining = mapping.remaining(now)
+    if remaining is None:
+        return ("—", "dim")
+    if remaining <= 0:
+        return ("expired", "bold red")
+    return (countdown(remaining), "yellow" if remaining < 60 else "")
+
+
+def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
+    until = mapping.until_renewal(now)
+    if mapping.state is MappingState.LOST:
+        if until is None or until <= 0:
+            return ("re-requesting", "yellow")
+        return (f"retry {countdown(until)}", "yellow")
+    if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING):
+        return ("—", "dim")
+    if until <= 0:
+        return ("now", "yellow")
+    return (countdown(until), "")
+
+
+def mapping_cells(mapping: ManagedMapping, now: float, *,
+                  suggested: int | None = None) -> Cells:
+    """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
+
+    ``suggested`` is the external port this session suggested, when it knows it; a grant
+    on another port says so in the External cell.
+    """
     if mapping.external_port is not None:
-        external: Cell = (endpoint(mapping.external_address, mapping.external_port), "bold")
+        where = endpoint(mapping.external_address, mapping.external_port)
+        other = other_port(mapping, suggested)
+        external: Cell = ((f"{where} (asked {other})", "bold yellow") if other is not None
+                          else (where, "bold"))
     else:
         external = ("—", "dim")
     via: Cell = (PROTOCOL_LABELS.get(mapping.via, "—") if mapping.via else "—", "")
     if mapping.lifetime:
-        asked = (f" (asked {mapping.requested_lifetime})"
-                 if mapping.lifetime != mapping.requested_lifetime else "")
-        lifetime: Cell = (f"{mapping.lifetime} s{asked}", "")
+        wanted = (f" (asked {mapping.requested_lifetime})"
+                  if mapping.lifetime != mapping.requested_lifetime else "")
+        lifetime: Cell = (f"{mapping.lifetime} s{wanted}", "")
     else:
         lifetime = (f"({mapping.requested_lifetime} s)", "dim")
-    remaining = mapping.remaining(now)
-    if remaining is not None and remaining <= 0:
-        expires: Cell = ("expired", "bold red")
-    else:
-        expires = (countdown(remaining), "yellow" if remaining is not None and remaining < 60
-                   else "")
-    until = mapping.until_renewal(now)
-    if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING):
-        renewal: Cell = ("—", "dim")
-    elif until <= 0:
-        renewal = ("now", "yellow")
-    else:
-        renewal = (countdown(until), "")
     return (
-        (protocol_name(int(mapping.protocol)), ""),
-        (str(mapping.internal_port), ""),
+        (f"{protocol_name(int(mapping.protocol))} {mapping.internal_port}", ""),
         external,
         via,
         lifetime,
-        expires,
-        renewal,
+        _expires_cell(mapping, now),
+        _renewal_cell(mapping, now),
         _state_cell(mapping),
     )
 
@@ -164,9 +196,16 @@ def gateway_lines(status: GatewayStatus | None, now: float,
     if status is None:
         lines.append(Text("No gateway yet.", style="dim"))
     else:
+        # Four short lines rather than three long ones: each fits 80 columns with
+        # typical values, and a long reason for announcements being off ends the last.
         first = Text()
         _pair(first, "Gateway", endpoint(status.gateway, status.port), "bold")
         _pair(first, "Local", str(status.local_address) if status.local_address else "?")
+        _pair(first, "External",
+              str(status.external_address) if status.external_address else "?", "bold cyan")
+        lines.append(first)
+
+        second = Text()
         answered = Text()
         answered.append_text(_answers(status.speaks_pcp, "PCP"))
         answered.append(", ", style="dim")
@@ -176,41 +215,39 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         protocol.append(" (answered: ", style="dim")
         protocol.append_text(answered)
         protocol.append(")", style="dim")
-        _pair(first, "Protocol", protocol)
-        lines.append(first)
+        _pair(second, "Protocol", protocol)
+        _pair(second, "RTT", rtt(status.rtt))
+        lines.append(second)
 
-        second = Text()
-        _pair(second, "External",
-              str(status.external_address) if status.external_address else "?", "bold cyan")
+        third = Text()
         if status.epoch is not None:
             age = 0.0 if status.last_contact is None else max(now - status.last_contact, 0.0)
             epoch = Text(str(status.epoch))
             epoch.append(f" (up {duration(status.epoch + age)})", style="dim")
-            _pair(second, "Epoch", epoch)
+            _pair(third, "Epoch", epoch)
         else:
-            _pair(second, "Epoch", "?")
-        _pair(second, "RTT", rtt(status.rtt))
+            _pair(third, "Epoch", "?")
         if status.restarts:
-            _pair(second, "Restarts", str(status.restarts), "yellow")
-        lines.append(second)
-
-        third = Text()
+            _pair(third, "Restarts", str(status.restarts), "yellow")
         if status.reachable is None:
             _pair(third, "Reachable", "not yet asked", "dim")
         elif status.reachable:
             _pair(third, "Reachable", "yes", "bold green")
         else:
             _pair(third, "Reachable", "NO", "bold red")
-        last = None if status.last_contact is None else now - status.last_contact
-        _pair(third, "Last contact", since(last))
-        if status.listening:
-            _pair(third, "Announcements", "listening", "green")
-        elif status.listen_error:
-            _pair(third, "Announcements", f"off: {sanitize(status.listen_error, limit=60)}",
-                  "yellow")
-        else:
-            _pair(third, "Announcements", "off", "dim")
         lines.append(third)
+
+        fourth = Text()
+        last = None if status.last_contact is None else now - status.last_contact
+        _pair(fourth, "Last contact", since(last))
+        if status.listening:
+            _pair(fourth, "Announcements", "listening", "green")
+        elif status.listen_error:
+            # In full (the panel wraps it): why natdeck cannot hear the gateway's notices.
+            _pair(fourth, "Announcements", f"off: {sanitize(status.listen_error)}", "yellow")
+        else:
+            _pair(fourth, "Announcements", "off", "dim")
+        lines.append(fourth)
 
         if status.warning:
             line = Text("Warning: ", style="bold yellow")

@@ -190,15 +190,18 @@ async def silent_scene(pilot: Pilot[int]) -> None:
     await pilot.pause()
 
 
-def freeze(app: NatDeckApp) -> None:
+def freeze(app: NatDeckApp, *, port: int | None = None) -> None:
     """Fix what depends on timing, for a screen that is the same on every run.
 
     The clock stops at the last grant or contact ("last contact" reads "just
     now"), and every mapping's times are shifted as if it had been granted at
     that moment, so each countdown reads its lifetime, and its renewal delay
     (drawn from the seeded generator), whatever the milliseconds between the
-    grants were. The round-trip time and the epoch (which the simulated gateway
-    counts in whole seconds since its start) are set to fixed values. Only what
+    grants were (the first grants the app noted, too). The round-trip time, the
+    nonces and the epoch (which the simulated gateway counts in whole seconds
+    since its start) are set to fixed values, and so is the gateway's port when
+    ``port`` is given (the gateway then listens wherever the kernel put it, so
+    that two runs at once never fight over one port). Only what
     is displayed changes: the manager schedules from its own heap.
     """
     manager = app.manager
@@ -208,6 +211,11 @@ def freeze(app: NatDeckApp) -> None:
         moments.append(manager.status.last_contact)
     frozen = max(moments, default=0.0)
     for mapping in manager.mappings.values():
+        if mapping.nonce is not None:
+            # Random per mapping (RFC 6887 §11.1); the detail line shows it.
+            mapping.nonce = mapping.internal_port.to_bytes(12, "big")
+        if mapping.epoch is not None:
+            mapping.epoch = DEMO_UPTIME
         if mapping.granted_at is None:
             continue
         shift = frozen - mapping.granted_at
@@ -216,10 +224,15 @@ def freeze(app: NatDeckApp) -> None:
             mapping.expires_at += shift
         if mapping.next_renewal_at is not None:
             mapping.next_renewal_at += shift
+    for asked in app.main.asked.values():
+        if asked.first_granted_at is not None:
+            asked.first_granted_at = frozen
     app.clock = lambda: frozen
     for field in app.screen.query(Input):
         field.cursor_blink = False  # a blinking cursor is drawn or not, by chance
     manager.status.rtt = 0.0004
+    if port is not None:
+        manager.status.port = port
     if manager.status.epoch is not None:
         manager.status.epoch = DEMO_UPTIME
     app.refresh_view()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from engine.events import MappingKey, MappingState
 from engine.manager import MappingManager
 from engine.simulator import GatewayConfig, SimulatedGateway
 from tui.app import NatDeckApp
@@ -25,7 +26,7 @@ from tui.screenshots import until
 
 HOST = "127.0.0.1"
 
-__all__ = ["Lab", "quit_app", "started", "until"]
+__all__ = ["Lab", "mapped", "quit_app", "started", "until"]
 
 
 @dataclass
@@ -80,6 +81,21 @@ async def started(pilot: Pilot[int], *, probed: bool = True) -> NatDeckApp:
 
     await until(pilot, ready, "the engine to start")
     return app
+
+
+async def mapped(pilot: Pilot[int], app: NatDeckApp, *keys: MappingKey,
+                 shown: bool = False) -> None:
+    """Wait until every mapping of ``keys`` is active (and, with ``shown``, has its row)."""
+    def active() -> bool:
+        manager = app.manager
+        return manager is not None and all(
+            k in manager.mappings and manager.mappings[k].state is MappingState.ACTIVE
+            for k in keys)
+
+    await until(pilot, active, f"{keys} to be mapped")
+    if shown:
+        await until(pilot, lambda: all(k in app.main.table.shown_keys for k in keys),
+                    f"the rows of {keys}")
 
 
 def logged(app: NatDeckApp, fragment: str) -> bool:

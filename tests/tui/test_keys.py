@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.events import MappingKey, MappingState
+from engine.events import MappingKey
 from engine.protocols import Protocol
-from tui.app import NatDeckApp
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen, MapDialog
 
-from .conftest import Lab, logged, quit_app, started, until
+from .conftest import Lab, logged, mapped, quit_app, started, until
 
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 UDP_5000 = MappingKey(Protocol.UDP, 5000)
@@ -19,16 +18,6 @@ TWO_MAPS = [MapRequest(Protocol.TCP, 8080), MapRequest(Protocol.UDP, 5000)]
 
 def gateway_ports(lab: Lab) -> set[tuple[int, int]]:
     return {(m.protocol, m.internal_port) for m in lab.gateway.mappings}
-
-
-async def mapped(pilot: object, app: NatDeckApp, *keys: MappingKey) -> None:
-    def active() -> bool:
-        manager = app.manager
-        return manager is not None and all(
-            k in manager.mappings and manager.mappings[k].state is MappingState.ACTIVE
-            for k in keys)
-
-    await until(pilot, active, f"{keys} to be mapped")  # type: ignore[arg-type]
 
 
 async def test_starts_and_shows_the_gateway(lab: Lab) -> None:
@@ -141,7 +130,7 @@ async def test_question_mark_shows_every_key(lab: Lab) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         described = {description for _, description, _ in app.key_help()}
-        assert {"Map", "Unmap", "Renew", "Ext. address", "Probe", "Restart GW", "New address",
+        assert {"Map", "Unmap", "Renew", "Address", "Probe", "Restart GW", "New address",
                 "Help", "Quit"} <= described
         keys = dict((d, k) for k, d, _ in app.key_help())
         assert keys["Quit"] == "q / ^q"
@@ -259,7 +248,7 @@ async def test_command_palette_offers_the_keys(lab: Lab) -> None:
     async with app.run_test() as pilot:
         await started(pilot)
         titles = {command.title for command in app.get_system_commands(app.main)}
-        assert {"Map", "Unmap", "Renew", "Ext. address", "Probe", "Restart GW", "New address",
+        assert {"Map", "Unmap", "Renew", "Address", "Probe", "Restart GW", "New address",
                 "Help", "Quit"} <= titles
         await pilot.press("ctrl+p")
         await pilot.pause()

@@ -10,7 +10,14 @@ from engine.errors import GatewayTimeout, ResultCodeError
 from engine.events import GatewayStatus, ManagedMapping, MappingKey, MappingState
 from engine.protocols import Protocol
 from tui.formatting import countdown, duration, endpoint, rtt, since
-from tui.presentation import EngineNote, gateway_lines, mapping_cells, short_error
+from tui.mapping_detail import NO_SELECTION, Asked, detail_lines
+from tui.presentation import (
+    STATE_REASON_CELLS,
+    EngineNote,
+    gateway_lines,
+    mapping_cells,
+    short_error,
+)
 from tui.safe_text import sanitize
 
 
@@ -65,7 +72,7 @@ GRANTED = dict(via="pcp", external_port=8081, external_address=IPv4Address("203.
 def test_cells_of_an_active_mapping() -> None:
     cells = mapping_cells(_mapping(MappingState.ACTIVE, **GRANTED), now=100.0)
     assert [text for text, _ in cells] == [
-        "tcp", "8080", "203.0.113.7:8081", "PCP", "3600 s (asked 7200)", "1:00:00",
+        "tcp 8080", "203.0.113.7:8081", "PCP", "3600 s (asked 7200)", "1:00:00",
         "31:40", "active"]
     assert cells[-1][1] == "green"
 
@@ -73,7 +80,7 @@ def test_cells_of_an_active_mapping() -> None:
 def test_cells_while_requesting() -> None:
     cells = mapping_cells(_mapping(MappingState.REQUESTING), now=0.0)
     assert [text for text, _ in cells] == [
-        "tcp", "8080", "—", "—", "(7200 s)", "—", "—", "requesting…"]
+        "tcp 8080", "—", "—", "(7200 s)", "—", "—", "requesting…"]
 
 
 def test_cells_of_trouble() -> None:
@@ -81,19 +88,55 @@ def test_cells_of_trouble() -> None:
                               error_lifetime=1800)
     failed = mapping_cells(_mapping(MappingState.FAILED, **{**GRANTED, "error": refused,
                                                             "next_renewal_at": None}), 200.0)
-    assert failed[-1] == ("failed: NOT_AUTHORIZED, 1800 s", "bold red")
-    assert failed[6] == ("—", "dim")
+    assert failed[-1] == ("failed: NOT_AUTHORIZED for 30m00s", "bold red")
+    assert failed[5] == ("—", "dim")
     timeout = GatewayTimeout("192.0.2.1", "PCP renew tcp 8080", 3, 9.0, "pcp")
     renewing = mapping_cells(_mapping(MappingState.RENEWING, **{**GRANTED, "error": timeout,
                                                                 "failures": 2}), 2100.0)
-    assert renewing[-1] == ("renewing, retry 2: no answer (3 tries)", "yellow")
-    assert renewing[6] == ("now", "yellow")
+    assert renewing[-1] == ("renewing (2 failed): no answer (3 tries)", "yellow")
+    assert renewing[5] == ("now", "yellow")
     lost = mapping_cells(_mapping(MappingState.LOST, **{**GRANTED, "expires_at": None,
                                                         "reason": "the gateway lost \x1b"}),
                          0.0)
     assert lost[-1] == ("lost: the gateway lost \\x1b", "bold red")
     expired = mapping_cells(_mapping(MappingState.ACTIVE, **GRANTED), now=3701.0)
-    assert expired[5] == ("expired", "bold red")
+    assert expired[4] == ("expired", "bold red")
+
+
+def test_a_lost_row_shows_what_is_known_not_its_old_countdown() -> None:
+    # The manager keeps the old expiry while it asks again: the row must not show it.
+    lost = _mapping(MappingState.LOST, **{**GRANTED, "reason": "the gateway restarted"})
+    cells = mapping_cells(lost, now=200.0)
+    assert cells[4] == ("unknown", "dim")
+    assert cells[5] == ("retry 30:00", "yellow")
+    lost.next_renewal_at = None
+    assert mapping_cells(lost, now=200.0)[5] == ("re-requesting", "yellow")
+
+
+def test_another_external_port_than_suggested_is_said() -> None:
+    granted = _mapping(MappingState.ACTIVE, **GRANTED)
+    assert mapping_cells(granted, 100.0, suggested=8081)[1] == ("203.0.113.7:8081", "bold")
+    assert mapping_cells(granted, 100.0, suggested=8080)[1] == (
+        "203.0.113.7:8081 (asked 8080)", "bold yellow")
+    lines = "\n".join(line.plain for line in detail_lines(granted, 100.0, Asked(8080)))
+    assert "the gateway gave external port 8081, not the 8080 suggested" in lines
+
+
+def test_the_detail_says_everything_known_in_full() -> None:
+    reason = "the gateway's epoch went back: it restarted or rebooted and lost its mappings"
+    lost = _mapping(MappingState.LOST, **{**GRANTED, "reason": reason, "epoch": 1234,
+                                          "nonce": bytes(range(12)), "renewals": 2})
+    text = "\n".join(line.plain for line in detail_lines(lost, 160.0, Asked(8081, 40.0)))
+    assert reason in text  # in full, where the State cell cuts it
+    assert len(mapping_cells(lost, 160.0)[-1][0]) <= len("lost: ") + STATE_REASON_CELLS
+    assert "Granted 2m00s ago" in text
+    assert "Renewed 2 times, last 1m00s ago" in text
+    assert "Epoch 1234" in text
+    assert "Nonce 000102030405060708090a0b" in text
+    assert "Gateway's last answer: granted 3600 s on 203.0.113.7:8081, 1m00s ago" in text
+    assert "natdeck is asking the gateway for it again" in text
+    assert "d stops that and sends the gateway a delete" in text
+    assert detail_lines(None, 0.0)[0].plain == NO_SELECTION
 
 
 def test_short_error_of_natpmp_has_no_lifetime() -> None:
@@ -111,11 +154,38 @@ def test_gateway_lines() -> None:
                            warning="external address 100.64.1.2 is not public")
     lines = [line.plain for line in gateway_lines(status, 80.0, EngineNote("Quitting…"))]
     assert lines == [
-        "Gateway 192.0.2.1:5351  ·  Local 192.0.2.10  ·  Protocol NAT-PMP "
-        "(answered: PCP no, NAT-PMP yes)",
-        "External 100.64.1.2  ·  Epoch 3600 (up 1h00m)  ·  RTT 2.0 ms  ·  Restarts 2",
-        "Reachable NO  ·  Last contact 30 s ago  ·  Announcements off: port 5350 in use",
+        "Gateway 192.0.2.1:5351  ·  Local 192.0.2.10  ·  External 100.64.1.2",
+        "Protocol NAT-PMP (answered: PCP no, NAT-PMP yes)  ·  RTT 2.0 ms",
+        "Epoch 3600 (up 1h00m)  ·  Restarts 2  ·  Reachable NO",
+        "Last contact 30 s ago  ·  Announcements off: port 5350 in use",
         "Warning: external address 100.64.1.2 is not public",
         "Quitting…",
     ]
+    # Each line of a typical panel fits an 80-column terminal (76 inside the border).
+    assert max(len(line) for line in lines[:4]) <= 76
     assert [line.plain for line in gateway_lines(None, 0.0)] == ["No gateway yet."]
+
+
+def test_an_error_lifetime_of_zero_is_not_a_duration() -> None:
+    # miniupnpd answers NOT_AUTHORIZED with error lifetime 0: no "for 0s".
+    refused = ResultCodeError("pcp", 2, request="PCP map tcp 8080", gateway="192.0.2.1",
+                              error_lifetime=0)
+    assert short_error(refused) == "NOT_AUTHORIZED"
+
+
+def test_why_announcements_are_off_is_shown_in_full() -> None:
+    why = ("cannot listen on 0.0.0.0:5350 (address in use); natdeck asks the gateway for "
+           "its address every minute instead")
+    status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listen_error=why)
+    text = "\n".join(line.plain for line in gateway_lines(status, 0.0))
+    assert f"Announcements off: {why}" in text
+
+
+def test_the_detail_says_a_refusal_once() -> None:
+    refused = ResultCodeError("pcp", 2, request="PCP renew tcp 8080", gateway="192.0.2.1",
+                              error_lifetime=1800)
+    failed = _mapping(MappingState.FAILED, **{**GRANTED, "error": refused,
+                                              "reason": str(refused)})
+    text = "\n".join(line.plain for line in detail_lines(failed, 200.0))
+    assert text.count(str(refused)) == 1
+    assert "r asks again now; d stops natdeck asking and sends the gateway a delete" in text

@@ -25,10 +25,15 @@ _ABOUT = (
 )
 
 _STATES = (
+    ("requesting…", "asked for; waiting for the gateway's answer"),
     ("active", "granted; renewed before it expires"),
     ("renewing", "a renewal is in flight or being retried"),
-    ("lost", "expired or forgotten by the gateway; being requested again"),
-    ("failed", "refused with a lasting error; retried when something changes or on r"),
+    ("lost", "the gateway no longer holds it (it expired, or the gateway restarted or forgot "
+             "it): natdeck is asking for it again on its own, nothing to do; d stops that "
+             "and sends the gateway a delete"),
+    ("failed", "refused with a lasting error: natdeck asks again when something changes, r "
+               "asks now; d stops that and sends the gateway a delete"),
+    ("removing…", "a delete is on its way to the gateway"),
 )
 
 

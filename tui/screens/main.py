@@ -8,14 +8,19 @@ engine worker.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from engine.events import MappingKey
+
 from ..formatting import clock_time
-from ..widgets import EventLog, GatewayPanel, MappingsTable
+from ..mapping_detail import Asked
+from ..widgets import EventLog, GatewayPanel, MappingDetail, MappingsTable
 
 __all__ = ["MAIN_BINDINGS", "MainScreen"]
 
@@ -27,7 +32,7 @@ MAIN_BINDINGS: list[BindingType] = [
             tooltip="Delete the selected mapping at the gateway now (no confirmation)"),
     Binding("r", "app.renew", "Renew", id="natdeck.renew",
             tooltip="Renew the selected mapping now (or request it again if lost or failed)"),
-    Binding("e", "app.refresh_address", "Ext. address", id="natdeck.external_address",
+    Binding("e", "app.refresh_address", "Address", id="natdeck.external_address",
             tooltip="Ask the gateway for its external address now"),
     Binding("p", "app.probe", "Probe", id="natdeck.probe",
             tooltip="Probe the gateway: which of PCP and NAT-PMP it answers, epoch, RTT"),
@@ -44,20 +49,52 @@ MAIN_BINDINGS: list[BindingType] = [
 ]
 
 
+#: Bindings shown in the footer only when it is wide (they work at every width).
+_WIDE_ONLY = frozenset({"natdeck.demo_restart", "natdeck.demo_address"})
+
+#: Below this many columns the footer drops the palette key and the demo keys (they stay
+#: in help and the palette), and below COMPACT its padding, so every key shown fits; the
+#: gateway panel, which wraps there, drops its border and the detail line is cut to two
+#: lines, so the table keeps room for rows.
+NARROW = 100
+COMPACT = 70
+
+
 class MainScreen(Screen[None]):
-    """The one screen that is always there."""
+    """The one screen that is always there.
+
+    ``asked`` is what this session knows of each mapping beyond the engine's view (the
+    app fills it); the table and the detail line read it.
+    """
 
     BINDINGS = MAIN_BINDINGS
 
     def __init__(self, *, timestamp: Callable[[float], str] = clock_time,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__(id="main")
+        self.asked: dict[MappingKey, Asked] = {}
         self.panel = GatewayPanel(id="gateway")
-        self.table = MappingsTable(id="mappings", clock=clock)
+        self.table = MappingsTable(id="mappings", clock=clock, asked=self.asked)
+        self.detail = MappingDetail(id="detail")
         self.events = EventLog(id="events", timestamp=timestamp)
+        self.footer = Footer()
 
     def compose(self) -> ComposeResult:
         yield self.panel
         yield self.table
+        yield self.detail
         yield self.events
-        yield Footer()
+        yield self.footer
+
+    def on_resize(self, event: events.Resize) -> None:
+        narrow = event.size.width < NARROW
+        compact = event.size.width < COMPACT
+        self.footer.compact = compact
+        self.footer.show_command_palette = not narrow
+        self.set_class(narrow, "-narrow")
+        self.set_class(compact, "-compact")
+        bindings = self._bindings.key_to_bindings
+        for key, entries in bindings.items():
+            bindings[key] = [replace(b, show=not narrow) if b.id in _WIDE_ONLY else b
+                             for b in entries]
+        self.refresh_bindings()

@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+
+from .text_panel import TextPanel
 
 __all__ = ["GatewayPanel"]
 
 
-class GatewayPanel(Static):
-    """Shows the lines :func:`tui.presentation.gateway_lines` computes.
-
-    :meth:`show` repaints only when the text changed, so the one-second tick
-    costs a string comparison when nothing happened.
-    """
+class GatewayPanel(TextPanel):
+    """Shows the lines :func:`tui.presentation.gateway_lines` computes."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(Text("Starting…", style="dim"), id=id)
         self.border_title = "Gateway"
-        self._shown: str | None = None
-
-    def show(self, lines: list[Text]) -> None:
-        """Display ``lines`` (already sanitized, styled text; never parsed as markup)."""
-        text = Text("\n").join(lines)
-        fingerprint = text.markup
-        if fingerprint != self._shown:
-            self._shown = fingerprint
-            self.update(text)
-
-    @property
-    def plain(self) -> str:
-        """The panel's text without styles (for tests and screen readers)."""
-        return "" if self._shown is None else Text.from_markup(self._shown).plain

@@ -10,8 +10,10 @@ The countdowns change every second in every row, so a tick refreshes only the
 rows on screen (and a few around them); a row scrolled into view is brought
 up to date before it is painted, and a row whose mapping had an event is
 updated at once wherever it is. A tick therefore costs the same with 10 rows
-as with 10,000. Columns sized to their content widen only when a longer value
-arrives (and never shrink), which keeps measuring cheap.
+as with 10,000. A changed cell is set with :meth:`KeyedTable.set_cell`, which
+repaints its row and nothing else. Columns are sized to their content: they
+widen only when a longer value arrives (and never shrink), which keeps
+measuring cheap.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from collections.abc import Callable, Mapping
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.binding import Binding
 from textual.widgets.data_table import RowDoesNotExist
 
 from engine.events import ManagedMapping, MappingKey
 
+from ..mapping_detail import Asked
 from ..presentation import MAPPING_COLUMNS, Cells, mapping_cells
+from .keyed_table import KeyedTable
 
 __all__ = ["MappingsTable"]
 
@@ -39,12 +43,23 @@ def _row_key(key: MappingKey) -> str:
     return str(key)
 
 
-class MappingsTable(DataTable[Text]):
-    """The managed mappings, one row each, keyed by mapping key."""
+class MappingsTable(KeyedTable[Text]):
+    """The managed mappings, one row each, keyed by mapping key.
+
+    ``asked`` holds what this session knows of each mapping beyond the engine's view
+    (the external port it suggested); the app fills it, the table reads it.
+    """
+
+    BINDINGS = [
+        Binding("home", "scroll_top", "First row", show=False),
+        Binding("end", "scroll_bottom", "Last row", show=False),
+    ]
 
     def __init__(self, *, clock: Callable[[], float] | None = None,
+                 asked: Mapping[MappingKey, Asked] | None = None,
                  id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+        self.asked: Mapping[MappingKey, Asked] = asked if asked is not None else {}
         self.clock = clock
         """The time rows scrolled into view are computed at (default: the last sync's)."""
         self.border_title = "Mappings"
@@ -130,7 +145,8 @@ class MappingsTable(DataTable[Text]):
         if mapping is None:
             self._remove(key)
             return
-        cells = mapping_cells(mapping, now)
+        asked = self.asked.get(key)
+        cells = mapping_cells(mapping, now, suggested=None if asked is None else asked.suggested)
         shown = self._shown.get(key)
         if shown is None:
             self._add(key, cells)
@@ -140,8 +156,11 @@ class MappingsTable(DataTable[Text]):
         row_key = _row_key(key)
         for column, new, old in zip(_COLUMN_KEYS, cells, shown, strict=True):
             if new != old:
-                self.update_cell(row_key, column, Text(new[0], style=new[1]),
-                                 update_width=self._grows(column, new[0]))
+                value = Text(new[0], style=new[1])
+                if self._grows(column, new[0]):
+                    self.update_cell(row_key, column, value, update_width=True)
+                else:
+                    self.set_cell(row_key, column, value)
                 self.cell_updates += 1
         self._shown[key] = cells
 

@@ -1,0 +1,263 @@
+"""How the screens fit small terminals (80x24, 60x20), driven with Pilot on a simulated
+gateway on loopback: the table's columns, the detail line, the footer, the map dialog."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+from textual.geometry import Region
+from textual.widget import Widget
+from textual.widgets import Button, Static
+from textual.widgets._footer import FooterKey
+
+from engine.codes import PcpResult
+from engine.events import MappingKey, MappingState
+from engine.protocols import Protocol
+from tui.app import NatDeckApp
+from tui.engine_link import AddMapping
+from tui.map_request import MapRequest
+from tui.screens import MapDialog
+from tui.screens.map_dialog import VIA_NOTES
+from tui.screenshots import demo_app, error_scene
+
+from .conftest import Lab, logged, mapped, started, until
+
+SMALL = [(80, 24), (60, 20)]
+TCP_8080 = MappingKey(Protocol.TCP, 8080)
+TWO_MAPS = [MapRequest(Protocol.TCP, 8080), MapRequest(Protocol.UDP, 5000)]
+
+
+def on_screen(widget: Widget, size: tuple[int, int]) -> bool:
+    """Whether all of ``widget`` is drawn inside a terminal of ``size``."""
+    region = widget.region
+    return bool(region.area) and Region(0, 0, *size).contains_region(region)
+
+
+async def open_dialog(pilot: object, app: NatDeckApp) -> MapDialog:
+    await pilot.press("m")  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+    assert isinstance(app.screen, MapDialog)
+    return app.screen
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_every_column_shows_its_whole_content(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(initial_maps=TWO_MAPS)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await mapped(pilot, app, TCP_8080, shown=True)
+        await pilot.pause(1.1)
+        table = app.main.table
+        for column in table.columns.values():
+            widest = max(len(str(table.get_cell(row, column.key))) for row in table.rows)
+            assert column.get_render_width(table) - 2 >= widest, column.label
+        # The countdowns are never cut ("1:11:5").
+        renews = str(table.get_row(str(TCP_8080))[5])
+        assert renews.count(":") >= 1
+        assert len(renews) >= 4
+        if size == (80, 24):
+            # A row of an active mapping fits 80 columns, its state included.
+            assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_selected_row_shows_its_details(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(initial_maps=TWO_MAPS)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await mapped(pilot, app, TCP_8080, MappingKey(Protocol.UDP, 5000), shown=True)
+        app.main.table.focus()
+        await pilot.press("home")
+        await pilot.pause()
+        assert "tcp 8080 → 203.0.113.7:8080 via PCP" in app.main.detail.plain
+        assert "Epoch 100000" in app.main.detail.plain
+        assert "Nonce " in app.main.detail.plain
+        await pilot.press("down")
+        await pilot.pause()
+        assert app.main.detail.plain.startswith("udp 5000")
+        assert on_screen(app.main.detail, size)
+        assert app.main.table.size.height >= 4, "the table keeps room for rows"
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_home_and_end_move_to_the_first_and_last_row(lab: Lab,
+                                                         size: tuple[int, int]) -> None:
+    maps = [MapRequest(Protocol.TCP, 7000 + i) for i in range(12)]
+    app = lab.app(initial_maps=maps)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        keys = [MappingKey(Protocol.TCP, 7000 + i) for i in range(12)]
+        await mapped(pilot, app, *keys, shown=True)
+        table = app.main.table
+        table.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.cursor_row == 11
+        assert table.selected_key() == MappingKey(Protocol.TCP, 7011)
+        assert app.main.detail.plain.startswith("tcp 7011")
+        await pilot.press("home")
+        await pilot.pause()
+        assert table.cursor_row == 0
+        assert table.scroll_y == 0
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_footer_is_not_cut(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app(demo=True)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        keys = list(app.main.query(FooterKey))
+        shown = {key.description for key in keys}
+        assert {"Map", "Unmap", "Renew", "Probe", "Help", "Quit"} <= shown
+        for key in keys:
+            assert key.region.right <= size[0], f"{key.description} is cut"
+            assert key.region.width >= len(key.description) + 1
+        # The demo keys leave a narrow footer but still work.
+        assert "Restart GW" not in shown
+        assert app.main.check_action("app.demo_restart", ()) is not False
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_the_map_dialog_fits_with_its_buttons(lab: Lab, size: tuple[int, int]) -> None:
+    app = lab.app()
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        for button in dialog.query(Button):
+            assert on_screen(button, size), f"{button.label} is off-screen"
+        # Worse with every field in error: the buttons stay in view.
+        await pilot.press(*"x", "tab", *"y", "tab", *"z", "enter")
+        await pilot.pause()
+        assert set(dialog.errors) >= {"internal_port", "external_port", "lifetime"}
+        for button in dialog.query(Button):
+            assert on_screen(button, size), f"{button.label} is off-screen with errors"
+
+
+@pytest.mark.parametrize("field", ["protocol", "internal_port", "external_port", "lifetime",
+                                   "via"])
+async def test_enter_maps_from_any_field(lab: Lab, field: str) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        await pilot.press(*"4242")
+        dialog.query_one(f"#{field}").focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, MapDialog)
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 4242), shown=True)
+
+
+async def test_the_via_note_follows_the_choice(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        note = dialog.query_one("#via-note")
+        assert str(note.render()) == VIA_NOTES["auto"]
+        await pilot.click("#via-natpmp")
+        await pilot.pause()
+        assert str(note.render()) == VIA_NOTES["natpmp"]
+        await pilot.click("#via-pcp")
+        await pilot.pause()
+        assert str(note.render()) == VIA_NOTES["pcp"]
+
+
+async def test_typing_a_lifetime_replaces_the_default(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        dialog = await open_dialog(pilot, app)
+        lifetime = dialog.query_one("#lifetime")
+        assert lifetime.value == ""  # type: ignore[attr-defined]
+        assert "7200" in lifetime.placeholder  # type: ignore[attr-defined]
+        await pilot.press(*"3000", "tab", "tab", *"600", "enter")
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 3000), shown=True)
+        assert app.manager is not None
+        assert app.manager.mappings[MappingKey(Protocol.TCP, 3000)].requested_lifetime == 600
+
+
+async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
+    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 41461)])
+    async with app.run_test(size=(120, 30)) as pilot:
+        await started(pilot)
+        await mapped(pilot, app, MappingKey(Protocol.TCP, 41461), shown=True)
+        # 41461 is taken at the gateway by the first mapping: it grants another port.
+        app.send(AddMapping(MapRequest(Protocol.TCP, 5000, external_port=41461)))
+        key = MappingKey(Protocol.TCP, 5000)
+        await mapped(pilot, app, key, shown=True)
+        assert app.manager is not None
+        granted = app.manager.mappings[key].external_port
+        assert granted != 41461
+        said = f"gave external port {granted}, not the 41461 suggested"
+        await until(pilot, lambda: logged(app, said), "the log line")
+        await until(pilot, lambda: str(app.main.table.get_row(str(key))[1]).endswith(
+            "(asked 41461)"), "the row")
+        app.main.table.focus()
+        await pilot.press("end")
+        await pilot.pause()
+        assert said in app.main.detail.plain
+
+
+async def test_help_says_what_natdeck_does_about_a_lost_mapping(lab: Lab) -> None:
+    app = lab.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        states = app.screen.query_one("#help-states", Static)
+        console = Console(width=400, file=io.StringIO())
+        console.print(states.content)
+        text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+        assert "lost" in text
+        assert "natdeck is asking for it again on its own, nothing to do" in text
+        assert "d stops that and sends the gateway a delete" in text
+        assert "expired or forgotten by the gateway;" not in text
+
+
+@pytest.mark.parametrize("size", SMALL)
+async def test_trouble_never_pushes_the_panels_off_screen(size: tuple[int, int]) -> None:
+    # The demo's error scene: a long warning in the gateway panel, a refused renewal with
+    # its sentence in the detail line.
+    app = demo_app(snapshot=True)
+    async with app.run_test(size=size) as pilot:
+        await error_scene(pilot)
+        await pilot.pause(0.2)
+        screen = app.main
+        assert screen.max_scroll_y == 0, "the screen scrolls"
+        for widget in (screen.panel, screen.table, screen.detail, screen.events,
+                       screen.footer):
+            assert on_screen(widget, size), f"{widget.id} is off-screen"
+        assert screen.table.size.height - screen.table.header_height >= 2
+        await pilot.press("q")
+        await pilot.pause()
+
+
+async def test_a_lost_row_says_what_is_known(lab: Lab) -> None:
+    # The gateway reboots (it announces it) and then answers nothing: natdeck keeps
+    # asking for the mapping again, and the row must not show its old countdown.
+    app = lab.app(lab.manager(timeout=1.0), initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await mapped(pilot, app, TCP_8080, shown=True)
+        lab.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
+                              force_natpmp_result=4)
+        lab.gateway.restart()
+        assert app.manager is not None
+        await until(pilot, lambda: app.manager is not None
+                    and app.manager.mappings[TCP_8080].state is MappingState.LOST,
+                    "the mapping to be lost")
+        await pilot.pause(1.1)
+        row = [str(cell) for cell in app.main.table.get_row(str(TCP_8080))]
+        assert row[4] == "unknown"
+        assert row[5] == "re-requesting" or row[5].startswith("retry ")
+        assert row[6].startswith("lost")
+        app.main.table.focus()
+        await pilot.press("home")
+        await pilot.pause()
+        assert "natdeck is asking the gateway for it again" in app.main.detail.plain
+        lab.gateway.configure(force_pcp_result=None, force_natpmp_result=None)
