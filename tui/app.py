@@ -117,10 +117,6 @@ class NatDeckApp(App[int]):
 
     CSS_PATH = "natdeck.tcss"
     TITLE = "natdeck"
-    BINDINGS = [
-        Binding("g", "router", "Router", id="natdeck.router",
-                tooltip="Every mapping on the gateway, whoever made it (listed by UPnP)"),
-    ]
 
     def __init__(self, manager: MappingManager | None = None, *,
                  engine: EngineFactory | None = None, demo: bool = False,

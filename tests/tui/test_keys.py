@@ -235,7 +235,8 @@ def test_the_footer_and_palette_carry_every_key() -> None:
 
     ids = {b.id for b in MAIN_BINDINGS if not isinstance(b, tuple)}
     assert ids == {"natdeck.map", "natdeck.unmap", "natdeck.renew",
-                   "natdeck.external_address", "natdeck.probe", "natdeck.demo_restart",
+                   "natdeck.external_address", "natdeck.probe", "natdeck.router",
+                   "natdeck.demo_restart",
                    "natdeck.demo_address", "natdeck.help", "natdeck.quit"}
     for binding in MAIN_BINDINGS:
         assert not isinstance(binding, tuple)

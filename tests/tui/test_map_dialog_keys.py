@@ -51,7 +51,7 @@ async def test_a_burst_into_a_field_holding_zero_is_applied_in_order(lab: Lab) -
         await pilot.pause(0.2)
         assert field.value == "70000"
         assert app.screen is dialog, "70000 is not a port: nothing is mapped"
-        assert "must be 0-65535, not 70000" in dialog.errors["internal_port"]
+        assert "must be 1-65535, not 70000" in dialog.errors["internal_port"]
         assert app.manager is not None
         assert not app.manager.mappings
         assert lab.gateway.mappings == ()

@@ -36,6 +36,8 @@ MAIN_BINDINGS: list[BindingType] = [
             tooltip="Ask the gateway for its external address now"),
     Binding("p", "app.probe", "Probe", id="natdeck.probe",
             tooltip="Probe the gateway: which of PCP and NAT-PMP it answers, epoch, RTT"),
+    Binding("g", "app.router", "Router", id="natdeck.router",
+            tooltip="Every mapping on the gateway, whoever made it (listed by UPnP)"),
     Binding("R", "app.demo_restart", "Restart GW", id="natdeck.demo_restart", key_display="R",
             tooltip="Demo: make the simulated gateway reboot and lose its mappings"),
     Binding("A", "app.demo_address", "New address", id="natdeck.demo_address",
@@ -49,8 +51,10 @@ MAIN_BINDINGS: list[BindingType] = [
 ]
 
 
-#: Bindings shown in the footer only when it is wide (they work at every width).
-_WIDE_ONLY = frozenset({"natdeck.demo_restart", "natdeck.demo_address"})
+#: Bindings shown in the footer only from this many columns on (they work at every width,
+#: and stay in help and the palette).
+_SHOWN_FROM = {"natdeck.demo_restart": 100, "natdeck.demo_address": 100,
+               "natdeck.external_address": 70}
 
 #: Below this many columns the footer drops the palette key and the demo keys (they stay
 #: in help and the palette), and below COMPACT its padding, so every key shown fits; the
@@ -95,6 +99,6 @@ class MainScreen(Screen[None]):
         self.set_class(compact, "-compact")
         bindings = self._bindings.key_to_bindings
         for key, entries in bindings.items():
-            bindings[key] = [replace(b, show=not narrow) if b.id in _WIDE_ONLY else b
-                             for b in entries]
+            bindings[key] = [replace(b, show=event.size.width >= _SHOWN_FROM[b.id])
+                             if b.id in _SHOWN_FROM else b for b in entries]
         self.refresh_bindings()
