@@ -827,6 +827,18 @@ class GatewayClient:
         return ProbeResult(self.gateway, speaks_pcp, speaks_natpmp, self.external_address,
                            pcp_epoch, natpmp_epoch, min(rtts) if rtts else None, pcp_version)
 
+    # contract for the manager (core helper provides these)
+
+    def forget_epochs(self, *protocols: ProtocolName) -> None:
+        """Forget the last epoch heard for ``protocols``: the next one is a first contact."""
+        for protocol in protocols:
+            self.epochs[protocol] = None
+
+    @property
+    def explicit_local_address(self) -> IPAddress | None:
+        """The local address given to the constructor, or None (the kernel picks)."""
+        return self._explicit_local
+
 
 @dataclass(frozen=True, slots=True)
 class _MapArgs:

@@ -203,7 +203,7 @@ async def test_demo_R_restarts_the_gateway_and_mappings_come_back(lab: Lab) -> N
         await started(pilot)
         await mapped(pilot, app, TCP_8080, UDP_5000)
         await pilot.press("R")
-        await until(pilot, lambda: logged(app, "gateway lost its state"), "the restart")
+        await until(pilot, lambda: logged(app, "the gateway restarted"), "the restart")
         await until(pilot, lambda: logged(app, "recovered udp/5000"), "the recovery")
         await mapped(pilot, app, TCP_8080, UDP_5000)
         assert gateway_ports(lab) == {(6, 8080), (17, 5000)}
