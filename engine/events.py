@@ -291,12 +291,10 @@ class MappingsConfirming(Event):
 
     reason: str
     """What was seen, e.g. "external address changed; the gateway's epoch went back"."""
-    count: int
-    due_at: float
 
     @property
     def summary(self) -> str:
-        return f"{self.reason}: confirming every mapping ({self.count})"
+        return f"{self.reason}: confirming every mapping"
 
 
 @dataclass(frozen=True, slots=True)

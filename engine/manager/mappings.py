@@ -192,9 +192,9 @@ class MappingTable:
                 continue
             if entry.busy:
                 sent = entry.machine.sent_at
-                if sent is not None and sent >= change.at:
+                if sent is not None and sent > change.at:
                     continue  # its answer will show the new state
-            elif entry.machine.confirmed_at >= change.at:
+            elif entry.machine.confirmed_at > change.at:
                 continue  # asked after the change already
             due = self.due.at(entry.view.key)
             if (not change.lost and state in (MappingState.CONFIRMING, MappingState.LOST)

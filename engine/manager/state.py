@@ -212,9 +212,9 @@ class MappingMachine:
         return wait
 
     def answered(self, last_change: float) -> Trigger:
-        """The trigger for a success: GRANTED if the request postdates ``last_change``."""
+        """The trigger for a success: GRANTED if the request was sent after ``last_change``."""
         sent, self.sent_at = self.sent_at, None
-        if sent is not None and sent < last_change:
+        if sent is not None and sent <= last_change:
             return Trigger.GRANTED_STALE
         if sent is not None:
             self.confirmed_at = sent

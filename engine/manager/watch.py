@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from ..events import (
     GatewayRestarted,
     GatewayStatus,
     GatewayUnreachable,
+    MappingsConfirming,
     ProbeCompleted,
     ProtocolName,
 )
@@ -58,6 +60,10 @@ log = logging.getLogger("engine.manager")
 FALLBACK_PROBE_INTERVAL = 60.0
 #: Probe a gateway nothing has heard from for this long (a gateway that went away).
 IDLE_PROBE_INTERVAL = 60.0
+#: An epoch that goes back this soon after an announced address change is that change's
+#: reset (miniupnpd sends the NAT-PMP notice, then resets, then the PCP ANNOUNCE), not a
+#: restart: the rules were kept.
+ADDRESS_RESET_WINDOW = 5.0
 #: An announcement after this long without one counts whatever its epoch says (longer
 #: than the 64 s between the last two of RFC 6886 §3.2.1's ten repetitions).
 ANNOUNCE_QUIET = 128.0
@@ -83,7 +89,7 @@ class Round:
     """A change the mappings must follow: ``lost`` (recreate) or only confirm, from ``at``."""
 
     at: float
-    """Requests sent before this are not proof of what the gateway holds now."""
+    """Requests sent at or before this are not proof of what the gateway holds now."""
     spread: float
     """Ask within a random 0-``spread`` s (RFC 6887 §14.1.3; 0 for an answer's epoch)."""
     lost: bool
@@ -106,6 +112,7 @@ class GatewayWatch:
         self.announce_delay = announce_delay
         self.last_change = float("-inf")
         self._last_announcement = float("-inf")
+        self._moved_at = float("-inf")
         self._epoch: timing.EpochState | None = None
 
     def _now(self) -> float:
@@ -143,8 +150,10 @@ class GatewayWatch:
         # The other protocol's epoch went back with this one (one table; miniupnpd
         # shares the epoch): forget it, or its next answer reports the same restart.
         self.client.forget_epochs("natpmp" if protocol == "pcp" else "pcp")
-        # An answer's epoch is ours alone: no herd to spread, recreate at once.
-        self._change(Round(now, 0.0, True, "the gateway restarted: its epoch went back"))
+        # An answer's epoch is ours alone: no herd to spread, recreate at once. (Requests
+        # sent from now on count: the answer that told was sent by the restarted gateway.)
+        self._change(Round(math.nextafter(now, -math.inf), 0.0, True,
+                           "the gateway restarted: its epoch went back"))
 
     def _restarted(self, protocol: ProtocolName, epoch: int, now: float) -> None:
         self.status.restarts += 1
@@ -187,26 +196,33 @@ class GatewayWatch:
         new = announcement.external_address
         old = self.status.external_address
         moved = new is not None and self.external_address(new, "announce")
+        if moved:
+            self._moved_at = now
+        # An address change resets the epoch (RFC 6887 §8.5) but keeps the rules: not a
+        # restart, whichever of its announcements comes first.
+        address_reset = went_back and now - self._moved_at <= ADDRESS_RESET_WINDOW
         quiet = now - self._last_announcement > ANNOUNCE_QUIET
         self._last_announcement = now
         # When the gateway's state was last reset, as its epoch says (seconds since).
         since = now if (quiet or moved or went_back) else now - announcement.epoch
-        if since <= self.last_change:
+        if since <= self.last_change and not went_back:
             return  # a repetition: it says nothing newer than what the mappings follow
-        if went_back and not moved:
-            self._restarted(protocol, announcement.epoch, now)
-        if moved:
-            reason = ("external address changed; the gateway's epoch went back" if went_back
-                      else "external address changed")
+        if address_reset:
+            reason = "external address changed; the gateway's epoch went back"
+        elif moved:
+            reason = "external address changed"
         elif went_back:
             reason = "the gateway restarted: its epoch went back"
+            self._restarted(protocol, announcement.epoch, now)
         else:
             reason = ("the gateway announced a change (PCP ANNOUNCE)" if protocol == "pcp"
                       else "the gateway announced its external address")
+        if not (went_back and not address_reset):
+            self._emit(MappingsConfirming(now, reason))
         # RFC 6887 §14.1.3: every client of the gateway heard it; each request waits a
         # random 0-5 s.
-        self._change(Round(since, self.announce_delay, went_back and not moved, reason,
-                           (old, new) if moved and new is not None else None))
+        self._change(Round(since, self.announce_delay, went_back and not address_reset,
+                           reason, (old, new) if moved and new is not None else None))
 
     # -- probes ----------------------------------------------------------------------------
 
