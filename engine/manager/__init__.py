@@ -11,11 +11,16 @@
 """
 
 from .closing import CLOSE_DEADLINE, CloseProgress
-from .manager import LOCAL_ADDRESS_CHECK_INTERVAL, MappingManager
+from .manager import MappingManager
 from .mappings import NATPMP_ERROR_RETRY
 from .state import FIRST_BACKOFF, MAX_BACKOFF
 from .stream import MAX_QUEUED
-from .watch import FALLBACK_PROBE_INTERVAL, IDLE_PROBE_INTERVAL, non_public_warning
+from .watch import (
+    FALLBACK_PROBE_INTERVAL,
+    IDLE_PROBE_INTERVAL,
+    LOCAL_ADDRESS_CHECK_INTERVAL,
+    non_public_warning,
+)
 
 #: Recovery of a lost mapping on silence: 5 s doubling to at most this.
 MAX_RECOVERY_BACKOFF = MAX_BACKOFF

@@ -9,15 +9,23 @@ window lets them out as fast as the gateway answers, until the caller's deadline
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..client import GatewayClient, PortMapping
 from ..codes import PcpResult
 from ..errors import NatDeckError, ResultCodeError
-from ..events import MappingKey
+from ..events import ManagerClosed, MappingKey
+from .state import Trigger
+
+if TYPE_CHECKING:
+    from .mappings import MappingTable
 
 __all__ = ["CLOSE_DEADLINE", "CloseProgress", "delete_many", "delete_mapping"]
+
+log = logging.getLogger("engine.manager")
 
 #: How long leaving the ``async with`` may spend deleting mappings, by default.
 CLOSE_DEADLINE = 5.0
@@ -80,3 +88,18 @@ async def delete_many(client: GatewayClient, mappings: dict[MappingKey, PortMapp
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         progress.done = True
+
+
+async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
+                    progress: CloseProgress,
+                    forget: Callable[[MappingKey], None]) -> ManagerClosed:
+    """Delete every held mapping on exit (each REMOVING meanwhile); what was left."""
+    for key in held:
+        entry = table.entries[key]
+        entry.machine.fire(Trigger.REMOVE)
+        entry.view.state = entry.machine.state
+    await delete_many(table.client, held, progress, forget)
+    for key, why in progress.failed:
+        log.warning("could not delete %s on exit: %s", key, why)
+    left = tuple(k for k in held if k in table.entries)
+    return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left)

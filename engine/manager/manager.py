@@ -32,19 +32,14 @@ from typing import Any
 from .. import timing
 from ..announce import ANNOUNCE_PORTS, AnnouncementListener
 from ..client import DEFAULT_LIFETIME, DEFAULT_TIMEOUT, GatewayClient, ProbeResult, Via
-from ..discovery import connected_source_address
-from ..errors import InvalidRequest, NatDeckError, TransportError
+from ..errors import InvalidRequest, NatDeckError
 from ..events import (
     Event,
     GatewayStatus,
-    LocalAddressChanged,
     ManagedMapping,
     ManagerClosed,
     ManagerClosing,
-    MappingAdded,
-    MappingFailed,
     MappingKey,
-    MappingRemoved,
     MappingState,
 )
 from ..protocols import as_protocol
@@ -52,19 +47,17 @@ from ..statefile import StateFile
 from ..transport import SERVER_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
-from .closing import CLOSE_DEADLINE, CloseProgress, delete_many, delete_mapping
+from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping
 from .mappings import Entry, MappingTable
 from .records import Records
-from .state import MappingMachine, Trigger, trigger_for_error
+from .requests import first_request
+from .state import MappingMachine, Trigger
 from .stream import EventHub
-from .watch import FALLBACK_PROBE_INTERVAL, IDLE_PROBE_INTERVAL, GatewayWatch
+from .watch import FALLBACK_PROBE_INTERVAL, IDLE_PROBE_INTERVAL, GatewayWatch, LocalRoute
 
 __all__ = ["MappingManager"]
 
 log = logging.getLogger("engine.manager")
-
-#: At most this often (seconds) the route's source address is looked at again.
-LOCAL_ADDRESS_CHECK_INTERVAL = 1.0
 
 
 class MappingManager:
@@ -104,14 +97,13 @@ class MappingManager:
         # With no explicit local address, the one the kernel picks for the gateway is
         # checked again before renewals: a new DHCP lease, another Wi-Fi... (no packet sent).
         self._follow_local = local_address is None
-        self._local_probe = local_address_probe or (
-            lambda: connected_source_address(self.client.gateway, self.client.port))
-        self._local_checked_at = float("-inf")
         self.status = GatewayStatus(gateway=self.client.gateway, port=gateway_port,
                                     local_address=self.client.explicit_local_address)
         self._hub = EventHub()
-        self.watch = GatewayWatch(self.client, self.status, self._hub.emit, self._changed,
+        self.watch = GatewayWatch(self.client, self.status, self._hub.emit,
+                                  lambda change: self.table.changed(change),
                                   rng=self.rng, announce_delay=announce_delay)
+        self.route = LocalRoute(self.client, self.status, self._hub.emit, local_address_probe)
         self.records = Records(state_file)
         self.table = MappingTable(self.client, self.watch, self._hub.emit, self.records,
                                   rng=self.rng, timeout=timeout, spawn=self._spawn)
@@ -143,7 +135,13 @@ class MappingManager:
         except NatDeckError as exc:
             log.info("local address unknown: %s", exc)
         if self.listen:
-            await self._start_listener()
+            every = FALLBACK_PROBE_INTERVAL if self.probe_interval is None else self.probe_interval
+            self._listener = await self.watch.listen(
+                AnnouncementListener(
+                    self.client.gateway, self.watch.announced, host=self.announce_host,
+                    ports=self.announce_ports, multicast=self.multicast,
+                    local_address=self.status.local_address, source_port=self.client.port),
+                f"natdeck probes the gateway every {every:g} s instead")
         if not self.status.listening and self.probe_interval is None and self.listen:
             # Degrade: without announcements, notice changes by probing now and then.
             self.probe_interval = FALLBACK_PROBE_INTERVAL
@@ -154,24 +152,6 @@ class MappingManager:
             self._spawn(self.watch.probe_every(self.probe_interval))
         if self.idle_probe_interval and not self.probe_interval:
             self._spawn(self.watch.probe_when_idle(self.idle_probe_interval))
-
-    async def _start_listener(self) -> None:
-        listener = AnnouncementListener(
-            self.client.gateway, self.watch.announced, host=self.announce_host,
-            ports=self.announce_ports, multicast=self.multicast,
-            local_address=self.status.local_address, source_port=self.client.port)
-        every = (FALLBACK_PROBE_INTERVAL if self.probe_interval is None
-                 else self.probe_interval)
-        instead = f"natdeck probes the gateway every {every:g} s instead"
-        try:
-            await listener.start()
-        except TransportError as exc:
-            self.status.listen_error = f"{exc}; {instead}"
-            return
-        self._listener = listener
-        self.status.listening = True
-        if listener.errors:
-            self.status.listen_error = "; ".join(listener.errors)
 
     async def close(self, *, deadline: float | None = None) -> ManagerClosed:
         """Delete every mapping (unless ``keep``), stop every task, close every socket.
@@ -197,30 +177,16 @@ class MappingManager:
             if self.keep:
                 result = ManagerClosed(now, 0, tuple(held), kept=True)
             else:
-                result = await self._delete_on_close(held, deadline)
+                wait = self.close_deadline if deadline is None else deadline
+                self.closing = CloseProgress(len(held), now + wait)
+                self._hub.emit(ManagerClosing(now, len(held), self.closing.deadline))
+                result = await close_all(self.table, held, self.closing,
+                                         lambda key: self.table.forget(key, deleted=True))
             self._hub.emit(result)
             return result
         finally:
             self.client.close()
             self._hub.close()
-
-    async def _delete_on_close(self, held: dict[MappingKey, Any],
-                               deadline: float | None) -> ManagerClosed:
-        loop = asyncio.get_running_loop()
-        wait = self.close_deadline if deadline is None else deadline
-        progress = CloseProgress(len(held), loop.time() + wait)
-        self.closing = progress
-        self._hub.emit(ManagerClosing(loop.time(), len(held), progress.deadline))
-        for entry in self.table.entries.values():
-            if entry.view.key in held:
-                entry.machine.fire(Trigger.REMOVE)
-                entry.view.state = entry.machine.state
-        await delete_many(self.client, held, progress,
-                          lambda key: self._forget(key, deleted=True))
-        for key, why in progress.failed:
-            log.warning("could not delete %s on exit: %s", key, why)
-        left = tuple(k for k in held if k in self.table.entries)
-        return ManagerClosed(loop.time(), progress.deleted, left)
 
     def events(self) -> AsyncIterator[Event]:
         """A new subscription to every event from now on; it ends when the manager closes."""
@@ -278,27 +244,9 @@ class MappingManager:
         self.table.entries[key] = entry
         self.table.views[key] = view
         entry.task = asyncio.ensure_future(
-            self._first_request(entry, self.timeout if timeout is None else timeout))
+            first_request(self.table, entry, self.timeout if timeout is None else timeout))
         await entry.task
         return view
-
-    async def _first_request(self, entry: Entry, timeout: float) -> None:
-        key = entry.view.key
-        entry.machine.sent_at = self._now()
-        try:
-            mapping = await self.client.map(int(entry.view.protocol), entry.view.internal_port,
-                                            timeout=timeout, **entry.options)
-        except BaseException as exc:
-            self.table.entries.pop(key, None)
-            self.table.views.pop(key, None)
-            if isinstance(exc, NatDeckError):
-                entry.machine.fire(trigger_for_error(exc))
-                self.watch.failed_request(exc)
-                self._hub.emit(MappingFailed(self._now(), key, exc))
-            raise
-        entry.mapping = mapping
-        self.table.granted(entry, mapping)
-        self._hub.emit(MappingAdded(self._now(), key, entry.view))
 
     async def remove(self, key: MappingKey) -> None:
         """Delete the mapping at the gateway and stop managing it.
@@ -326,20 +274,7 @@ class MappingManager:
             self.watch.failed_request(exc)
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise
-        self._forget(key, deleted=True)
-
-    def _forget(self, key: MappingKey, *, deleted: bool) -> None:
-        entry = self.table.entries.pop(key, None)
-        self.table.views.pop(key, None)
-        self.table.due.set(key, None)
-        if entry is None:
-            return
-        if entry.view.state is MappingState.REMOVING:
-            entry.machine.fire(Trigger.DELETED)
-            entry.view.state = entry.machine.state
-        if deleted and entry.mapping is not None:
-            self.records.drop(entry.mapping)
-        self._hub.emit(MappingRemoved(self._now(), key, deleted_at_gateway=deleted))
+        self.table.forget(key, deleted=True)
 
     async def renew(self, key: MappingKey) -> ManagedMapping:
         """Renew (or, if lost, failed or unconfirmed, ask again for) the mapping now."""
@@ -359,36 +294,12 @@ class MappingManager:
         if was is not True:
             self.table.reachable_again()  # something changed: lasting failures retry
 
-    def _changed(self, change: Any) -> None:
-        self.table.changed(change)
-
     def _check_local_address(self) -> None:
-        """Notice that this host's address towards the gateway changed, and follow it."""
-        if not self._follow_local or not self._started:
-            return
-        now = self._now()
-        if now - self._local_checked_at < LOCAL_ADDRESS_CHECK_INTERVAL:
-            return
-        self._local_checked_at = now
-        current = self._local_probe()
-        old = self.status.local_address
-        if current is None or old is None or current == old:
-            return
-        log.info("local address changed from %s to %s", old, current)
-        self.status.local_address = current
-        self.client.rebind(current)
-        self._hub.emit(LocalAddressChanged(now, old, current))
-        # The gateway maps the old address; ask again for the same external ports, for
-        # the new one (the old mappings expire at the gateway).
-        self.watch.last_change = now
-        for entry in self.table.entries.values():
-            if entry.mapping is not None:
-                entry.mapping.local_address = current
-            if entry.view.state not in (MappingState.REQUESTING, MappingState.REMOVING):
-                was = entry.view.state
-                self.table.fire(entry, Trigger.GONE)
-                self.table.lost(entry, f"the local address changed from {old} to {current}",
-                                was)
+        """Follow this host's address towards the gateway if it changed (no packet sent)."""
+        if self._follow_local and self._started:
+            moved = self.route.moved(self._now())
+            if moved is not None:
+                self.table.local_address_changed(*moved)
 
     async def probe(self) -> ProbeResult:
         """Probe both protocols now; updates the status and emits ProbeCompleted."""

@@ -25,13 +25,13 @@ from ..events import (
     MappingFailed,
     MappingKey,
     MappingLost,
-    MappingRecovered,
+    MappingRemoved,
     MappingRenewalFailed,
-    MappingRenewed,
     MappingState,
 )
 from ..wire.addresses import IPAddress
 from .records import Records
+from .requests import send_request
 from .schedule import DueTimes
 from .state import Action, MappingMachine, Trigger, trigger_for_error
 from .watch import GatewayWatch, Round
@@ -149,7 +149,7 @@ class MappingTable:
         now = self._now()
         if action in (Action.RENEW, Action.RECREATE):
             self.set_due(entry, None)
-            entry.task = self.spawn(self._request(entry, action, user=user))
+            entry.task = self.spawn(send_request(self, entry, action, user=user))
         elif action is Action.SCHEDULE_RENEWAL:
             assert entry.mapping is not None
             entry.expiry_told = False
@@ -215,6 +215,32 @@ class MappingTable:
             entry.mapping.external_address = new
             entry.view.external_address = new
 
+    def local_address_changed(self, old: IPAddress, current: IPAddress) -> None:
+        """The gateway maps the old address: ask again for the same external ports, for
+        the new one (the old mappings expire at the gateway)."""
+        self.watch.last_change = self._now()
+        for entry in self.entries.values():
+            if entry.mapping is not None:
+                entry.mapping.local_address = current
+            if entry.view.state not in (MappingState.REQUESTING, MappingState.REMOVING):
+                was = entry.view.state
+                self.fire(entry, Trigger.GONE)
+                self.lost(entry, f"the local address changed from {old} to {current}", was)
+
+    def forget(self, key: MappingKey, *, deleted: bool) -> None:
+        """Stop managing ``key`` (deleted at the gateway, or dropped) and say so."""
+        entry = self.entries.pop(key, None)
+        self.views.pop(key, None)
+        self.due.set(key, None)
+        if entry is None:
+            return
+        if entry.view.state is MappingState.REMOVING:
+            entry.machine.fire(Trigger.DELETED)
+            entry.view.state = entry.machine.state
+        if deleted and entry.mapping is not None:
+            self.records.drop(entry.mapping)
+        self.emit(MappingRemoved(self._now(), key, deleted_at_gateway=deleted))
+
     def reachable_again(self) -> None:
         """The gateway answers again: give lasting failures another chance."""
         for entry in self.entries.values():
@@ -222,63 +248,6 @@ class MappingTable:
                 self.fire(entry, Trigger.REACHABLE)
 
     # -- requests --------------------------------------------------------------------------
-
-    async def _request(self, entry: Entry, action: Action, *, user: bool) -> None:
-        mapping = entry.mapping
-        assert mapping is not None
-        view = entry.view
-        recovering = view.state is not MappingState.RENEWING
-        now = self._now()
-        entry.machine.sent_at = now
-        old_port = mapping.external_port
-        try:
-            if action is Action.RENEW:
-                entry.planned, timeout = self._renewal_plan(entry, now)
-                granted = await self.client.renew(
-                    mapping, timeout=timeout, retransmit=mapping.via != "pcp" or user)
-            else:
-                granted = await self.client.recreate(mapping, timeout=self.timeout)
-        except asyncio.CancelledError:
-            entry.machine.sent_at = None
-            raise
-        except NatDeckError as exc:
-            entry.machine.sent_at = None
-            self.failed(entry, exc, renewal=action is Action.RENEW, recovering=recovering)
-            if user:
-                raise
-            return
-        except Exception:  # a bug must not stop the other mappings
-            entry.machine.sent_at = None
-            log.exception("internal error while handling %s", view.key)
-            self.set_due(entry, self._now() + NATPMP_ERROR_RETRY)
-            return
-        entry.mapping = granted
-        self.granted(entry, granted)
-        if entry.lost_told:
-            if view.state is MappingState.ACTIVE:  # (not before an answer that counts)
-                entry.lost_told = False
-                self.emit(MappingRecovered(self._now(), view.key, view,
-                                           same_port=old_port in (0, granted.external_port)))
-        else:
-            view.renewals += 1
-            self.emit(MappingRenewed(self._now(), view.key, view,
-                                     port_changed=granted.external_port != old_port))
-
-    def _renewal_plan(self, entry: Entry, now: float) -> tuple[float | None, float]:
-        # RFC 6887 §11.2.1: one renewal request, then (unanswered) the next in the next
-        # window of the lifetime, never less than 4 s later. So a scheduled PCP renewal is
-        # not retransmitted on the 3 s RFC 3315 schedule: its answer is awaited until the
-        # next window. NAT-PMP keeps its 250 ms retransmissions (RFC 6886 §3.1), and so
-        # does a renewal the user asked for: a request now, like any other.
-        view = entry.view
-        lifetime = max(view.lifetime, 1)
-        planned = timing.renewal_retry_at(
-            view.granted_at if view.granted_at is not None else now, lifetime, now,
-            entry.machine.attempt + 1, self.rng,
-            min_spacing=min(timing.PCP_RENEWAL_MIN_SPACING, lifetime / 8))
-        until = planned if planned is not None else view.expires_at
-        left = (until - now) if until is not None else self.timeout
-        return planned, max(1.0, min(self.timeout, left))
 
     def granted(self, entry: Entry, mapping: PortMapping) -> None:
         """An answer granted ``mapping``: update the view, the state and the record."""

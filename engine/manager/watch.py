@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import timing
-from ..announce import Announcement
+from ..announce import Announcement, AnnouncementListener
 from ..client import GatewayClient, ProbeResult
+from ..discovery import connected_source_address
 from ..errors import GatewayTimeout, NatDeckError, TransportError
 from ..events import (
     Event,
@@ -38,6 +39,7 @@ from ..events import (
     GatewayRestarted,
     GatewayStatus,
     GatewayUnreachable,
+    LocalAddressChanged,
     MappingsConfirming,
     ProbeCompleted,
     ProtocolName,
@@ -49,13 +51,17 @@ __all__ = [
     "ANNOUNCE_QUIET",
     "FALLBACK_PROBE_INTERVAL",
     "IDLE_PROBE_INTERVAL",
+    "LOCAL_ADDRESS_CHECK_INTERVAL",
     "GatewayWatch",
+    "LocalRoute",
     "Round",
     "non_public_warning",
 ]
 
 log = logging.getLogger("engine.manager")
 
+#: At most this often (seconds) the route's source address is looked at again.
+LOCAL_ADDRESS_CHECK_INTERVAL = 1.0
 #: With no announcement listener, probe the gateway this often to notice changes.
 FALLBACK_PROBE_INTERVAL = 60.0
 #: Probe a gateway nothing has heard from for this long (a gateway that went away).
@@ -177,6 +183,20 @@ class GatewayWatch:
 
     # -- announcements ---------------------------------------------------------------------
 
+    async def listen(self, listener: AnnouncementListener,
+                     instead: str) -> AnnouncementListener | None:
+        """Start ``listener`` (its callback: :meth:`announced`); the status says how it
+        went, in full: which ports could not be bound, why, and ``instead``."""
+        try:
+            await listener.start()
+        except TransportError as exc:
+            self.status.listen_error = f"{exc}; {instead}"
+            return None
+        self.status.listening = True
+        if listener.errors:
+            self.status.listen_error = "; ".join(listener.errors)
+        return listener
+
     def announced(self, announcement: Announcement) -> None:
         """An announcement from the gateway: confirm (or recreate) every mapping."""
         now = self._now()
@@ -281,3 +301,32 @@ class GatewayWatch:
                 if self.status.last_contact == last:
                     # Unanswered: try again after another interval, not at once.
                     await asyncio.sleep(interval)
+
+
+class LocalRoute:
+    """This host's address towards the gateway, as the kernel would pick it now."""
+
+    def __init__(self, client: GatewayClient, status: GatewayStatus,
+                 emit: Callable[[Event], None],
+                 probe: Callable[[], IPAddress | None] | None = None) -> None:
+        self.client = client
+        self.status = status
+        self._emit = emit
+        self._probe = probe or (lambda: connected_source_address(client.gateway, client.port))
+        self._checked_at = float("-inf")
+
+    def moved(self, now: float) -> tuple[IPAddress, IPAddress] | None:
+        """(old, new) when the address changed since the last look (at most once a second);
+        the client is rebound to the new one and LocalAddressChanged emitted."""
+        if now - self._checked_at < LOCAL_ADDRESS_CHECK_INTERVAL:
+            return None
+        self._checked_at = now
+        current = self._probe()
+        old = self.status.local_address
+        if current is None or old is None or current == old:
+            return None
+        log.info("local address changed from %s to %s", old, current)
+        self.status.local_address = current
+        self.client.rebind(current)
+        self._emit(LocalAddressChanged(now, old, current))
+        return old, current
