@@ -90,8 +90,7 @@ class MappingManager:
         self.listen, self.announce_ports = listen, tuple(announce_ports)
         self.announce_host, self.multicast = announce_host, multicast
         self.probe_on_start, self.probe_interval = probe_on_start, probe_interval
-        self.idle_probe_interval = idle_probe_interval
-        self.close_deadline = close_deadline
+        self.idle_probe_interval, self.close_deadline = idle_probe_interval, close_deadline
         self.closing: CloseProgress | None = None
         """While :meth:`close` deletes: how far it got."""
         # With no explicit local address, the one the kernel picks for the gateway is
@@ -283,7 +282,10 @@ class MappingManager:
             raise InvalidRequest(f"{key} has a request in flight; try again in a moment")
         self.table.fire(entry, Trigger.USER_RENEW, user=True)
         if entry.task is not None:
-            await entry.task
+            await asyncio.wait([entry.task])  # (a remove() may cancel it: not our caller)
+            if entry.task.cancelled():
+                raise InvalidRequest(f"{key} was removed while it was being renewed")
+            entry.task.result()  # raises what the request raised
         return entry.view
 
     # -- the gateway ---------------------------------------------------------------------

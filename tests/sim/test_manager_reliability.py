@@ -10,6 +10,9 @@ import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
+from engine.errors import InvalidRequest
 from engine.events import (
     Event,
     GatewayReachable,
@@ -105,6 +108,23 @@ def test_removing_during_a_recovery_in_flight_leaves_no_rule_and_no_late_recover
             names = order(r.log.events, key)
             assert names[-1] == "MappingRemoved", names
             assert "MappingRecovered" not in names[names.index("MappingLost"):]
+
+    virtual(scenario)
+
+
+def test_removing_during_a_renewal_the_user_asked_for_deletes_and_tells_the_renewal() -> None:
+    async def scenario() -> None:
+        async with rig(lifetime=7200) as r:
+            [key] = await add_many(r, 1)
+            r.gateway.configure(delay=1.0)
+            renewal = asyncio.ensure_future(r.manager.renew(key))
+            await asyncio.sleep(0.1)
+            await r.manager.remove(key)
+            with pytest.raises(InvalidRequest, match="removed while"):
+                await renewal
+            await asyncio.sleep(10)
+            assert r.gateway.mappings == ()
+            assert order(r.log.events, key)[-1] == "MappingRemoved"
 
     virtual(scenario)
 
