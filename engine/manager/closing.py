@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..client import GatewayClient, PortMapping
 from ..codes import PcpResult
 from ..errors import NatDeckError, ResultCodeError
-from ..events import ManagerClosed, MappingKey
+from ..events import ManagerClosed, MappingKey, MappingState
 from .state import Trigger
 
 if TYPE_CHECKING:
@@ -103,3 +103,16 @@ async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
         log.warning("could not delete %s on exit: %s", key, why)
     left = tuple(k for k in held if k in table.entries)
     return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left)
+
+
+async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapping]:
+    """What natdeck holds at the gateway, once the adds in flight have been answered (until
+    loop time ``until``): an add answered after the exit would leave a mapping nobody
+    deletes."""
+    loop = asyncio.get_running_loop()
+    adding = [e.task for e in table.entries.values()
+              if e.view.state is MappingState.REQUESTING and e.task is not None]
+    if adding and until > loop.time():
+        await asyncio.wait(adding, timeout=until - loop.time())
+    return {e.view.key: e.mapping for e in table.entries.values()
+            if e.mapping is not None and not e.mapping.deleted}

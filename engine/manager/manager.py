@@ -47,7 +47,7 @@ from ..statefile import StateFile
 from ..transport import SERVER_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
-from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping
+from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping, settle
 from .mappings import Entry, MappingTable
 from .records import Records
 from .requests import first_request
@@ -170,13 +170,12 @@ class MappingManager:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
-        held = {e.view.key: e.mapping for e in self.table.entries.values()
-                if e.mapping is not None and not e.mapping.deleted}
+        wait = self.close_deadline if deadline is None else deadline
+        held = await settle(self.table, now if self.keep else now + wait)
         try:
             if self.keep:
                 result = ManagerClosed(now, 0, tuple(held), kept=True)
             else:
-                wait = self.close_deadline if deadline is None else deadline
                 self.closing = CloseProgress(len(held), now + wait)
                 self._hub.emit(ManagerClosing(now, len(held), self.closing.deadline))
                 result = await close_all(self.table, held, self.closing,

@@ -129,6 +129,20 @@ def test_removing_during_a_renewal_the_user_asked_for_deletes_and_tells_the_rene
     virtual(scenario)
 
 
+def test_leaving_while_an_add_is_in_flight_deletes_what_it_made() -> None:
+    async def scenario() -> None:
+        async with rig(lifetime=7200) as r:
+            r.gateway.configure(delay=1.0)
+            adding = asyncio.ensure_future(r.manager.add(TCP, 20000))
+            await asyncio.sleep(0.1)
+            closed = await r.manager.close(deadline=10)
+            assert (await adding).key == MappingKey(TCP, 20000)
+            assert (closed.deleted, closed.left) == (1, ())
+            assert r.gateway.mappings == ()
+
+    virtual(scenario)
+
+
 # -- finding 2: restarts the epoch cannot see ------------------------------------------------
 
 
