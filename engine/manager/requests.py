@@ -73,6 +73,8 @@ async def send_request(table: MappingTable, entry: Entry, action: Action, *,
         raise
     except NatDeckError as exc:
         entry.machine.sent_at = None
+        if action is Action.RECREATE:
+            _relabel(exc)
         table.failed(entry, exc, renewal=action is Action.RENEW, recovering=recovering)
         if user:
             raise
@@ -109,3 +111,17 @@ def _renewal_plan(table: MappingTable, entry: Entry, now: float) -> tuple[float 
     until = planned if planned is not None else view.expires_at
     left = (until - now) if until is not None else table.timeout
     return planned, max(1.0, min(table.timeout, left))
+
+
+def _relabel(exc: NatDeckError) -> None:
+    """Name a request for the same mapping again as what it is, not a "renew".
+
+    The client names any request for a mapping it made before "renew" (issue 17: a failed
+    recovery read "PCP renew ..."); the manager knows it asked for the mapping again.
+    """
+    request = getattr(exc, "request", None)
+    if isinstance(request, str) and " renew " in request and exc.args \
+            and isinstance(exc.args[0], str):
+        again = request.replace(" renew ", " map (asking again for) ", 1)
+        exc.request = again  # type: ignore[attr-defined]
+        exc.args = (exc.args[0].replace(request, again, 1), *exc.args[1:])

@@ -310,6 +310,8 @@ def test_a_failed_recovery_is_not_called_a_renewal() -> None:
             [failed, *_] = await r.log.wait_for(MappingFailed, timeout=60)
             assert failed.recovering
             assert failed.summary.startswith("asking again for tcp/20000 failed")
+            assert "renew" not in failed.summary, failed.summary
+            assert "renew" not in (r.manager.mappings[failed.key].reason or "")
             assert MappingRecovered not in {type(e) for e in r.log.events}
 
     virtual(scenario)
