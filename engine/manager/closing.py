@@ -99,8 +99,10 @@ async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
         entry.machine.fire(Trigger.REMOVE)
         entry.view.state = entry.machine.state
     await delete_many(table.client, held, progress, forget)
-    for key, why in progress.failed:
-        log.warning("could not delete %s on exit: %s", key, why)
+    if progress.failed:  # one line, not one per mapping (there may be thousands)
+        key, why = progress.failed[0]
+        log.warning("could not delete %d mapping(s) on exit; %s: %s", len(progress.failed),
+                    key, why)
     left = tuple(k for k in held if k in table.entries)
     return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left)
 
