@@ -26,6 +26,8 @@ __all__ = [
     "GatewayUnreachable",
     "LocalAddressChanged",
     "ManagedMapping",
+    "ManagerClosed",
+    "ManagerClosing",
     "MappingAdded",
     "MappingFailed",
     "MappingKey",
@@ -35,6 +37,7 @@ __all__ = [
     "MappingRenewalFailed",
     "MappingRenewed",
     "MappingState",
+    "MappingsConfirming",
     "ProbeCompleted",
 ]
 
@@ -61,9 +64,11 @@ class MappingState(StrEnum):
     REQUESTING = "requesting"  # first request in flight
     ACTIVE = "active"  # granted and not yet due for renewal
     RENEWING = "renewing"  # a renewal is in flight or being retried
-    LOST = "lost"  # expired or the gateway lost it; being recovered
+    LOST = "lost"  # expired or the gateway lost it; natdeck is asking for it again
     FAILED = "failed"  # the gateway refused with a lasting error; waiting for a change
+    CONFIRMING = "confirming"  # the gateway announced a change: asking for it again
     REMOVING = "removing"  # a delete is in flight
+    REMOVED = "removed"  # deleted at the gateway (or dropped); no longer managed
 
 
 @dataclass(slots=True)
@@ -221,14 +226,20 @@ class MappingRemoved(Event):
 
 @dataclass(frozen=True, slots=True)
 class MappingFailed(Event):
-    """A request for a mapping failed: ``error`` says what the gateway said."""
+    """A request for a mapping failed: ``error`` says what the gateway said.
+
+    ``recovering``: it was a request to get a lost (or unconfirmed) mapping back, not
+    the first request for it."""
 
     key: MappingKey
     error: NatDeckError
     retry_at: float | None = None
+    recovering: bool = False
 
     @property
     def summary(self) -> str:
+        if self.recovering:
+            return f"asking again for {self.key} failed: {self.error}"
         return f"{self.key} failed: {self.error}"
 
 
@@ -268,7 +279,53 @@ class GatewayRestarted(Event):
 
     @property
     def summary(self) -> str:
-        return f"gateway lost its state ({self.protocol} epoch {self.epoch}); recreating mappings"
+        name = "PCP" if self.protocol == "pcp" else "NAT-PMP"
+        return (f"the gateway restarted (its {name} epoch went back to {self.epoch}): "
+                "recreating every mapping")
+
+
+@dataclass(frozen=True, slots=True)
+class MappingsConfirming(Event):
+    """The gateway said something changed (an announcement): every mapping is asked for
+    again, after the RFC's random delay, before it counts as active (RFC 6887 §14.1.3)."""
+
+    reason: str
+    """What was seen, e.g. "external address changed; the gateway's epoch went back"."""
+
+    @property
+    def summary(self) -> str:
+        return f"{self.reason}: confirming every mapping"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerClosing(Event):
+    """The manager is leaving: ``total`` mappings to delete by ``deadline`` (loop time)."""
+
+    total: int
+    deadline: float | None
+
+    @property
+    def summary(self) -> str:
+        return f"deleting {self.total} mapping(s)"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerClosed(Event):
+    """The manager left. ``left`` are the mappings it could not delete (or kept): they stay
+    at the gateway until they expire, and are in the state file when it keeps one."""
+
+    deleted: int
+    left: tuple[MappingKey, ...]
+    kept: bool = False
+
+    @property
+    def summary(self) -> str:
+        if self.kept:
+            return f"left {len(self.left)} mapping(s) in place (keep)"
+        if not self.left:
+            return f"deleted {self.deleted} mapping(s)"
+        return (f"deleted {self.deleted} mapping(s); could not delete {len(self.left)}: they "
+                "stay at the gateway until they expire")
 
 
 @dataclass(frozen=True, slots=True)

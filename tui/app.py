@@ -145,6 +145,8 @@ class NatDeckApp(App[int]):
         """Whether the manager has been entered (the gateway panel shows its status)."""
         self.engine_error: BaseException | None = None
         self._force_quit = False
+        self.left_behind = 0
+        """Mappings left open at the gateway when a second q stopped the deletes."""
         self._dirty: dict[MappingKey, None] = {}
         """Mappings that had an event since the last repaint, in the order of the events
         (a new row goes where its first event puts it)."""
@@ -175,8 +177,9 @@ class NatDeckApp(App[int]):
         # (the app may be closing by another way than q: the palette, app.exit(), a
         # test ending), unless the user already asked to quit without waiting.
         if self.engine_running and not self._force_quit:
+            wait = CLOSE_WAIT if self.manager is None else self.manager.close_deadline + 1.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.link.finished.wait(), CLOSE_WAIT)
+                await asyncio.wait_for(self.link.finished.wait(), wait)
         self._log_tap.detach()
 
     @work(exclusive=True, group="engine", exit_on_error=False, name="engine",
@@ -427,15 +430,37 @@ class NatDeckApp(App[int]):
         """
         if not self.engine_running or self.link.quitting:
             self._force_quit = self.engine_running
+            if self.engine_running:
+                self.left_behind = self._not_yet_deleted()
             self._leave(1 if self.engine_error is not None else 0)
             return
-        count = len(self.manager.mappings) if self.manager is not None else 0
         if self.manager is not None and self.manager.keep:
             self.note = EngineNote("Quitting (keeping the mappings)…", "bold")
         else:
-            self.note = EngineNote(f"Quitting: deleting {count} mapping(s)… "
-                                   "(q again to quit without waiting)", "bold")
+            self._show_quit_progress()
+            self.set_interval(0.2, self._show_quit_progress, name="natdeck-quit-progress")
         self.link.send(Quit())
+        self.refresh_view()
+
+    def _not_yet_deleted(self) -> int:
+        """Mappings still open at the gateway as far as natdeck knows (for the exit line)."""
+        if self.manager is None or self.manager.keep:
+            return 0
+        progress = self.manager.closing
+        if progress is None:
+            return len(self.manager.mappings)
+        return progress.total - progress.deleted
+
+    def _show_quit_progress(self) -> None:
+        """While quitting: how many of the mappings are deleted, and how to stop waiting."""
+        progress = self.manager.closing if self.manager is not None else None
+        if progress is None:
+            count = len(self.manager.mappings) if self.manager is not None else 0
+            text = f"Quitting: deleting {count} mapping(s)…"
+        else:
+            text = f"Quitting: deleted {progress.deleted}/{progress.total} mapping(s)…"
+        self.note = EngineNote(f"{text} (q again to quit now and leave the rest open "
+                               "until they expire)", "bold")
         self.refresh_view()
 
     # -- keys for the help screen and the command palette ----------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from engine.errors import InvalidRequest, NatDeckError
-from engine.events import Event, MappingKey
+from engine.events import Event, ManagerClosed, MappingKey
 from engine.manager import MappingManager
 
 from .backend import DemoControls, EngineFactory, EngineParts
@@ -151,6 +151,8 @@ class EngineLink:
         self._running: set[asyncio.Task[None]] = set()
         self.parts: EngineParts | None = None
         self.quitting = False
+        self.closed: ManagerClosed | None = None
+        """What leaving the manager deleted and left (once it has left)."""
         self.finished = asyncio.Event()
         """Set when :meth:`run` has returned (or was cancelled and has cleaned up)."""
 
@@ -197,6 +199,10 @@ class EngineLink:
                                        "(keep)", "dim")
                         elif manager.mappings:
                             self._note(f"deleting {len(manager.mappings)} mapping(s)…", "dim")
+                        # Leave here (not only in __aexit__) to keep what it reports.
+                        self.closed = await manager.close()
+                        if self.closed.left and not self.closed.kept:
+                            self._note(self.closed.summary, "bold red")
                 # The manager has closed: its event stream ends after the last event.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(pump, 1.0)

@@ -18,6 +18,7 @@ from engine.discovery import discover
 from engine.errors import NoGatewayError
 from engine.manager import MappingManager
 from engine.protocols import as_protocol
+from engine.statefile import StateFile
 
 from .backend import EngineFactory, EngineParts
 from .exit_codes import EXIT_NO_GATEWAY, EXIT_OK, EXIT_USAGE
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from .app import NatDeckApp
 
 __all__ = ["EXIT_NO_GATEWAY", "EXIT_USAGE", "build_app", "run_app"]
+
+#: How long quitting may spend deleting the mappings (a second q stops sooner).
+QUIT_DEADLINE = 60.0
 
 
 def _requests(maps: Sequence[tuple[int, int]]) -> list[MapRequest]:
@@ -46,12 +50,17 @@ def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
     async def factory() -> AsyncIterator[EngineParts]:
         # Built on the worker's loop: the manager's sockets belong to it. The router view
         # lists the gateway's UPnP IGD (nothing is sent before the view opens).
+        # Mappings are recorded in the state file `natdeck map` uses, so that `natdeck
+        # unmap` can delete (with the PCP nonce) what --keep or an interrupted quit left
+        # open. On q the deletes may take up to QUIT_DEADLINE; a second q stops waiting.
         from engine.router_source import UpnpRouterListing
 
         router = UpnpRouterListing.on(gateway, local_address=local)
         try:
             yield EngineParts(MappingManager(gateway, gateway_port=gateway_port,
-                                             local_address=local, via=via, keep=keep),
+                                             local_address=local, via=via, keep=keep,
+                                             state_file=StateFile(),
+                                             close_deadline=QUIT_DEADLINE),
                               router=router)
         finally:
             await router.close()
@@ -85,6 +94,15 @@ def build_app(*, gateway: str | None, local: str | None, gateway_port: int = 535
                       initial_maps=requests, via=chosen)
 
 
+def left_open(app: NatDeckApp) -> int:
+    """How many mappings quitting left open (not kept on purpose): a second q stopped the
+    deletes, or the gateway did not answer them by the deadline."""
+    closed = app.link.closed
+    if closed is not None and not closed.kept:
+        return len(closed.left)
+    return app.left_behind
+
+
 def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
             demo: bool, maps: Sequence[tuple[int, int]] = (), keep: bool = False,
             via: str = "auto") -> int:
@@ -107,4 +125,8 @@ def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
     status = app.run()
     if app.engine_error is not None:
         print(f"natdeck: {app.engine_error}", file=sys.stderr)
+    left = left_open(app)
+    if left:
+        print(f"natdeck: {left} mapping(s) are still open at the gateway until they expire; "
+              "'natdeck unmap' can delete them (they are in its state file)", file=sys.stderr)
     return EXIT_OK if status is None else int(status)

@@ -143,8 +143,9 @@ def test_restart_noticed_from_the_epoch_of_the_next_answer(via: str) -> None:
     went back (RFC 6887 §8.5, RFC 6886 §3.6), and every mapping comes back on its port."""
 
     async def scenario() -> None:
+        # No announcement and no probe: only the answers' epochs can tell.
         async with rig(gateway=dict(max_lifetime=300), announce=False, lifetime=300,
-                       via=via) as r:
+                       via=via, idle_probe_interval=None) as r:
             await add_many(r, 10)
             before = gateway_ports(r)
             assert before == {20000 + i: 40000 + i for i in range(10)}
@@ -191,12 +192,15 @@ def test_restart_noticed_from_the_announcement(mode: str, via: str) -> None:
             assert gateway_ports(r) == before
             assert manager_ports(r) == before
             recreated = [a.at - restarted_at for a in r.tap.maps(since=restarted_at)]
-            assert len(recreated) == 10
-            assert all(0 <= t <= 5 for t in recreated), recreated
+            assert all(0 <= t <= 6 for t in recreated), recreated
             await r.gateway.wait_announcements()
             await asyncio.sleep(60)
-            # Ten repetitions over two minutes: still one request per mapping.
-            assert len(r.tap.maps(since=restarted_at)) == 10
+            # Ten repetitions over two minutes. Those of the first second cannot be told from
+            # another restart (its epoch would be 0 too): a mapping asked for before one of
+            # them is asked again. Later ones have epochs that say "no reset since": nothing.
+            assert 0 <= len(r.tap.maps(since=restarted_at)) - 10 <= (
+                10 if mode == "rfc" else 0)
+            assert len(r.tap.maps(since=restarted_at + 7)) == 0
             assert len(r.log.of(GatewayRestarted)) == 1
             assert all(v.state is MappingState.ACTIVE for v in r.manager.mappings.values())
 
@@ -228,8 +232,11 @@ def test_address_change_announced_updates_every_mapping(mode: str) -> None:
             await r.gateway.wait_announcements()
             await asyncio.sleep(60)
             renewals = [a.at - changed_at for a in r.tap.maps(since=changed_at)]
-            assert len(renewals) == 20, renewals  # one round, however many announcements
-            assert all(0 <= t <= 5 for t in renewals)
+            # One round, however many announcements (but see the restart test: a repetition
+            # in the first second may be another reset, and re-asks what was asked before it).
+            assert 20 <= len(renewals) <= (40 if mode == "rfc" else 20), renewals
+            assert all(0 <= t <= 6 for t in renewals)
+            assert {a.internal_port for a in r.tap.maps(since=changed_at)} == set(before)
             assert len({round(t, 6) for t in renewals}) > 10  # spread out, not a herd
             assert gateway_ports(r) == before
             assert {str(v.external_address) for v in r.manager.mappings.values()} == {

@@ -196,8 +196,10 @@ def test_address_change_in_the_middle_of_a_burst_of_requests() -> None:
             assert all_active(r)
             assert len([e for e in r.log.of(ExternalAddressChanged)
                         if str(e.new) == "198.51.100.9"]) == 1
-            # At most: the add, one confirmation after the change, a few lost to the queue.
-            assert len(r.tap.maps()) <= 2 * 400 + 20
+            # At most: the add, one confirmation after the change, a few lost to the queue,
+            # and again those asked for before a repetition of the announcement in its first
+            # second (it could be another reset: see test_manager's restart test).
+            assert len(r.tap.maps()) <= 2 * 400 + 60
 
     virtual(scenario)
 
@@ -224,7 +226,7 @@ def test_announcements_from_strangers_are_ignored() -> None:
             await add_many(r, 5)
             await asyncio.sleep(100)
             target = (LOOPBACK, r.announce_port)
-            before = len(r.tap.arrivals)
+            before = len(r.tap.maps())
             # From the gateway's host, another port.
             r.gateway.inject(forged_natpmp("192.0.2.66"), target, from_gateway_socket=False)
             r.gateway.inject(forged_announce(), target, from_gateway_socket=False)
@@ -240,7 +242,7 @@ def test_announcements_from_strangers_are_ignored() -> None:
                 await asyncio.sleep(30)
             assert [str(e.new) for e in r.log.of(ExternalAddressChanged)] == ["203.0.113.7"]
             assert not r.log.of(GatewayRestarted)
-            assert len(r.tap.arrivals) == before  # not one request
+            assert len(r.tap.maps()) == before  # not one request (only the idle probe)
             assert str(r.manager.status.external_address) == "203.0.113.7"
             # The control: the same forgery from the gateway's own socket is believed (until
             # the renewals it triggers hear the real address from the gateway).
@@ -267,7 +269,10 @@ def test_a_flood_of_announcements_causes_one_round_of_requests() -> None:
                     await asyncio.sleep(0.5)
             await r.gateway.wait_announcements()
             await asyncio.sleep(60)
-            assert len(r.tap.maps(since=restarted_at)) == 50
+            # One round, plus those asked before an announcement of the first second that
+            # could be another reset; nothing for the later ones, whose epochs say "none".
+            assert 50 <= len(r.tap.maps(since=restarted_at)) <= 100
+            assert len(r.tap.maps(since=restarted_at + 7)) == 0
             assert len(r.log.of(GatewayRestarted)) == 1
             assert gateway_ports(r) == expected_ports(50)
             assert all_active(r)

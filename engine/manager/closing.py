@@ -1,0 +1,120 @@
+"""Deleting mappings at the gateway: one mapping (``remove``) or all of them on exit.
+
+A delete is sent whatever natdeck believes of the mapping (lost, failed,
+unconfirmed): "lost" is a guess from an epoch, and a delete of a missing mapping
+is harmless. On exit every delete is started at once; the client's in-flight
+window lets them out as fast as the gateway answers, until the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..client import GatewayClient, PortMapping
+from ..codes import PcpResult
+from ..errors import NatDeckError, ResultCodeError
+from ..events import ManagerClosed, MappingKey, MappingState
+from .state import Trigger
+
+if TYPE_CHECKING:
+    from .mappings import MappingTable
+
+__all__ = ["CLOSE_DEADLINE", "CloseProgress", "delete_many", "delete_mapping"]
+
+log = logging.getLogger("engine.manager")
+
+#: How long leaving the ``async with`` may spend deleting mappings, by default.
+CLOSE_DEADLINE = 5.0
+
+
+@dataclass(slots=True)
+class CloseProgress:
+    """How leaving is going: read it while :meth:`MappingManager.close` runs."""
+
+    total: int
+    deadline: float
+    """Loop time after which the deletes still out are abandoned."""
+    deleted: int = 0
+    failed: list[tuple[MappingKey, str]] = field(default_factory=list)
+    """Mappings whose delete failed, with why."""
+    done: bool = False
+
+    @property
+    def pending(self) -> int:
+        """Deletes not yet answered."""
+        return self.total - self.deleted - len(self.failed)
+
+
+async def delete_mapping(client: GatewayClient, mapping: PortMapping, timeout: float) -> None:
+    """Delete ``mapping`` at the gateway; a gateway that says it has no such mapping is fine.
+
+    miniupnpd answers a PCP delete of a mapping it does not hold with NO_RESOURCES (RFC 6887
+    §15 would have SUCCESS): either way nothing is mapped any more.
+    """
+    try:
+        await client.delete(mapping, timeout=timeout)
+    except ResultCodeError as exc:
+        if exc.protocol != "pcp" or exc.code != PcpResult.NO_RESOURCES:
+            raise
+        mapping.deleted = True
+
+
+async def delete_many(client: GatewayClient, mappings: dict[MappingKey, PortMapping],
+                      progress: CloseProgress, on_deleted: Callable[[MappingKey], None]) -> None:
+    """Delete every mapping at once, until ``progress.deadline``; fill in ``progress``."""
+    loop = asyncio.get_running_loop()
+
+    async def drop(key: MappingKey, mapping: PortMapping) -> None:
+        try:
+            await delete_mapping(client, mapping, max(0.1, progress.deadline - loop.time()))
+        except NatDeckError as exc:
+            progress.failed.append((key, str(exc)))
+            return
+        progress.deleted += 1
+        on_deleted(key)
+
+    tasks = [asyncio.ensure_future(drop(k, m)) for k, m in mappings.items()]
+    try:
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, progress.deadline - loop.time()) + 0.5)
+    finally:
+        # Also when close() itself is cancelled (the user stopped waiting): no delete
+        # outlives it.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        progress.done = True
+
+
+async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
+                    progress: CloseProgress,
+                    forget: Callable[[MappingKey], None]) -> ManagerClosed:
+    """Delete every held mapping on exit (each REMOVING meanwhile); what was left."""
+    for key in held:
+        entry = table.entries[key]
+        entry.machine.fire(Trigger.REMOVE)
+        entry.view.state = entry.machine.state
+    await delete_many(table.client, held, progress, forget)
+    if progress.failed:  # one line, not one per mapping (there may be thousands)
+        key, why = progress.failed[0]
+        log.warning("could not delete %d mapping(s) on exit; %s: %s", len(progress.failed),
+                    key, why)
+    left = tuple(k for k in held if k in table.entries)
+    return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left)
+
+
+async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapping]:
+    """What natdeck holds at the gateway, once the adds in flight have been answered (until
+    loop time ``until``): an add answered after the exit would leave a mapping nobody
+    deletes."""
+    loop = asyncio.get_running_loop()
+    adding = [e.task for e in table.entries.values()
+              if e.view.state is MappingState.REQUESTING and e.task is not None]
+    if adding and until > loop.time():
+        await asyncio.wait(adding, timeout=until - loop.time())
+    return {e.view.key: e.mapping for e in table.entries.values()
+            if e.mapping is not None and not e.mapping.deleted}

@@ -1,0 +1,308 @@
+"""The managed mappings: each one's machine (:mod:`.state`), its due time
+(:mod:`.schedule`) and the one request it may have in flight.
+
+asyncio glue only: the decisions are the state table's. One scheduler task
+serves every mapping; a due mapping gets a short-lived task for its one
+request; the transport bounds how many are in flight to the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .. import timing
+from ..client import GatewayClient, PortMapping
+from ..errors import NatDeckError, ResultCodeError
+from ..events import (
+    Event,
+    ManagedMapping,
+    MappingFailed,
+    MappingKey,
+    MappingLost,
+    MappingRemoved,
+    MappingRenewalFailed,
+    MappingState,
+)
+from ..wire.addresses import IPAddress
+from .records import Records
+from .requests import send_request
+from .schedule import DueTimes
+from .state import Action, MappingMachine, Trigger, trigger_for_error
+from .watch import GatewayWatch, Round
+
+__all__ = ["NATPMP_ERROR_RETRY", "Entry", "MappingTable"]
+
+log = logging.getLogger("engine.manager")
+
+#: Retry a short-lifetime error that carries no error lifetime (NAT-PMP's
+#: NETWORK_FAILURE, OUT_OF_RESOURCES) after this long (our policy; PCP gateways
+#: such as miniupnpd say 30 s).
+NATPMP_ERROR_RETRY = 30.0
+
+_EXPIRING = (MappingState.ACTIVE, MappingState.RENEWING, MappingState.CONFIRMING,
+             MappingState.FAILED)
+
+
+@dataclass(eq=False)
+class Entry:
+    """One managed mapping: what the user sees, its machine, and the gateway's mapping."""
+
+    view: ManagedMapping
+    machine: MappingMachine
+    options: dict[str, Any]
+    mapping: PortMapping | None = None
+    task: asyncio.Task[None] | None = None
+    """The request in flight for it (the manager's own), if any."""
+    planned: float | None = None
+    """The next RFC 6887 §11.2.1 renewal window, drawn when the renewal was sent."""
+    expiry_told: bool = False
+    lost_told: bool = False
+    """MappingLost was emitted and no MappingRecovered since."""
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+
+class MappingTable:
+    """Entries by key, their due times, and the requests that serve them."""
+
+    def __init__(self, client: GatewayClient, watch: GatewayWatch, emit: Callable[[Event], None],
+                 records: Records, *, rng: random.Random, timeout: float,
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
+        self.client = client
+        self.watch = watch
+        self.emit = emit
+        self.records = records
+        self.rng = rng
+        self.timeout = timeout
+        self.spawn = spawn
+        self.entries: dict[MappingKey, Entry] = {}
+        self.views: dict[MappingKey, ManagedMapping] = {}
+        self.due: DueTimes[MappingKey] = DueTimes()
+        self.wakeup = asyncio.Event()
+        self.before_due: Callable[[], None] = lambda: None
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    # -- the scheduler ---------------------------------------------------------------------
+
+    def set_due(self, entry: Entry, at: float | None) -> None:
+        """Schedule ``entry``'s next action at ``at`` (None: none), or its expiry if sooner."""
+        entry.view.next_renewal_at = at
+        due = at
+        expires = entry.view.expires_at
+        if expires is not None and not entry.expiry_told and entry.view.state in _EXPIRING:
+            due = expires if due is None else min(due, expires)
+        if self.due.set(entry.view.key, due):
+            self.wakeup.set()
+
+    async def run(self) -> None:
+        """The scheduler: fire each due mapping's timer."""
+        while True:
+            now = self._now()
+            next_at = self.due.next_at()
+            if next_at is not None and next_at <= now:
+                self.before_due()
+                for key in self.due.pop_due(now):
+                    entry = self.entries.get(key)
+                    if entry is not None and not entry.busy:
+                        self._timer(entry, now)
+            self.wakeup.clear()
+            next_at = self.due.next_at()
+            delay = None if next_at is None else max(0.0, next_at - self._now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), delay)
+
+    def _timer(self, entry: Entry, now: float) -> None:
+        view = entry.view
+        if view.state in _EXPIRING and view.expires_at is not None \
+                and now >= view.expires_at and not entry.expiry_told:
+            reason = ("its lifetime ran out before a renewal succeeded" if view.reason is None
+                      else f"expired: {view.reason}")
+            entry.expiry_told = True
+            was = view.state
+            self.fire(entry, Trigger.EXPIRED)
+            if was is MappingState.FAILED:
+                # RFC 6887 §15: a long-lifetime error waits for a change; say it is gone.
+                view.expires_at = None
+                self.emit(MappingLost(now, view.key, reason))
+            else:
+                self.lost(entry, reason, was)
+            return
+        self.fire(entry, Trigger.DUE)
+
+    # -- transitions -----------------------------------------------------------------------
+
+    def fire(self, entry: Entry, trigger: Trigger, *, user: bool = False,
+             error: NatDeckError | None = None) -> Action:
+        """Feed ``trigger`` to the entry's machine and carry out the action."""
+        action = entry.machine.fire(trigger)
+        entry.view.state = entry.machine.state
+        now = self._now()
+        if action in (Action.RENEW, Action.RECREATE):
+            self.set_due(entry, None)
+            entry.task = self.spawn(send_request(self, entry, action, user=user))
+        elif action is Action.SCHEDULE_RENEWAL:
+            assert entry.mapping is not None
+            entry.expiry_told = False
+            self.set_due(entry, renewal_time(entry.mapping, self.rng))
+        elif action is Action.RECREATE_NOW:
+            self.set_due(entry, now)
+        elif action is Action.CONFIRM_LATER:
+            self.set_due(entry, now + self.rng.uniform(0.0, self.watch.announce_delay))
+        elif action is Action.RETRY_WINDOW:
+            self.set_due(entry, None if entry.planned is None else max(entry.planned, now))
+        elif action is Action.RETRY_BACKOFF:
+            self.set_due(entry, now + entry.machine.next_backoff(self.rng.random()))
+        elif action is Action.RETRY_AFTER_ERROR:
+            self.set_due(entry, now + error_wait(error))
+        elif action is Action.WAIT_FOR_CHANGE:
+            self.set_due(entry, None)
+        elif action is Action.DELETE:
+            self.due.set(entry.view.key, None)  # nothing scheduled runs while it deletes
+        elif action is Action.RESUME:
+            at = entry.view.next_renewal_at
+            self.set_due(entry, now if at is None else at)
+        return action
+
+    def lost(self, entry: Entry, reason: str, was: MappingState) -> None:
+        """Say the mapping is lost (once), if this transition made it so."""
+        if was is not MappingState.LOST and entry.view.state is MappingState.LOST:
+            entry.view.reason = reason
+            entry.lost_told = True
+            self.emit(MappingLost(self._now(), entry.view.key, reason))
+
+    def changed(self, change: Round) -> None:
+        """The gateway restarted or announced something: every mapping follows it."""
+        now = self._now()
+        if change.new_address is not None:
+            self._follow_address(*change.new_address)
+        trigger = Trigger.GONE if change.lost else Trigger.CHANGED
+        for entry in self.entries.values():
+            state = entry.view.state
+            if state is MappingState.REMOVING:
+                continue
+            if entry.busy:
+                sent = entry.machine.sent_at
+                if sent is not None and sent > change.at:
+                    continue  # its answer will show the new state
+            elif entry.machine.confirmed_at > change.at:
+                continue  # asked after the change already
+            due = self.due.at(entry.view.key)
+            if (not change.lost and state in (MappingState.CONFIRMING, MappingState.LOST)
+                    and due is not None and now <= due <= now + change.spread):
+                continue  # a confirmation is due within the window already: coalesced
+            # (A busy one's answer is stale: the machine sees that, sent_at < last_change.)
+            self.fire(entry, trigger)
+            self.lost(entry, change.reason, state)
+            if change.lost and not entry.busy:
+                self.set_due(entry, now + self.rng.uniform(0.0, change.spread))
+
+    def _follow_address(self, old: IPAddress | None, new: IPAddress) -> None:
+        # The NAT-PMP announcement names the new address (RFC 6886 §3.2.1): show it at
+        # once; a PCP mapping on another address of the gateway's pool keeps its own.
+        for entry in self.entries.values():
+            if entry.mapping is None or entry.view.external_address not in (old, None):
+                continue
+            entry.mapping.external_address = new
+            entry.view.external_address = new
+
+    def local_address_changed(self, old: IPAddress, current: IPAddress) -> None:
+        """The gateway maps the old address: ask again for the same external ports, for
+        the new one (the old mappings expire at the gateway)."""
+        self.watch.last_change = self._now()
+        for entry in self.entries.values():
+            if entry.mapping is not None:
+                entry.mapping.local_address = current
+            if entry.view.state not in (MappingState.REQUESTING, MappingState.REMOVING):
+                was = entry.view.state
+                self.fire(entry, Trigger.GONE)
+                self.lost(entry, f"the local address changed from {old} to {current}", was)
+
+    def forget(self, key: MappingKey, *, deleted: bool) -> None:
+        """Stop managing ``key`` (deleted at the gateway, or dropped) and say so."""
+        entry = self.entries.pop(key, None)
+        self.views.pop(key, None)
+        self.due.set(key, None)
+        if entry is None:
+            return
+        if entry.view.state is MappingState.REMOVING:
+            entry.machine.fire(Trigger.DELETED)
+            entry.view.state = entry.machine.state
+        if deleted and entry.mapping is not None:
+            self.records.drop(entry.mapping)
+        self.emit(MappingRemoved(self._now(), key, deleted_at_gateway=deleted))
+
+    def reachable_again(self) -> None:
+        """The gateway answers again: give lasting failures another chance."""
+        for entry in self.entries.values():
+            if entry.view.state is MappingState.FAILED and not entry.busy:
+                self.fire(entry, Trigger.REACHABLE)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def granted(self, entry: Entry, mapping: PortMapping) -> None:
+        """An answer granted ``mapping``: update the view, the state and the record."""
+        view = entry.view
+        trigger = entry.machine.answered(self.watch.last_change)
+        view.via = mapping.via
+        moved = view.external_port != mapping.external_port or view.nonce != mapping.nonce
+        view.external_port = mapping.external_port
+        view.external_address = mapping.external_address
+        view.lifetime = mapping.lifetime
+        view.granted_at = mapping.granted_at
+        view.expires_at = mapping.expires_at
+        view.epoch = mapping.epoch
+        view.nonce = mapping.nonce
+        view.options = mapping.options
+        view.reason = None
+        view.error = None
+        self.watch.status.via = mapping.via
+        if trigger is Trigger.GRANTED and mapping.external_address is not None:
+            # (A stale answer may predate an address change: not news.)
+            self.watch.external_address(mapping.external_address, "response")
+        self.fire(entry, trigger)
+        if moved:  # a new mapping, or a new port or nonce: what `natdeck unmap` needs
+            self.records.record(mapping)
+
+    def failed(self, entry: Entry, exc: NatDeckError, *, renewal: bool,
+               recovering: bool) -> None:
+        """A request for ``entry`` failed: the error policy says what follows."""
+        view = entry.view
+        self.watch.failed_request(exc)
+        view.reason = str(exc)
+        view.error = exc.with_traceback(None)  # keep the message, not the frames
+        view.failures += 1
+        self.fire(entry, trigger_for_error(exc), error=exc)
+        retry = view.next_renewal_at
+        if view.state is MappingState.LOST:
+            view.expires_at = None
+        if renewal:
+            self.emit(MappingRenewalFailed(self._now(), view.key, exc, retry))
+        else:
+            self.emit(MappingFailed(self._now(), view.key, exc, retry,
+                                    recovering=recovering or view.state is not
+                                    MappingState.REQUESTING))
+
+
+def renewal_time(mapping: PortMapping, rng: random.Random) -> float:
+    """When to renew a granted mapping: RFC 6887 §11.2.1 for PCP, RFC 6886 §3.3 else."""
+    lifetime = max(mapping.lifetime, 1)
+    if mapping.via == "pcp":
+        return mapping.granted_at + timing.pcp_renewal_delay(lifetime, rng)
+    return mapping.granted_at + timing.natpmp_renewal_delay(lifetime, rng)
+
+
+def error_wait(error: NatDeckError | None) -> float:
+    """How long a short-lifetime error lasts: its error lifetime (1 s-1 h), else our 30 s."""
+    if isinstance(error, ResultCodeError) and error.error_lifetime is not None:
+        return float(min(max(error.error_lifetime, 1), 3600))
+    return NATPMP_ERROR_RETRY

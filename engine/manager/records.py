@@ -1,0 +1,49 @@
+"""The manager's entries in the mappings state file (:mod:`engine.statefile`).
+
+The same file ``natdeck map`` writes, so that ``natdeck unmap`` can delete, with
+the right PCP nonce, a mapping the TUI or a library user left behind (``keep``,
+an exit that could not delete everything, a crash). A write that fails is
+logged, never raised: the mapping itself is fine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..client import PortMapping
+from ..statefile import MappingRecord, StateFile
+
+__all__ = ["Records"]
+
+log = logging.getLogger("engine.manager")
+
+
+class Records:
+    """Record and drop mappings in ``state_file``; with None, do nothing."""
+
+    def __init__(self, state_file: StateFile | None) -> None:
+        self.state_file = state_file
+
+    def record(self, mapping: PortMapping) -> None:
+        """Remember ``mapping`` (its nonce, ports, lifetime)."""
+        if self.state_file is None:
+            return
+        try:
+            for warning in self.state_file.record(MappingRecord.from_mapping(mapping)):
+                log.warning("%s", warning)
+        except OSError as exc:
+            log.warning("could not record %s in %s: %s", mapping.describe(),
+                        self.state_file.path, exc)
+
+    def drop(self, mapping: PortMapping) -> None:
+        """Forget ``mapping`` (it was deleted at the gateway)."""
+        if self.state_file is None:
+            return
+        try:
+            _, warnings = self.state_file.remove(mapping.gateway, mapping.gateway_port,
+                                                 int(mapping.protocol), mapping.internal_port)
+        except OSError as exc:
+            log.warning("could not update %s: %s", self.state_file.path, exc)
+            return
+        for warning in warnings:
+            log.warning("%s", warning)

@@ -1,0 +1,66 @@
+"""Due times of many mappings in one heap, pure (fed ``now``, no clock, no loop).
+
+One scheduler task serves every mapping: 10,000 mappings cost 10,000 heap
+entries, not 10,000 sleeping tasks. Setting a key's due time again replaces the
+old one (the old heap entry is left behind and skipped when it comes up).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["DueTimes"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+class DueTimes(Generic[K]):
+    """When each key is next due; :meth:`pop_due` hands out the keys whose time came."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, K]] = []
+        self._due: dict[K, tuple[float, int]] = {}
+        self._sequence = 0
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def set(self, key: K, at: float | None) -> bool:
+        """Make ``key`` due at ``at`` (None: not due). True when it is now the earliest."""
+        if at is None:
+            self._due.pop(key, None)
+            return False
+        self._sequence += 1
+        self._due[key] = (at, self._sequence)
+        heapq.heappush(self._heap, (at, self._sequence, key))
+        return self._heap[0][1] == self._sequence
+
+    def at(self, key: K) -> float | None:
+        """When ``key`` is due, or None."""
+        due = self._due.get(key)
+        return None if due is None else due[0]
+
+    def next_at(self) -> float | None:
+        """The earliest due time, or None when nothing is due."""
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: float) -> list[K]:
+        """Every key due at or before ``now``, earliest first; they are no longer due."""
+        keys: list[K] = []
+        while True:
+            self._drop_stale()
+            if not self._heap or self._heap[0][0] > now:
+                return keys
+            _, _, key = heapq.heappop(self._heap)
+            del self._due[key]
+            keys.append(key)
+
+    def _drop_stale(self) -> None:
+        while self._heap:
+            at, sequence, key = self._heap[0]
+            if self._due.get(key) == (at, sequence):
+                return
+            heapq.heappop(self._heap)
