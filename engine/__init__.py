@@ -78,8 +78,8 @@ if TYPE_CHECKING:
         MappingRemoved,
         MappingRenewalFailed,
         MappingRenewed,
-        MappingState,
         MappingsConfirming,
+        MappingState,
         ProbeCompleted,
     )
     from .manager import (
