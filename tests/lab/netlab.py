@@ -106,10 +106,6 @@ GATEWAY_LAN = "198.18.0.1"
 CLIENT_ADDRESS = "198.18.0.2"
 #: "Another host" on the LAN (see :meth:`Lab.as_another_host`).
 OTHER_CLIENT_ADDRESS = "198.18.0.3"
-#: IPv6 (documentation prefix, only inside the namespaces; see :meth:`Lab.ipv6_addresses`).
-GATEWAY_LAN6 = "2001:db8:1::1"
-CLIENT_ADDRESS6 = "2001:db8:1::2"
-GATEWAY_WAN6 = "2001:db8:2::1"
 LAN_PREFIX_LENGTH = 24
 INITIAL_WAN_ADDRESS = "11.0.0.1"
 WAN_PREFIX_LENGTH = 24
@@ -122,6 +118,8 @@ GATEWAY_LAN6 = "2001:db8:0:1::1"
 CLIENT_ADDRESS6 = "2001:db8:0:1::2"
 WAN6_ADDRESS = "2001:db8:0:2::1"
 WAN6_PEER_ADDRESS = "2001:db8:0:2::fe"
+#: The same addresses serve :meth:`Lab.ipv6_addresses` (IPv6 for one block of a test).
+GATEWAY_WAN6 = WAN6_ADDRESS
 
 # RFC 6886 section 3.2 / RFC 6887 section 19.1: the server listens on 5351; clients listen on
 # 5350 for unsolicited announcements (miniupnpd also sends NAT-PMP ones to 5351).
