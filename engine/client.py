@@ -23,7 +23,13 @@ from .dialects.base import Grant, Mapper, MapperFactory
 from .dialects.datagram import DatagramMapper
 from .dialects.natpmp import NatPmpDialect
 from .dialects.pcp import PcpDialect
-from .errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError
+from .errors import (
+    GatewayError,
+    GatewayTimeout,
+    InvalidRequest,
+    PortUnreachable,
+    ResultCodeError,
+)
 from .link import GatewayLink, holding_channel
 from .mapping import (
     DEFAULT_TIMEOUT,
@@ -43,6 +49,8 @@ from .protocols import Protocol
 from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
+from .upnp.mapper import UpnpMapper
+from .upnp.ssdp import SSDP_PORT
 from .wire import pcp
 from .wire.addresses import IPAddress
 
@@ -68,25 +76,48 @@ class GatewayClient(GatewayLink):
     Holds the UDP channel (opened on first use; with ``async with``, kept open
     until exit, else closed after each operation), the :attr:`negotiation` (which
     protocols the gateway speaks, its external address and epochs), the last
-    round-trip time, and one mapper per mapping protocol (``mappers``: more, such as
-    UPnP IGD, are given as factories called with the client). Listeners in
-    :attr:`on_state_lost` are called when an epoch shows the gateway lost its mappings.
+    round-trip time, and one mapper per mapping protocol: PCP, NAT-PMP and UPnP IGD
+    (searched on the gateway's ``ssdp_port``, 1900; ``upnp=False`` leaves it out; other
+    mappers are given as factories called with the client, and replace a default of their
+    name). Listeners in :attr:`on_state_lost` are called when an epoch shows the gateway
+    lost its mappings.
     """
 
     def __init__(self, gateway: str | IPAddress, port: int = SERVER_PORT, *,
                  local_address: str | IPAddress | None = None,
                  max_in_flight: int | None = None,
                  rng: random.Random | None = None,
-                 mappers: Iterable[MapperFactory] = ()) -> None:
+                 mappers: Iterable[MapperFactory] = (),
+                 ssdp_port: int = SSDP_PORT, upnp: bool = True) -> None:
         super().__init__(gateway, port, local_address=local_address,
                          max_in_flight=max_in_flight, rng=rng)
         name = str(self.gateway)  # as the gateway's errors name it (timeouts add the port)
         self.mappers: dict[MappingProtocol, Mapper] = {
             "pcp": DatagramMapper(PcpDialect(name), self),
             "natpmp": DatagramMapper(NatPmpDialect(name), self)}
+        if upnp:
+            self.mappers["upnp"] = UpnpMapper(self, ssdp_port=ssdp_port)
         for factory in mappers:
             mapper = factory(self)
             self.mappers[mapper.name] = mapper
+
+    @property
+    def ssdp_port(self) -> int | None:
+        """Where the UPnP mapper searches the gateway's IGD (``None``: no UPnP mapper)."""
+        mapper = self.mappers.get("upnp")
+        return mapper.ssdp_port if isinstance(mapper, UpnpMapper) else None
+
+    @ssdp_port.setter
+    def ssdp_port(self, port: int) -> None:
+        mapper = self.mappers.get("upnp")
+        if isinstance(mapper, UpnpMapper):
+            mapper.ssdp_port = port
+
+    async def _release(self) -> None:
+        # The UPnP mapper's HTTP connections live as long as the channel.
+        for mapper in self.mappers.values():
+            if isinstance(mapper, UpnpMapper):
+                await mapper.close()
 
     # -- requests ------------------------------------------------------------------------
 
@@ -124,6 +155,7 @@ class GatewayClient(GatewayLink):
         start = loop.time()
         plan = self.negotiation.plan(
             request.via, natpmp_can_carry=request.natpmp_refusal() is None,
+            upnp_can_carry=request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
             available=tuple(self.mappers))
         silences: list[GatewayTimeout] = []
@@ -142,6 +174,9 @@ class GatewayClient(GatewayLink):
                 budget = None if timeout is None else timeout - (loop.time() - start)
                 if budget is not None and budget <= 0:
                     break  # the whole budget went on earlier steps: say what was tried
+                if step.silence_falls_back and step.budget is not None:
+                    # A later silent step keeps its share too (NAT-PMP before UPnP).
+                    budget = step.budget if budget is None else min(budget, step.budget)
                 log.info("gateway %s: %s; trying %s", self.gateway, last, step.protocol)
             try:
                 grant = await mapper.map(request, timeout=budget)
@@ -158,10 +193,13 @@ class GatewayClient(GatewayLink):
             return await self._new_mapping(request, grant, timeout)
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
-            # Silent on every step: one error that counts every try over the whole call.
-            raise GatewayTimeout(last.gateway, ", then ".join(s.request for s in silences),
-                                 sum(s.tries for s in silences), loop.time() - start,
-                                 silences[-1].protocol) from None
+            # Silent on every step: one error that counts every try over the whole call
+            # (a PortUnreachable when every step was refused by ICMP).
+            kind = PortUnreachable if all(isinstance(s, PortUnreachable) for s in silences) \
+                else GatewayTimeout
+            raise kind(last.gateway, ", then ".join(s.request for s in silences),
+                       sum(s.tries for s in silences), loop.time() - start,
+                       silences[-1].protocol) from None
         raise last
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,
@@ -257,14 +295,22 @@ class GatewayClient(GatewayLink):
     async def get_external_address(self, *, via: Via = "auto",
                                    timeout: float | None = DEFAULT_TIMEOUT) -> IPAddress:
         """The gateway's external address; see :func:`external_address`."""
-        order = self.negotiation.address_order(via, ipv4=isinstance(self.gateway, IPv4Address))
+        order = self.negotiation.address_order(via, ipv4=isinstance(self.gateway, IPv4Address),
+                                               available=tuple(self.mappers))
+        skipped: frozenset[MappingProtocol] = frozenset()
+        last: GatewayError | None = None
         for index, protocol in enumerate(order):
+            if protocol in skipped:
+                continue
             try:
                 return await self.mappers[protocol].external_address(timeout=timeout)
             except GatewayError as exc:
+                last = exc
                 if index == len(order) - 1 or not falls_back(via, ANSWERS_ONLY, exc):
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                skipped |= skips_after(exc)
+        assert last is not None
+        raise last
 
     @holding_channel
     async def peer(self, protocol: int, internal_port: int, remote_address: str | IPAddress,
@@ -288,17 +334,27 @@ class GatewayClient(GatewayLink):
 
     @holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:
-        """Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once, as tailscale does.
+        """Ask PCP (ANNOUNCE), NAT-PMP (external address) and UPnP IGD (SSDP, then the
+        IGD's description and WAN state) at once, as tailscale does.
 
         Never raises for silence: a protocol that did not answer within
         ``timeout`` is reported as not spoken.
         """
         await self.local_address()
-        heard_pcp, heard_natpmp = await asyncio.gather(
-            self.mappers["pcp"].probe(timeout=timeout),
-            self.mappers["natpmp"].probe(timeout=timeout))
-        self.negotiation.after_probe((heard_pcp, heard_natpmp))
+        asked = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
+        heard = dict(zip(asked, await asyncio.gather(
+            *(self.mappers[p].probe(timeout=timeout) for p in asked)), strict=True))
+        self.negotiation.after_probe(heard.values())
+        heard_pcp, heard_natpmp = heard["pcp"], heard["natpmp"]
+        heard_upnp = heard.get("upnp")
         rtts = [h.rtt for h in (heard_pcp, heard_natpmp) if h.rtt is not None]
+        upnp_spoken = heard_upnp is not None and heard_upnp.spoken is True
+        if not rtts and upnp_spoken and heard_upnp is not None and heard_upnp.rtt is not None:
+            rtts.append(heard_upnp.rtt)
         return ProbeResult(self.gateway, heard_pcp.spoken is True, heard_natpmp.spoken is True,
                            self.external_address, heard_pcp.epoch, heard_natpmp.epoch,
-                           min(rtts) if rtts else None, heard_pcp.server_version)
+                           min(rtts) if rtts else None, heard_pcp.server_version,
+                           upnp=upnp_spoken,
+                           igd=heard_upnp.device if heard_upnp is not None else None,
+                           upnp_rtt=heard_upnp.rtt if upnp_spoken and heard_upnp else None,
+                           warning=heard_upnp.warning if heard_upnp is not None else None)

@@ -8,7 +8,7 @@ read as sentences a user can act on: what was asked, what happened, what to try.
 from __future__ import annotations
 
 from .codes import ErrorLifetime, PcpResult, pcp_result, result_description, result_name
-from .types import DatagramProtocol, shown_name
+from .types import MappingProtocol, shown_name
 
 __all__ = [
     "GatewayTimeout",
@@ -22,7 +22,7 @@ __all__ = [
     "UnsupportedVersion",
 ]
 
-ProtocolName = DatagramProtocol
+ProtocolName = MappingProtocol
 
 
 class NatDeckError(Exception):
@@ -90,8 +90,8 @@ class GatewayTimeout(GatewayError):
                     "to it were still waiting for answers; allow more time or send fewer at once")
         return (f"{self.request}: no answer from {shown_name(self.protocol)} gateway "
                 f"{self.gateway} after {self.tries} {'try' if self.tries == 1 else 'tries'} over "
-                f"{self.elapsed:.1f} s; is it the right gateway, and does it have NAT-PMP/PCP "
-                "enabled?")
+                f"{self.elapsed:.1f} s; is it the right gateway, and does it have "
+                f"{_enabled(self.protocol)} enabled?")
 
 
 class PortUnreachable(GatewayTimeout):
@@ -102,9 +102,16 @@ class PortUnreachable(GatewayTimeout):
     """
 
     def _sentence(self) -> str:
+        nothing = "NAT-PMP/PCP nor UPnP IGD" if self.protocol == "upnp" \
+            else shown_name(self.protocol)
         return (f"{self.request}: gateway {self.gateway} refused it (ICMP port unreachable): "
-                f"nothing listens for {shown_name(self.protocol)} there; is NAT-PMP/PCP "
+                f"nothing listens for {nothing} there; is {_enabled(self.protocol)} "
                 "enabled on it?")
+
+
+def _enabled(protocol: ProtocolName) -> str:
+    # A UPnP step comes last in "auto": the error then covers every protocol tried.
+    return "NAT-PMP/PCP or UPnP" if protocol == "upnp" else "NAT-PMP/PCP"
 
 
 class ResultCodeError(GatewayError):
@@ -141,6 +148,13 @@ class ResultCodeError(GatewayError):
     def mapping_protocol(self) -> ProtocolName:
         """The mapping protocol that answered (``.protocol`` is the older name)."""
         return self.protocol
+
+    @property
+    def port_in_use(self) -> bool:
+        """Whether the gateway said the external port asked for is someone else's: PCP
+        CANNOT_PROVIDE_EXTERNAL, UPnP 718 ConflictInMappingEntry / 729 (one meaning, so a
+        front end says "port in use" whichever protocol answered)."""
+        return self.protocol == "pcp" and self.code == PcpResult.CANNOT_PROVIDE_EXTERNAL
 
     @property
     def lifetime_kind(self) -> ErrorLifetime:
