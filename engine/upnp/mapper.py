@@ -144,7 +144,9 @@ class UpnpMapper:
         return 0 if self.permanent_only else request.lifetime
 
     def _learn_lease(self, asked: int, mapping: UpnpMapping) -> None:
-        if asked and mapping.permanent:
+        # An add retried as permanent (725, 402) shows in what it finally asked; an IGDv2
+        # gateway then holds it for 604800 s (finite: renewed), an IGDv1 one without end.
+        if asked and mapping.requested_lifetime == 0:
             log.info("UPnP gateway %s takes only permanent leases", self.link.gateway)
             self.permanent_only = True
 
