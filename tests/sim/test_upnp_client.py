@@ -80,7 +80,8 @@ async def test_auto_on_a_upnp_only_gateway_maps_with_upnp_at_once(start_igd: Sta
         assert mapping.via == "upnp"
         assert (mapping.external_port, mapping.lifetime) == (8080, 3600)
         assert mapping.external_address == ip_address("203.0.113.7")
-        assert mapping.nonce is None and not mapping.permanent
+        assert mapping.nonce is None
+        assert not mapping.permanent
         assert client.speaks["upnp"] is True
         # ICMP port unreachable from 5351 skipped NAT-PMP: PCP refused once, then one search.
         assert elapsed < 1.0
@@ -101,7 +102,8 @@ async def test_auto_on_a_gateway_that_speaks_all_three_picks_pcp_with_no_added_d
         mapping = await client.map(TCP, 8080)
     assert mapping.via == "pcp"
     assert pcp.counters.received == 1   # one PCP request, answered: nothing else was tried
-    assert igd.searches == 0 and igd.action_log == []
+    assert igd.searches == 0
+    assert igd.action_log == []
 
 
 async def test_via_upnp_one_shot_map_renew_delete(start_igd: StartIgd) -> None:
@@ -155,7 +157,8 @@ async def test_a_port_another_host_holds_is_the_port_in_use_error_on_igdv1(
     error = caught.value
     assert isinstance(error, UpnpResultError)
     assert (error.protocol, error.code, error.port_in_use) == ("upnp", 718, True)
-    assert "ConflictInMappingEntry (718)" in str(error) and "try another port" in str(error)
+    assert "ConflictInMappingEntry (718)" in str(error)
+    assert "try another port" in str(error)
 
 
 async def test_a_port_another_host_holds_gets_another_port_on_igdv2(start_igd: StartIgd) -> None:
@@ -163,7 +166,8 @@ async def test_a_port_another_host_holds_gets_another_port_on_igdv2(start_igd: S
     other_hosts_mapping(igd, 8080)
     async with client_for(igd) as client:
         mapping = await client.map(TCP, 8080)
-        assert mapping.via == "upnp" and mapping.external_port != 8080   # as PCP would
+        assert mapping.via == "upnp"
+        assert mapping.external_port != 8080
         await client.delete(mapping)
     assert [m.internal_address for m in igd.mappings()] == [OTHER]
 
@@ -184,10 +188,14 @@ async def test_permanent_only_leases(start_igd: StartIgd, code: int) -> None:
     igd = await start_igd(IgdConfig(igd_version=1, permanent_only=True, permanent_only_code=code))
     async with client_for(igd) as client:
         mapping = await client.map(TCP, 8080, lifetime=3600)
-        assert mapping.via == "upnp" and mapping.permanent and mapping.lifetime == 0
-        assert mapping.expires_at == math.inf and mapping.remaining(0.0) == math.inf
+        assert mapping.via == "upnp"
+        assert mapping.permanent
+        assert mapping.lifetime == 0
+        assert mapping.expires_at == math.inf
+        assert mapping.remaining(0.0) == math.inf
         record = MappingRecord.from_mapping(mapping)
-        assert record.permanent and record.expires() == math.inf
+        assert record.permanent
+        assert record.expires() == math.inf
         assert MappingRecord.from_json(record.to_json()).to_mapping().permanent
         adds = igd.action_log.count("AddPortMapping")
         assert adds == 2   # the finite lease refused, then the permanent one
@@ -204,7 +212,8 @@ async def test_permanent_only_on_igdv2_is_held_for_a_week(start_igd: StartIgd) -
     igd = await start_igd(IgdConfig(permanent_only=True))
     async with client_for(igd) as client:
         mapping = await client.map(TCP, 8080, lifetime=3600)
-        assert not mapping.permanent and mapping.lifetime == 604800   # renewed like any
+        assert not mapping.permanent
+        assert mapping.lifetime == 604800
         await client.renew(mapping)
         await client.delete(mapping)
     # One refused add, then every add (the map's retry and the renewal) asked permanent.
@@ -219,9 +228,12 @@ async def test_igdv1_only(start_igd: StartIgd) -> None:
         mapping = await client.map(TCP, 8080, lifetime=600)
         probed = await client.probe(timeout=2.0)
         await client.delete(mapping)
-    assert mapping.via == "upnp" and mapping.external_port == 8080
-    assert "AddPortMapping" in igd.action_log and "AddAnyPortMapping" not in igd.action_log
-    assert probed.igd is not None and probed.igd.igd_version == 1
+    assert mapping.via == "upnp"
+    assert mapping.external_port == 8080
+    assert "AddPortMapping" in igd.action_log
+    assert "AddAnyPortMapping" not in igd.action_log
+    assert probed.igd is not None
+    assert probed.igd.igd_version == 1
     assert probed.igd.service_type.endswith("WANIPConnection:1")
     assert igd.mappings() == ()
 
@@ -231,14 +243,17 @@ async def test_empty_external_address_is_the_double_nat_warning_not_a_crash(
     igd = await start_igd(IgdConfig(empty_external_address=True))
     async with client_for(igd) as client:
         probed = await client.probe(timeout=2.0)
-        assert probed.upnp and probed.via == "upnp"
+        assert probed.upnp
+        assert probed.via == "upnp"
         assert probed.external_address is None
-        assert probed.warning is not None and "another NAT above the gateway" in probed.warning
+        assert probed.warning is not None
+        assert "another NAT above the gateway" in probed.warning
         with pytest.raises(UpnpReplyError, match="another NAT above the gateway"):
             await client.get_external_address(via="upnp")
         with pytest.raises(ResultCodeError) as caught:
             await client.map(TCP, 8080)
-    assert caught.value.code == 501 and "ActionFailed" in str(caught.value)
+    assert caught.value.code == 501
+    assert "ActionFailed" in str(caught.value)
     assert "second NAT" in str(caught.value)
 
 
@@ -271,7 +286,8 @@ async def test_probe_reports_all_three_with_the_igds_name(start_igd: StartIgd) -
     assert (probed.igd.friendly_name, probed.igd.model_name, probed.igd.model_number,
             probed.igd.igd_version) == ("natdeck simulated router", "natdeck simulated IGD",
                                         "2.3.1", 2)
-    assert probed.upnp_rtt is not None and probed.upnp_rtt < 1.0
+    assert probed.upnp_rtt is not None
+    assert probed.upnp_rtt < 1.0
 
 
 async def test_external_address_on_a_upnp_only_gateway(start_igd: StartIgd) -> None:
