@@ -14,6 +14,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from ipaddress import ip_address
+from typing import Any
 
 import pytest
 
@@ -126,11 +127,12 @@ async def test_requests_upnp_cannot_carry_are_refused_before_sending(
         start_igd: StartIgd) -> None:
     igd = await start_igd()
     async with client_for(igd) as client:
-        for call in (lambda: client.map(47, 0, via="upnp"),
-                     lambda: client.map(TCP, 80, via="upnp", prefer_failure=True),
-                     lambda: client.map(TCP, 80, via="upnp", external_address="203.0.113.9")):
+        asks: list[tuple[int, int, dict[str, Any]]] = [
+            (47, 0, {}), (TCP, 80, {"prefer_failure": True}),
+            (TCP, 80, {"external_address": "203.0.113.9"})]
+        for protocol, port, extra in asks:
             with pytest.raises(InvalidRequest, match="UPnP IGD"):
-                await call()
+                await client.map(protocol, port, via="upnp", **extra)
     assert igd.searches == 0
 
 
