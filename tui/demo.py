@@ -2,7 +2,9 @@
 
 ``natdeck --demo`` shows everything the TUI does without sending a packet off
 this machine: :func:`demo_engine` starts :class:`~engine.simulator.SimulatedGateway`
-on 127.0.0.1 (a free port), points its announcements, unicast, at the
+on 127.0.0.1 (a free port) with a UPnP IGD over the same table
+(:class:`~engine.simulator.upnp.SimulatedIgd`: SSDP on a free loopback port, searched
+by unicast, HTTP on loopback), points its announcements, unicast, at the
 manager's announcement listener on another free loopback port (a real
 gateway multicasts them to 224.0.0.1:5350, RFC 6886 §3.2.1 and RFC 6887
 §14.1.3), and pre-maps a few ports. The demo keys restart the gateway and
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from engine.manager import MappingManager
 from engine.protocols import Protocol
 from engine.simulator import GatewayConfig, SimulatedGateway
+from engine.simulator.upnp import SimulatedIgd
 
 from .backend import EngineParts
 from .demo_hosts import OtherHosts, SimulatedRouterListing
@@ -150,7 +153,8 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
     config = dataclasses.replace(base, announce_targets=((LOOPBACK, announce_port),),
                                  announce_count=opts.announce_count,
                                  initial_epoch=opts.initial_epoch)
-    async with SimulatedGateway(LOOPBACK, opts.port, opts.external_address, config) as gateway:
+    async with SimulatedGateway(LOOPBACK, opts.port, opts.external_address, config) as gateway, \
+            SimulatedIgd(LOOPBACK, gateway=gateway) as igd:
         host, port = gateway.address
         manager = MappingManager(
             host, gateway_port=port, local_address=LOOPBACK, via=opts.via,
@@ -158,6 +162,8 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             announce_ports=(announce_port,), multicast=False, keep=opts.keep,
             probe_on_start=opts.probe_on_start,
             rng=random.Random(opts.seed) if opts.seed is not None else None)
+        # The manager does not take the IGD's SSDP port yet: its client's UPnP mapper does.
+        manager.client.ssdp_port = igd.ssdp_port
         others = OtherHosts(gateway, rng=random.Random(opts.seed))
         listing = SimulatedRouterListing(gateway, others, local_address=LOOPBACK,
                                          secure_mode=opts.secure_mode)

@@ -170,3 +170,29 @@ def test_the_json_of_a_pcp_mapping_keeps_its_epoch_and_adds_permanent() -> None:
     assert (fields["epoch"], fields["permanent"]) == (7, False)
     assert json.loads(json.dumps(fields)) == fields
     assert mapping_text("mapped", fields).endswith("for 60 s via PCP (gateway 192.0.2.1, epoch 7)")
+
+
+async def test_the_simulator_process_serves_upnp_only(run: Any) -> None:
+    # ``python -m engine.simulator --upnp-only``: what benches and people start by hand.
+    import asyncio
+    import sys
+
+    from .conftest import REPO, subprocess_env
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine.simulator", "--port", "0", "--upnp-only", cwd=REPO,
+        env=subprocess_env(), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert (line["pcp"], line["natpmp"], line["upnp"]) == (False, False, True)
+        target = ["--gateway", "127.0.0.1", "--gateway-port", str(line["port"]),
+                  "--ssdp-port", str(line["ssdp_port"]), "--local", "127.0.0.1"]
+        mapped = await run("map", "tcp", "8080", "--json", *target)
+        assert mapped.code == 0, mapped.err
+        assert mapped.objects[0]["via"] == "upnp"
+        removed = await run("unmap", "tcp", "8080", *target)
+        assert removed.code == 0, removed.err
+    finally:
+        process.terminate()
+        await process.wait()
