@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-
 from contextlib import AsyncExitStack
 
 from .config import GatewayConfig
