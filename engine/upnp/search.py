@@ -31,6 +31,8 @@ __all__ = ["UNICAST_WAIT", "search_gateway"]
 
 #: How long unicast may stay silent before multicast is tried.
 UNICAST_WAIT = 0.3
+#: After an ICMP port unreachable from the gateway's SSDP port, how long multicast may take.
+AFTER_REFUSAL = 0.5
 #: After the first answer, how long to wait for the others (other IGDs on the gateway; miniupnpd
 #: answers our three searches within a millisecond or two of each other).
 GATHER = 0.01
@@ -126,8 +128,16 @@ async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
                                  (MULTICAST_V4, SSDP_PORT))
                 tries += 1
         left = timeout - (time.monotonic() - started)
+        if protocol.refused:
+            # The gateway's own SSDP port is closed: an IGD bound to the multicast group only
+            # would still answer, within moments; most likely there is none (a stopped
+            # gateway, UPnP off), which must not cost the whole search.
+            left = min(left, AFTER_REFUSAL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(protocol.arrived.wait(), max(left, 0))
+        if protocol.refused and not protocol.answers:
+            raise UpnpPortUnreachable(str(gateway), "SSDP search", tries,
+                                      time.monotonic() - started)
         if protocol.answers:
             await asyncio.sleep(GATHER)
     except OSError as exc:
