@@ -196,3 +196,21 @@ async def test_the_simulator_process_serves_upnp_only(run: Any) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_map_hold_keeps_a_upnp_mapping_past_its_lease_then_deletes_it(
+        make_igd: Any, run: Any) -> None:
+    import asyncio
+
+    igd = await make_igd(IgdConfig(max_lease=2))
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(3.5, stop.set)
+    held = await run("map", "tcp", "8080", "--hold", "--no-listen", "--lifetime", "2", "--json",
+                     *igd.target, stop=stop)
+    assert held.code == 0, held.err
+    events = [obj["event"] for obj in held.objects]
+    assert events[0] == "mapped"
+    assert events.count("renewed") >= 2     # re-added before each 2 s lease ended
+    assert events[-1] == "deleted"
+    assert {obj["via"] for obj in held.objects} == {"upnp"}
+    assert igd.ports() == set()
