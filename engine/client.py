@@ -27,8 +27,8 @@ from .errors import (
     GatewayError,
     GatewayTimeout,
     InvalidRequest,
-    PortUnreachable,
     ResultCodeError,
+    joined_silence,
 )
 from .link import GatewayLink, holding_channel
 from .mapping import (
@@ -76,11 +76,9 @@ class GatewayClient(GatewayLink):
     Holds the UDP channel (opened on first use; with ``async with``, kept open
     until exit, else closed after each operation), the :attr:`negotiation` (which
     protocols the gateway speaks, its external address and epochs), the last
-    round-trip time, and one mapper per mapping protocol: PCP, NAT-PMP and UPnP IGD
-    (searched on the gateway's ``ssdp_port``, 1900; ``upnp=False`` leaves it out; other
-    mappers are given as factories called with the client, and replace a default of their
-    name). Listeners in :attr:`on_state_lost` are called when an epoch shows the gateway
-    lost its mappings.
+    round-trip time, and one mapper per mapping protocol: PCP, NAT-PMP and UPnP IGD (on
+    ``ssdp_port``; ``upnp=False`` leaves it out; factories in ``mappers`` add or replace
+    one). Listeners in :attr:`on_state_lost` hear when an epoch shows lost mappings.
     """
 
     def __init__(self, gateway: str | IPAddress, port: int = SERVER_PORT, *,
@@ -95,29 +93,14 @@ class GatewayClient(GatewayLink):
         self.mappers: dict[MappingProtocol, Mapper] = {
             "pcp": DatagramMapper(PcpDialect(name), self),
             "natpmp": DatagramMapper(NatPmpDialect(name), self)}
+        self.ssdp_port = ssdp_port  # where the UPnP mapper searches the IGD (on first use)
         if upnp:
-            self.mappers["upnp"] = UpnpMapper(self, ssdp_port=ssdp_port)
+            upnp_mapper = UpnpMapper(self)
+            self.mappers["upnp"] = upnp_mapper
+            self.closers.append(upnp_mapper.close)  # its HTTP connections
         for factory in mappers:
             mapper = factory(self)
             self.mappers[mapper.name] = mapper
-
-    @property
-    def ssdp_port(self) -> int | None:
-        """Where the UPnP mapper searches the gateway's IGD (``None``: no UPnP mapper)."""
-        mapper = self.mappers.get("upnp")
-        return mapper.ssdp_port if isinstance(mapper, UpnpMapper) else None
-
-    @ssdp_port.setter
-    def ssdp_port(self, port: int) -> None:
-        mapper = self.mappers.get("upnp")
-        if isinstance(mapper, UpnpMapper):
-            mapper.ssdp_port = port
-
-    async def _release(self) -> None:
-        # The UPnP mapper's HTTP connections live as long as the channel.
-        for mapper in self.mappers.values():
-            if isinstance(mapper, UpnpMapper):
-                await mapper.close()
 
     # -- requests ------------------------------------------------------------------------
 
@@ -193,13 +176,8 @@ class GatewayClient(GatewayLink):
             return await self._new_mapping(request, grant, timeout)
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
-            # Silent on every step: one error that counts every try over the whole call
-            # (a PortUnreachable when every step was refused by ICMP).
-            kind = PortUnreachable if all(isinstance(s, PortUnreachable) for s in silences) \
-                else GatewayTimeout
-            raise kind(last.gateway, ", then ".join(s.request for s in silences),
-                       sum(s.tries for s in silences), loop.time() - start,
-                       silences[-1].protocol) from None
+            # Silent on every step: one error that counts every try over the whole call.
+            raise joined_silence(silences, loop.time() - start) from None
         raise last
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,
@@ -297,20 +275,13 @@ class GatewayClient(GatewayLink):
         """The gateway's external address; see :func:`external_address`."""
         order = self.negotiation.address_order(via, ipv4=isinstance(self.gateway, IPv4Address),
                                                available=tuple(self.mappers))
-        skipped: frozenset[MappingProtocol] = frozenset()
-        last: GatewayError | None = None
         for index, protocol in enumerate(order):
-            if protocol in skipped:
-                continue
             try:
                 return await self.mappers[protocol].external_address(timeout=timeout)
             except GatewayError as exc:
-                last = exc
                 if index == len(order) - 1 or not falls_back(via, ANSWERS_ONLY, exc):
                     raise
-                skipped |= skips_after(exc)
-        assert last is not None
-        raise last
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @holding_channel
     async def peer(self, protocol: int, internal_port: int, remote_address: str | IPAddress,
@@ -345,16 +316,4 @@ class GatewayClient(GatewayLink):
         heard = dict(zip(asked, await asyncio.gather(
             *(self.mappers[p].probe(timeout=timeout) for p in asked)), strict=True))
         self.negotiation.after_probe(heard.values())
-        heard_pcp, heard_natpmp = heard["pcp"], heard["natpmp"]
-        heard_upnp = heard.get("upnp")
-        rtts = [h.rtt for h in (heard_pcp, heard_natpmp) if h.rtt is not None]
-        upnp_spoken = heard_upnp is not None and heard_upnp.spoken is True
-        if not rtts and upnp_spoken and heard_upnp is not None and heard_upnp.rtt is not None:
-            rtts.append(heard_upnp.rtt)
-        return ProbeResult(self.gateway, heard_pcp.spoken is True, heard_natpmp.spoken is True,
-                           self.external_address, heard_pcp.epoch, heard_natpmp.epoch,
-                           min(rtts) if rtts else None, heard_pcp.server_version,
-                           upnp=upnp_spoken,
-                           igd=heard_upnp.device if heard_upnp is not None else None,
-                           upnp_rtt=heard_upnp.rtt if upnp_spoken and heard_upnp else None,
-                           warning=heard_upnp.warning if heard_upnp is not None else None)
+        return ProbeResult.of(self.gateway, heard, self.external_address)

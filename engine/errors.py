@@ -7,6 +7,8 @@ read as sentences a user can act on: what was asked, what happened, what to try.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .codes import ErrorLifetime, PcpResult, pcp_result, result_description, result_name
 from .types import MappingProtocol, shown_name
 
@@ -20,6 +22,7 @@ __all__ = [
     "ResultCodeError",
     "TransportError",
     "UnsupportedVersion",
+    "joined_silence",
 ]
 
 ProtocolName = MappingProtocol
@@ -112,6 +115,16 @@ class PortUnreachable(GatewayTimeout):
 def _enabled(protocol: ProtocolName) -> str:
     # A UPnP step comes last in "auto": the error then covers every protocol tried.
     return "NAT-PMP/PCP or UPnP" if protocol == "upnp" else "NAT-PMP/PCP"
+
+
+def joined_silence(silences: Sequence[GatewayTimeout], elapsed: float) -> GatewayTimeout:
+    """One error for a request every step of which went unanswered: every try counted, over
+    the whole call; a :class:`PortUnreachable` when every step was refused by ICMP."""
+    kind = PortUnreachable if all(isinstance(s, PortUnreachable) for s in silences) \
+        else GatewayTimeout
+    last = silences[-1]
+    return kind(last.gateway, ", then ".join(s.request for s in silences),
+                sum(s.tries for s in silences), elapsed, last.protocol)
 
 
 class ResultCodeError(GatewayError):

@@ -78,6 +78,8 @@ class GatewayLink:
         self._users = 0
         self._held = False
         self._releasing: set[asyncio.Task[None]] = set()
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        """Released with the channel: what else the client holds (a UPnP IGD's HTTP)."""
 
     # -- what the negotiation knows, by its older names ----------------------------------
 
@@ -138,8 +140,9 @@ class GatewayLink:
             await self._release()
 
     async def _release(self) -> None:
-        """Release what lives as long as the channel besides it (the client's HTTP
-        connections to a UPnP IGD)."""
+        """Release what lives as long as the channel besides it (:attr:`closers`)."""
+        for close in self.closers:
+            await close()
 
     def close(self) -> None:
         """Close the channel now (what else the client holds is released in the background

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
@@ -24,7 +24,7 @@ from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from .client import GatewayClient
-    from .dialects.base import Grant
+    from .dialects.base import Grant, Heard
     from .upnp.connection import DeviceInfo
 
 __all__ = [
@@ -60,6 +60,22 @@ class ProbeResult:
     """Seconds from the SSDP search to the IGD's first answer."""
     warning: str | None = None
     """What the user should know (the IGD reports no public external address: double NAT)."""
+
+    @classmethod
+    def of(cls, gateway: IPAddress, heard: Mapping[MappingProtocol, Heard],
+           external_address: IPAddress | None) -> ProbeResult:
+        """What a probe of ``gateway`` heard from each protocol (PCP and NAT-PMP always)."""
+        pcp_, natpmp_, upnp = heard["pcp"], heard["natpmp"], heard.get("upnp")
+        rtts = [h.rtt for h in (pcp_, natpmp_) if h.rtt is not None]
+        upnp_spoken = upnp is not None and upnp.spoken is True
+        upnp_rtt = upnp.rtt if upnp is not None and upnp_spoken else None
+        if not rtts and upnp_rtt is not None:
+            rtts.append(upnp_rtt)
+        return cls(gateway, pcp_.spoken is True, natpmp_.spoken is True, external_address,
+                   pcp_.epoch, natpmp_.epoch, min(rtts) if rtts else None,
+                   pcp_.server_version, upnp=upnp_spoken,
+                   igd=upnp.device if upnp is not None else None, upnp_rtt=upnp_rtt,
+                   warning=upnp.warning if upnp is not None else None)
 
     @property
     def reachable(self) -> bool:

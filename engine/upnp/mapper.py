@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 from ..errors import GatewayError
 from ..wire.addresses import IPAddress
 from .errors import UpnpReplyError, UpnpTimeout, UpnpTransportError
-from .ssdp import SSDP_PORT
 
 if TYPE_CHECKING:
     from ..dialects.base import Grant, Heard
@@ -53,6 +52,8 @@ class UpnpLink(Protocol):
 
     gateway: IPAddress
     negotiation: Negotiation
+    ssdp_port: int
+    """Where the gateway's IGD answers SSDP searches (1900)."""
 
     async def local_address(self) -> IPAddress:
         """The address the gateway sees us as (the internal client of our mappings)."""
@@ -61,14 +62,13 @@ class UpnpLink(Protocol):
 class UpnpMapper:
     """The :class:`~engine.dialects.base.Mapper` of UPnP IGD for one client.
 
-    ``ssdp_port`` is where the gateway answers M-SEARCH (1900; a simulated IGD's own port in
-    tests and the demo). ``request_timeout`` bounds the search and each HTTP request.
+    The IGD is searched on ``link.ssdp_port`` (1900; a simulated IGD's own port in tests and
+    the demo), read when the mapper first runs. ``request_timeout`` bounds the search and
+    each HTTP request.
     """
 
-    def __init__(self, link: UpnpLink, *, ssdp_port: int = SSDP_PORT,
-                 request_timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, link: UpnpLink, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.link = link
-        self.ssdp_port = ssdp_port
         self.request_timeout = request_timeout
         self.permanent_only = False
         """Whether the gateway was seen to take only permanent leases."""
@@ -97,7 +97,7 @@ class UpnpMapper:
         if self._igd is None:
             from .gateway import UpnpGateway  # the UPnP stack, on first use only
 
-            self._igd = UpnpGateway(self.link.gateway, ssdp_port=self.ssdp_port,
+            self._igd = UpnpGateway(self.link.gateway, ssdp_port=self.link.ssdp_port,
                                     local_address=await self.link.local_address(),
                                     timeout=self.request_timeout)
         return self._igd
