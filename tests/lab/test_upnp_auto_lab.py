@@ -11,6 +11,7 @@ SSDP search, description).
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,20 @@ def test_another_hosts_port_gets_another_port_on_igdv2(lab: Lab, tmp_path: Path)
     assert line["via"] == "upnp"
     assert line["external_port"] != 42005   # AddAnyPortMapping chose a free one, as PCP would
     assert rule(line["external_port"], 42005) in lab.dnat_rules()
+
+
+def test_map_hold_keeps_a_upnp_mapping_past_its_lease(lab: Lab, tmp_path: Path) -> None:
+    # natdeck map --hold runs a MappingManager: it re-adds the port before each 3 s lease ends
+    # (miniupnpd keeps the UPnP lease asked), and deletes it when interrupted.
+    start(lab, UPNP_ONLY)
+    env = {**lab.python_env(), "NATDECK_STATE_DIR": str(tmp_path)}
+    held = lab.run_in(lab.client_ns, [
+        "timeout", "-s", "INT", "7", sys.executable, "-m", "tui.cli", "map", "tcp", "42006",
+        "--hold", "--no-listen", "--lifetime", "3", "--json", "--gateway", lab.gateway_lan],
+        timeout=30.0, env=env)
+    events = [line["event"] for line in json_lines(held)]
+    assert events[0] == "mapped", held.stderr
+    assert events.count("renewed") >= 2, events
+    assert events[-1] == "deleted", held.stderr
+    assert {line["via"] for line in json_lines(held)} == {"upnp"}
+    assert lab.dnat_rules() == []
