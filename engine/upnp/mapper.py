@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from ..errors import GatewayError
@@ -85,7 +86,11 @@ class UpnpMapper:
         return None if self._igd is None else self._igd.device
 
     def refusal(self, request: MapRequest) -> str | None:
-        """Why UPnP IGD cannot carry ``request`` (the request's one wording)."""
+        """Why UPnP IGD cannot carry ``request`` (the request's one wording); over IPv6 an
+        IGD opens pinholes (WANIPv6FirewallControl), not port mappings."""
+        if isinstance(self.link.gateway, IPv6Address):
+            return ("UPnP IGD maps ports for IPv4 hosts; for an IPv6 gateway use via='pcp' "
+                    "(or UpnpGateway.add_pinhole)")
         return request.upnp_refusal()
 
     async def close(self) -> None:

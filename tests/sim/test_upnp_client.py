@@ -317,3 +317,9 @@ async def test_an_igd_that_moved_is_found_again(start_igd: StartIgd) -> None:
         assert mapping.lifetime == 900
         assert moved.searches == 3
         assert moved.action_log[-1] == "GetSpecificPortMappingEntry"
+
+
+async def test_an_ipv6_gateway_is_refused_for_upnp_before_sending() -> None:
+    client = GatewayClient("::1", 5351, local_address="::1", ssdp_port=1)
+    with pytest.raises(InvalidRequest, match="IPv4 hosts"):
+        await client.map(TCP, 8080, via="upnp")   # nothing is opened, nothing sent
