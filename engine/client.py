@@ -140,7 +140,8 @@ class GatewayClient(GatewayLink):
             request.via, natpmp_can_carry=request.natpmp_refusal() is None,
             upnp_can_carry=request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
-            available=tuple(self.mappers))
+            # UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): not in auto.
+            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4))
         silences: list[GatewayTimeout] = []
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None

@@ -323,3 +323,19 @@ async def test_an_ipv6_gateway_is_refused_for_upnp_before_sending() -> None:
     client = GatewayClient("::1", 5351, local_address="::1", ssdp_port=1)
     with pytest.raises(InvalidRequest, match="IPv4 hosts"):
         await client.map(TCP, 8080, via="upnp")   # nothing is opened, nothing sent
+
+
+async def test_auto_on_an_ipv6_gateway_does_not_go_on_to_upnp() -> None:
+    from engine.errors import PortUnreachable
+
+    from .conftest import HOST6, ipv6_loopback_available
+
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback on this machine")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST6, 0))
+        closed = int(sock.getsockname()[1])
+    with pytest.raises(PortUnreachable) as caught:   # not "UPnP IGD maps ports for IPv4 hosts"
+        await engine.map_port(HOST6, 8080, TCP, gateway_port=closed, local_address=HOST6,
+                              timeout=5.0)
+    assert "UPnP" not in str(caught.value)
