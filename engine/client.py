@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 from .codes import PcpResult
-from .dialects.base import Grant, Mapper, MapperFactory
+from .dialects.base import Grant, Heard, Mapper, MapperFactory
 from .dialects.datagram import DatagramMapper
 from .dialects.natpmp import NatPmpDialect
 from .dialects.pcp import PcpDialect
@@ -95,8 +95,7 @@ class GatewayClient(GatewayLink):
             "natpmp": DatagramMapper(NatPmpDialect(name), self)}
         self.ssdp_port = ssdp_port  # where the UPnP mapper searches the IGD (on first use)
         if upnp:
-            upnp_mapper = UpnpMapper(self)
-            self.mappers["upnp"] = upnp_mapper
+            self.mappers["upnp"] = upnp_mapper = UpnpMapper(self)
             self.closers.append(upnp_mapper.close)  # its HTTP connections
         for factory in mappers:
             mapper = factory(self)
@@ -306,15 +305,18 @@ class GatewayClient(GatewayLink):
 
     @holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:
-        """Ask PCP (ANNOUNCE), NAT-PMP (external address) and UPnP IGD (SSDP, then the
-        IGD's description and WAN state) at once, as tailscale does.
-
-        Never raises for silence: a protocol that did not answer within
-        ``timeout`` is reported as not spoken.
+        """Ask PCP (ANNOUNCE), NAT-PMP (external address) and UPnP IGD (SSDP, description,
+        WAN state) at once, as tailscale does. Never raises for silence: a protocol that did
+        not answer within ``timeout`` is reported as not spoken.
         """
         await self.local_address()
-        asked = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
-        heard = dict(zip(asked, await asyncio.gather(
-            *(self.mappers[p].probe(timeout=timeout) for p in asked)), strict=True))
-        self.negotiation.after_probe(heard.values())
+
+        async def ask(protocol: MappingProtocol) -> Heard:
+            # Learnt as each answers: a later address (announced meanwhile) must win.
+            heard = await self.mappers[protocol].probe(timeout=timeout)
+            self.negotiation.after_probe((heard,))
+            return heard
+
+        asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
+        heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         return ProbeResult.of(self.gateway, heard, self.external_address)

@@ -339,3 +339,23 @@ async def test_auto_on_an_ipv6_gateway_does_not_go_on_to_upnp() -> None:
         await engine.map_port(HOST6, 8080, TCP, gateway_port=closed, local_address=HOST6,
                               timeout=5.0)
     assert "UPnP" not in str(caught.value)
+
+
+async def test_an_address_heard_while_upnp_is_still_probed_is_not_overwritten(
+        start_sim: StartSim) -> None:
+    # The probe waits for UPnP (here an SSDP port that never answers); an announcement of a
+    # new address arriving meanwhile must win over the NAT-PMP/PCP answers heard before it.
+    gateway = await start_sim()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent_ssdp:
+        silent_ssdp.bind((HOST, 0))
+        client = GatewayClient(HOST, gateway.address[1], local_address=HOST,
+                               ssdp_port=int(silent_ssdp.getsockname()[1]))
+        async with client:
+            probing = asyncio.ensure_future(client.probe(timeout=0.6))
+            await asyncio.sleep(0.2)   # PCP and NAT-PMP have answered; UPnP has not
+            assert client.external_address == ip_address("203.0.113.7")
+            gateway.change_external_address("198.51.100.23")
+            client.external_address = ip_address("198.51.100.23")   # as the manager does
+            result = await probing
+    assert (result.pcp, result.natpmp, result.upnp) == (True, True, False)
+    assert result.external_address == ip_address("198.51.100.23")
