@@ -359,3 +359,21 @@ async def test_an_address_heard_while_upnp_is_still_probed_is_not_overwritten(
             result = await probing
     assert (result.pcp, result.natpmp, result.upnp) == (True, True, False)
     assert result.external_address == ip_address("198.51.100.23")
+
+
+async def test_holds_tells_a_lost_upnp_mapping(start_igd: StartIgd) -> None:
+    # UPnP has no epoch: GetSpecificPortMappingEntry is how a manager sees a mapping is gone.
+    from engine.client import request_for
+    from engine.upnp import UpnpMapper
+
+    igd = await start_igd()
+    async with client_for(igd) as client:
+        mapper = client.mappers["upnp"]
+        assert isinstance(mapper, UpnpMapper)
+        mapping = await client.map(TCP, 8080, lifetime=600)
+        request = request_for(mapping, mapping.requested_lifetime)
+        assert await mapper.holds(request, timeout=2.0)
+        igd.state.remove(next(iter(igd.mappings())).key)      # the router forgot it
+        assert not await mapper.holds(request, timeout=2.0)
+        other_hosts_mapping(igd, 8080)                          # and another host took it
+        assert not await mapper.holds(request, timeout=2.0)
