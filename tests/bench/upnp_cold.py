@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -79,7 +80,11 @@ def _mapped(lab: Lab, port: int) -> bool:
 def measure(lab: Lab, rounds: int) -> dict[str, list[float]]:
     """Seconds to a mapping per client, one value per successful round."""
     lab.restart_gateway(config=UPNP_ONLY)
-    env = {**lab.python_env(), "NATDECK_STATE_DIR": "/tmp/natdeck-bench-upnp-cold"}
+    with tempfile.TemporaryDirectory(prefix="natdeck-bench-") as state:
+        return _rounds(lab, rounds, {**lab.python_env(), "NATDECK_STATE_DIR": state})
+
+
+def _rounds(lab: Lab, rounds: int, env: dict[str, str]) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {name: [] for name in CLIENTS}
     results[FLOOR] = []
     port = FIRST_PORT
