@@ -19,11 +19,17 @@ from collections.abc import Iterable
 from ipaddress import IPv4Address
 
 from .codes import PcpResult
-from .dialects.base import Grant, Mapper, MapperFactory
+from .dialects.base import Grant, Heard, Mapper, MapperFactory
 from .dialects.datagram import DatagramMapper
 from .dialects.natpmp import NatPmpDialect
 from .dialects.pcp import PcpDialect
-from .errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError
+from .errors import (
+    GatewayError,
+    GatewayTimeout,
+    InvalidRequest,
+    ResultCodeError,
+    joined_silence,
+)
 from .link import GatewayLink, holding_channel
 from .mapping import (
     DEFAULT_TIMEOUT,
@@ -43,6 +49,8 @@ from .protocols import Protocol
 from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
+from .upnp.mapper import UpnpMapper
+from .upnp.ssdp import SSDP_PORT
 from .wire import pcp
 from .wire.addresses import IPAddress
 
@@ -68,22 +76,27 @@ class GatewayClient(GatewayLink):
     Holds the UDP channel (opened on first use; with ``async with``, kept open
     until exit, else closed after each operation), the :attr:`negotiation` (which
     protocols the gateway speaks, its external address and epochs), the last
-    round-trip time, and one mapper per mapping protocol (``mappers``: more, such as
-    UPnP IGD, are given as factories called with the client). Listeners in
-    :attr:`on_state_lost` are called when an epoch shows the gateway lost its mappings.
+    round-trip time, and one mapper per mapping protocol: PCP, NAT-PMP and UPnP IGD (on
+    ``ssdp_port``; ``upnp=False`` leaves it out; factories in ``mappers`` add or replace
+    one). Listeners in :attr:`on_state_lost` hear when an epoch shows lost mappings.
     """
 
     def __init__(self, gateway: str | IPAddress, port: int = SERVER_PORT, *,
                  local_address: str | IPAddress | None = None,
                  max_in_flight: int | None = None,
                  rng: random.Random | None = None,
-                 mappers: Iterable[MapperFactory] = ()) -> None:
+                 mappers: Iterable[MapperFactory] = (),
+                 ssdp_port: int = SSDP_PORT, upnp: bool = True) -> None:
         super().__init__(gateway, port, local_address=local_address,
                          max_in_flight=max_in_flight, rng=rng)
         name = str(self.gateway)  # as the gateway's errors name it (timeouts add the port)
         self.mappers: dict[MappingProtocol, Mapper] = {
             "pcp": DatagramMapper(PcpDialect(name), self),
             "natpmp": DatagramMapper(NatPmpDialect(name), self)}
+        self.ssdp_port = ssdp_port  # where the UPnP mapper searches the IGD (on first use)
+        if upnp:
+            self.mappers["upnp"] = upnp_mapper = UpnpMapper(self)
+            self.closers.append(upnp_mapper.close)  # its HTTP connections
         for factory in mappers:
             mapper = factory(self)
             self.mappers[mapper.name] = mapper
@@ -124,8 +137,10 @@ class GatewayClient(GatewayLink):
         start = loop.time()
         plan = self.negotiation.plan(
             request.via, natpmp_can_carry=request.natpmp_refusal() is None,
+            upnp_can_carry=request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
-            available=tuple(self.mappers))
+            # UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): not in auto.
+            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4))
         silences: list[GatewayTimeout] = []
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
@@ -142,6 +157,9 @@ class GatewayClient(GatewayLink):
                 budget = None if timeout is None else timeout - (loop.time() - start)
                 if budget is not None and budget <= 0:
                     break  # the whole budget went on earlier steps: say what was tried
+                if step.silence_falls_back and step.budget is not None:
+                    # A later silent step keeps its share too (NAT-PMP before UPnP).
+                    budget = step.budget if budget is None else min(budget, step.budget)
                 log.info("gateway %s: %s; trying %s", self.gateway, last, step.protocol)
             try:
                 grant = await mapper.map(request, timeout=budget)
@@ -159,9 +177,7 @@ class GatewayClient(GatewayLink):
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
             # Silent on every step: one error that counts every try over the whole call.
-            raise GatewayTimeout(last.gateway, ", then ".join(s.request for s in silences),
-                                 sum(s.tries for s in silences), loop.time() - start,
-                                 silences[-1].protocol) from None
+            raise joined_silence(silences, loop.time() - start) from None
         raise last
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,
@@ -257,7 +273,8 @@ class GatewayClient(GatewayLink):
     async def get_external_address(self, *, via: Via = "auto",
                                    timeout: float | None = DEFAULT_TIMEOUT) -> IPAddress:
         """The gateway's external address; see :func:`external_address`."""
-        order = self.negotiation.address_order(via, ipv4=isinstance(self.gateway, IPv4Address))
+        order = self.negotiation.address_order(via, ipv4=isinstance(self.gateway, IPv4Address),
+                                               available=tuple(self.mappers))
         for index, protocol in enumerate(order):
             try:
                 return await self.mappers[protocol].external_address(timeout=timeout)
@@ -288,17 +305,18 @@ class GatewayClient(GatewayLink):
 
     @holding_channel
     async def probe(self, *, timeout: float = 3.0) -> ProbeResult:
-        """Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once, as tailscale does.
-
-        Never raises for silence: a protocol that did not answer within
-        ``timeout`` is reported as not spoken.
+        """Ask PCP (ANNOUNCE), NAT-PMP (external address) and UPnP IGD (SSDP, description,
+        WAN state) at once, as tailscale does. Never raises for silence: a protocol that did
+        not answer within ``timeout`` is reported as not spoken.
         """
         await self.local_address()
-        heard_pcp, heard_natpmp = await asyncio.gather(
-            self.mappers["pcp"].probe(timeout=timeout),
-            self.mappers["natpmp"].probe(timeout=timeout))
-        self.negotiation.after_probe((heard_pcp, heard_natpmp))
-        rtts = [h.rtt for h in (heard_pcp, heard_natpmp) if h.rtt is not None]
-        return ProbeResult(self.gateway, heard_pcp.spoken is True, heard_natpmp.spoken is True,
-                           self.external_address, heard_pcp.epoch, heard_natpmp.epoch,
-                           min(rtts) if rtts else None, heard_pcp.server_version)
+
+        async def ask(protocol: MappingProtocol) -> Heard:
+            # Learnt as each answers: a later address (announced meanwhile) must win.
+            heard = await self.mappers[protocol].probe(timeout=timeout)
+            self.negotiation.after_probe((heard,))
+            return heard
+
+        asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
+        heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
+        return ProbeResult.of(self.gateway, heard, self.external_address)

@@ -7,8 +7,10 @@ read as sentences a user can act on: what was asked, what happened, what to try.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .codes import ErrorLifetime, PcpResult, pcp_result, result_description, result_name
-from .types import DatagramProtocol, shown_name
+from .types import MappingProtocol, shown_name
 
 __all__ = [
     "GatewayTimeout",
@@ -20,9 +22,10 @@ __all__ = [
     "ResultCodeError",
     "TransportError",
     "UnsupportedVersion",
+    "joined_silence",
 ]
 
-ProtocolName = DatagramProtocol
+ProtocolName = MappingProtocol
 
 
 class NatDeckError(Exception):
@@ -90,8 +93,8 @@ class GatewayTimeout(GatewayError):
                     "to it were still waiting for answers; allow more time or send fewer at once")
         return (f"{self.request}: no answer from {shown_name(self.protocol)} gateway "
                 f"{self.gateway} after {self.tries} {'try' if self.tries == 1 else 'tries'} over "
-                f"{self.elapsed:.1f} s; is it the right gateway, and does it have NAT-PMP/PCP "
-                "enabled?")
+                f"{self.elapsed:.1f} s; is it the right gateway, and does it have "
+                f"{_enabled(self.protocol)} enabled?")
 
 
 class PortUnreachable(GatewayTimeout):
@@ -102,9 +105,26 @@ class PortUnreachable(GatewayTimeout):
     """
 
     def _sentence(self) -> str:
+        nothing = "NAT-PMP/PCP nor UPnP IGD" if self.protocol == "upnp" \
+            else shown_name(self.protocol)
         return (f"{self.request}: gateway {self.gateway} refused it (ICMP port unreachable): "
-                f"nothing listens for {shown_name(self.protocol)} there; is NAT-PMP/PCP "
+                f"nothing listens for {nothing} there; is {_enabled(self.protocol)} "
                 "enabled on it?")
+
+
+def _enabled(protocol: ProtocolName) -> str:
+    # A UPnP step comes last in "auto": the error then covers every protocol tried.
+    return "NAT-PMP/PCP or UPnP" if protocol == "upnp" else "NAT-PMP/PCP"
+
+
+def joined_silence(silences: Sequence[GatewayTimeout], elapsed: float) -> GatewayTimeout:
+    """One error for a request every step of which went unanswered: every try counted, over
+    the whole call; a :class:`PortUnreachable` when every step was refused by ICMP."""
+    kind = PortUnreachable if all(isinstance(s, PortUnreachable) for s in silences) \
+        else GatewayTimeout
+    last = silences[-1]
+    return kind(last.gateway, ", then ".join(s.request for s in silences),
+                sum(s.tries for s in silences), elapsed, last.protocol)
 
 
 class ResultCodeError(GatewayError):
@@ -141,6 +161,13 @@ class ResultCodeError(GatewayError):
     def mapping_protocol(self) -> ProtocolName:
         """The mapping protocol that answered (``.protocol`` is the older name)."""
         return self.protocol
+
+    @property
+    def port_in_use(self) -> bool:
+        """Whether the gateway said the external port asked for is someone else's: PCP
+        CANNOT_PROVIDE_EXTERNAL, UPnP 718 ConflictInMappingEntry / 729 (one meaning, so a
+        front end says "port in use" whichever protocol answered)."""
+        return self.protocol == "pcp" and self.code == PcpResult.CANNOT_PROVIDE_EXTERNAL
 
     @property
     def lifetime_kind(self) -> ErrorLifetime:

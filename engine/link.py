@@ -77,6 +77,9 @@ class GatewayLink:
         self.on_state_lost: list[EpochListener] = []
         self._users = 0
         self._held = False
+        self._releasing: set[asyncio.Task[None]] = set()
+        self.closers: list[Callable[[], Awaitable[None]]] = []
+        """Released with the channel: what else the client holds (a UPnP IGD's HTTP)."""
 
     # -- what the negotiation knows, by its older names ----------------------------------
 
@@ -134,11 +137,30 @@ class GatewayLink:
         self._held = False
         if not self._users:
             self.channel.close()
+            await self._release()
+
+    async def _release(self) -> None:
+        """Release what lives as long as the channel besides it (:attr:`closers`)."""
+        for close in self.closers:
+            await close()
 
     def close(self) -> None:
-        """Close the channel now."""
+        """Close the channel now (what else the client holds is released in the background
+        when an event loop runs; ``async with`` releases it before leaving)."""
         self._held = False
         self.channel.close()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._release())
+        self._releasing.add(task)  # held until done (the loop keeps only a weak reference)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("releasing the client's connections failed: %s", task.exception())
 
     def rebind(self, local_address: IPAddress) -> None:
         """Send from ``local_address`` from now on (the host's address changed).
@@ -160,6 +182,7 @@ class GatewayLink:
             self._users -= 1
             if not self._users and not self._held:
                 self.channel.close()
+                await self._release()
 
     async def run(self, ask: Ask, *, timeout: float | None, retransmit: bool = True) -> Outcome:
         """Send a dialect's request on its RFC schedule until answered (the mappers' I/O).

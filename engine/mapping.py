@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Generator
+import math
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 from .protocols import Protocol, as_protocol, protocol_name
 from .request import DEFAULT_LIFETIME, MapRequest, new_nonce
 from .transport import SERVER_PORT
-from .types import ProtocolName
+from .types import MappingProtocol
 from .wire import pcp
 from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from .client import GatewayClient
-    from .dialects.base import Grant
+    from .dialects.base import Grant, Heard
+    from .upnp.connection import DeviceInfo
 
 __all__ = [
     "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",
@@ -38,7 +40,7 @@ DEFAULT_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """What a gateway answered to a probe that asks PCP and NAT-PMP at once."""
+    """What a gateway answered to a probe that asks PCP, NAT-PMP and UPnP IGD at once."""
 
     gateway: IPAddress
     pcp: bool
@@ -50,16 +52,40 @@ class ProbeResult:
     """Round trip of the fastest answer, seconds."""
     pcp_version: int | None = None
     """The version a PCP-speaking gateway named in an UNSUPP_VERSION answer, if any."""
+    upnp: bool = False
+    """Whether a UPnP IGD answered on the gateway's address."""
+    igd: DeviceInfo | None = None
+    """The IGD's friendly name, manufacturer, model, IGD version and service (when it answered)."""
+    upnp_rtt: float | None = None
+    """Seconds from the SSDP search to the IGD's first answer."""
+    warning: str | None = None
+    """What the user should know (the IGD reports no public external address: double NAT)."""
+
+    @classmethod
+    def of(cls, gateway: IPAddress, heard: Mapping[MappingProtocol, Heard],
+           external_address: IPAddress | None) -> ProbeResult:
+        """What a probe of ``gateway`` heard from each protocol (PCP and NAT-PMP always)."""
+        pcp_, natpmp_, upnp = heard["pcp"], heard["natpmp"], heard.get("upnp")
+        rtts = [h.rtt for h in (pcp_, natpmp_) if h.rtt is not None]
+        upnp_spoken = upnp is not None and upnp.spoken is True
+        upnp_rtt = upnp.rtt if upnp is not None and upnp_spoken else None
+        if not rtts and upnp_rtt is not None:
+            rtts.append(upnp_rtt)
+        return cls(gateway, pcp_.spoken is True, natpmp_.spoken is True, external_address,
+                   pcp_.epoch, natpmp_.epoch, min(rtts) if rtts else None,
+                   pcp_.server_version, upnp=upnp_spoken,
+                   igd=upnp.device if upnp is not None else None, upnp_rtt=upnp_rtt,
+                   warning=upnp.warning if upnp is not None else None)
 
     @property
     def reachable(self) -> bool:
-        """Whether the gateway answered either protocol."""
-        return self.pcp or self.natpmp
+        """Whether the gateway answered any protocol."""
+        return self.pcp or self.natpmp or self.upnp
 
     @property
-    def via(self) -> ProtocolName | None:
-        """The protocol ``via="auto"`` would use."""
-        return "pcp" if self.pcp else "natpmp" if self.natpmp else None
+    def via(self) -> MappingProtocol | None:
+        """The protocol ``via="auto"`` would use (PCP, then NAT-PMP, then UPnP IGD)."""
+        return "pcp" if self.pcp else "natpmp" if self.natpmp else "upnp" if self.upnp else None
 
 
 @dataclass(eq=False)
@@ -68,7 +94,10 @@ class PortMapping:
 
     ``expires_at`` and ``granted_at`` are on the event loop's clock
     (``loop.time()``, monotonic). For a PEER mapping ``remote_address`` and
-    ``remote_port`` name the peer.
+    ``remote_port`` name the peer. A UPnP IGD mapping (``via == "upnp"``) is named at
+    its gateway by ``protocol`` and ``external_port``; ``permanent`` says its lease has
+    no end (a gateway that takes only those): ``lifetime`` 0, ``expires_at`` infinite,
+    and it must be deleted when no longer wanted.
     """
 
     gateway: IPAddress
@@ -79,7 +108,7 @@ class PortMapping:
     external_address: IPAddress | None
     lifetime: int
     expires_at: float
-    via: ProtocolName
+    via: MappingProtocol
     epoch: int
     nonce: bytes | None = None
     requested_lifetime: int = DEFAULT_LIFETIME
@@ -91,6 +120,7 @@ class PortMapping:
     remote_port: int | None = None
     gateway_port: int = SERVER_PORT
     deleted: bool = False
+    permanent: bool = False
     client: GatewayClient | None = field(default=None, repr=False)
 
     @property
@@ -195,14 +225,15 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
             grant: Grant, local: IPAddress, now: float) -> PortMapping:
     """The mapping a :class:`~engine.dialects.base.Grant` gives: a new one, or ``mapping``
     updated in place (a renewal or a recreation), at ``now`` on the loop's clock."""
-    via = cast(ProtocolName, grant.mapping_protocol)  # "upnp" joins with its mapper
+    via = grant.mapping_protocol
     epoch = grant.epoch or 0
+    expires_at = math.inf if grant.permanent else now + grant.lifetime
     if mapping is None:
         return PortMapping(
             gateway=client.gateway, gateway_port=client.port, local_address=local,
             protocol=as_protocol(int(request.protocol)), internal_port=request.internal_port,
             external_port=grant.external_port, external_address=grant.external_address,
-            lifetime=grant.lifetime, expires_at=now + grant.lifetime, granted_at=now,
+            lifetime=grant.lifetime, expires_at=expires_at, granted_at=now,
             via=via, epoch=epoch, nonce=request.nonce if via == "pcp" else None,
             requested_lifetime=request.lifetime,
             suggested_external_port=request.suggested_external_port,
@@ -212,12 +243,13 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
             # renewal and the deletion forget THIRD_PARTY or the FILTERs.
             options=grant.options or request.options,
             remote_address=request.remote_address, remote_port=request.remote_port,
-            client=client)
+            permanent=grant.permanent, client=client)
     mapping.external_port = grant.external_port
     mapping.external_address = grant.external_address
     mapping.lifetime = grant.lifetime
     mapping.granted_at = now
-    mapping.expires_at = now + grant.lifetime
+    mapping.expires_at = expires_at
+    mapping.permanent = grant.permanent
     mapping.epoch = epoch
     mapping.via = via
     mapping.options = grant.options or mapping.options

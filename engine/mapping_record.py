@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MappingRecord", "Via", "record_key"]
 
-Via = Literal["pcp", "natpmp"]
+Via = Literal["pcp", "natpmp", "upnp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,10 @@ class MappingRecord:
 
     ``created`` and ``updated`` are wall-clock times (``time.time()``): unlike the
     loop's clock they mean something to another process. ``nonce`` is ``None``
-    for NAT-PMP mappings, which have none. ``pid`` names the process holding the
+    for NAT-PMP and UPnP mappings, which have none (a UPnP IGD names a mapping by
+    protocol and ``external_port``). ``permanent`` marks a UPnP mapping with a lease
+    without end (a gateway that takes only those): its record never expires, so that
+    ``natdeck unmap`` can always remove it. ``pid`` names the process holding the
     mapping (``natdeck map --hold``), else ``None``.
     """
 
@@ -48,6 +51,7 @@ class MappingRecord:
     updated: float
     requested_lifetime: int = 0
     pid: int | None = None
+    permanent: bool = False
 
     @property
     def key(self) -> tuple[str, int, int, int]:
@@ -59,8 +63,8 @@ class MappingRecord:
         return record_key(self.gateway, self.gateway_port, self.protocol, self.internal_port)
 
     def expires(self) -> float:
-        """Wall-clock time the mapping runs out unless renewed."""
-        return self.updated + self.lifetime
+        """Wall-clock time the mapping runs out unless renewed (never, if permanent)."""
+        return float("inf") if self.permanent else self.updated + self.lifetime
 
     @classmethod
     def from_mapping(cls, mapping: PortMapping, *, now: float | None = None,
@@ -75,7 +79,8 @@ class MappingRecord:
             lifetime=mapping.lifetime, epoch=mapping.epoch,
             nonce=mapping.nonce if mapping.via == "pcp" else None,
             created=wall if created is None else created, updated=wall,
-            requested_lifetime=mapping.requested_lifetime, pid=pid)
+            requested_lifetime=mapping.requested_lifetime, pid=pid,
+            permanent=mapping.permanent)
 
     def to_mapping(self) -> PortMapping:
         """A :class:`~engine.client.PortMapping` to renew or delete with the stored nonce.
@@ -91,8 +96,8 @@ class MappingRecord:
             internal_port=self.internal_port, external_port=self.external_port,
             external_address=self.external_address, lifetime=self.lifetime,
             expires_at=0.0, via=self.via, epoch=self.epoch, nonce=self.nonce,
-            requested_lifetime=self.requested_lifetime or self.lifetime,
-            suggested_external_port=self.external_port)
+            requested_lifetime=self.requested_lifetime or self.lifetime or 7200,
+            suggested_external_port=self.external_port, permanent=self.permanent)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object (addresses as strings, the nonce in hex)."""
@@ -110,8 +115,8 @@ class MappingRecord:
         if not isinstance(data, dict):
             raise ValueError("a record is not a JSON object")
         via = data.get("via")
-        if via not in ("pcp", "natpmp"):
-            raise ValueError(f"via is {via!r}, not 'pcp' or 'natpmp'")
+        if via not in ("pcp", "natpmp", "upnp"):
+            raise ValueError(f"via is {via!r}, not 'pcp', 'natpmp' or 'upnp'")
         from .wire.pcp import NONCE_SIZE
 
         nonce_text = data.get("nonce")
@@ -129,6 +134,9 @@ class MappingRecord:
             raise ValueError("nonce is not a string")
         if via == "pcp" and nonce is None:
             raise ValueError("a PCP record without a nonce")
+        permanent = data.get("permanent", False)
+        if not isinstance(permanent, bool):
+            raise ValueError(f"permanent is {permanent!r}, not true or false")
         pid = data.get("pid")
         if pid is not None:
             pid = _int(data, "pid", 1, 2**31 - 1)
@@ -145,7 +153,7 @@ class MappingRecord:
             epoch=_int(data, "epoch", 0, 0xFFFFFFFF), nonce=nonce,
             created=_float(data, "created"), updated=_float(data, "updated"),
             requested_lifetime=_int(data, "requested_lifetime", 0, 0xFFFFFFFF, default=0),
-            pid=pid)
+            pid=pid, permanent=permanent)
 
 
 def record_key(gateway: str | IPAddress, gateway_port: int, protocol: int,

@@ -122,12 +122,17 @@ class Negotiation:
 
     def plan(self, via: Via, *, natpmp_can_carry: bool, fallback_on_silence: bool,
              timeout: float | None,
-             available: Sequence[MappingProtocol] = ("pcp", "natpmp")) -> Plan:
+             available: Sequence[MappingProtocol] = ("pcp", "natpmp"),
+             upnp_can_carry: bool = True) -> Plan:
         """The steps for a map request.
 
         ``available``: the mapping protocols the client has a mapper for, in any order;
         ``"auto"`` tries them in :data:`AUTO_ORDER`, skipping what the gateway refused.
+        A silent step moves on (within its share of the deadline) only to a protocol that
+        can carry the request (``natpmp_can_carry``, ``upnp_can_carry``).
         """
+        carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
+                                                "upnp": upnp_can_carry}
         if via != "auto":
             return Plan((Step(via, timeout),))
         order = [p for p in AUTO_ORDER if p in available]
@@ -141,7 +146,7 @@ class Negotiation:
             # (UNSUPP_VERSION) always does, so that its refusal says why it cannot.
             silent_fallback = (following is not None and fallback_on_silence
                                and self.speaks.get(protocol) is None
-                               and (following != "natpmp" or natpmp_can_carry))
+                               and carries[following])
             budget = timeout
             if silent_fallback:
                 # Leave the next step at least half of a short deadline.
@@ -164,19 +169,26 @@ class Negotiation:
             if each.external_address is not None:
                 self.external_address = each.external_address
 
-    def address_order(self, via: Via, *, ipv4: bool) -> tuple[DatagramProtocol, ...]:
+    def address_order(self, via: Via, *, ipv4: bool,
+                      available: Sequence[MappingProtocol] = ("pcp", "natpmp"),
+                      ) -> tuple[MappingProtocol, ...]:
         """Which protocol to ask the external address, in order.
 
         NAT-PMP's opcode 0 creates no state, so first where it may be spoken; it is IPv4
-        only (RFC 6886 §3.2), so over IPv6 PCP's short MAP (RFC 6887 §11.6).
+        only (RFC 6886 §3.2), so over IPv6 PCP's short MAP (RFC 6887 §11.6). UPnP IGD's
+        GetExternalIPAddress last (when a mapper for it is ``available``), and first on a
+        gateway heard to speak neither datagram protocol.
         """
-        if via == "natpmp":
-            return ("natpmp",)
-        if via == "pcp":
-            return ("pcp",)
+        if via != "auto":
+            return (via,)
+        order: tuple[MappingProtocol, ...] = ("pcp",)
         if ipv4 and self.speaks["natpmp"] is not False:
-            return ("natpmp", "pcp")
-        return ("pcp",)
+            order = ("natpmp", "pcp")
+        if "upnp" not in available:
+            return order
+        if self.speaks.get("upnp") and all(self.speaks.get(p) is False for p in DATAGRAM):
+            return ("upnp",)
+        return (*order, "upnp")
 
     def recreate_via(self, held: MappingProtocol) -> MappingProtocol:
         """The protocol to ask again for a lost mapping: the one it had, unless refused since."""

@@ -36,7 +36,7 @@ __all__ = [
 DEFAULT_LIFETIME = 7200
 #: The lifetime fields are 32 bits (RFC 6887 §11.1, RFC 6886 §3.3); 0 is a delete.
 MAX_LIFETIME = 0xFFFFFFFF
-VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp")
+VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp", "upnp")
 
 
 def new_nonce() -> bytes:
@@ -219,26 +219,35 @@ class MapRequest:
                                    f"not {len(self.nonce)}"))
         if self.opcode == "peer":
             check("remote_port", lambda: check_port("remote port", self.remote_port))
-        if self.via == "natpmp" and not found:
-            refusal = self.natpmp_refusal()
+        if self.via in ("natpmp", "upnp") and not found:
+            refusal = self.natpmp_refusal() if self.via == "natpmp" else self.upnp_refusal()
             if refusal is not None:
-                found.append(("protocol" if refusal.startswith("NAT-PMP can map") else "via",
-                              refusal))
+                found.append(("protocol" if " can map only " in refusal else "via", refusal))
         return found
+
+    def upnp_refusal(self) -> str | None:
+        """Why UPnP IGD cannot carry this request, or ``None`` when it can: AddPortMapping
+        takes TCP or UDP, one internal port, no peer, no PCP option, no external address
+        (WANIPConnection:2 §2.4.16)."""
+        return self._datagram_less_refusal("UPnP IGD", "")
 
     def natpmp_refusal(self) -> str | None:
         """Why NAT-PMP cannot carry this request, or ``None`` when it can (RFC 6886 §3.3)."""
+        return self._datagram_less_refusal("NAT-PMP", " (RFC 6886 §3.3)")
+
+    def _datagram_less_refusal(self, name: str, cite: str) -> str | None:
+        # One wording for both protocols that can carry less than PCP.
         if self.protocol not in (Protocol.TCP, Protocol.UDP):
-            return (f"NAT-PMP can map only TCP and UDP, not {protocol_name(int(self.protocol))} "
-                    "(RFC 6886 §3.3); use via='pcp'")
+            return (f"{name} can map only TCP and UDP, not {protocol_name(int(self.protocol))}"
+                    f"{cite}; use via='pcp'")
         if self.opcode == "peer":
             return "PEER is a PCP request (RFC 6887 §12); use via='pcp'"
         options = self.options
         if options:
             names = ", ".join(sorted({type(o).__name__ for o in options}))
-            return f"NAT-PMP cannot carry PCP options ({names}); use via='pcp'"
+            return f"{name} cannot carry PCP options ({names}); use via='pcp'"
         if self.external_address is not None:
-            return "NAT-PMP cannot ask for a particular external address; use via='pcp'"
+            return f"{name} cannot ask for a particular external address; use via='pcp'"
         if self.internal_port == 0 and self.lifetime != 0:
             return "internal port must be 1-65535"
         return None

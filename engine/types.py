@@ -42,9 +42,8 @@ DatagramProtocol = Literal["pcp", "natpmp"]
 ProtocolName = DatagramProtocol
 """The older name of :data:`DatagramProtocol`, kept for callers."""
 
-Via = Literal["auto", "pcp", "natpmp"]
-"""The mapping protocol a caller asks for, or ``"auto"``. ``"upnp"`` joins it with the UPnP
-mapper (engine/upnp)."""
+Via = Literal["auto", "pcp", "natpmp", "upnp"]
+"""The mapping protocol a caller asks for, or ``"auto"`` (PCP, then NAT-PMP, then UPnP IGD)."""
 
 _SHOWN: dict[str, str] = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP IGD"}
 

@@ -2,7 +2,9 @@
 
 ``natdeck --demo`` shows everything the TUI does without sending a packet off
 this machine: :func:`demo_engine` starts :class:`~engine.simulator.SimulatedGateway`
-on 127.0.0.1 (a free port), points its announcements, unicast, at the
+on 127.0.0.1 (a free port) with a UPnP IGD over the same table
+(:class:`~engine.simulator.upnp.SimulatedIgd`: SSDP on a free loopback port, searched
+by unicast, HTTP on loopback), points its announcements, unicast, at the
 manager's announcement listener on another free loopback port (a real
 gateway multicasts them to 224.0.0.1:5350, RFC 6886 §3.2.1 and RFC 6887
 §14.1.3), and pre-maps a few ports. The demo keys restart the gateway and
@@ -187,6 +189,8 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             await igd.start()
             listing = UpnpRouterListing.on(LOOPBACK, ssdp_port=igd.ssdp_port,
                                            local_address=LOOPBACK)
+            # The manager does not take the IGD's SSDP port yet: its client's UPnP mapper does.
+            manager.client.ssdp_port = igd.ssdp_port
         churn: asyncio.Task[None] | None = None
         if opts.other_hosts:
             others.populate(asyncio.get_running_loop().time())

@@ -19,7 +19,9 @@ from engine.types import Via
 
 __all__ = ["VIAS", "FormErrors", "MapRequest", "Via", "parse_lifetime", "parse_map_form"]
 
-VIAS: tuple[Via, ...] = engine_request.VIAS
+#: What the map dialog offers: the engine's, without UPnP IGD until the dialog has its label
+#: and note (the engine, the CLI and ``--via upnp`` take it already).
+VIAS: tuple[Via, ...] = tuple(via for via in engine_request.VIAS if via != "upnp")
 
 #: The PCP lifetime field is 32 bits (RFC 6887 §11.1); 0 would be a delete.
 MAX_LIFETIME = engine_request.MAX_LIFETIME

@@ -38,20 +38,20 @@ without knowing which protocol it is::
 :class:`~engine.dialects.datagram.DatagramMapper` implements the interface for
 PCP and NAT-PMP over one datagram dialect each.
 
-**Adding a mapping protocol** (UPnP IGD): a class with the methods above and
-``name = "upnp"``, given to the client as a factory called with it::
+**UPnP IGD** joins this way: :class:`engine.upnp.mapper.UpnpMapper` (``name = "upnp"``),
+which every :class:`~engine.client.GatewayClient` holds by default (``ssdp_port=`` says
+where the gateway's IGD answers SSDP; ``upnp=False`` leaves it out). Another mapper is
+given as a factory called with the client, and replaces a default of its name::
 
-    client = GatewayClient(gateway, mappers=[UpnpMapper])   # UpnpMapper(client) -> Mapper
+    client = GatewayClient(gateway, mappers=[MyMapper])   # MyMapper(client) -> Mapper
 
-``client.mappers["upnp"]`` is then what ``renew``/``recreate``/``delete`` call for a
-mapping whose ``via`` is ``"upnp"``, and ``via="auto"`` tries it after PCP and NAT-PMP
+``client.mappers[name]`` is then what ``renew``/``recreate``/``delete`` call for a
+mapping whose ``via`` is that name, and ``via="auto"`` tries PCP, NAT-PMP, then UPnP
 (:meth:`engine.negotiation.Negotiation.plan`; an ICMP port unreachable from port 5351
-skips straight to it). The mapper reaches the gateway's address as ``client.gateway``,
-its learnt state as ``client.negotiation`` (``speaks["upnp"]``, ``external_address``)
-and the local address as ``await client.local_address()``. To open the front doors to
-it, widen :data:`engine.types.Via` and :data:`engine.request.VIAS` with ``"upnp"`` and
-``PortMapping.via`` (:data:`engine.types.ProtocolName` there) to
-:data:`~engine.types.MappingProtocol`.
+skips straight to UPnP). A mapper reaches the gateway's address as ``client.gateway``,
+its learnt state as ``client.negotiation`` (``speaks[name]``, ``external_address``),
+the local address as ``await client.local_address()``, and registers what must be
+released with the channel in ``client.closers``.
 """
 
 from .base import Ask, DatagramDialect, Grant, Heard, Mapper, MapperFactory

@@ -14,6 +14,7 @@ from ..wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from ..request import MapRequest
+    from ..upnp.connection import DeviceInfo
 
 __all__ = ["Ask", "DatagramDialect", "Grant", "Heard", "Mapper", "MapperFactory", "answer_key"]
 
@@ -28,6 +29,9 @@ class Grant:
     external_address: IPAddress | None = None
     lifetime: int = 0
     options: tuple[pcp.Option, ...] = ()
+    permanent: bool = False
+    """A lease without end (UPnP lease 0, on a gateway that takes only those): not renewed,
+    deleted on exit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,11 @@ class Heard:
     external_address: IPAddress | None = None
     server_version: int | None = None
     """The version a gateway named while refusing ours (PCP UNSUPP_VERSION)."""
+    device: DeviceInfo | None = None
+    """What a UPnP IGD says about itself (friendly name, model, IGD version)."""
+    warning: str | None = None
+    """Something to tell the user about what was heard (a UPnP IGD with no public external
+    address: double NAT)."""
 
 
 @dataclass(frozen=True, slots=True)

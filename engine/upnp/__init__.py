@@ -1,24 +1,45 @@
 """UPnP IGD (Internet Gateway Device) on the gateway natdeck already knows.
 
 The pure parts (:mod:`.ssdp`, :mod:`.soap`, :mod:`.igd`, :mod:`.listing`, :mod:`.codes`) decide;
-:class:`UpnpGateway` moves bytes. async-upnp-client (and aiohttp) are imported only once a UPnP
-operation runs: importing this package costs nothing to a user whose gateway speaks PCP.
+:class:`UpnpGateway` moves bytes; :class:`~.mapper.UpnpMapper` is the client's mapper over it
+(``via="upnp"``). async-upnp-client (and aiohttp) are imported only once a UPnP operation runs,
+and the names below only on first use (PEP 562): the client holds a UPnP mapper by default, and
+a user whose gateway speaks PCP pays neither for the library nor for the XML parsers.
 """
 
 from __future__ import annotations
 
-from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
-from .connection import DeviceInfo
-from .errors import (
-    UpnpInvalidRequest,
-    UpnpReplyError,
-    UpnpResultError,
-    UpnpTimeout,
-    UpnpTransportError,
-)
-from .gateway import RouterListing, UpnpGateway, UpnpMapping, UpnpProbe
-from .igd import MAX_LEASE, ExternalAddress
-from .listing import MadeBy, RouterMapping, made_by
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
+    from .connection import DeviceInfo
+    from .errors import (
+        UpnpInvalidRequest,
+        UpnpPortUnreachable,
+        UpnpReplyError,
+        UpnpResultError,
+        UpnpTimeout,
+        UpnpTransportError,
+    )
+    from .gateway import RouterListing, UpnpGateway, UpnpMapping, UpnpProbe
+    from .igd import MAX_LEASE, ExternalAddress
+    from .listing import MadeBy, RouterMapping, made_by
+    from .mapper import UpnpMapper
+
+_WHERE: dict[str, str] = {
+    "PORT_IN_USE_CODES": ".codes", "UpnpErrorCode": ".codes", "upnp_error_name": ".codes",
+    "DeviceInfo": ".connection",
+    "UpnpInvalidRequest": ".errors", "UpnpPortUnreachable": ".errors",
+    "UpnpReplyError": ".errors", "UpnpResultError": ".errors", "UpnpTimeout": ".errors",
+    "UpnpTransportError": ".errors",
+    "RouterListing": ".gateway", "UpnpGateway": ".gateway", "UpnpMapping": ".gateway",
+    "UpnpProbe": ".gateway",
+    "MAX_LEASE": ".igd", "ExternalAddress": ".igd",
+    "MadeBy": ".listing", "RouterMapping": ".listing", "made_by": ".listing",
+    "UpnpMapper": ".mapper",
+}
 
 __all__ = [
     "MAX_LEASE",
@@ -31,7 +52,9 @@ __all__ = [
     "UpnpErrorCode",
     "UpnpGateway",
     "UpnpInvalidRequest",
+    "UpnpMapper",
     "UpnpMapping",
+    "UpnpPortUnreachable",
     "UpnpProbe",
     "UpnpReplyError",
     "UpnpResultError",
@@ -40,3 +63,16 @@ __all__ = [
     "made_by",
     "upnp_error_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -9,11 +9,19 @@ name PCP and NAT-PMP only), so this module is the one place to adapt when those 
 from __future__ import annotations
 
 from ..codes import ErrorLifetime, PcpResult
-from ..errors import GatewayError, GatewayTimeout, InvalidRequest, ResultCodeError, TransportError
+from ..errors import (
+    GatewayError,
+    GatewayTimeout,
+    InvalidRequest,
+    PortUnreachable,
+    ResultCodeError,
+    TransportError,
+)
 from .codes import PORT_IN_USE_CODES, UpnpErrorCode, upnp_error_name
 
 __all__ = [
     "UpnpInvalidRequest",
+    "UpnpPortUnreachable",
     "UpnpReplyError",
     "UpnpResultError",
     "UpnpTimeout",
@@ -29,7 +37,7 @@ class UpnpResultError(ResultCodeError):
                  detail: str | None = None) -> None:
         # Set by hand: ResultCodeError's constructor knows only PCP and NAT-PMP names.
         Exception.__init__(self, _result_message(code, request, gateway, action, detail))
-        self.protocol = "upnp"  # type: ignore[assignment]  # ProtocolName gains "upnp" later
+        self.protocol = "upnp"
         self.code = code
         self.request = request
         self.gateway = gateway
@@ -87,7 +95,18 @@ class UpnpTimeout(GatewayTimeout):
         self.request = request
         self.tries = tries
         self.elapsed = elapsed
-        self.protocol = "upnp"  # type: ignore[assignment]  # ProtocolName gains "upnp" later
+        self.protocol = "upnp"
+
+
+class UpnpPortUnreachable(UpnpTimeout, PortUnreachable):
+    """The gateway refused the SSDP search at once (ICMP port unreachable): nothing listens for
+    UPnP there (a :class:`~engine.errors.PortUnreachable`, known without waiting)."""
+
+    def __init__(self, gateway: str, request: str, tries: int, elapsed: float) -> None:
+        super().__init__(gateway, request, tries, elapsed)
+        Exception.__init__(
+            self, f"{request}: gateway {gateway} refused it (ICMP port unreachable): nothing "
+            "listens for UPnP IGD's SSDP there; is UPnP enabled on it?")
 
 
 class UpnpTransportError(TransportError):

@@ -24,8 +24,14 @@ from typing import TYPE_CHECKING
 from ..wire.addresses import IPAddress, to_address
 from . import pinholes, portmap, router
 from .codes import UpnpErrorCode
-from .connection import IgdConnection
-from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError, UpnpTimeout
+from .connection import DeviceInfo, IgdConnection
+from .errors import (
+    UpnpInvalidRequest,
+    UpnpReplyError,
+    UpnpResultError,
+    UpnpTimeout,
+    UpnpTransportError,
+)
 from .igd import (
     DEFAULT_LEASE,
     ExternalAddress,
@@ -80,6 +86,7 @@ class UpnpGateway:
         self._connection: IgdConnection | None = None
         self._requester: BoundedRequester | None = None
         self._lock = asyncio.Lock()
+        self._found: str | None = None
         self.search_rtt = 0.0
 
     async def __aenter__(self) -> UpnpGateway:
@@ -90,10 +97,21 @@ class UpnpGateway:
         await self.close()
 
     async def close(self) -> None:
-        """Release the HTTP connections (the IGD's description is forgotten)."""
+        """Release the HTTP connections. The IGD's description is read again on next use,
+        from the location found before (no new SSDP search unless the IGD moved)."""
         requester, self._requester, self._connection = self._requester, None, None
         if requester is not None:
             await requester.close()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the IGD is found and described (its HTTP connections may be open)."""
+        return self._connection is not None
+
+    @property
+    def device(self) -> DeviceInfo | None:
+        """What the IGD found says about itself (``None`` before :meth:`connect`)."""
+        return None if self._connection is None else self._connection.info
 
     @property
     def local_address(self) -> IPAddress:
@@ -122,6 +140,16 @@ class UpnpGateway:
         self._requester = requester
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
+        if self._found is not None:
+            try:
+                return await IgdConnection.open(requester, self._found)
+            except (UpnpReplyError, UpnpTimeout, UpnpTransportError):
+                self._found = None  # the IGD moved (a reboot, another HTTP port): search again
+        connection = await self._search(requester)
+        self._found = connection.info.location
+        return connection
+
+    async def _search(self, requester: BoundedRequester) -> IgdConnection:
         answers, self.search_rtt = await search_gateway(
             self.gateway, port=self.ssdp_port, local_address=self._local,
             multicast=self.multicast, timeout=self.timeout)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 from ipaddress import IPv4Address
 
 from ..wire.addresses import IPAddress
-from .errors import UpnpTimeout, UpnpTransportError
+from .errors import UpnpPortUnreachable, UpnpTimeout, UpnpTransportError
 from .ssdp import (
     IGD_SEARCH_TARGETS,
     MAX_ANSWER,
@@ -30,6 +31,8 @@ __all__ = ["UNICAST_WAIT", "search_gateway"]
 
 #: How long unicast may stay silent before multicast is tried.
 UNICAST_WAIT = 0.3
+#: After an ICMP port unreachable from the gateway's SSDP port, how long multicast may take.
+AFTER_REFUSAL = 0.5
 #: After the first answer, how long to wait for the others (other IGDs on the gateway; miniupnpd
 #: answers our three searches within a millisecond or two of each other).
 GATHER = 0.01
@@ -41,6 +44,7 @@ class _Answers(asyncio.DatagramProtocol):
         self.first_answer: float | None = None
         self.answers: list[SsdpAnswer] = []
         self.ignored = 0
+        self.refused = False
         self.arrived = asyncio.Event()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
@@ -55,8 +59,29 @@ class _Answers(asyncio.DatagramProtocol):
         self.arrived.set()
 
     def error_received(self, exc: Exception) -> None:
-        # An ICMP port unreachable: nothing listens on the gateway's SSDP port.
+        # An ICMP port unreachable (reported through IP_RECVERR): nothing listens on the
+        # gateway's SSDP port. Said at once rather than after the whole search.
         self.ignored += 1
+        if isinstance(exc, ConnectionRefusedError) and not self.refused:
+            self.refused = True
+            self.arrived.set()
+
+
+def _report_icmp_errors(sock: socket.socket, family: int) -> None:
+    """Ask Linux to report ICMP errors on this unconnected socket (IP_RECVERR, ip(7)): an
+    unconnected UDP socket hears of a port unreachable only so, and the search must not be
+    connected (a gateway may answer from another port than the one searched)."""
+    if not sys.platform.startswith("linux"):
+        return
+    level, option = ((socket.IPPROTO_IP, _IP_RECVERR) if family == socket.AF_INET
+                     else (socket.IPPROTO_IPV6, _IPV6_RECVERR))
+    with contextlib.suppress(OSError):
+        sock.setsockopt(level, option, 1)
+
+
+#: linux/in.h and linux/in6.h (not exported by the socket module).
+_IP_RECVERR = 11
+_IPV6_RECVERR = 25
 
 
 async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
@@ -72,6 +97,7 @@ async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
     try:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
+        _report_icmp_errors(sock, family)
         if local_address is not None:
             sock.bind((str(local_address), 0))
         if multicast and family == socket.AF_INET:
@@ -90,14 +116,28 @@ async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
             tries += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(protocol.arrived.wait(), min(UNICAST_WAIT, timeout))
+        if protocol.refused and not protocol.answers and not multicast:
+            raise UpnpPortUnreachable(str(gateway), "SSDP search", tries,
+                                      time.monotonic() - started)
+        protocol.arrived.clear()
+        if protocol.answers:
+            protocol.arrived.set()
         if not protocol.answers and multicast and family == socket.AF_INET:
             for target in IGD_SEARCH_TARGETS:
                 transport.sendto(build_search(target, MULTICAST_V4, SSDP_PORT),
                                  (MULTICAST_V4, SSDP_PORT))
                 tries += 1
         left = timeout - (time.monotonic() - started)
+        if protocol.refused:
+            # The gateway's own SSDP port is closed: an IGD bound to the multicast group only
+            # would still answer, within moments; most likely there is none (a stopped
+            # gateway, UPnP off), which must not cost the whole search.
+            left = min(left, AFTER_REFUSAL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(protocol.arrived.wait(), max(left, 0))
+        if protocol.refused and not protocol.answers:
+            raise UpnpPortUnreachable(str(gateway), "SSDP search", tries,
+                                      time.monotonic() - started)
         if protocol.answers:
             await asyncio.sleep(GATHER)
     except OSError as exc:

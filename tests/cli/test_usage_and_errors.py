@@ -29,7 +29,7 @@ from .conftest import Sim
     ["map", "tcp", "80", "--external-port", "65536"],
     ["map", "tcp", "80", "--timeout", "-1"],
     ["map", "tcp", "80", "--timeout", "nan"],
-    ["map", "tcp", "80", "--via", "upnp"],
+    ["map", "tcp", "80", "--via", "igd"],
     ["map", "tcp", "0", "--via", "natpmp"],
     ["map", "tcp", "0"],
     ["map", "all", "80"],

@@ -273,7 +273,7 @@ async def test_nothing_listening_on_ipv6_is_a_timeout(start_sim: StartSim) -> No
                  id="lifetime"),
     pytest.param(lambda port: engine.map_port(HOST4, 80, Protocol.ALL, gateway_port=port),
                  id="all protocols with a port"),
-    pytest.param(lambda port: engine.map_port(HOST4, 80, gateway_port=port, via="upnp"),
+    pytest.param(lambda port: engine.map_port(HOST4, 80, gateway_port=port, via="igd"),  # type: ignore[arg-type]
                  id="via"),
     pytest.param(lambda port: engine.peer(HOST4, 80, Protocol.TCP, "peer", 1,
                                           gateway_port=port), id="peer address"),

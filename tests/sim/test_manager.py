@@ -359,7 +359,8 @@ def test_no_task_or_socket_left_after_1000_add_remove_cycles() -> None:
                     await asyncio.sleep(90)  # let the odd renewal happen in between
                 await r.manager.remove(view.key)
             assert len(other_tasks()) <= settled_tasks
-            assert open_fds() == settled_fds
+            # At most: the start's probe may still have had its UPnP SSDP socket open then.
+            assert open_fds() <= settled_fds
             assert list(r.manager.mappings) == [MappingKey(TCP, 9000)]
             assert gateway_ports(r) == {9000: 9000}
         await asyncio.sleep(0)

@@ -16,6 +16,7 @@ from engine.negotiation import (
     falls_back,
     skips_after,
 )
+from engine.types import MappingProtocol
 
 
 def unsupported(protocol: str = "pcp", server_version: int = 0) -> UnsupportedVersion:
@@ -73,7 +74,7 @@ def test_a_gateway_known_to_speak_pcp_is_not_given_up_on_silence() -> None:
 
 def test_everything_refused_asks_again() -> None:
     state = Negotiation()
-    state.speaks.update(pcp=False, natpmp=False)
+    state.speaks["pcp"] = state.speaks["natpmp"] = False
     assert plan(state) == [("pcp", 30.0, False)]
 
 
@@ -154,3 +155,51 @@ def test_epochs_tell_lost_state_and_can_be_forgotten() -> None:
     assert not state.observe_epoch("pcp", 1, now=30.0)  # a fresh start, not a loss
     state.forget_epochs()
     assert state.epochs == {"pcp": None, "natpmp": None}
+
+
+ALL_THREE: tuple[MappingProtocol, ...] = ("pcp", "natpmp", "upnp")
+
+
+def test_auto_tries_upnp_last_each_silent_step_keeping_its_share() -> None:
+    assert plan(Negotiation(), available=ALL_THREE) == [
+        ("pcp", 9.5, True), ("natpmp", 9.5, True), ("upnp", 30.0, False)]
+    assert plan(Negotiation(), available=("upnp", "natpmp", "pcp"))[-1][0] == "upnp"  # any order
+
+
+def test_silence_does_not_move_on_to_upnp_when_upnp_cannot_carry_the_request() -> None:
+    state = Negotiation()
+    steps = state.plan("auto", natpmp_can_carry=False, upnp_can_carry=False,
+                       fallback_on_silence=True, timeout=30.0, available=ALL_THREE)
+    assert [(s.protocol, s.silence_falls_back) for s in steps.steps] == [
+        ("pcp", False), ("natpmp", False), ("upnp", False)]
+
+
+def test_a_gateway_known_to_speak_only_upnp_gets_upnp_at_once() -> None:
+    state = Negotiation()
+    state.speaks["pcp"] = state.speaks["natpmp"] = False
+    state.speaks["upnp"] = True
+    assert plan(state, available=ALL_THREE) == [("upnp", 30.0, False)]
+    assert plan(state, via="upnp", available=ALL_THREE) == [("upnp", 30.0, False)]
+    assert state.address_order("auto", ipv4=True, available=ALL_THREE) == ("upnp",)
+
+
+def test_an_icmp_refusal_skips_both_datagram_protocols_not_upnp() -> None:
+    refused = PortUnreachable("gw", "PCP map tcp 80", 1, 0.0, "pcp")
+    assert skips_after(refused) == frozenset({"pcp", "natpmp"})
+    assert falls_back("auto", ANSWERS_ONLY, refused)
+    assert not falls_back("upnp", ANSWERS_ONLY, refused)
+
+
+def test_address_order_asks_upnp_last() -> None:
+    state = Negotiation()
+    assert state.address_order("auto", ipv4=True, available=ALL_THREE) == (
+        "natpmp", "pcp", "upnp")
+    assert state.address_order("upnp", ipv4=True, available=ALL_THREE) == ("upnp",)
+
+
+def test_upnp_is_learnt_like_the_others() -> None:
+    state = Negotiation()
+    state.learn("upnp")
+    assert state.speaks["upnp"] is True
+    state.after_probe([Heard("upnp", True, external_address=IPv4Address("203.0.113.7"))])
+    assert state.external_address == IPv4Address("203.0.113.7")

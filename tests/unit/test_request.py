@@ -22,8 +22,16 @@ from engine.wire import pcp
     (MapRequest(Protocol.ALL, 80), "internal_port", "protocol 'all' takes internal port 0"),
     (MapRequest(Protocol.TCP, 80, lifetime=0), "lifetime", "lifetime must be 1-4294967295"),
     (MapRequest(Protocol.TCP, 80, lifetime=MAX_LIFETIME + 1), "lifetime", "1-4294967295"),
-    (MapRequest(Protocol.TCP, 80, via="upnp"),  # type: ignore[arg-type]
-     "via", "via is one of auto, pcp, natpmp"),
+    (MapRequest(Protocol.TCP, 80, via="igd"),  # type: ignore[arg-type]
+     "via", "via is one of auto, pcp, natpmp, upnp"),
+    (MapRequest(47, 0, via="upnp"), "protocol", "UPnP IGD can map only TCP and UDP, not gre"),
+    (MapRequest(Protocol.TCP, 80, via="upnp", prefer_failure=True), "via",
+     "UPnP IGD cannot carry PCP options (PreferFailure)"),
+    (MapRequest(Protocol.TCP, 80, external_address=IPv4Address("203.0.113.9"),
+                via="upnp"), "via",
+     "UPnP IGD cannot ask for a particular external address"),
+    (MapRequest(Protocol.UDP, 5000, remote_address=IPv4Address("198.51.100.1"), remote_port=1,
+                via="upnp"), "via", "PEER is a PCP request"),
     (MapRequest(47, 0, via="natpmp"), "protocol", "NAT-PMP can map only TCP and UDP, not gre"),
     (MapRequest(Protocol.TCP, 80, via="natpmp", prefer_failure=True), "via", "PCP options"),
     (MapRequest(Protocol.TCP, 80, nonce=b"short"), "nonce", "nonce must be 12 bytes"),

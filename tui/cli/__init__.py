@@ -1,4 +1,5 @@
-"""``natdeck``: NAT-PMP (RFC 6886) and PCP (RFC 6887) from the shell, for people and scripts.
+"""``natdeck``: NAT-PMP (RFC 6886), PCP (RFC 6887) and UPnP IGD from the shell, for people and
+scripts.
 
 Usage::
 
@@ -7,13 +8,15 @@ Usage::
     natdeck map PROTO PORT [--external-port N] [--lifetime S] [--hold]
     natdeck unmap PROTO PORT [--external-port N]
     natdeck unmap PROTO --all                NAT-PMP's delete-all of one protocol
-    natdeck probe                            which protocols the gateway answers
+    natdeck probe                            which protocols the gateway answers (PCP,
+                                             NAT-PMP, UPnP IGD with its name and model)
     natdeck watch [--listen-host H] [--listen-port P] [--count N]
     natdeck list [--watch [--interval S]] [--ssdp-port N]   every mapping on the gateway
 
 Every subcommand takes ``--gateway ADDR`` (else the default gateway is
-discovered), ``--gateway-port N`` (5351), ``--local ADDR``, ``--via
-auto|pcp|natpmp``, ``--timeout S`` and ``--json`` (one JSON object per line and
+discovered), ``--gateway-port N`` (5351), ``--ssdp-port N`` (1900: where the gateway's UPnP IGD
+answers SSDP), ``--local ADDR``, ``--via auto|pcp|natpmp|upnp`` (auto: PCP, then
+NAT-PMP, then UPnP IGD), ``--timeout S`` and ``--json`` (one JSON object per line and
 per result, with stable field names). Errors are one line on stderr, usage errors
 too (with a ``--help`` hint).
 
@@ -36,8 +39,9 @@ JSON output (``--json``), one object per line; fields are only ever added:
   "lost", "renewal_failed", "failed", "external_address_changed",
   "gateway_restarted", and "deleted" at the end), ``protocol`` (name),
   ``protocol_number``, ``internal_port``, ``external_address``,
-  ``external_port``, ``lifetime`` (granted seconds), ``via`` ("pcp"/"natpmp"),
-  ``gateway``, ``gateway_port``, ``local_address``, ``epoch``; events about
+  ``external_port``, ``lifetime`` (granted seconds), ``via`` ("pcp"/"natpmp"/"upnp"),
+  ``gateway``, ``gateway_port``, ``local_address``, ``epoch`` (null for UPnP, which
+  has none), ``permanent`` (a UPnP lease without end); events about
   trouble carry ``reason`` instead of the mapping's fields.
 - ``unmap``: ``event`` ("deleted", "not_held", "unconfirmed" with exit 5 and a
   ``reason``, or "deleted_all" for ``--all``: see :mod:`tui.cli.cmd_unmap`),
@@ -45,7 +49,10 @@ JSON output (``--json``), one object per line; fields are only ever added:
   ``gateway``, ``gateway_port``, ``local_address``, ``stored_nonce``.
 - ``probe``: ``gateway``, ``gateway_port``, ``local_address``, ``reachable``,
   ``pcp``, ``natpmp``, ``via``, ``external_address``, ``epoch``, ``pcp_epoch``,
-  ``natpmp_epoch``, ``rtt`` (seconds), ``pcp_version``.
+  ``natpmp_epoch``, ``rtt`` (seconds), ``pcp_version``, ``upnp``, ``igd`` (null, or
+  ``friendly_name``, ``manufacturer``, ``model_name``, ``model_number``,
+  ``igd_version``, ``service_type``, ``location``), ``upnp_rtt``, ``warning`` (the
+  IGD reports no public external address: double NAT).
 - ``watch``: ``event`` ("announcement"), ``kind`` ("natpmp_address" or
   "pcp_announce"), ``protocol``, ``external_address``, ``previous_address``,
   ``address_changed``, ``restarted`` (the epoch shows the gateway lost its
@@ -60,7 +67,9 @@ JSON output (``--json``), one object per line; fields are only ever added:
 
 PCP mappings belong to their nonce (RFC 6887 §11.1), so ``map`` keeps it in
 the state file (:mod:`engine.statefile`) and ``unmap`` (another process) uses it;
-running ``map`` again for the same mapping renews it with the same nonce.
+running ``map`` again for the same mapping renews it with the same nonce. A UPnP
+IGD mapping is named by its protocol and external port, which the record keeps
+the same way (and whether its lease is permanent).
 
 The package, one module per concern: :mod:`~tui.cli.args` (the parser and its checks),
 :mod:`~tui.cli.validation` (the one request check), :mod:`~tui.cli.output` (text and

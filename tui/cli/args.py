@@ -16,6 +16,7 @@ from typing import Literal, NoReturn
 from engine.client import DEFAULT_LIFETIME, DEFAULT_TIMEOUT
 from engine.protocols import parse_protocol
 from engine.transport import SERVER_PORT
+from engine.upnp.ssdp import SSDP_PORT
 from engine.wire.addresses import IPAddress, to_address
 from tui.exit_codes import EXIT_CODES, EXIT_USAGE
 
@@ -27,7 +28,7 @@ __all__ = ["DEFAULT_LIFETIME", "DEFAULT_TIMEOUT", "PROBE_TIMEOUT", "SERVER_PORT"
 #: ``probe`` waits this long by default: a gateway on the link answers in milliseconds.
 PROBE_TIMEOUT = 3.0
 
-Via = Literal["auto", "pcp", "natpmp"]
+Via = Literal["auto", "pcp", "natpmp", "upnp"]
 
 _EPILOG = "exit status:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES.items())
 
@@ -41,6 +42,8 @@ class Connection:
     local: IPAddress | None
     via: Via
     verbose: int
+    ssdp_port: int = SSDP_PORT
+    """Where the gateway's UPnP IGD answers SSDP searches (1900; another in tests)."""
 
 
 # -- argument types ----------------------------------------------------------------------
@@ -136,9 +139,14 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
                         metavar="ADDR",
                         help="our address as the gateway sees it (default: what the route "
                              "to the gateway uses)")
-    parser.add_argument("--via", choices=("auto", "pcp", "natpmp"), default=argparse.SUPPRESS,
-                        help="protocol: auto (PCP, falling back to NAT-PMP), pcp or natpmp "
-                             "(default: auto)")
+    parser.add_argument("--via", choices=("auto", "pcp", "natpmp", "upnp"),
+                        default=argparse.SUPPRESS,
+                        help="protocol: auto (PCP, then NAT-PMP, then UPnP IGD), pcp, natpmp "
+                             "or upnp (default: auto)")
+    parser.add_argument("--ssdp-port", type=_server_port_arg, default=argparse.SUPPRESS,
+                        metavar="N",
+                        help=f"the UDP port the gateway's UPnP IGD answers SSDP searches on "
+                             f"(default: {SSDP_PORT})")
     parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="log what happens on stderr (-vv: every packet)")
 
@@ -337,9 +345,9 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 _SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
     "map": (
         "ask for a mapping and print it",
-        "Ask the gateway to map PROTO PORT and print the mapping. The PCP nonce is kept in "
-        "the state file, so that 'natdeck map' again renews the same mapping and 'natdeck "
-        "unmap' can delete it.",
+        "Ask the gateway to map PROTO PORT and print the mapping. What renews and deletes it "
+        "(the PCP nonce, the UPnP external port) is kept in the state file, so that "
+        "'natdeck map' again renews the same mapping and 'natdeck unmap' can delete it.",
         _map_arguments),
     "unmap": (
         "delete a mapping",
@@ -349,9 +357,10 @@ _SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None
         _unmap_arguments),
     "probe": (
         "which protocols the gateway answers",
-        "Ask PCP (ANNOUNCE) and NAT-PMP (external address) at once; print which protocols "
-        "the gateway answers, its external address, epoch and round trip. Both protocols "
-        "are always asked; --via has no effect.",
+        "Ask PCP (ANNOUNCE), NAT-PMP (external address) and UPnP IGD (SSDP search, "
+        "description, WAN state) at once; print which protocols the gateway answers, the "
+        "IGD's name and model, its external address, epoch and round trip. All three are "
+        "always asked; --via has no effect.",
         _probe_arguments),
     "watch": (
         "print the gateway's announcements as they come",
@@ -377,7 +386,8 @@ def _connection(args: argparse.Namespace) -> Connection:
         gateway_port=getattr(args, "gateway_port", SERVER_PORT),
         local=getattr(args, "local", None),
         via=getattr(args, "via", "auto"),
-        verbose=getattr(args, "verbose", 0) or 0)
+        verbose=getattr(args, "verbose", 0) or 0,
+        ssdp_port=getattr(args, "ssdp_port", SSDP_PORT))
 
 
 def _check(main_parser: argparse.ArgumentParser,

@@ -9,7 +9,9 @@
   gone could not be checked (the reason is printed).
 
 A stored record decides the protocol: a PCP mapping is deleted with PCP and its nonce
-even under ``--via natpmp`` (a NAT-PMP delete cannot remove it; a warning says so).
+even under ``--via natpmp`` (a NAT-PMP delete cannot remove it; a warning says so); a
+UPnP IGD mapping with UPnP, by the external port the record holds (DeletePortMapping,
+once the gateway's entry there is checked to still be this host's).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ async def run_unmap(ctx: Context) -> int:
     if record is not None and ctx.conn.via not in ("auto", record.via):
         ctx.out.warn(f"{what} was mapped with {via_name(record.via)} (stored in "
                      f"{ctx.state.path}): deleting it with {via_name(record.via)}"
-                     f"{' and its nonce' if record.via == 'pcp' else ''}, as a "
+                     f"{' and its nonce' if record.via == 'pcp' else ''}"
+                     f"{' and its external port' if record.via == 'upnp' else ''}, as a "
                      f"{via_name(ctx.conn.via)} delete cannot remove it")
     async with ctx.client() as client:
         if record is not None:
@@ -84,8 +87,9 @@ async def run_unmap(ctx: Context) -> int:
     if record is not None:
         ctx.out.result(fields, f"deleted {what} via {via}")
     else:
-        how = "with a new nonce, as none was stored" if mapping.via == "pcp" else \
-            "and a re-map to check"
+        how = {"pcp": "with a new nonce, as none was stored",
+               "upnp": f"of external port {mapping.external_port}"}.get(
+                   mapping.via, "and a re-map to check")
         ctx.out.result(fields, f"not held: {what} (no record of it; after a {via} delete "
                                f"{how}, the gateway holds no such mapping)")
     return EXIT_OK

@@ -57,7 +57,8 @@ class Context:
         """A client for the gateway (use it as ``async with``)."""
         from engine.client import GatewayClient
 
-        return GatewayClient(self.gateway, self.conn.gateway_port, local_address=self.local)
+        return GatewayClient(self.gateway, self.conn.gateway_port, local_address=self.local,
+                             ssdp_port=self.conn.ssdp_port)
 
     def find(self, protocol: int, port: int) -> MappingRecord | None:
         """The stored record of (protocol, port) at this gateway, warnings printed."""
@@ -71,7 +72,7 @@ class Context:
             self.state_warnings(self.state.record(record))
         except OSError as exc:
             self.out.warn(f"could not write the state file {self.state.path}: {exc}; "
-                          "'natdeck unmap' will not know this mapping's nonce")
+                          "'natdeck unmap' will not know this mapping")
 
     def forget(self, protocol: int, port: int) -> None:
         """Drop the record of (protocol, port) at this gateway, if any."""

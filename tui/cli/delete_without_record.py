@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from engine.codes import PcpResult
-from engine.errors import ResultCodeError, UnsupportedVersion
+from engine.errors import PortUnreachable, ResultCodeError, UnsupportedVersion
 from engine.protocols import Protocol, protocol_name
 from engine.wire.pcp import NONCE_SIZE
 
@@ -27,10 +27,13 @@ __all__ = ["delete_without_record"]
 
 async def delete_without_record(ctx: Context, client: GatewayClient, protocol: int, port: int,
                                 timeout: float) -> PortMapping:
-    """Delete (protocol, port) with no stored nonce: PCP with a fresh nonce, else NAT-PMP.
+    """Delete (protocol, port) with no stored nonce: PCP with a fresh nonce, else NAT-PMP,
+    else UPnP IGD (external port ``port`` unless ``--external-port``, deleted only if the
+    gateway's entry there is this host's).
 
-    ``--via auto`` falls back to NAT-PMP when the gateway does not speak PCP. Returns
-    the mapping as deleted (its ``via`` says which protocol did it).
+    ``--via auto`` falls back to NAT-PMP when the gateway does not speak PCP, and to UPnP
+    when nothing listens on its port 5351. Returns the mapping as deleted (its ``via`` says
+    which protocol did it).
     """
     from engine.client import PortMapping
 
@@ -41,9 +44,18 @@ async def delete_without_record(ctx: Context, client: GatewayClient, protocol: i
         protocol=protocol, internal_port=port,
         external_port=port if external_port is None else external_port,
         external_address=None, lifetime=0, expires_at=0.0,
-        via="natpmp" if ctx.conn.via == "natpmp" else "pcp", epoch=0,
+        via=ctx.conn.via if ctx.conn.via != "auto" else "pcp", epoch=0,
         nonce=secrets.token_bytes(NONCE_SIZE), suggested_external_port=port)
+    if mapping.via != "pcp":
+        mapping.nonce = None
     try:
+        await client.delete(mapping, timeout=timeout)
+    except PortUnreachable:
+        if ctx.conn.via != "auto" or protocol not in (Protocol.TCP, Protocol.UDP) \
+                or "upnp" not in client.mappers:
+            raise
+        mapping.via = "upnp"
+        mapping.nonce = None
         await client.delete(mapping, timeout=timeout)
     except UnsupportedVersion:
         if ctx.conn.via != "auto" or protocol not in (Protocol.TCP, Protocol.UDP):

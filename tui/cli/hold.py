@@ -90,6 +90,8 @@ async def hold(ctx: Context, record: MappingRecord | None) -> int:
         announce_ports=(args.listen_port,) if args.listen_port else ANNOUNCE_PORTS,
         announce_host=None if args.listen_host is None else str(args.listen_host),
         multicast=args.listen_host is None, keep=True, probe_on_start=False)
+    # The manager does not take the IGD's SSDP port yet: its client's UPnP mapper does.
+    manager.client.ssdp_port = ctx.conn.ssdp_port
     key = MappingKey(protocol, port)
     async with manager:
         view = await manager.add(protocol, port, external_port=external_port, nonce=nonce)

@@ -79,15 +79,20 @@ def address_text(address: IPAddress | None) -> str | None:
 
 
 def via_name(via: str | None) -> str:
-    """``pcp`` -> ``PCP``, ``natpmp`` -> ``NAT-PMP``, for text lines."""
-    return {"pcp": "PCP", "natpmp": "NAT-PMP"}.get(via or "", "?")
+    """``pcp`` -> ``PCP``, ``natpmp`` -> ``NAT-PMP``, ``upnp`` -> ``UPnP``, for text lines."""
+    return {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP"}.get(via or "", "?")
 
 
 def mapping_fields(event: str, *, protocol: int, internal_port: int,
                    external_address: IPAddress | None, external_port: int | None,
                    lifetime: int, via: str | None, gateway: IPAddress, gateway_port: int,
-                   local_address: IPAddress | None, epoch: int | None) -> dict[str, Any]:
-    """The JSON object of a mapping. Field names are a contract; add, never rename."""
+                   local_address: IPAddress | None, epoch: int | None,
+                   permanent: bool = False) -> dict[str, Any]:
+    """The JSON object of a mapping. Field names are a contract; add, never rename.
+
+    A UPnP IGD mapping has no epoch (``null``); ``permanent`` is true for a lease without
+    end (``lifetime`` 0), which a gateway that takes only those gave.
+    """
     return {
         "event": event,
         "protocol": protocol_name(protocol),
@@ -100,7 +105,8 @@ def mapping_fields(event: str, *, protocol: int, internal_port: int,
         "gateway": str(gateway),
         "gateway_port": gateway_port,
         "local_address": address_text(local_address),
-        "epoch": epoch,
+        "epoch": None if via == "upnp" else epoch,
+        "permanent": permanent,
     }
 
 
@@ -111,7 +117,7 @@ def fields_of_mapping(event: str, mapping: PortMapping) -> dict[str, Any]:
         external_address=mapping.external_address, external_port=mapping.external_port,
         lifetime=mapping.lifetime, via=mapping.via, gateway=mapping.gateway,
         gateway_port=mapping.gateway_port, local_address=mapping.local_address,
-        epoch=mapping.epoch)
+        epoch=mapping.epoch, permanent=mapping.permanent)
 
 
 def mapping_text(verb: str, fields: dict[str, Any]) -> str:
@@ -121,6 +127,8 @@ def mapping_text(verb: str, fields: dict[str, Any]) -> str:
     gateway = fields["gateway"]
     if fields["gateway_port"] != SERVER_PORT:
         gateway = f"{gateway}:{fields['gateway_port']}"
+    lease = "permanently" if fields.get("permanent") else f"for {fields['lifetime']} s"
+    about = f"gateway {gateway}" if fields["epoch"] is None \
+        else f"gateway {gateway}, epoch {fields['epoch']}"
     return (f"{verb} {fields['protocol']} {fields['internal_port']} -> {where} "
-            f"for {fields['lifetime']} s via {via_name(fields['via'])} (gateway {gateway}, "
-            f"epoch {fields['epoch']})")
+            f"{lease} via {via_name(fields['via'])} ({about})")

@@ -25,19 +25,22 @@ def validate_request(*, command: Literal["map", "unmap"], protocol: int, port: i
                      delete_all: bool = False) -> None:
     """Raise :class:`RequestError` for a request the RFCs (or natdeck's CLI) forbid.
 
-    ``port`` is ``None`` only for ``unmap --all``; ``via`` is ``auto``, ``pcp`` or
-    ``natpmp``.
+    ``port`` is ``None`` only for ``unmap --all``; ``via`` is ``auto``, ``pcp``,
+    ``natpmp`` or ``upnp``.
     """
     name = protocol_name(protocol)
     if via == "natpmp" and protocol not in (Protocol.TCP, Protocol.UDP):
         raise RequestError(f"NAT-PMP maps only tcp and udp, not {name}; use --via pcp or auto")
+    if via == "upnp" and protocol not in (Protocol.TCP, Protocol.UDP):
+        raise RequestError(f"UPnP IGD maps only tcp and udp, not {name}; use --via pcp or auto")
     if delete_all:
         if port is not None:
             raise RequestError("unmap --all takes no PORT: it deletes every mapping of PROTO")
         if external_port is not None:
             raise RequestError("unmap --all takes no --external-port")
-        if via == "pcp":
-            raise RequestError("unmap --all is NAT-PMP's delete-all; PCP has none")
+        if via in ("pcp", "upnp"):
+            raise RequestError(f"unmap --all is NAT-PMP's delete-all; "
+                               f"{'PCP' if via == 'pcp' else 'UPnP IGD'} has none")
         if protocol not in (Protocol.TCP, Protocol.UDP):
             raise RequestError(f"unmap --all takes tcp or udp, not {name}")
         return
@@ -47,5 +50,7 @@ def validate_request(*, command: Literal["map", "unmap"], protocol: int, port: i
         raise RequestError("protocol 'all' (0) takes port 0 (RFC 6887 §11.1)")
     if port == 0 and protocol in PORTED_PROTOCOLS and via == "natpmp":
         raise RequestError("NAT-PMP needs a PORT of 1-65535 (port 0 means delete-all there)")
+    if port == 0 and protocol in PORTED_PROTOCOLS and via == "upnp":
+        raise RequestError("UPnP IGD needs a PORT of 1-65535")
     if port == 0 and protocol in PORTED_PROTOCOLS and via == "auto" and command == "map":
         raise RequestError(f"PORT 0 asks PCP for every {name} port; say --via pcp to mean it")
