@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
 
 from .client import ProbeResult
 from .errors import NatDeckError
 from .protocols import Protocol, protocol_name
+from .types import MappingProtocol, ProtocolName
 from .wire import pcp
 from .wire.addresses import IPAddress
 
@@ -41,7 +41,6 @@ __all__ = [
     "ProbeCompleted",
 ]
 
-ProtocolName = Literal["pcp", "natpmp"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,7 +79,7 @@ class ManagedMapping:
     internal_port: int
     state: MappingState
     requested_lifetime: int
-    via: ProtocolName | None = None
+    via: MappingProtocol | None = None
     external_port: int | None = None
     external_address: IPAddress | None = None
     lifetime: int = 0
@@ -112,7 +111,7 @@ class GatewayStatus:
     gateway: IPAddress
     port: int
     local_address: IPAddress | None = None
-    via: ProtocolName | None = None
+    via: MappingProtocol | None = None
     """The protocol in use (PCP preferred)."""
     speaks_pcp: bool | None = None
     speaks_natpmp: bool | None = None

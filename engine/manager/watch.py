@@ -42,9 +42,9 @@ from ..events import (
     LocalAddressChanged,
     MappingsConfirming,
     ProbeCompleted,
-    ProtocolName,
 )
 from ..transport import Message
+from ..types import ProtocolName
 from ..wire.addresses import IPAddress, to_address
 
 __all__ = [
