@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
 import sys
 import time
 import traceback
@@ -36,6 +34,8 @@ from tests.bench import (
     oneshot,
     recovery,
     scale,
+    tui_tick,
+    upnp_cold,
 )
 from tests.bench.report import Goal, goal_table
 from tests.lab.netlab import Lab, LabError, ensure_lab_dependencies
@@ -140,22 +140,11 @@ def lab_sections(plan: Plan) -> None:
         section("1. mapping throughput on a fast miniupnpd", fast)
         section("4. recovery on miniupnpd", recover)
         section("1. mapping throughput on a slow miniupnpd", slow)
-
-
-def upnp_cold_start_section(plan: Plan) -> Outcome:
-    """HOOK (issue 15, later): time to a mapping from a cold start on a UPnP-only gateway,
-    natdeck ``via="auto"`` beside ``upnpc``, in the same rounds.
-
-    A module ``tests/bench/upnp_cold_start.py`` with ``section(runs: int) -> (markdown,
-    goals)`` is picked up here; until it exists the section says so.
-    """
-    if importlib.util.find_spec("tests.bench.upnp_cold_start") is None:
-        return ("### Time to a mapping from a cold start on a UPnP-only gateway "
-                "(natdeck auto vs upnpc)\n\n(Not measured yet: tests/bench/upnp_cold_start.py "
-                "does not exist.)")
-    module = importlib.import_module("tests.bench.upnp_cold_start")
-    outcome: Outcome = module.section(plan.oneshot_runs)
-    return outcome
+        # Last: it leaves miniupnpd UPnP-only (enable_natpmp=no).
+        rounds = plan.lab_rounds * 3
+        section("7. UPnP cold start", lambda: "### Time to a mapping from a cold start on a "
+                "UPnP-only gateway (natdeck auto vs upnpc)\n\n"
+                + upnp_cold.render(upnp_cold.measure(lab, rounds), rounds))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     section("3. fallback", lambda: fallback.render(
         fallback.measure(plan.fallback_rounds, 0.005)))
     section("5. TUI frame", lambda: scale.tui_frames(plan.tui_ticks))
+    section("5. TUI tick at 80x24 and 120x40 (goal ≤ 16 ms median, ≤ 33 ms worst)",
+            lambda: "```\n" + tui_tick.report(1000, plan.tui_ticks)[0] + "\n```")
     section("5. memory and CPU per mapping", lambda: scale.manager_scale(
         list(plan.scale_counts)))
     section("6. one-shot process", one_shot)
-    section("7. UPnP cold start", lambda: upnp_cold_start_section(plan))
     print("### The goals of issue 15, measured in this run")
     print()
     print(goal_table(GOALS) if GOALS else "(No goal was measured.)")
