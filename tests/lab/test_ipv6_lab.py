@@ -296,6 +296,8 @@ def test_manager_recreates_its_pinholes_after_a_restart_when_asked(lab6: Lab) ->
             seen["restarts"] = len(log.of(GatewayRestarted))
             seen["rules"] = set(lab6.pinholes())
             seen["states"] = {m.state for m in mgr.mappings.values()}
+            closed = await mgr.close()
+            seen["left"] = {key.internal_port for key in closed.left}
         seen["end"] = lab6.pinholes()
 
     run_in_client(lab6, scenario)
@@ -303,7 +305,11 @@ def test_manager_recreates_its_pinholes_after_a_restart_when_asked(lab6: Lab) ->
     assert seen["restarts"] == 1
     assert seen["rules"] == {pinhole(TCP, 41030), pinhole(TCP, 41031)}
     assert seen["states"] == {"active"}
-    assert seen["end"] == []
+    # What natdeck says it could not delete is exactly what stays: Debian's miniupnpd refuses
+    # to delete a pinhole it has renewed (see above), and the confirmation after the restart
+    # renews the one whose renewal revealed it.
+    assert {p.port for p in seen["end"]} == seen["left"]
+    assert seen["left"] <= {41030}
 
 
 @pytest.mark.xfail(strict=True, reason="the manager drops an ANNOUNCE from the gateway's "
