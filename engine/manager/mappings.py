@@ -118,8 +118,11 @@ class MappingTable:
             self.wakeup.clear()
             next_at = self.due.next_at()
             delay = None if next_at is None else max(0.0, next_at - self._now())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives while the wake-up is already set (gh-86296), and close() would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self.wakeup.wait()
 
     def _timer(self, entry: Entry, now: float) -> None:
         view = entry.view

@@ -222,9 +222,6 @@ def test_manager_maps_and_removes_over_ipv6(lab6: Lab) -> None:
     assert seen["closed"] == []  # leaving the manager deleted the last one
 
 
-@pytest.mark.xfail(strict=True, reason="close() hangs after renew() (IPv4 too): the scheduler's "
-                   "asyncio.wait_for swallows the cancellation when its wake-up is already set, "
-                   "CPython 3.11's gh-86296 (manager)")
 def test_manager_renews_over_ipv6(lab6: Lab) -> None:
     seen: dict[str, Any] = {}
 
