@@ -162,16 +162,22 @@ class AnnouncementListener:
         self.close()
 
     def _received(self, data: bytes, host: str, port: int, local_port: int) -> None:
-        if port != self.source_port or not is_gateway_address(host, self.gateway):
-            self.dropped += 1
-            log.info("ignored an announcement from %s:%d, not gateway %s", host, port,
-                     self.gateway)
+        from_gateway = is_gateway_address(host, self.gateway)
+        if port != self.source_port or not (from_gateway or self._link_local_peer(host)):
+            self._ignore_stranger(host, port)
             return
         try:
             message = decode_message(data)
         except MalformedPacket as exc:
             self.dropped += 1
             log.info("ignored a malformed announcement from %s: %s", host, exc)
+            return
+        if not from_gateway and not (isinstance(message, pcp.Response)
+                                     and message.opcode == pcp.Opcode.ANNOUNCE):
+            # Only an ANNOUNCE is taken from the gateway's link-local address: it carries no
+            # address, it only makes natdeck ask the gateway itself again (after the random
+            # delay, coalesced), so a forged one costs a few requests, never a mapping.
+            self._ignore_stranger(host, port)
             return
         announcement: Announcement | None = None
         if isinstance(message, natpmp.ExternalAddressResponse) and message.result == 0:
@@ -187,3 +193,19 @@ class AnnouncementListener:
             return
         self.received += 1
         self.on_announcement(announcement)
+
+    def _ignore_stranger(self, host: str, port: int) -> None:
+        self.dropped += 1
+        log.info("ignored an announcement from %s:%d, not gateway %s", host, port, self.gateway)
+
+    def _link_local_peer(self, host: str) -> bool:
+        """Whether ``host`` is an IPv6 link-local address while the gateway is a global IPv6
+        address: RFC 6887 §14.1.3 multicasts ANNOUNCE to ff02::1, and a server such as
+        miniupnpd sends it from its link-local address, not from the one clients ask."""
+        if not isinstance(self.gateway, IPv6Address) or self.gateway.is_link_local:
+            return False
+        try:
+            peer = IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return peer.is_link_local

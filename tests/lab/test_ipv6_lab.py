@@ -309,9 +309,6 @@ def test_manager_recreates_its_pinholes_after_a_restart_when_asked(lab6: Lab) ->
     assert seen["left"] <= {41030}
 
 
-@pytest.mark.xfail(strict=True, reason="the manager drops an ANNOUNCE from the gateway's "
-                   "link-local address, which is where miniupnpd multicasts it from over IPv6 "
-                   "(manager)")
 def test_manager_notices_a_restart_from_the_ipv6_announce(lab6: Lab) -> None:
     """miniupnpd multicasts a PCP ANNOUNCE to ff02::1 as it starts; the manager should
     recreate its pinholes from it, without any call, after the random 0-5 s."""
