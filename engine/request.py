@@ -196,8 +196,10 @@ class MapRequest:
                 found.append(("internal_port",
                               "protocol 'all' takes internal port 0 (RFC 6887 §11.1)"))
         elif self.has_ports:
+            # Port 0 ("all ports") is legal in a delete (RFC 6887 §11.1), never in a map.
             check("internal_port",
-                  lambda: check_port("internal port", self.internal_port, low=1))
+                  lambda: check_port("internal port", self.internal_port,
+                                     low=0 if deleting else 1))
         else:
             check("internal_port", lambda: check_port("internal port", self.internal_port))
             if self.internal_port != 0 and not any(f == "internal_port" for f, _ in found):

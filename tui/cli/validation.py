@@ -2,16 +2,18 @@
 
 :func:`validate_request` is the only place the CLI says which (protocol, port, via)
 combinations it refuses; the argument parser calls it for ``map``, ``unmap`` and the
-TUI's ``--map``. When ``engine.request.MapRequest.validate()`` lands (issue 12: one
-request type with one validation for every front end), this function becomes a thin
-call to it, and its messages become the engine's.
+TUI's ``--map``. A single mapping is checked by the engine's one validation
+(``engine.request.MapRequest.problems``), so the CLI, the TUI's form and the library refuse
+the same requests in the same words.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
-from engine.protocols import PORTED_PROTOCOLS, Protocol, protocol_name
+from engine.protocols import Protocol, protocol_name
+from engine.request import DEFAULT_LIFETIME, MapRequest
+from engine.types import Via
 
 __all__ = ["RequestError", "validate_request"]
 
@@ -26,31 +28,31 @@ def validate_request(*, command: Literal["map", "unmap"], protocol: int, port: i
     """Raise :class:`RequestError` for a request the RFCs (or natdeck's CLI) forbid.
 
     ``port`` is ``None`` only for ``unmap --all``; ``via`` is ``auto``, ``pcp``,
-    ``natpmp`` or ``upnp``.
+    ``natpmp`` or ``upnp``. One mapping is checked by the engine's one validation
+    (:meth:`engine.request.MapRequest.problems`, the same the library and the TUI's form
+    use); only ``unmap --all``, which is no single mapping, has rules of its own here.
     """
-    name = protocol_name(protocol)
-    if via == "natpmp" and protocol not in (Protocol.TCP, Protocol.UDP):
-        raise RequestError(f"NAT-PMP maps only tcp and udp, not {name}; use --via pcp or auto")
-    if via == "upnp" and protocol not in (Protocol.TCP, Protocol.UDP):
-        raise RequestError(f"UPnP IGD maps only tcp and udp, not {name}; use --via pcp or auto")
     if delete_all:
-        if port is not None:
-            raise RequestError("unmap --all takes no PORT: it deletes every mapping of PROTO")
-        if external_port is not None:
-            raise RequestError("unmap --all takes no --external-port")
-        if via in ("pcp", "upnp"):
-            raise RequestError(f"unmap --all is NAT-PMP's delete-all; "
-                               f"{'PCP' if via == 'pcp' else 'UPnP IGD'} has none")
-        if protocol not in (Protocol.TCP, Protocol.UDP):
-            raise RequestError(f"unmap --all takes tcp or udp, not {name}")
+        _check_delete_all(protocol, port, external_port, via)
         return
     if port is None:
         raise RequestError("PORT is required (or --all to delete every mapping of PROTO)")
-    if protocol == Protocol.ALL and port != 0:
-        raise RequestError("protocol 'all' (0) takes port 0 (RFC 6887 §11.1)")
-    if port == 0 and protocol in PORTED_PROTOCOLS and via == "natpmp":
-        raise RequestError("NAT-PMP needs a PORT of 1-65535 (port 0 means delete-all there)")
-    if port == 0 and protocol in PORTED_PROTOCOLS and via == "upnp":
-        raise RequestError("UPnP IGD needs a PORT of 1-65535")
-    if port == 0 and protocol in PORTED_PROTOCOLS and via == "auto" and command == "map":
-        raise RequestError(f"PORT 0 asks PCP for every {name} port; say --via pcp to mean it")
+    request = MapRequest(protocol, port, external_port, via=cast(Via, via),
+                         lifetime=0 if command == "unmap" else DEFAULT_LIFETIME)
+    problems = request.problems(deleting=command == "unmap")
+    if problems:
+        raise RequestError(problems[0][1])
+
+
+def _check_delete_all(protocol: int, port: int | None, external_port: int | None,
+                      via: str) -> None:
+    name = protocol_name(protocol)
+    if port is not None:
+        raise RequestError("unmap --all takes no PORT: it deletes every mapping of PROTO")
+    if external_port is not None:
+        raise RequestError("unmap --all takes no --external-port")
+    if via in ("pcp", "upnp"):
+        raise RequestError(f"unmap --all is NAT-PMP's delete-all; "
+                           f"{'PCP' if via == 'pcp' else 'UPnP IGD'} has none")
+    if protocol not in (Protocol.TCP, Protocol.UDP):
+        raise RequestError(f"unmap --all takes tcp or udp, not {name}")
