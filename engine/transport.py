@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv6Address
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
-from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
+from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
 from .types import DatagramProtocol, ProtocolName
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from .wire import natpmp, pcp
@@ -266,9 +266,12 @@ class GatewayChannel:
         await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
+        window = self.windows[protocol]
+        # The first timer follows the round trip measured by the time the request goes out.
+        waits = fitted_timeouts(iter(schedule), window.first_timer)
+        exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name)
-        pending = _Pending(exchange, loop.create_future(), self.windows[protocol], key)
+        pending = _Pending(exchange, loop.create_future(), window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:
             self._start(pending, now)

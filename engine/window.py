@@ -14,21 +14,36 @@ gateway answers in half the first retransmission timer, capped at ``limit``.
 A retransmission halves it. With a gateway of service time ``s`` and window
 ``w = IRT / (2 s)``, the last of ``w`` requests is answered after ``w * s =
 IRT / 2``: no retransmission while the gateway answers everything, for ``s``
-up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time, each
-answered inside its first timer up to 250 ms).
+up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time).
+
+The first retransmission timer (:meth:`InFlightWindow.first_timer`) follows the
+measured round trip as TCP's does (RFC 6298 §2): ``RTO = SRTT + max(G, 4 *
+RTTVAR)``, never shorter than the RFC's own first timer plus one clock
+granularity ``G``. Why: a gateway serving one request at a time in 250 ms
+answers exactly as NAT-PMP's 250 ms first timer (RFC 6886 §3.1) fires, and a
+queue of round trips that vary (a window's first and last answers) goes past it;
+every duplicate costs the gateway one more service time and every request
+queued behind it as much. The RFC's timer is a floor, never cut: a lost packet
+on a fast gateway is resent as soon as the RFC says. ``G`` (10 ms) is there so a
+timer does not fire in a tie with an answer due at the same instant (RFC 6298
+§2.4's granularity term).
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "InFlightWindow"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "GRANULARITY", "InFlightWindow"]
 
 DEFAULT_MAX_IN_FLIGHT = 32
+#: RFC 6298 §2's clock granularity ``G``, seconds: the least margin a timer keeps over a round
+#: trip (and over the RFC's first timer, before any is measured).
+GRANULARITY = 0.010
 
 
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("first_timeout", "in_flight", "limit", "srtt", "window")
+    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_smoothed", "rtt_variance", "srtt",
+                 "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
         if limit < 1:
@@ -38,6 +53,11 @@ class InFlightWindow:
         self.window = float(max(1, min(initial, limit)))
         self.in_flight = 0
         self.srtt: float | None = None
+        """Smoothed service time per request (a round trip over the requests it queued behind)."""
+        self.rtt_smoothed: float | None = None
+        """RFC 6298's SRTT: the smoothed round trip itself, queueing included."""
+        self.rtt_variance = 0.0
+        """RFC 6298's RTTVAR."""
 
     @property
     def room(self) -> int:
@@ -66,10 +86,29 @@ class InFlightWindow:
         timer, not the square root of that a queue-inflated round trip would give.
         RFC 6298's smoothing (gain 1/8) so that one fast answer does not open it all.
         """
+        self._round_trip(rtt)
         sample = rtt / max(1, sent_with)
         self.srtt = sample if self.srtt is None else self.srtt + (sample - self.srtt) / 8
         fit = self.first_timeout / (2 * max(self.srtt, 1e-4))
         self.window = max(1.0, min(float(self.limit), fit))
+
+    def _round_trip(self, rtt: float) -> None:
+        # RFC 6298 §2.2 (first sample) and §2.3 (alpha 1/8, beta 1/4).
+        if self.rtt_smoothed is None:
+            self.rtt_smoothed = rtt
+            self.rtt_variance = rtt / 2
+        else:
+            self.rtt_variance += (abs(self.rtt_smoothed - rtt) - self.rtt_variance) / 4
+            self.rtt_smoothed += (rtt - self.rtt_smoothed) / 8
+
+    def first_timer(self) -> float:
+        """How long a request waits for its answer before the first retransmission: RFC
+        6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, never less than the RFC's first timer
+        plus ``G`` (see the module)."""
+        floor = self.first_timeout + GRANULARITY
+        if self.rtt_smoothed is None:
+            return floor
+        return max(floor, self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
 
     def retransmitted(self) -> None:
         """A request had to be sent again: halve the window."""

@@ -157,7 +157,7 @@ def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[li
 
 
 class _Retransmissions(logging.Handler):
-    """Counts the transport's "retransmitting" log records (one per resend)."""
+    """Counts the exchanges' "retransmitting" log records (one per resend)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -289,7 +289,7 @@ def main() -> None:
     lifetime: int = config.get("lifetime", 3600)
     run = Run(client)
     retransmissions = _Retransmissions()
-    logging.getLogger("engine.transport").addHandler(retransmissions)
+    logging.getLogger("engine").addHandler(retransmissions)  # engine.exchange logs them
     logging.getLogger("engine").setLevel(logging.INFO)
     logging.getLogger("engine").propagate = False
     if client.startswith("floor-"):

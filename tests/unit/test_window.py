@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
+from engine.window import DEFAULT_MAX_IN_FLIGHT, GRANULARITY, InFlightWindow
 
 
 def test_slow_start_sends_one_until_a_round_trip_is_measured() -> None:
@@ -76,3 +76,47 @@ def test_take_and_give_count_what_is_out() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         InFlightWindow(0, 3.0)
+
+
+def test_the_first_timer_is_the_rfcs_plus_the_granularity_until_a_round_trip_is_measured(
+) -> None:
+    assert InFlightWindow(32, 0.25).first_timer() == pytest.approx(0.25 + GRANULARITY)
+    assert InFlightWindow(32, 3.0).first_timer() == pytest.approx(3.0 + GRANULARITY)
+
+
+def test_the_first_timer_follows_the_measured_round_trip_rfc_6298() -> None:
+    # A gateway serving one request at a time in 250 ms: NAT-PMP's own 250 ms first timer
+    # would fire as each answer arrives. RFC 6298 §2.2: SRTT = R, RTTVAR = R/2, RTO = SRTT +
+    # 4 RTTVAR.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.250)
+    assert window.first_timer() == pytest.approx(0.250 + 4 * 0.125)
+    # Steady answers shrink the variance (beta 1/4), never below SRTT + G.
+    for _ in range(100):
+        window.answered(0.250)
+    assert window.first_timer() == pytest.approx(0.250 + GRANULARITY)
+    # §2.3: one slow answer (a queue) widens it at once.
+    window.answered(0.450)
+    assert window.first_timer() == pytest.approx(
+        (0.250 + 0.200 / 8) + 4 * (0.200 / 4), rel=1e-3)
+
+
+def test_the_first_timer_is_never_shorter_than_the_rfcs() -> None:
+    # A fast gateway (2.5 ms): the RFC's first timer stays, so a lost packet is resent as
+    # soon as the RFC says (RFC 6886 §3.1, RFC 6887 §8.1.1).
+    for first_timeout in (0.25, 3.0):
+        window = InFlightWindow(32, first_timeout)
+        for _ in range(20):
+            window.answered(0.0025)
+        assert window.first_timer() == pytest.approx(first_timeout + GRANULARITY)
+
+
+def test_the_round_trip_estimate_takes_the_whole_round_trip_not_the_per_request_share(
+) -> None:
+    # Ten out at once, the last answered after 100 ms: the window counts 10 ms of service
+    # each, the timer the 100 ms that request really waited.
+    window = InFlightWindow(32, 0.010)
+    window.answered(0.100, sent_with=10)
+    assert window.srtt == pytest.approx(0.010)
+    assert window.rtt_smoothed == pytest.approx(0.100)
+    assert window.first_timer() == pytest.approx(0.100 + 4 * 0.050)
