@@ -53,6 +53,9 @@ log = logging.getLogger("engine.transport")
 packet_log = logging.getLogger("engine.packets")
 
 SERVER_PORT = 5351
+_NONE: list[_Pending] = []
+#: The timer's heap is compacted when it reaches this many entries (then twice what is live).
+_COMPACT_AT = 64
 
 #: The first retransmission timer of each protocol: the window fits the queue in half of it.
 _FIRST_TIMEOUT: dict[DatagramProtocol, float] = {
@@ -112,7 +115,7 @@ class _Timer:
     """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
     the earliest. Entries are never removed; :meth:`GatewayChannel._fire` skips stale ones."""
 
-    __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
+    __slots__ = ("_at", "_fire", "_handle", "_heap", "_limit", "_loop", "_seq")
 
     def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
         self._fire = fire
@@ -121,15 +124,30 @@ class _Timer:
         self._handle: asyncio.TimerHandle | None = None
         self._at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limit = _COMPACT_AT
 
     def push(self, when: float, pending: _Pending) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), pending))
+        heap = self._heap
+        if len(heap) >= self._limit:
+            self._compact()
+        heapq.heappush(heap, (when, next(self._seq), pending))
         loop = asyncio.get_running_loop()
         # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
         if self._handle is None or when < self._at or self._loop is not loop:
             if self._handle is not None:
                 self._handle.cancel()
             self._rearm(loop, when)
+
+    def _compact(self) -> None:
+        # Answered requests leave their entry until its time comes (seconds: PCP's first
+        # timer is 3 s); at thousands of requests a second that keeps thousands of answered
+        # exchanges alive for the garbage collector to walk. Drop the stale ones now and then:
+        # amortized O(log n) a push.
+        heap = self._heap
+        heap[:] = [entry for entry in heap
+                   if not entry[2].exchange.done and entry[2].exchange.timer() == entry[0]]
+        heapq.heapify(heap)
+        self._limit = max(_COMPACT_AT, 2 * len(heap))
 
     def _rearm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._handle = loop.call_at(when, self._run)
@@ -263,7 +281,9 @@ class GatewayChannel:
         the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
         data (``None``: it is offered every answer).
         """
-        await self.open()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
         window = self.windows[protocol]
@@ -300,19 +320,22 @@ class GatewayChannel:
     def _step(self, pending: _Pending, now: float) -> None:
         """Send what the exchange has to send; finish it or re-arm its timer."""
         exchange = pending.exchange
-        retransmissions = exchange.retransmissions
-        for datagram in exchange.datagrams_to_send(now):
+        datagrams = exchange.datagrams_to_send(now)
+        if exchange.retransmissions == 1 and exchange.tries == 2:
+            pending.window.retransmitted()  # once per request, on its first retransmission
+        if exchange.done:
+            self._finish(pending, now)
+            return
+        # The timer first, the send last: on a loaded machine the gateway (another process
+        # on loopback) is woken by the send, and work left after it is work it preempts.
+        self._arm(pending)
+        for datagram in datagrams:
             try:
                 self._send(datagram, exchange.describe)
             except TransportError as exc:
                 exchange.abort(exc)
-                break
-        if retransmissions == 1 and exchange.tries == 2:
-            pending.window.retransmitted()  # once per request, on its first retransmission
-        if exchange.done:
-            self._finish(pending, now)
-        else:
-            self._arm(pending)
+                self._finish(pending, now)
+                return
 
     def _finish(self, pending: _Pending, now: float) -> None:
         exchange = pending.exchange
@@ -383,7 +406,12 @@ class GatewayChannel:
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
         key = answer_key(message)
-        candidates = self._out if key is None else [*self._keyed.get(key, ()), *self._unkeyed]
+        if key is None:
+            candidates = self._out
+        elif self._unkeyed:
+            candidates = [*self._keyed.get(key, ()), *self._unkeyed]
+        else:
+            candidates = self._keyed.get(key, _NONE)
         taken = takers(candidates, message, _exchange_of)
         if not taken:
             self.dropped += 1

@@ -96,7 +96,9 @@ class DatagramMapper:
 
     async def delete(self, request: MapRequest, *, timeout: float | None) -> None:
         """Lifetime 0 (RFC 6887 §15, RFC 6886 §3.4)."""
-        await self._request(dataclasses.replace(request, lifetime=0), "delete", timeout)
+        if request.lifetime:
+            request = dataclasses.replace(request, lifetime=0)
+        await self._request(request, "delete", timeout)
 
     async def delete_all(self, protocol: TransportProtocol, *, timeout: float | None) -> None:
         """NAT-PMP's delete-all for ``protocol`` (RFC 6886 §3.4)."""

@@ -28,11 +28,28 @@ def encode_address(address: IPAddress) -> bytes:
     return address.packed
 
 
+#: Addresses decoded before, by their 16 octets: a gateway names the same few addresses (its
+#: external address, ours) in every answer, and ``ipaddress`` objects are immutable. Bounded:
+#: cleared when full, so a flood of distinct addresses cannot grow it.
+_DECODED: dict[bytes, IPAddress] = {}
+_DECODED_MAX = 256
+
+
 def decode_address(data: bytes) -> IPAddress:
     """The inverse of :func:`encode_address`.
 
     RFC 6887 §5: all of the first 96 bits are checked for the IPv4-mapped pattern.
     """
-    if data[:12] == _V4_MAPPED_PREFIX:
-        return IPv4Address(data[12:16])
-    return IPv6Address(data[:16])
+    key = bytes(data[:16])
+    found = _DECODED.get(key)
+    if found is not None:
+        return found
+    address: IPAddress
+    if key[:12] == _V4_MAPPED_PREFIX:
+        address = IPv4Address(key[12:16])
+    else:
+        address = IPv6Address(key)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[key] = address
+    return address
