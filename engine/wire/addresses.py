@@ -44,11 +44,8 @@ def decode_address(data: bytes) -> IPAddress:
     found = _DECODED.get(key)
     if found is not None:
         return found
-    address: IPAddress
-    if key[:12] == _V4_MAPPED_PREFIX:
-        address = IPv4Address(key[12:16])
-    else:
-        address = IPv6Address(key)
+    address: IPAddress = IPv4Address(key[12:16]) if key[:12] == _V4_MAPPED_PREFIX \
+        else IPv6Address(key)
     if len(_DECODED) >= _DECODED_MAX:
         _DECODED.clear()
     _DECODED[key] = address
