@@ -82,7 +82,9 @@ class DatagramMapper:
                     await self._shared_address(timeout)
                 except (GatewayTimeout, ResultCodeError) as exc:
                     log.info("mapped, but the external address is unknown: %s", exc)
-            grant = dataclasses.replace(grant, external_address=negotiation.external_address)
+            # Built, not dataclasses.replace(): this runs for every NAT-PMP mapping.
+            grant = Grant(grant.mapping_protocol, grant.epoch, grant.external_port,
+                          negotiation.external_address, grant.lifetime, grant.options)
         return grant
 
     async def map(self, request: MapRequest, *, timeout: float | None) -> Grant:

@@ -18,21 +18,29 @@ def to_address(value: str | IPAddress) -> IPAddress:
     return ip_address(value)
 
 
+#: Addresses encoded and decoded before, both ways: every request and answer names the same
+#: few addresses (ours, the gateway's external one, the zero address), and ``ipaddress``
+#: objects are immutable. Bounded: cleared when full, so a flood of distinct addresses
+#: cannot grow them.
+_DECODED: dict[bytes, IPAddress] = {}
+_ENCODED: dict[IPAddress, bytes] = {}
+_DECODED_MAX = 256
+
+
 def encode_address(address: IPAddress) -> bytes:
     """16 bytes: an IPv6 address as is, an IPv4 address IPv4-mapped (``::ffff:a.b.c.d``).
 
     The all-zeros IPv4 address becomes ``::ffff:0.0.0.0``, as RFC 6887 §5 requires.
     """
-    if isinstance(address, IPv4Address):
-        return _V4_MAPPED_PREFIX + address.packed
-    return address.packed
-
-
-#: Addresses decoded before, by their 16 octets: a gateway names the same few addresses (its
-#: external address, ours) in every answer, and ``ipaddress`` objects are immutable. Bounded:
-#: cleared when full, so a flood of distinct addresses cannot grow it.
-_DECODED: dict[bytes, IPAddress] = {}
-_DECODED_MAX = 256
+    found = _ENCODED.get(address)
+    if found is not None:
+        return found
+    packed = _V4_MAPPED_PREFIX + address.packed if isinstance(address, IPv4Address) \
+        else address.packed
+    if len(_ENCODED) >= _DECODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[address] = packed
+    return packed
 
 
 def decode_address(data: bytes) -> IPAddress:
