@@ -352,10 +352,13 @@ class GatewayChannel:
                 if not same:
                     del self._keyed[pending.key]
         if not pending.future.done():
-            if exchange.outcome is not None:
-                if exchange.outcome.rtt is not None:
-                    pending.window.answered(exchange.outcome.rtt, pending.sent_with)
-                pending.future.set_result(exchange.outcome)
+            outcome = exchange.outcome
+            if outcome is not None:
+                if outcome.rtt is not None:
+                    pending.window.answered(outcome.rtt, pending.sent_with)
+                elif outcome.since_previous is not None:
+                    pending.window.answered_late(outcome.since_previous, outcome.since_last)
+                pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
         self._admit(exchange.protocol, now)

@@ -42,8 +42,8 @@ GRANULARITY = 0.010
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_smoothed", "rtt_variance", "srtt",
-                 "window")
+    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_min", "rtt_smoothed",
+                 "rtt_variance", "service_variance", "srtt", "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
         if limit < 1:
@@ -54,6 +54,10 @@ class InFlightWindow:
         self.in_flight = 0
         self.srtt: float | None = None
         """Smoothed service time per request (a round trip over the requests it queued behind)."""
+        self.service_variance = 0.0
+        """The mean deviation of the service time per request (RFC 6298's RTTVAR, for it)."""
+        self.rtt_min: float | None = None
+        """The fastest round trip measured."""
         self.rtt_smoothed: float | None = None
         """RFC 6298's SRTT: the smoothed round trip itself, queueing included."""
         self.rtt_variance = 0.0
@@ -84,13 +88,37 @@ class InFlightWindow:
         gateway serving one at a time answered them all in ``rtt``, so ``rtt / sent_with``
         is the time it takes for one: the window is what it answers in half the first
         timer, not the square root of that a queue-inflated round trip would give.
-        RFC 6298's smoothing (gain 1/8) so that one fast answer does not open it all.
+        RFC 6298's smoothing (gain 1/8) so that one fast answer does not open it all, and
+        its mean deviation: the window is fitted to a service time two deviations slower
+        than the mean, so that an erratic gateway (miniupnpd writing to a slow console:
+        60-180 ms a request) does not have its queue outlast the timers.
         """
         self._round_trip(rtt)
+        self.rtt_min = rtt if self.rtt_min is None else min(self.rtt_min, rtt)
         sample = rtt / max(1, sent_with)
-        self.srtt = sample if self.srtt is None else self.srtt + (sample - self.srtt) / 8
-        fit = self.first_timeout / (2 * max(self.srtt, 1e-4))
+        if self.srtt is None:
+            self.srtt = sample
+            self.service_variance = sample / 2
+        else:
+            self.service_variance += (abs(self.srtt - sample) - self.service_variance) / 4
+            self.srtt += (sample - self.srtt) / 8
+        slow = self.srtt + 2 * self.service_variance
+        fit = self.first_timeout / (2 * max(slow, 1e-4))
         self.window = max(1.0, min(float(self.limit), fit))
+
+    def answered_late(self, since_previous: float, since_last: float) -> None:
+        """A retransmitted request was answered ``since_last`` seconds after its last try and
+        ``since_previous`` after the try before it.
+
+        Karn's rule takes no sample from it: the answer may be to either try. But sooner
+        after the last try than the fastest round trip ever measured, it cannot be to the
+        last: the round trip was at least ``since_previous``. Without this the timers never
+        learn of a gateway's slow answers -- those are exactly the ones retransmitted -- and
+        a gateway with a long tail gets duplicates again and again. The sample can only be
+        too long, never too short: it errs towards fewer retransmissions.
+        """
+        if self.rtt_min is not None and since_last < self.rtt_min:
+            self._round_trip(since_previous)
 
     def _round_trip(self, rtt: float) -> None:
         # RFC 6298 §2.2 (first sample) and §2.3 (alpha 1/8, beta 1/4).

@@ -52,6 +52,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import engine
+import engine.client
+import engine.manager  # imported here, before the clock starts: a run's CPU is its requests'
 from engine.protocols import Protocol
 from engine.wire import natpmp, pcp
 

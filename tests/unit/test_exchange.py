@@ -98,6 +98,22 @@ def test_karns_rule_no_sample_from_a_retransmitted_request() -> None:
     assert ex.outcome is not None
     assert (ex.outcome.tries, ex.outcome.rtt) == (2, None)
     assert ex.outcome.elapsed == pytest.approx(0.26)
+    # What the window may still learn (engine.window.InFlightWindow.answered_late): the
+    # answer came 10 ms after the last try and 260 ms after the one before.
+    assert ex.outcome.since_last == pytest.approx(0.01)
+    assert ex.outcome.since_previous == pytest.approx(0.26)
+
+
+def test_the_times_since_the_last_two_tries_follow_the_last_two() -> None:
+    ex = exchange()
+    ex.start(100.0)
+    ex.on_timer(100.25)
+    ex.on_timer(100.75)
+    assert ex.tries == 3
+    ex.receive(ANSWER, 100.80)
+    assert ex.outcome is not None
+    assert ex.outcome.since_last == pytest.approx(0.05)
+    assert ex.outcome.since_previous == pytest.approx(0.55)
 
 
 def test_an_early_timer_changes_nothing() -> None:

@@ -13,17 +13,22 @@ def test_slow_start_sends_one_until_a_round_trip_is_measured() -> None:
     window.take()
     assert window.full
     window.answered(0.0106)  # miniupnpd's ~10.6 ms per request
-    # 0.25 s / (2 * 10.6 ms) = 11.8 requests may wait their turn without a retransmission.
-    assert int(window.window) == 11
+    # Fitted to a service time two deviations slow, and the first sample's deviation is half
+    # of it (RFC 6298 §2.2): 0.25 s / (2 * (10.6 + 2 * 5.3) ms) = 5.9 requests.
+    assert int(window.window) == 5
     window.give()
-    assert window.room == 11
+    assert window.room == 5
+    # Steady answers shrink the deviation: 0.25 s / (2 * 10.6 ms) = 11.8.
+    for _ in range(50):
+        window.answered(0.0106)
+    assert int(window.window) == 11
 
 
 def test_a_fast_gateway_opens_gradually_up_to_the_cap() -> None:
     window = InFlightWindow(32, 0.25)
     window.answered(0.0106)
     window.answered(0.0001)  # smoothed, so one fast answer does not open it all
-    assert 11 < window.window < 32
+    assert 1 < window.window < 32
     for _ in range(100):
         window.answered(0.0001)
     assert window.window == 32
@@ -120,3 +125,34 @@ def test_the_round_trip_estimate_takes_the_whole_round_trip_not_the_per_request_
     assert window.srtt == pytest.approx(0.010)
     assert window.rtt_smoothed == pytest.approx(0.100)
     assert window.first_timer() == pytest.approx(0.100 + 4 * 0.050)
+
+
+def test_an_erratic_gateway_gets_a_window_fitted_to_its_slow_answers() -> None:
+    # Answers of 40 ms and 180 ms: a window fitted to the mean service time (0.25 s / (2 *
+    # ~78 ms), up to 3 after a run of fast ones) would put three requests behind one another,
+    # 400 ms for the last; two deviations keep it at two at most.
+    window = InFlightWindow(32, 0.25)
+    rooms = set()
+    for service in [0.040, 0.040, 0.040, 0.180, 0.040, 0.040, 0.180, 0.040, 0.040, 0.040,
+                    0.180] * 10:
+        window.answered(service)
+        rooms.add(window.room)
+    assert rooms == {1, 2}
+
+
+def test_an_answer_sooner_after_a_retransmission_than_any_round_trip_is_a_late_sample() -> None:
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.100)
+    assert window.first_timer() == pytest.approx(0.25 + GRANULARITY, abs=0.02)
+    # Resent after 0.26 s, answered 5 ms later: the answer was to the first try, whose round
+    # trip was at least 0.265 s (Karn's rule alone would learn nothing from it).
+    window.answered_late(0.265, 0.005)
+    assert window.rtt_smoothed is not None
+    assert window.rtt_smoothed > 0.100
+    assert window.first_timer() > 0.265
+    # Answered later after the last try than the fastest round trip: it may answer the last
+    # try, so no sample.
+    before = (window.rtt_smoothed, window.rtt_variance)
+    window.answered_late(0.5, 0.2)
+    assert (window.rtt_smoothed, window.rtt_variance) == before
