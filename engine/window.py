@@ -14,19 +14,25 @@ gateway answers in half the first retransmission timer, capped at ``limit``.
 A retransmission halves it. With a gateway of service time ``s`` and window
 ``w = IRT / (2 s)``, the last of ``w`` requests is answered after ``w * s =
 IRT / 2``: no retransmission while the gateway answers everything, for ``s``
-up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time).
+up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time). ``s``
+is taken two mean deviations slower than its smoothed value, so that an erratic
+gateway's fast runs do not open the window for its slow answers to overrun.
 
 The first retransmission timer (:meth:`InFlightWindow.first_timer`) follows the
 measured round trip as TCP's does (RFC 6298 §2): ``RTO = SRTT + max(G, 4 *
 RTTVAR)``, never shorter than the RFC's own first timer plus one clock
 granularity ``G``. Why: a gateway serving one request at a time in 250 ms
 answers exactly as NAT-PMP's 250 ms first timer (RFC 6886 §3.1) fires, and a
-queue of round trips that vary (a window's first and last answers) goes past it;
-every duplicate costs the gateway one more service time and every request
-queued behind it as much. The RFC's timer is a floor, never cut: a lost packet
-on a fast gateway is resent as soon as the RFC says. ``G`` (10 ms) is there so a
-timer does not fire in a tie with an answer due at the same instant (RFC 6298
-§2.4's granularity term).
+queue of round trips that vary goes past it; every duplicate costs the gateway
+one more service time, and every request queued behind it as much. A gateway
+with a long tail (miniupnpd on a slow console, measured: 3-365 ms, median
+113 ms) answers slower than ``SRTT + 4 RTTVAR`` now and then, so the timer is
+also never shorter than the slowest recent round trip (a peak that loses 1/16 a
+sample), and an answer that can only be to an earlier try still teaches the
+timer (:meth:`InFlightWindow.answered_late`). The RFC's timer is a floor, never
+cut: on a fast gateway a lost packet is resent as soon as the RFC says. ``G``
+(10 ms) keeps a timer from firing in a tie with an answer due at the same
+instant (RFC 6298 §2.4's granularity term).
 """
 
 from __future__ import annotations
@@ -37,12 +43,15 @@ DEFAULT_MAX_IN_FLIGHT = 32
 #: RFC 6298 §2's clock granularity ``G``, seconds: the least margin a timer keeps over a round
 #: trip (and over the RFC's first timer, before any is measured).
 GRANULARITY = 0.010
+#: How much of the slowest recent round trip the next sample keeps: 15/16 (half of it is
+#: forgotten over ~11 samples), so one slow answer holds the timer up for a while, not forever.
+_PEAK_DECAY = 15 / 16
 
 
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_min", "rtt_smoothed",
+    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_min", "rtt_peak", "rtt_smoothed",
                  "rtt_variance", "service_variance", "srtt", "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
@@ -62,6 +71,8 @@ class InFlightWindow:
         """RFC 6298's SRTT: the smoothed round trip itself, queueing included."""
         self.rtt_variance = 0.0
         """RFC 6298's RTTVAR."""
+        self.rtt_peak = 0.0
+        """The slowest recent round trip: each sample takes it, or 1/16 off it."""
 
     @property
     def room(self) -> int:
@@ -128,15 +139,18 @@ class InFlightWindow:
         else:
             self.rtt_variance += (abs(self.rtt_smoothed - rtt) - self.rtt_variance) / 4
             self.rtt_smoothed += (rtt - self.rtt_smoothed) / 8
+        self.rtt_peak = max(rtt, self.rtt_peak * _PEAK_DECAY)
 
     def first_timer(self) -> float:
         """How long a request waits for its answer before the first retransmission: RFC
-        6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, never less than the RFC's first timer
-        plus ``G`` (see the module)."""
+        6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, and no less than the slowest recent
+        round trip plus ``G``, never less than the RFC's first timer plus ``G`` (see the
+        module)."""
         floor = self.first_timeout + GRANULARITY
         if self.rtt_smoothed is None:
             return floor
-        return max(floor, self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
+        return max(floor, self.rtt_peak + GRANULARITY,
+                   self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
 
     def retransmitted(self) -> None:
         """A request had to be sent again: halve the window."""

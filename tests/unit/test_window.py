@@ -156,3 +156,21 @@ def test_an_answer_sooner_after_a_retransmission_than_any_round_trip_is_a_late_s
     before = (window.rtt_smoothed, window.rtt_variance)
     window.answered_late(0.5, 0.2)
     assert (window.rtt_smoothed, window.rtt_variance) == before
+
+
+def test_the_first_timer_is_never_shorter_than_the_slowest_recent_round_trip() -> None:
+    # miniupnpd on a slow console: mostly ~110 ms, one answer in 20 took 365 ms. RFC 6298's
+    # RTO forgets such a tail within a few samples; the peak holds the timer above it.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(10):
+        window.answered(0.110)
+    window.answered(0.365)
+    for _ in range(5):
+        window.answered(0.110)
+    assert window.first_timer() > 0.365 * (15 / 16) ** 5
+    rto = window.rtt_smoothed + 4 * window.rtt_variance  # type: ignore[operator]
+    assert rto < 0.33  # what RFC 6298 alone would give by now
+    # ... and it is forgotten, not kept forever.
+    for _ in range(100):
+        window.answered(0.110)
+    assert window.first_timer() == pytest.approx(0.25 + GRANULARITY)
