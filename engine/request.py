@@ -11,7 +11,7 @@ lifetime out of range.
 
 from __future__ import annotations
 
-import os
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -40,11 +40,8 @@ VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp")
 
 
 def new_nonce() -> bytes:
-    """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it).
-
-    ``os.urandom``, which is what ``secrets.token_bytes`` returns, without importing
-    ``secrets`` (and ``hmac``, ``hashlib``) into every one-shot ``natdeck map``."""
-    return os.urandom(pcp.NONCE_SIZE)
+    """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it)."""
+    return secrets.token_bytes(pcp.NONCE_SIZE)
 
 
 def checked_protocol(protocol: object) -> Protocol | int:
