@@ -281,8 +281,7 @@ class GatewayChannel:
         the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
         data (``None``: it is offered every answer).
         """
-        transport = self._transport
-        if transport is None or transport.is_closing():
+        if self._transport is None or self._transport.is_closing():
             await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -326,9 +325,7 @@ class GatewayChannel:
         if exchange.done:
             self._finish(pending, now)
             return
-        # The timer first, the send last: on a loaded machine the gateway (another process
-        # on loopback) is woken by the send, and work left after it is work it preempts.
-        self._arm(pending)
+        self._arm(pending)  # before the send, which wakes the gateway: less left to preempt
         for datagram in datagrams:
             try:
                 self._send(datagram, exchange.describe)
@@ -408,14 +405,7 @@ class GatewayChannel:
             return
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        key = answer_key(message)
-        if key is None:
-            candidates = self._out
-        elif self._unkeyed:
-            candidates = [*self._keyed.get(key, ()), *self._unkeyed]
-        else:
-            candidates = self._keyed.get(key, _NONE)
-        taken = takers(candidates, message, _exchange_of)
+        taken = takers(self._offered_to(answer_key(message)), message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
@@ -426,6 +416,12 @@ class GatewayChannel:
             self._finish(pending, now)
         for observer in self.observers:
             observer(message)
+
+    def _offered_to(self, key: Hashable | None) -> list[_Pending]:
+        if key is None:
+            return self._out
+        keyed = self._keyed.get(key, _NONE)
+        return [*keyed, *self._unkeyed] if self._unkeyed else keyed
 
     def _error(self, exc: Exception) -> None:
         if not isinstance(exc, ConnectionRefusedError):
@@ -450,5 +446,3 @@ class GatewayChannel:
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
         self.sent += 1
-
-

@@ -28,8 +28,9 @@ one more service time, and every request queued behind it as much. A gateway
 with a long tail (miniupnpd on a slow console, measured: 3-365 ms, median
 113 ms) answers slower than ``SRTT + 4 RTTVAR`` now and then, so the timer is
 also never shorter than the slowest recent round trip (a peak that loses 1/16 a
-sample), and an answer that can only be to an earlier try still teaches the
-timer (:meth:`InFlightWindow.answered_late`). The RFC's timer is a floor, never
+sample), an answer that is far likelier to an earlier try still teaches the
+timer (:meth:`InFlightWindow.answered_late`), and a retransmission backs the
+timer off until the next round trip is measured (RFC 6298 §5.5). The RFC's timer is a floor, never
 cut: on a fast gateway a lost packet is resent as soon as the RFC says. ``G``
 (10 ms) keeps a timer from firing in a tie with an answer due at the same
 instant (RFC 6298 §2.4's granularity term).
@@ -46,12 +47,14 @@ GRANULARITY = 0.010
 #: How much of the slowest recent round trip the next sample keeps: 15/16 (half of it is
 #: forgotten over ~11 samples), so one slow answer holds the timer up for a while, not forever.
 _PEAK_DECAY = 15 / 16
+#: The most the first timer is backed off (RFC 6298 §5.5 lets it grow to a maximum).
+_MAX_BACKOFF = 8
 
 
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("first_timeout", "in_flight", "limit", "rtt_min", "rtt_peak", "rtt_smoothed",
+    __slots__ = ("backoff", "first_timeout", "in_flight", "limit", "rtt_peak", "rtt_smoothed",
                  "rtt_variance", "service_variance", "srtt", "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
@@ -65,8 +68,9 @@ class InFlightWindow:
         """Smoothed service time per request (a round trip over the requests it queued behind)."""
         self.service_variance = 0.0
         """The mean deviation of the service time per request (RFC 6298's RTTVAR, for it)."""
-        self.rtt_min: float | None = None
-        """The fastest round trip measured."""
+        self.backoff = 1
+        """RFC 6298 §5.5's back-off of the timer: doubled on a retransmission, 1 again on
+        the next round trip measured."""
         self.rtt_smoothed: float | None = None
         """RFC 6298's SRTT: the smoothed round trip itself, queueing included."""
         self.rtt_variance = 0.0
@@ -105,7 +109,7 @@ class InFlightWindow:
         60-180 ms a request) does not have its queue outlast the timers.
         """
         self._round_trip(rtt)
-        self.rtt_min = rtt if self.rtt_min is None else min(self.rtt_min, rtt)
+        self.backoff = 1
         sample = rtt / max(1, sent_with)
         if self.srtt is None:
             self.srtt = sample
@@ -121,14 +125,15 @@ class InFlightWindow:
         """A retransmitted request was answered ``since_last`` seconds after its last try and
         ``since_previous`` after the try before it.
 
-        Karn's rule takes no sample from it: the answer may be to either try. But sooner
-        after the last try than the fastest round trip ever measured, it cannot be to the
-        last: the round trip was at least ``since_previous``. Without this the timers never
-        learn of a gateway's slow answers -- those are exactly the ones retransmitted -- and
-        a gateway with a long tail gets duplicates again and again. The sample can only be
-        too long, never too short: it errs towards fewer retransmissions.
+        Karn's rule takes no sample from it: the answer may be to either try. But one that
+        comes in under half the usual round trip after the last try is far likelier the
+        answer to the try before, so ``since_previous`` is taken as a round trip. Without
+        this the timers never learn of a gateway's slow answers -- those are exactly the
+        ones retransmitted -- and a gateway with a long tail gets duplicates again and
+        again. If it was the answer to the last try after all (the one before was lost),
+        the sample is too long, never too short: it errs towards fewer retransmissions.
         """
-        if self.rtt_min is not None and since_last < self.rtt_min:
+        if self.rtt_smoothed is not None and since_last < self.rtt_smoothed / 2:
             self._round_trip(since_previous)
 
     def _round_trip(self, rtt: float) -> None:
@@ -148,10 +153,14 @@ class InFlightWindow:
         module)."""
         floor = self.first_timeout + GRANULARITY
         if self.rtt_smoothed is None:
-            return floor
-        return max(floor, self.rtt_peak + GRANULARITY,
-                   self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
+            return floor * self.backoff
+        return self.backoff * max(floor, self.rtt_peak + GRANULARITY,
+                                  self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
 
     def retransmitted(self) -> None:
-        """A request had to be sent again: halve the window."""
+        """A request had to be sent again: halve the window, and double the first timer
+        until a round trip is measured again (RFC 6298 §5.5): a duplicate costs the gateway a
+        service time, which the next request waits behind, so without the back-off one
+        duplicate on a slow gateway brings the next."""
         self.window = max(1.0, self.window / 2)
+        self.backoff = min(self.backoff * 2, _MAX_BACKOFF)

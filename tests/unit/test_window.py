@@ -174,3 +174,32 @@ def test_the_first_timer_is_never_shorter_than_the_slowest_recent_round_trip() -
     for _ in range(100):
         window.answered(0.110)
     assert window.first_timer() == pytest.approx(0.25 + GRANULARITY)
+
+
+def test_a_retransmission_backs_the_first_timer_off_until_a_round_trip_is_measured() -> None:
+    # RFC 6298 §5.5: the next request after a duplicate waits behind the duplicate's service
+    # time at the gateway; with the timer backed off it is not sent twice too.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.110)
+    timer = window.first_timer()
+    window.retransmitted()
+    assert window.first_timer() == pytest.approx(2 * timer)
+    window.retransmitted()
+    assert window.first_timer() == pytest.approx(4 * timer)
+    for _ in range(10):
+        window.retransmitted()
+    assert window.first_timer() == pytest.approx(8 * timer)  # bounded
+    window.answered(0.110)
+    assert window.first_timer() < 2 * timer
+
+
+def test_a_late_answer_after_a_fast_gateways_lost_packet_is_no_sample() -> None:
+    # A fast gateway (2 ms) lost the first try; the second was answered in its usual 2 ms:
+    # nothing suggests the first try's round trip was 252 ms.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.002)
+    before = (window.rtt_smoothed, window.rtt_variance, window.rtt_peak)
+    window.answered_late(0.252, 0.002)
+    assert (window.rtt_smoothed, window.rtt_variance, window.rtt_peak) == before
