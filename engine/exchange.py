@@ -172,6 +172,13 @@ class Exchange:
             return self._next_try_at
         return min(self._next_try_at, self.deadline_at)
 
+    def postpone(self, until: float) -> None:
+        """Hold the next try until ``until`` (never sooner; the deadline still holds): the
+        gateway is still answering what was sent before it."""
+        if self.state is State.SENT and self._next_try_at is not None \
+                and until > self._next_try_at:
+            self._next_try_at = until
+
     def on_timer(self, now: float) -> None:
         """The timer fired: retransmit, or fail on the schedule's end or the deadline."""
         if self.done:

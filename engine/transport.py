@@ -95,7 +95,7 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
-    __slots__ = ("exchange", "future", "key", "sent_with", "started", "window")
+    __slots__ = ("exchange", "future", "key", "number", "sent_with", "started", "window")
 
     def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
                  window: InFlightWindow, key: Hashable | None) -> None:
@@ -105,10 +105,33 @@ class _Pending:
         self.key = key
         self.started = False
         self.sent_with = 1
+        self.number = 0  # of its last try (InFlightWindow.sent)
 
 
 def _exchange_of(pending: _Pending) -> Exchange:
     return pending.exchange
+
+
+def _offered(key: Hashable | None, out: list[_Pending], keyed: dict[Hashable, list[_Pending]],
+             unkeyed: list[_Pending]) -> list[_Pending]:
+    """The requests out that an answer with ``key`` may answer (see ``GatewayChannel``)."""
+    if key is None:
+        return out
+    same = keyed.get(key, _NONE)
+    return [*same, *unkeyed] if unkeyed else same
+
+
+def _held(pending: _Pending, now: float) -> bool:
+    """Whether a try that is due waits on instead, because the gateway is still answering
+    the requests sent before it (:meth:`InFlightWindow.hold_until`); it is then postponed."""
+    exchange = pending.exchange
+    if exchange.deadline_at is not None and now >= exchange.deadline_at:
+        return False
+    until = pending.window.hold_until(pending.number, now)
+    if until is None:
+        return False
+    exchange.postpone(until)
+    return True
 
 
 class _Timer:
@@ -327,6 +350,7 @@ class GatewayChannel:
             return
         self._arm(pending)  # before the send, which wakes the gateway: less left to preempt
         for datagram in datagrams:
+            pending.number = pending.window.sent()
             try:
                 self._send(datagram, exchange.describe)
             except TransportError as exc:
@@ -351,6 +375,7 @@ class GatewayChannel:
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
+                pending.window.progress(pending.number, now)
                 if outcome.rtt is not None:
                     pending.window.answered(outcome.rtt, pending.sent_with)
                 elif outcome.since_previous is not None:
@@ -379,6 +404,9 @@ class GatewayChannel:
         exchange = pending.exchange
         if exchange.done or exchange.timer() != when:
             return  # a stale entry: answered, or re-armed since
+        if pending.started and _held(pending, now):
+            self._arm(pending)
+            return
         exchange.on_timer(now)
         if pending.started:
             self._step(pending, now)
@@ -405,7 +433,8 @@ class GatewayChannel:
             return
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        taken = takers(self._offered_to(answer_key(message)), message, _exchange_of)
+        taken = takers(_offered(answer_key(message), self._out, self._keyed, self._unkeyed),
+                       message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
@@ -416,12 +445,6 @@ class GatewayChannel:
             self._finish(pending, now)
         for observer in self.observers:
             observer(message)
-
-    def _offered_to(self, key: Hashable | None) -> list[_Pending]:
-        if key is None:
-            return self._out
-        keyed = self._keyed.get(key, _NONE)
-        return [*keyed, *self._unkeyed] if self._unkeyed else keyed
 
     def _error(self, exc: Exception) -> None:
         if not isinstance(exc, ConnectionRefusedError):

@@ -29,8 +29,10 @@ with a long tail (miniupnpd on a slow console, measured: 3-365 ms, median
 113 ms) answers slower than ``SRTT + 4 RTTVAR`` now and then, so the timer is
 also never shorter than the slowest recent round trip (a peak that loses 1/16 a
 sample), an answer that is far likelier to an earlier try still teaches the
-timer (:meth:`InFlightWindow.answered_late`), and a retransmission backs the
-timer off until the next round trip is measured (RFC 6298 §5.5). The RFC's timer is a floor, never
+timer (:meth:`InFlightWindow.answered_late`), a retransmission backs the
+timer off until the next round trip is measured (RFC 6298 §5.5), and a due try
+waits on while the gateway is still answering what was sent before it
+(:meth:`InFlightWindow.hold_until`, after RFC 6298 §5.3). The RFC's timer is a floor, never
 cut: on a fast gateway a lost packet is resent as soon as the RFC says. ``G``
 (10 ms) keeps a timer from firing in a tie with an answer due at the same
 instant (RFC 6298 §2.4's granularity term).
@@ -54,8 +56,9 @@ _MAX_BACKOFF = 8
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("backoff", "first_timeout", "in_flight", "limit", "rtt_peak", "rtt_smoothed",
-                 "rtt_variance", "service_variance", "srtt", "window")
+    __slots__ = ("answered_at", "answered_try", "backoff", "first_timeout", "in_flight", "limit",
+                 "rtt_peak", "rtt_smoothed", "rtt_variance", "service_variance", "srtt", "tries",
+                 "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
         if limit < 1:
@@ -68,6 +71,12 @@ class InFlightWindow:
         """Smoothed service time per request (a round trip over the requests it queued behind)."""
         self.service_variance = 0.0
         """The mean deviation of the service time per request (RFC 6298's RTTVAR, for it)."""
+        self.answered_at: float | None = None
+        """When the gateway last answered a request."""
+        self.answered_try = 0
+        """The number of that request's last try (see :meth:`sent`)."""
+        self.tries = 0
+        """Tries sent so far: each try's number, in the order they went out."""
         self.backoff = 1
         """RFC 6298 §5.5's back-off of the timer: doubled on a retransmission, 1 again on
         the next round trip measured."""
@@ -156,6 +165,33 @@ class InFlightWindow:
             return floor * self.backoff
         return self.backoff * max(floor, self.rtt_peak + GRANULARITY,
                                   self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
+
+    def sent(self) -> int:
+        """A try goes out: its number (the order of sending, which a gateway serves in)."""
+        self.tries += 1
+        return self.tries
+
+    def progress(self, number: int, now: float) -> None:
+        """The gateway answered, at ``now``, a request whose last try was ``number``."""
+        self.answered_at = now
+        self.answered_try = number
+
+    def hold_until(self, number: int, now: float) -> float | None:
+        """Until when try ``number``, whose timer is due, should wait on: while the gateway
+        keeps answering tries sent before it, within a first timer of each other, it is
+        queued behind them, not lost (RFC 6298 §5.3 restarts the timer on each
+        acknowledgement for the same reason). ``None``: retransmit now -- nothing heard for a
+        first timer, or the gateway already answered a try sent after it (a gateway serves
+        in order: this one was lost).
+
+        Why: a gateway that slows down after the window opened (miniupnpd answers its first
+        requests in 3 ms, then 50-350 ms once its console is busy) has a window's worth of
+        requests queued, each with a timer fitted to the fast answers.
+        """
+        if self.answered_at is None or self.answered_try > number:
+            return None
+        until = self.answered_at + self.first_timer()
+        return until if until > now else None
 
     def retransmitted(self) -> None:
         """A request had to be sent again: halve the window, and double the first timer

@@ -201,3 +201,21 @@ def test_a_firm_match_wins_over_a_weak_one() -> None:
     assert takers([natpmp_request], refusal, lambda e: e) == [natpmp_request]
     queued = exchange()
     assert takers([queued], refusal, lambda e: e) == []  # nothing asked yet
+
+
+def test_postpone_holds_the_next_try_but_never_past_the_deadline_nor_sooner() -> None:
+    ex = exchange(deadline=1.0)
+    ex.start(100.0)
+    ex.datagrams_to_send(100.0)
+    assert ex.timer() == pytest.approx(100.25)
+    ex.postpone(100.1)  # sooner: ignored
+    assert ex.timer() == pytest.approx(100.25)
+    ex.postpone(100.6)
+    assert ex.timer() == pytest.approx(100.6)
+    ex.on_timer(100.25)
+    assert ex.datagrams_to_send(100.25) == []  # held
+    ex.postpone(105.0)
+    assert ex.timer() == pytest.approx(101.0)  # the deadline still holds
+    ex.on_timer(101.0)
+    assert isinstance(ex.error, GatewayTimeout)
+    assert ex.tries == 1

@@ -203,3 +203,22 @@ def test_a_late_answer_after_a_fast_gateways_lost_packet_is_no_sample() -> None:
     before = (window.rtt_smoothed, window.rtt_variance, window.rtt_peak)
     window.answered_late(0.252, 0.002)
     assert (window.rtt_smoothed, window.rtt_variance, window.rtt_peak) == before
+
+
+def test_a_due_try_waits_while_the_gateway_answers_what_was_sent_before_it() -> None:
+    # miniupnpd answers its first requests in 3 ms, then, its console busy, 55 ms each: the
+    # window opened on the fast answers and twenty requests are queued at the gateway.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    numbers = [window.sent() for _ in range(20)]
+    window.progress(numbers[4], now=100.20)  # the fifth answered at 100.20
+    # The twelfth's timer is due at 100.26: the gateway is still on requests before it.
+    until = window.hold_until(numbers[11], now=100.26)
+    assert until == pytest.approx(100.20 + window.first_timer())
+    # Nothing heard for a first timer: the gateway stopped, retransmit.
+    assert window.hold_until(numbers[11], now=100.20 + window.first_timer() + 0.001) is None
+    # A request sent after it was answered: it was lost (a gateway serves in order).
+    window.progress(numbers[15], now=100.30)
+    assert window.hold_until(numbers[11], now=100.31) is None
+    # Nothing answered yet: nothing to wait for.
+    assert InFlightWindow(32, 0.25).hold_until(1, now=5.0) is None
