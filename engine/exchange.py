@@ -86,14 +86,18 @@ class Outcome:
     rtt: float | None
     """Round trip of the answered try; ``None`` when the answer may belong to an
     earlier try (Karn's rule: no sample from a retransmitted request)."""
+    since_last: float = 0.0
+    """Seconds from the last try to the answer."""
+    since_previous: float | None = None
+    """Seconds from the try before the last to the answer (``None``: sent once)."""
 
 
 class Exchange:
     """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
 
     __slots__ = ("_next_try_at", "_outbox", "_waits", "created", "deadline_at", "describe",
-                 "error", "gateway", "match_fn", "outcome", "packet", "protocol",
-                 "retransmissions", "sent_at", "state", "tries")
+                 "error", "gateway", "match_fn", "outcome", "packet", "previous_sent_at",
+                 "protocol", "retransmissions", "sent_at", "state", "tries")
 
     def __init__(self, packet: bytes, match: Callable[[Message], Match],
                  waits: Iterator[float], *, now: float, deadline: float | None,
@@ -110,6 +114,7 @@ class Exchange:
         self.tries = 0
         self.retransmissions = 0
         self.sent_at = now
+        self.previous_sent_at: float | None = None
         self._next_try_at: float | None = None
         self._outbox: list[bytes] = []
         self.outcome: Outcome | None = None
@@ -140,6 +145,8 @@ class Exchange:
             log.info("%s: no answer from %s after %d %s, retransmitting", self.describe,
                      self.gateway, self.tries, "try" if self.tries == 1 else "tries")
         self.tries += 1
+        if self.tries > 1:
+            self.previous_sent_at = self.sent_at
         self.sent_at = now
         self._next_try_at = now + wait
         self._outbox.append(self.packet)
@@ -165,6 +172,13 @@ class Exchange:
             return self._next_try_at
         return min(self._next_try_at, self.deadline_at)
 
+    def postpone(self, until: float) -> None:
+        """Hold the next try until ``until`` (never sooner; the deadline still holds): the
+        gateway is still answering what was sent before it."""
+        if self.state is State.SENT and self._next_try_at is not None \
+                and until > self._next_try_at:
+            self._next_try_at = until
+
     def on_timer(self, now: float) -> None:
         """The timer fired: retransmit, or fail on the schedule's end or the deadline."""
         if self.done:
@@ -186,8 +200,13 @@ class Exchange:
             return
         self.state = State.ANSWERED
         self._next_try_at = None
-        rtt = now - self.sent_at if self.tries == 1 else None
-        self.outcome = Outcome(message, self.tries, now - self.created, rtt)
+        since_last = now - self.sent_at
+        if self.tries == 1:
+            self.outcome = Outcome(message, 1, now - self.created, since_last, since_last)
+        else:
+            previous = None if self.previous_sent_at is None else now - self.previous_sent_at
+            self.outcome = Outcome(message, self.tries, now - self.created, None, since_last,
+                                   previous)
 
     def abort(self, error: GatewayError | None) -> None:
         """End the exchange with ``error`` (the OS refused to send; ``None``: abandoned)."""

@@ -11,11 +11,10 @@ validated message's epoch to the negotiation and tells :attr:`on_state_lost`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Concatenate, ParamSpec, Self, TypeVar
 
 from . import timing
@@ -48,8 +47,14 @@ def holding_channel(
 
     @functools.wraps(method)
     async def holding(self: _L, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        async with self._use():
+        # The counter inline, not ``async with self._use()``: an async context manager
+        # costs a generator and two awaits on every request (issue 15's client CPU).
+        self._users += 1
+        try:
             return await method(self, *args, **kwargs)
+        finally:
+            if self._done_using() and self.closers:
+                await self._release()
 
     return holding
 
@@ -149,6 +154,8 @@ class GatewayLink:
         when an event loop runs; ``async with`` releases it before leaving)."""
         self._held = False
         self.channel.close()
+        if not self.closers:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -172,17 +179,16 @@ class GatewayLink:
         self.channel.close()
         self.channel.local_address = local_address
 
-    @contextlib.asynccontextmanager
-    async def _use(self) -> AsyncIterator[None]:
+    def _done_using(self) -> bool:
+        """One operation is over; ``True`` when it was the last and the channel closed, so
+        that the caller awaits :meth:`_release` (when there are :attr:`closers`) before it
+        returns: a next operation must not race a release still under way."""
         # Without ``async with`` the channel lives as long as the operations using it.
-        self._users += 1
-        try:
-            yield
-        finally:
-            self._users -= 1
-            if not self._users and not self._held:
-                self.channel.close()
-                await self._release()
+        self._users -= 1
+        if self._users or self._held:
+            return False
+        self.channel.close()
+        return True
 
     async def run(self, ask: Ask, *, timeout: float | None, retransmit: bool = True) -> Outcome:
         """Send a dialect's request on its RFC schedule until answered (the mappers' I/O).
@@ -194,10 +200,14 @@ class GatewayLink:
         waits: Iterable[float] = (
             [float("inf")] if not retransmit and timeout is not None
             else schedule.timeouts(self.rng))
-        async with self._use():
+        self._users += 1
+        try:
             outcome = await self.channel.request(ask.packet, ask.match, waits, deadline=timeout,
                                                  describe=ask.describe, protocol=ask.protocol,
                                                  key=ask.key)
+        finally:
+            if self._done_using() and self.closers:
+                await self._release()
         if outcome.rtt is not None:
             self.rtt = outcome.rtt
         return outcome
@@ -209,9 +219,13 @@ class GatewayLink:
         """
         if self._explicit_local is not None:
             return self._explicit_local
-        async with self._use():
+        self._users += 1
+        try:
             await self.channel.open()
             endpoint = self.channel.local_endpoint()
+        finally:
+            if self._done_using() and self.closers:
+                await self._release()
         if endpoint is None:  # pragma: no cover - open() either succeeds or raises
             raise InvalidRequest("cannot learn the local address; pass local_address")
         self._explicit_local = to_address(endpoint[0].split("%", 1)[0])

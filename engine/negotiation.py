@@ -200,6 +200,15 @@ class Negotiation:
 
     def observe_epoch(self, protocol: DatagramProtocol, epoch: int, now: float) -> bool:
         """Feed an epoch heard from the gateway; True when it shows lost state."""
+        prev = self.epochs[protocol]
+        if prev is not None and epoch == prev.server_epoch \
+                and 0 <= now - prev.client_time < 1.0:
+            # The common case, answers in a burst: the same epoch within a second is
+            # consistent under both rules (RFC 6887 §8.5's deltas are at most 1 and 0;
+            # RFC 6886 §3.6 needs 16/7 s to pass). Recorded as the full rule would.
+            self.epochs[protocol] = timing.EpochState(server_epoch=epoch, client_time=now)
+            self.last_epoch = epoch
+            return False
         rule = timing.EpochRule.PCP if protocol == "pcp" else timing.EpochRule.NATPMP
         try:
             seen = timing.observe_epoch(rule, self.epochs[protocol], epoch, now)

@@ -55,6 +55,7 @@ __all__ = [
     "RandSource",
     "RetransmitSchedule",
     "announce_response_delay",
+    "fitted_timeouts",
     "natpmp_announcement_schedule",
     "natpmp_epoch_lost",
     "natpmp_renewal_delay",
@@ -244,6 +245,24 @@ class RetransmitSchedule:
         if self.max_tries is None or self.jitter:
             return None
         return sum(self.timeouts())
+
+
+def fitted_timeouts(waits: Iterator[float], first_timer: Callable[[], float]) -> Iterator[float]:
+    """``waits`` stretched so that the first is at least ``first_timer()``, lazily.
+
+    ``first_timer`` is asked when the first wait is drawn, that is when the request is first
+    sent (after any time queued): the round trip measured by then counts. Every later wait is
+    stretched by the same factor, so the schedule keeps its RFC shape (doubling, RFC 3315's
+    ``RAND``) from a first timer that fits the gateway (:meth:`engine.window.InFlightWindow.
+    first_timer`). A wait is never shortened.
+    """
+    first = next(waits, None)
+    if first is None:
+        return
+    factor = max(1.0, first_timer() / first) if first > 0 and math.isfinite(first) else 1.0
+    yield first * factor
+    for wait in waits:
+        yield wait * factor
 
 
 #: RFC 6886 §3.1: wait 250 ms, then 500 ms, "the interval between attempts doubling each time";

@@ -30,7 +30,7 @@ from ipaddress import IPv4Address, IPv6Address
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
-from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
+from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
 from .types import DatagramProtocol, ProtocolName
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from .wire import natpmp, pcp
@@ -53,6 +53,9 @@ log = logging.getLogger("engine.transport")
 packet_log = logging.getLogger("engine.packets")
 
 SERVER_PORT = 5351
+_NONE: list[_Pending] = []
+#: The timer's heap is compacted when it reaches this many entries (then twice what is live).
+_COMPACT_AT = 64
 
 #: The first retransmission timer of each protocol: the window fits the queue in half of it.
 _FIRST_TIMEOUT: dict[DatagramProtocol, float] = {
@@ -92,7 +95,7 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
-    __slots__ = ("exchange", "future", "key", "sent_with", "started", "window")
+    __slots__ = ("exchange", "future", "key", "number", "sent_with", "started", "window")
 
     def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
                  window: InFlightWindow, key: Hashable | None) -> None:
@@ -102,17 +105,40 @@ class _Pending:
         self.key = key
         self.started = False
         self.sent_with = 1
+        self.number = 0  # of its last try (InFlightWindow.sent)
 
 
 def _exchange_of(pending: _Pending) -> Exchange:
     return pending.exchange
 
 
+def _offered(key: Hashable | None, out: list[_Pending], keyed: dict[Hashable, list[_Pending]],
+             unkeyed: list[_Pending]) -> list[_Pending]:
+    """The requests out that an answer with ``key`` may answer (see ``GatewayChannel``)."""
+    if key is None:
+        return out
+    same = keyed.get(key, _NONE)
+    return [*same, *unkeyed] if unkeyed else same
+
+
+def _held(pending: _Pending, now: float) -> bool:
+    """Whether a try that is due waits on instead, because the gateway is still answering
+    the requests sent before it (:meth:`InFlightWindow.hold_until`); it is then postponed."""
+    exchange = pending.exchange
+    if exchange.deadline_at is not None and now >= exchange.deadline_at:
+        return False
+    until = pending.window.hold_until(pending.number, now)
+    if until is None:
+        return False
+    exchange.postpone(until)
+    return True
+
+
 class _Timer:
     """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
     the earliest. Entries are never removed; :meth:`GatewayChannel._fire` skips stale ones."""
 
-    __slots__ = ("_at", "_fire", "_handle", "_heap", "_loop", "_seq")
+    __slots__ = ("_at", "_fire", "_handle", "_heap", "_limit", "_loop", "_seq")
 
     def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
         self._fire = fire
@@ -121,15 +147,30 @@ class _Timer:
         self._handle: asyncio.TimerHandle | None = None
         self._at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limit = _COMPACT_AT
 
     def push(self, when: float, pending: _Pending) -> None:
-        heapq.heappush(self._heap, (when, next(self._seq), pending))
+        heap = self._heap
+        if len(heap) >= self._limit:
+            self._compact()
+        heapq.heappush(heap, (when, next(self._seq), pending))
         loop = asyncio.get_running_loop()
         # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
         if self._handle is None or when < self._at or self._loop is not loop:
             if self._handle is not None:
                 self._handle.cancel()
             self._rearm(loop, when)
+
+    def _compact(self) -> None:
+        # Answered requests leave their entry until its time comes (seconds: PCP's first
+        # timer is 3 s); at thousands of requests a second that keeps thousands of answered
+        # exchanges alive for the garbage collector to walk. Drop the stale ones now and then:
+        # amortized O(log n) a push.
+        heap = self._heap
+        heap[:] = [entry for entry in heap
+                   if not entry[2].exchange.done and entry[2].exchange.timer() == entry[0]]
+        heapq.heapify(heap)
+        self._limit = max(_COMPACT_AT, 2 * len(heap))
 
     def _rearm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._handle = loop.call_at(when, self._run)
@@ -263,12 +304,16 @@ class GatewayChannel:
         the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
         data (``None``: it is offered every answer).
         """
-        await self.open()
+        if self._transport is None or self._transport.is_closing():
+            await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
+        window = self.windows[protocol]
+        # The first timer follows the round trip measured by the time the request goes out.
+        waits = fitted_timeouts(iter(schedule), window.first_timer)
+        exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name)
-        pending = _Pending(exchange, loop.create_future(), self.windows[protocol], key)
+        pending = _Pending(exchange, loop.create_future(), window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:
             self._start(pending, now)
@@ -297,19 +342,21 @@ class GatewayChannel:
     def _step(self, pending: _Pending, now: float) -> None:
         """Send what the exchange has to send; finish it or re-arm its timer."""
         exchange = pending.exchange
-        retransmissions = exchange.retransmissions
-        for datagram in exchange.datagrams_to_send(now):
+        datagrams = exchange.datagrams_to_send(now)
+        if exchange.retransmissions == 1 and exchange.tries == 2:
+            pending.window.retransmitted()  # once per request, on its first retransmission
+        if exchange.done:
+            self._finish(pending, now)
+            return
+        self._arm(pending)  # before the send, which wakes the gateway: less left to preempt
+        for datagram in datagrams:
+            pending.number = pending.window.sent()
             try:
                 self._send(datagram, exchange.describe)
             except TransportError as exc:
                 exchange.abort(exc)
-                break
-        if retransmissions == 1 and exchange.tries == 2:
-            pending.window.retransmitted()  # once per request, on its first retransmission
-        if exchange.done:
-            self._finish(pending, now)
-        else:
-            self._arm(pending)
+                self._finish(pending, now)
+                return
 
     def _finish(self, pending: _Pending, now: float) -> None:
         exchange = pending.exchange
@@ -326,10 +373,14 @@ class GatewayChannel:
                 if not same:
                     del self._keyed[pending.key]
         if not pending.future.done():
-            if exchange.outcome is not None:
-                if exchange.outcome.rtt is not None:
-                    pending.window.answered(exchange.outcome.rtt, pending.sent_with)
-                pending.future.set_result(exchange.outcome)
+            outcome = exchange.outcome
+            if outcome is not None:
+                pending.window.progress(pending.number, now)
+                if outcome.rtt is not None:
+                    pending.window.answered(outcome.rtt, pending.sent_with)
+                elif outcome.since_previous is not None:
+                    pending.window.answered_late(outcome.since_previous, outcome.since_last)
+                pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
         self._admit(exchange.protocol, now)
@@ -353,6 +404,9 @@ class GatewayChannel:
         exchange = pending.exchange
         if exchange.done or exchange.timer() != when:
             return  # a stale entry: answered, or re-armed since
+        if pending.started and _held(pending, now):
+            self._arm(pending)
+            return
         exchange.on_timer(now)
         if pending.started:
             self._step(pending, now)
@@ -379,9 +433,8 @@ class GatewayChannel:
             return
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        key = answer_key(message)
-        candidates = self._out if key is None else [*self._keyed.get(key, ()), *self._unkeyed]
-        taken = takers(candidates, message, _exchange_of)
+        taken = takers(_offered(answer_key(message), self._out, self._keyed, self._unkeyed),
+                       message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
@@ -416,5 +469,3 @@ class GatewayChannel:
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
         self.sent += 1
-
-

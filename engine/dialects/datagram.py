@@ -82,7 +82,9 @@ class DatagramMapper:
                     await self._shared_address(timeout)
                 except (GatewayTimeout, ResultCodeError) as exc:
                     log.info("mapped, but the external address is unknown: %s", exc)
-            grant = dataclasses.replace(grant, external_address=negotiation.external_address)
+            # Built, not dataclasses.replace(): this runs for every NAT-PMP mapping.
+            grant = Grant(grant.mapping_protocol, grant.epoch, grant.external_port,
+                          negotiation.external_address, grant.lifetime, grant.options)
         return grant
 
     async def map(self, request: MapRequest, *, timeout: float | None) -> Grant:
@@ -96,7 +98,9 @@ class DatagramMapper:
 
     async def delete(self, request: MapRequest, *, timeout: float | None) -> None:
         """Lifetime 0 (RFC 6887 §15, RFC 6886 §3.4)."""
-        await self._request(dataclasses.replace(request, lifetime=0), "delete", timeout)
+        if request.lifetime:
+            request = dataclasses.replace(request, lifetime=0)
+        await self._request(request, "delete", timeout)
 
     async def delete_all(self, protocol: TransportProtocol, *, timeout: float | None) -> None:
         """NAT-PMP's delete-all for ``protocol`` (RFC 6886 §3.4)."""

@@ -18,14 +18,29 @@ def to_address(value: str | IPAddress) -> IPAddress:
     return ip_address(value)
 
 
+#: Addresses encoded and decoded before, both ways: every request and answer names the same
+#: few addresses (ours, the gateway's external one, the zero address), and ``ipaddress``
+#: objects are immutable. Bounded: cleared when full, so a flood of distinct addresses
+#: cannot grow them.
+_DECODED: dict[bytes, IPAddress] = {}
+_ENCODED: dict[IPAddress, bytes] = {}
+_DECODED_MAX = 256
+
+
 def encode_address(address: IPAddress) -> bytes:
     """16 bytes: an IPv6 address as is, an IPv4 address IPv4-mapped (``::ffff:a.b.c.d``).
 
     The all-zeros IPv4 address becomes ``::ffff:0.0.0.0``, as RFC 6887 §5 requires.
     """
-    if isinstance(address, IPv4Address):
-        return _V4_MAPPED_PREFIX + address.packed
-    return address.packed
+    found = _ENCODED.get(address)
+    if found is not None:
+        return found
+    packed = _V4_MAPPED_PREFIX + address.packed if isinstance(address, IPv4Address) \
+        else address.packed
+    if len(_ENCODED) >= _DECODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[address] = packed
+    return packed
 
 
 def decode_address(data: bytes) -> IPAddress:
@@ -33,6 +48,13 @@ def decode_address(data: bytes) -> IPAddress:
 
     RFC 6887 §5: all of the first 96 bits are checked for the IPv4-mapped pattern.
     """
-    if data[:12] == _V4_MAPPED_PREFIX:
-        return IPv4Address(data[12:16])
-    return IPv6Address(data[:16])
+    key = bytes(data[:16])
+    found = _DECODED.get(key)
+    if found is not None:
+        return found
+    address: IPAddress = IPv4Address(key[12:16]) if key[:12] == _V4_MAPPED_PREFIX \
+        else IPv6Address(key)
+    if len(_DECODED) >= _DECODED_MAX:
+        _DECODED.clear()
+    _DECODED[key] = address
+    return address

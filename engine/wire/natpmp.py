@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 
 from ..errors import MalformedPacket
 from ..protocols import Protocol
+from .decoded import decoded
 
 __all__ = [
     "NATPMP_VERSION",
@@ -251,6 +252,7 @@ def decode_response(data: bytes) -> Response:
         if size != 16:
             raise MalformedPacket(f"NAT-PMP map response of {size} bytes, not 16")
         internal, external, lifetime = struct.unpack_from("!HHI", data, 8)
-        return MapResponse(protocol_for(request_opcode), result, epoch, internal, external,
-                           lifetime)
+        # Every field fits by its width (the struct format): nothing left to check.
+        return decoded(MapResponse, protocol_for(request_opcode), result, epoch, internal,
+                       external, lifetime)
     raise MalformedPacket(f"NAT-PMP response has unknown opcode {opcode}")

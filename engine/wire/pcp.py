@@ -18,6 +18,7 @@ from typing import Protocol
 from ..codes import PcpResult
 from ..errors import MalformedPacket
 from .addresses import IPAddress, decode_address, encode_address
+from .decoded import decoded
 
 __all__ = [
     "HEADER_SIZE",
@@ -164,6 +165,8 @@ _FIXED_OPTION_SIZE = {OptionCode.THIRD_PARTY: 16, OptionCode.PREFER_FAILURE: 0,
 
 def decode_options(data: bytes) -> tuple[Option, ...]:
     """Parse the option area. Raises :class:`MalformedPacket` on overrun or bad sizes."""
+    if not data:
+        return ()
     options: list[Option] = []
     offset = 0
     while offset < len(data):
@@ -252,8 +255,8 @@ class MapData:
 
     @classmethod
     def decode(cls, data: bytes) -> MapData:
-        """From exactly 36 octets."""
-        return cls(*_unpack_common(data))
+        """From exactly 36 octets (every field fits by its width: nothing to check)."""
+        return decoded(cls, *_unpack_common(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +284,7 @@ class PeerData:
     def decode(cls, data: bytes) -> PeerData:
         """From exactly 56 octets."""
         (remote_port,) = struct.unpack_from("!H", data, 36)
-        return cls(*_unpack_common(data), remote_port, decode_address(data[40:56]))
+        return decoded(cls, *_unpack_common(data), remote_port, decode_address(data[40:56]))
 
 
 OpData = MapData | PeerData
@@ -465,8 +468,10 @@ def decode_response(data: bytes) -> Response:
             # An error answer may carry the header alone (for example MALFORMED_REQUEST).
             return Response(opcode, result, lifetime, epoch, reserved=reserved)
         raise MalformedPacket(f"PCP {Opcode(opcode).name} response is missing its opcode data")
-    return Response(opcode, result, lifetime, epoch, _decode_opdata(opcode, body[:size]),
-                    decode_options(body[size:]), reserved=reserved)
+    # What Response's own checks would refuse was refused above, and the fields fit by width.
+    return decoded(Response, opcode, result, lifetime, epoch,
+                   _decode_opdata(opcode, body[:size]), decode_options(body[size:]),
+                   PCP_VERSION, reserved)
 
 
 class RequestRejected(MalformedPacket):

@@ -35,8 +35,8 @@ from tests.support.loopback import port_free, simulator
 HOST = "127.0.0.2"
 LOCAL = "127.0.0.1"
 FIRST_PORT = 20000
-CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-pcp-seq", "natdeck-natpmp-seq",
-           "natdeck-pcp-gather", "natdeck-manager", "py-natpmp", "natpmpc")
+CLIENTS = ("floor-natpmp", "floor-pcp", "asyncio-natpmp", "asyncio-pcp", "natdeck-pcp-seq",
+           "natdeck-natpmp-seq", "natdeck-pcp-gather", "natdeck-manager", "py-natpmp", "natpmpc")
 #: natpmpc forks a process per request: fewer of them keeps the run short.
 NATPMPC_SHARE = 0.2
 
@@ -50,6 +50,10 @@ def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
     if client.startswith("floor-"):
         kind = client.removeprefix("floor-")
         lab_client.floor(run, host, lab_client.floor_packets(kind, LOCAL, ports, 3600), port)
+    elif client.startswith("asyncio-"):
+        kind = client.removeprefix("asyncio-")
+        asyncio.run(lab_client.asyncio_floor(
+            run, host, LOCAL, lab_client.floor_packets(kind, LOCAL, ports, 3600), port))
     elif client == "natdeck-manager":
         asyncio.run(lab_client.manager(run, host, LOCAL, ports, 3600, port))
     elif client.startswith("natdeck-"):
@@ -89,6 +93,8 @@ def measure(count: int, rounds: int) -> tuple[dict[str, list[dict[str, Any]]], s
 _NAMES = {
     "floor-natpmp": "floor: bare UDP, NAT-PMP",
     "floor-pcp": "floor: bare UDP, PCP",
+    "asyncio-natpmp": "bare asyncio UDP, NAT-PMP (no checks)",
+    "asyncio-pcp": "bare asyncio UDP, PCP (no checks)",
     "natdeck-pcp-seq": "natdeck PCP, sequential",
     "natdeck-natpmp-seq": "natdeck NAT-PMP, sequential",
     "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
@@ -124,7 +130,9 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
         "*client CPU*: `time.process_time()` of the "
         "client (natpmpc: its processes' user+system time, plus the loop that starts them) per "
         f"request; the gateway's CPU is not in it. *CPU {TIMES} floor*: over a bare blocking UDP "
-        f"client of the same protocol. natpmpc made {natpmpc_count} mappings per round (one "
+        f"client of the same protocol. *bare asyncio*: the same pre-encoded requests through "
+        "an asyncio datagram endpoint, a future per answer, nothing checked: what the event "
+        f"loop alone costs. natpmpc made {natpmpc_count} mappings per round (one "
         "process per request).",
         "",
         table.render(),
@@ -145,6 +153,10 @@ def goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
         peer = results.get("py-natpmp", [])
         extra = (f", py-natpmp {us(median(r['cpu'] / r['operations'] for r in peer))} µs"
                  if peer and kind == "natpmp" else "")
+        loop_only = results.get(f"asyncio-{kind}", [])
+        if loop_only:
+            extra += (f", bare asyncio {us(median(r['cpu'] / r['operations'] for r in loop_only))}"
+                      " µs")
         found.append(Goal(f"loopback, {name}: natdeck sequential client CPU per request "
                           f"{TIMES} the bare client", ours / bare if bare > 0 else float("nan"),
                           2.0, "x", f"natdeck {us(ours)} µs, bare {us(bare)} µs{extra}"))

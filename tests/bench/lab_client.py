@@ -52,6 +52,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import engine
+import engine.client
+import engine.manager  # imported here, before the clock starts: a run's CPU is its requests'
 from engine.protocols import Protocol
 from engine.wire import natpmp, pcp
 
@@ -153,11 +155,48 @@ def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[li
     return [[request(p, lifetime) for p in ports], [request(p, 0) for p in ports]]
 
 
+class _Answer(asyncio.DatagramProtocol):
+    """The asyncio floor's protocol: hands each datagram to the one future waiting."""
+
+    def __init__(self) -> None:
+        self.waiting: asyncio.Future[bytes] | None = None
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if self.waiting is not None and not self.waiting.done():
+            self.waiting.set_result(data)
+
+
+async def asyncio_floor(run: Run, gateway: str, local: str, packets: list[list[bytes]],
+                        port: int = NATPMP_PORT) -> None:
+    """The least an asyncio client can cost: pre-encoded requests one at a time on a
+    connected datagram endpoint, a future per answer, nothing checked (no validation, no
+    retransmission). Context for natdeck's CPU: the event loop's own share of it."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        _Answer, local_addr=(local, 0), remote_addr=(gateway, port))
+    try:
+        for phase, batch in zip(("create", "delete"), packets, strict=True):
+            start = time.perf_counter()
+            for packet in batch:
+                protocol.waiting = loop.create_future()
+                transport.sendto(packet)
+                answer = await asyncio.wait_for(protocol.waiting, FLOOR_WAIT)
+                code = int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3]
+                if code:
+                    run.errors.append(f"result {code}")
+                else:
+                    run.ok += 1
+            run.phases[phase] = time.perf_counter() - start
+            run.requests += len(batch)
+    finally:
+        transport.close()
+
+
 # -- natdeck -------------------------------------------------------------------------------------
 
 
 class _Retransmissions(logging.Handler):
-    """Counts the transport's "retransmitting" log records (one per resend)."""
+    """Counts the exchanges' "retransmitting" log records (one per resend)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -289,12 +328,16 @@ def main() -> None:
     lifetime: int = config.get("lifetime", 3600)
     run = Run(client)
     retransmissions = _Retransmissions()
-    logging.getLogger("engine.transport").addHandler(retransmissions)
+    logging.getLogger("engine").addHandler(retransmissions)  # engine.exchange logs them
     logging.getLogger("engine").setLevel(logging.INFO)
     logging.getLogger("engine").propagate = False
     if client.startswith("floor-"):
         kind = client.removeprefix("floor-")
         floor(run, gateway, floor_packets(kind, local, ports, lifetime))
+    elif client.startswith("asyncio-"):
+        kind = client.removeprefix("asyncio-")
+        asyncio.run(asyncio_floor(run, gateway, local, floor_packets(kind, local, ports,
+                                                                      lifetime)))
     elif client == "natdeck-manager":
         asyncio.run(manager(run, gateway, local, ports, lifetime))
     elif client.startswith("natdeck-"):

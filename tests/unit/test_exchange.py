@@ -98,6 +98,22 @@ def test_karns_rule_no_sample_from_a_retransmitted_request() -> None:
     assert ex.outcome is not None
     assert (ex.outcome.tries, ex.outcome.rtt) == (2, None)
     assert ex.outcome.elapsed == pytest.approx(0.26)
+    # What the window may still learn (engine.window.InFlightWindow.answered_late): the
+    # answer came 10 ms after the last try and 260 ms after the one before.
+    assert ex.outcome.since_last == pytest.approx(0.01)
+    assert ex.outcome.since_previous == pytest.approx(0.26)
+
+
+def test_the_times_since_the_last_two_tries_follow_the_last_two() -> None:
+    ex = exchange()
+    ex.start(100.0)
+    ex.on_timer(100.25)
+    ex.on_timer(100.75)
+    assert ex.tries == 3
+    ex.receive(ANSWER, 100.80)
+    assert ex.outcome is not None
+    assert ex.outcome.since_last == pytest.approx(0.05)
+    assert ex.outcome.since_previous == pytest.approx(0.55)
 
 
 def test_an_early_timer_changes_nothing() -> None:
@@ -185,3 +201,21 @@ def test_a_firm_match_wins_over_a_weak_one() -> None:
     assert takers([natpmp_request], refusal, lambda e: e) == [natpmp_request]
     queued = exchange()
     assert takers([queued], refusal, lambda e: e) == []  # nothing asked yet
+
+
+def test_postpone_holds_the_next_try_but_never_past_the_deadline_nor_sooner() -> None:
+    ex = exchange(deadline=1.0)
+    ex.start(100.0)
+    ex.datagrams_to_send(100.0)
+    assert ex.timer() == pytest.approx(100.25)
+    ex.postpone(100.1)  # sooner: ignored
+    assert ex.timer() == pytest.approx(100.25)
+    ex.postpone(100.6)
+    assert ex.timer() == pytest.approx(100.6)
+    ex.on_timer(100.25)
+    assert ex.datagrams_to_send(100.25) == []  # held
+    ex.postpone(105.0)
+    assert ex.timer() == pytest.approx(101.0)  # the deadline still holds
+    ex.on_timer(101.0)
+    assert isinstance(ex.error, GatewayTimeout)
+    assert ex.tries == 1

@@ -22,6 +22,7 @@ from engine.timing import (
     EpochVerdict,
     RetransmitSchedule,
     announce_response_delay,
+    fitted_timeouts,
     natpmp_announcement_schedule,
     natpmp_epoch_lost,
     natpmp_renewal_delay,
@@ -424,3 +425,37 @@ def test_announce_delay_is_zero_to_five_seconds() -> None:
 @given(seed=seeds)
 def test_announce_delay_range(seed: int) -> None:
     assert 0 <= announce_response_delay(random.Random(seed)) <= 5
+
+
+def test_fitted_timeouts_stretch_the_whole_schedule_to_the_measured_first_timer() -> None:
+    # A round trip of 0.75 s (RFC 6298's RTO after one 250 ms sample): NAT-PMP's doubling
+    # starts there instead of at 250 ms, and keeps its nine tries.
+    waits = list(fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), lambda: 0.75))
+    assert waits == pytest.approx([0.75 * 2 ** k for k in range(9)])
+
+
+def test_fitted_timeouts_never_shorten_the_rfc_schedule() -> None:
+    waits = list(fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), lambda: 0.01))
+    assert waits == list(NATPMP_RETRANSMIT.timeouts())
+
+
+def test_fitted_timeouts_ask_for_the_first_timer_only_when_the_first_try_goes_out() -> None:
+    # A request queued for the in-flight window is sent after round trips were measured:
+    # the timer it gets is the one known then, not when it was queued.
+    asked: list[float] = []
+    measured = [0.26]
+
+    def first_timer() -> float:
+        asked.append(measured[0])
+        return measured[0]
+
+    waits = fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), first_timer)
+    measured[0] = 0.5
+    assert asked == []
+    assert next(waits) == pytest.approx(0.5)
+    assert next(waits) == pytest.approx(1.0)
+    assert asked == [0.5]
+
+
+def test_fitted_timeouts_leave_a_single_endless_wait_alone() -> None:
+    assert list(fitted_timeouts(iter([math.inf]), lambda: 0.75)) == [math.inf]

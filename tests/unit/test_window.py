@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
+from engine.window import DEFAULT_MAX_IN_FLIGHT, GRANULARITY, InFlightWindow
 
 
 def test_slow_start_sends_one_until_a_round_trip_is_measured() -> None:
@@ -13,17 +13,22 @@ def test_slow_start_sends_one_until_a_round_trip_is_measured() -> None:
     window.take()
     assert window.full
     window.answered(0.0106)  # miniupnpd's ~10.6 ms per request
-    # 0.25 s / (2 * 10.6 ms) = 11.8 requests may wait their turn without a retransmission.
-    assert int(window.window) == 11
+    # Fitted to a service time two deviations slow, and the first sample's deviation is half
+    # of it (RFC 6298 §2.2): 0.25 s / (2 * (10.6 + 2 * 5.3) ms) = 5.9 requests.
+    assert int(window.window) == 5
     window.give()
-    assert window.room == 11
+    assert window.room == 5
+    # Steady answers shrink the deviation: 0.25 s / (2 * 10.6 ms) = 11.8.
+    for _ in range(50):
+        window.answered(0.0106)
+    assert int(window.window) == 11
 
 
 def test_a_fast_gateway_opens_gradually_up_to_the_cap() -> None:
     window = InFlightWindow(32, 0.25)
     window.answered(0.0106)
     window.answered(0.0001)  # smoothed, so one fast answer does not open it all
-    assert 11 < window.window < 32
+    assert 1 < window.window < 32
     for _ in range(100):
         window.answered(0.0001)
     assert window.window == 32
@@ -76,3 +81,144 @@ def test_take_and_give_count_what_is_out() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         InFlightWindow(0, 3.0)
+
+
+def test_the_first_timer_is_the_rfcs_plus_the_granularity_until_a_round_trip_is_measured(
+) -> None:
+    assert InFlightWindow(32, 0.25).first_timer() == pytest.approx(0.25 + GRANULARITY)
+    assert InFlightWindow(32, 3.0).first_timer() == pytest.approx(3.0 + GRANULARITY)
+
+
+def test_the_first_timer_follows_the_measured_round_trip_rfc_6298() -> None:
+    # A gateway serving one request at a time in 250 ms: NAT-PMP's own 250 ms first timer
+    # would fire as each answer arrives. RFC 6298 §2.2: SRTT = R, RTTVAR = R/2, RTO = SRTT +
+    # 4 RTTVAR.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.250)
+    assert window.first_timer() == pytest.approx(0.250 + 4 * 0.125)
+    # Steady answers shrink the variance (beta 1/4), never below SRTT + G.
+    for _ in range(100):
+        window.answered(0.250)
+    assert window.first_timer() == pytest.approx(0.250 + GRANULARITY)
+    # §2.3: one slow answer (a queue) widens it at once.
+    window.answered(0.450)
+    assert window.first_timer() == pytest.approx(
+        (0.250 + 0.200 / 8) + 4 * (0.200 / 4), rel=1e-3)
+
+
+def test_the_first_timer_is_never_shorter_than_the_rfcs() -> None:
+    # A fast gateway (2.5 ms): the RFC's first timer stays, so a lost packet is resent as
+    # soon as the RFC says (RFC 6886 §3.1, RFC 6887 §8.1.1).
+    for first_timeout in (0.25, 3.0):
+        window = InFlightWindow(32, first_timeout)
+        for _ in range(20):
+            window.answered(0.0025)
+        assert window.first_timer() == pytest.approx(first_timeout + GRANULARITY)
+
+
+def test_the_round_trip_estimate_takes_the_whole_round_trip_not_the_per_request_share(
+) -> None:
+    # Ten out at once, the last answered after 100 ms: the window counts 10 ms of service
+    # each, the timer the 100 ms that request really waited.
+    window = InFlightWindow(32, 0.010)
+    window.answered(0.100, sent_with=10)
+    assert window.srtt == pytest.approx(0.010)
+    assert window.rtt_smoothed == pytest.approx(0.100)
+    assert window.first_timer() == pytest.approx(0.100 + 4 * 0.050)
+
+
+def test_an_erratic_gateway_gets_a_window_fitted_to_its_slow_answers() -> None:
+    # Answers of 40 ms and 180 ms: a window fitted to the mean service time (0.25 s / (2 *
+    # ~78 ms), up to 3 after a run of fast ones) would put three requests behind one another,
+    # 400 ms for the last; two deviations keep it at two at most.
+    window = InFlightWindow(32, 0.25)
+    rooms = set()
+    for service in [0.040, 0.040, 0.040, 0.180, 0.040, 0.040, 0.180, 0.040, 0.040, 0.040,
+                    0.180] * 10:
+        window.answered(service)
+        rooms.add(window.room)
+    assert rooms == {1, 2}
+
+
+def test_an_answer_sooner_after_a_retransmission_than_any_round_trip_is_a_late_sample() -> None:
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.100)
+    assert window.first_timer() == pytest.approx(0.25 + GRANULARITY, abs=0.02)
+    # Resent after 0.26 s, answered 5 ms later: the answer was to the first try, whose round
+    # trip was at least 0.265 s (Karn's rule alone would learn nothing from it).
+    window.answered_late(0.265, 0.005)
+    assert window.rtt_smoothed is not None
+    assert window.rtt_smoothed > 0.100
+    assert window.first_timer() > 0.265
+    # Answered later after the last try than the fastest round trip: it may answer the last
+    # try, so no sample.
+    before = (window.rtt_smoothed, window.rtt_variance)
+    window.answered_late(0.5, 0.2)
+    assert (window.rtt_smoothed, window.rtt_variance) == before
+
+
+def test_the_first_timer_is_never_shorter_than_the_slowest_recent_round_trip() -> None:
+    # miniupnpd on a slow console: mostly ~110 ms, one answer in 20 took 365 ms. RFC 6298's
+    # RTO forgets such a tail within a few samples; the peak holds the timer above it.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(10):
+        window.answered(0.110)
+    window.answered(0.365)
+    for _ in range(5):
+        window.answered(0.110)
+    assert window.first_timer() > 0.365 * (15 / 16) ** 5
+    rto = window.rtt_smoothed + 4 * window.rtt_variance  # type: ignore[operator]
+    assert rto < 0.33  # what RFC 6298 alone would give by now
+    # ... and it is forgotten, not kept forever.
+    for _ in range(100):
+        window.answered(0.110)
+    assert window.first_timer() == pytest.approx(0.25 + GRANULARITY)
+
+
+def test_a_retransmission_backs_the_first_timer_off_until_a_round_trip_is_measured() -> None:
+    # RFC 6298 §5.5: the next request after a duplicate waits behind the duplicate's service
+    # time at the gateway; with the timer backed off it is not sent twice too.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.110)
+    timer = window.first_timer()
+    window.retransmitted()
+    assert window.first_timer() == pytest.approx(2 * timer)
+    window.retransmitted()
+    assert window.first_timer() == pytest.approx(4 * timer)
+    for _ in range(10):
+        window.retransmitted()
+    assert window.first_timer() == pytest.approx(8 * timer)  # bounded
+    window.answered(0.110)
+    assert window.first_timer() < 2 * timer
+
+
+def test_a_late_answer_after_a_fast_gateways_lost_packet_is_no_sample() -> None:
+    # A fast gateway (2 ms) lost the first try; the second was answered in its usual 2 ms:
+    # nothing suggests the first try's round trip was 252 ms.
+    window = InFlightWindow(32, 0.25)
+    for _ in range(20):
+        window.answered(0.002)
+    before = (window.rtt_smoothed, window.rtt_variance, window.rtt_peak)
+    window.answered_late(0.252, 0.002)
+    assert (window.rtt_smoothed, window.rtt_variance, window.rtt_peak) == before
+
+
+def test_a_due_try_waits_while_the_gateway_answers_what_was_sent_before_it() -> None:
+    # miniupnpd answers its first requests in 3 ms, then, its console busy, 55 ms each: the
+    # window opened on the fast answers and twenty requests are queued at the gateway.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    numbers = [window.sent() for _ in range(20)]
+    window.progress(numbers[4], now=100.20)  # the fifth answered at 100.20
+    # The twelfth's timer is due at 100.26: the gateway is still on requests before it.
+    until = window.hold_until(numbers[11], now=100.26)
+    assert until == pytest.approx(100.20 + window.first_timer())
+    # Nothing heard for a first timer: the gateway stopped, retransmit.
+    assert window.hold_until(numbers[11], now=100.20 + window.first_timer() + 0.001) is None
+    # A request sent after it was answered: it was lost (a gateway serves in order).
+    window.progress(numbers[15], now=100.30)
+    assert window.hold_until(numbers[11], now=100.31) is None
+    # Nothing answered yet: nothing to wait for.
+    assert InFlightWindow(32, 0.25).hold_until(1, now=5.0) is None
