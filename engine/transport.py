@@ -127,7 +127,7 @@ def _held(pending: _Pending, now: float) -> bool:
     exchange = pending.exchange
     if exchange.deadline_at is not None and now >= exchange.deadline_at:
         return False
-    until = pending.window.hold_until(pending.number, now)
+    until = pending.window.hold_until(pending.number, exchange.sent_at, now)
     if until is None:
         return False
     exchange.postpone(until)
