@@ -17,6 +17,9 @@ probes), :mod:`.closing` deletes. What it does:
 * Errors: a short-lifetime error is retried when its error lifetime is over; a
   long-lifetime one leaves the mapping FAILED until something changes.
 * Silence: with nothing heard from the gateway for a minute, it is probed.
+* UPnP IGD (no epoch, :mod:`.presence`): re-added at about half its lease; every
+  ``upnp_check_interval`` s each mapping is looked up, and one the gateway no longer
+  holds (a reboot, a flush) is asked for again; a permanent lease is only looked up.
 * Removing always sends the delete and cancels any request in flight first.
 """
 
@@ -45,10 +48,12 @@ from ..events import (
 from ..protocols import as_protocol
 from ..statefile import StateFile
 from ..transport import SERVER_PORT
+from ..upnp.ssdp import SSDP_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
 from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping, settle
 from .mappings import Entry, MappingTable
+from .presence import UPNP_CHECK_INTERVAL, check_upnp_every
 from .records import Records
 from .requests import first_request
 from .state import MappingMachine, Trigger
@@ -67,6 +72,9 @@ class MappingManager:
     every mapping (unless ``keep``) within ``close_deadline`` seconds (see
     :meth:`close`) and leaves no task or socket behind. With a ``state_file`` every
     mapping is recorded there (as ``natdeck map`` does), and dropped once deleted.
+    ``ssdp_port`` is where the gateway's UPnP IGD answers SSDP (1900; a simulated
+    one's own port); ``upnp_check_interval`` how often UPnP mappings are looked up
+    (None: never).
     """
 
     def __init__(self, gateway: str | IPAddress, *, gateway_port: int = SERVER_PORT,
@@ -80,17 +88,20 @@ class MappingManager:
                  announce_delay: float = timing.ANNOUNCE_MAX_DELAY,
                  close_deadline: float = CLOSE_DEADLINE,
                  state_file: StateFile | None = None,
-                 max_in_flight: int | None = None,
+                 max_in_flight: int | None = None, ssdp_port: int = SSDP_PORT,
+                 upnp_check_interval: float | None = UPNP_CHECK_INTERVAL,
                  local_address_probe: Callable[[], IPAddress | None] | None = None) -> None:
         self.rng = rng if rng is not None else random.Random()
         self.client = GatewayClient(gateway, gateway_port, local_address=local_address,
-                                    rng=self.rng, max_in_flight=max_in_flight)
+                                    rng=self.rng, max_in_flight=max_in_flight,
+                                    ssdp_port=ssdp_port)
         self.via: Via = via
         self.lifetime, self.timeout, self.keep = lifetime, timeout, keep
         self.listen, self.announce_ports = listen, tuple(announce_ports)
         self.announce_host, self.multicast = announce_host, multicast
         self.probe_on_start, self.probe_interval = probe_on_start, probe_interval
         self.idle_probe_interval, self.close_deadline = idle_probe_interval, close_deadline
+        self.upnp_check_interval = upnp_check_interval
         self.closing: CloseProgress | None = None
         """While :meth:`close` deletes: how far it got."""
         # With no explicit local address, the one the kernel picks for the gateway is
@@ -151,6 +162,8 @@ class MappingManager:
             self._spawn(self.watch.probe_every(self.probe_interval))
         if self.idle_probe_interval and not self.probe_interval:
             self._spawn(self.watch.probe_when_idle(self.idle_probe_interval))
+        if self.upnp_check_interval:
+            self._spawn(check_upnp_every(self.table, self.upnp_check_interval, self.timeout))
 
     async def close(self, *, deadline: float | None = None) -> ManagerClosed:
         """Delete every mapping (unless ``keep``), stop every task, close every socket.

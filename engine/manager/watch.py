@@ -141,6 +141,15 @@ class GatewayWatch:
             self.status.reachable = True
             self._emit(GatewayReachable(now))
 
+    def heard_upnp(self) -> None:
+        """A UPnP IGD answered (over HTTP, so not seen by :meth:`heard`)."""
+        now = self._now()
+        self.status.last_contact = now
+        self.status.speaks_upnp = True
+        if self.status.reachable is not True:
+            self.status.reachable = True
+            self._emit(GatewayReachable(now))
+
     def failed_request(self, exc: NatDeckError) -> None:
         """A request failed: a timeout or a network error means unreachable."""
         self.status.speaks_pcp = self.client.speaks["pcp"]
@@ -251,12 +260,17 @@ class GatewayWatch:
         result = await self.client.probe()
         self.status.speaks_pcp = result.pcp
         self.status.speaks_natpmp = result.natpmp
+        self.status.speaks_upnp = result.upnp
+        if result.igd is not None:
+            self.status.igd = result.igd
         if result.rtt is not None:
             self.status.rtt = result.rtt
         if self.status.via is None:
             self.status.via = result.via
         if result.external_address is not None:
             self.external_address(result.external_address, "probe")
+        if result.warning is not None:  # the IGD reports no public address: double NAT
+            self.status.warning = result.warning
         if not result.reachable and self.status.reachable is not False:
             self.status.reachable = False
             self._emit(GatewayUnreachable(self._now(),
