@@ -71,7 +71,9 @@ class MappingManager:
     Use as ``async with MappingManager(gateway) as mgr``. Leaving the block deletes
     every mapping (unless ``keep``) within ``close_deadline`` seconds (see
     :meth:`close`) and leaves no task or socket behind. With a ``state_file`` every
-    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted.
+    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted;
+    ``holder_pid`` is recorded with them (``natdeck map --hold``: another natdeck will
+    not map or delete them while that process runs).
     ``ssdp_port`` is where the gateway's UPnP IGD answers SSDP (1900; a simulated
     one's own port); ``upnp_check_interval`` how often UPnP mappings are looked up
     (None: never).
@@ -87,7 +89,7 @@ class MappingManager:
                  idle_probe_interval: float | None = IDLE_PROBE_INTERVAL,
                  announce_delay: float = timing.ANNOUNCE_MAX_DELAY,
                  close_deadline: float = CLOSE_DEADLINE,
-                 state_file: StateFile | None = None,
+                 state_file: StateFile | None = None, holder_pid: int | None = None,
                  max_in_flight: int | None = None, ssdp_port: int = SSDP_PORT,
                  upnp_check_interval: float | None = UPNP_CHECK_INTERVAL,
                  local_address_probe: Callable[[], IPAddress | None] | None = None) -> None:
@@ -114,7 +116,7 @@ class MappingManager:
                                   lambda change: self.table.changed(change),
                                   rng=self.rng, announce_delay=announce_delay)
         self.route = LocalRoute(self.client, self.status, self._hub.emit, local_address_probe)
-        self.records = Records(state_file)
+        self.records = Records(state_file, pid=holder_pid)
         self.table = MappingTable(self.client, self.watch, self._hub.emit, self.records,
                                   rng=self.rng, timeout=timeout, spawn=self._spawn)
         self.table.before_due = self._check_local_address

@@ -275,7 +275,8 @@ class MappingTable:
             # (A stale answer may predate an address change: not news.)
             self.watch.external_address(mapping.external_address, "response")
         self.fire(entry, trigger)
-        if moved:  # a new mapping, or a new port or nonce: what `natdeck unmap` needs
+        if moved or self.records.stale(mapping):
+            # A new mapping, or a new port or nonce: what `natdeck unmap` needs.
             self.records.record(mapping)
 
     def failed(self, entry: Entry, exc: NatDeckError, *, renewal: bool,
