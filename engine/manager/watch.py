@@ -263,6 +263,8 @@ class GatewayWatch:
         self.status.speaks_upnp = result.upnp
         if result.igd is not None:
             self.status.igd = result.igd
+        if result.upnp:
+            self.heard_upnp()
         if result.rtt is not None:
             self.status.rtt = result.rtt
         if self.status.via is None:

@@ -150,3 +150,21 @@ def test_no_look_ups_when_turned_off() -> None:
             assert not log.of(MappingLost)
 
     virtual(scenario)
+
+
+def test_the_status_names_the_igd_and_warns_of_a_double_nat() -> None:
+    async def scenario() -> None:
+        config = IgdConfig(empty_external_address=True, friendly_name="Box")
+        async with upnp_rig(config) as (_, manager, _log):
+            result = await manager.probe()
+            assert result.upnp
+            status = manager.status
+            assert (status.speaks_pcp, status.speaks_natpmp, status.speaks_upnp) == (
+                False, False, True)
+            assert status.igd is not None
+            assert (status.igd.friendly_name, status.igd.igd_version) == ("Box", 2)
+            assert status.warning is not None
+            assert status.warning == result.warning
+            assert status.reachable is True   # (answered over HTTP, not on 5351)
+
+    virtual(scenario)
