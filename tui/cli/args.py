@@ -334,9 +334,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
                              "changes, until SIGINT/SIGTERM")
     parser.add_argument("--interval", type=_interval_arg, default=None, metavar="S",
                         help="with --watch: seconds between two listings (default: 2)")
-    parser.add_argument("--ssdp-port", type=_server_port_arg, default=None, metavar="N",
-                        help="the UDP port the gateway answers SSDP searches on (default: "
-                             "1900)")
+    # (--ssdp-port is a connection option of every command.)
     _command_options(parser, timeout_help="seconds to wait for the UPnP IGD's answers "
                                           "(default: 3)")
 

@@ -30,7 +30,7 @@ async def run_list(ctx: Context) -> int:
     args = ctx.args
     timeout = args.timeout or LIST_TIMEOUT
     local = None if ctx.local is None else str(ctx.local)
-    source = UpnpRouterListing.on(str(ctx.gateway), ssdp_port=args.ssdp_port,
+    source = UpnpRouterListing.on(str(ctx.gateway), ssdp_port=ctx.conn.ssdp_port,
                                   local_address=local, timeout=timeout)
     try:
         addresses: tuple[str, ...] = (str(source.igd.local_address),)
