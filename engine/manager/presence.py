@@ -65,8 +65,8 @@ async def check_upnp_once(table: MappingTable, timeout: float) -> int:
     return gone
 
 
-async def check_upnp_every(table: MappingTable, interval: float, timeout: float) -> None:
-    """:func:`check_upnp_once` every ``interval`` seconds, until cancelled."""
-    while True:
+async def check_upnp_every(table: MappingTable, interval: float | None, timeout: float) -> None:
+    """:func:`check_upnp_once` every ``interval`` seconds, until cancelled (None: never)."""
+    while interval:
         await asyncio.sleep(interval)
         await check_upnp_once(table, timeout)

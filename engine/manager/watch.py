@@ -117,6 +117,8 @@ class GatewayWatch:
         self.rng = rng
         self.announce_delay = announce_delay
         self.last_change = float("-inf")
+        self.on_reachable: Callable[[], None] = lambda: None
+        """Called when the gateway answers after silence (or for the first time)."""
         self._last_announcement = float("-inf")
         self._moved_at = float("-inf")
         self._epoch: timing.EpochState | None = None
@@ -140,6 +142,7 @@ class GatewayWatch:
         if self.status.reachable is not True:
             self.status.reachable = True
             self._emit(GatewayReachable(now))
+            self.on_reachable()
 
     def heard_upnp(self) -> None:
         """A UPnP IGD answered (over HTTP, so not seen by :meth:`heard`)."""
@@ -149,6 +152,7 @@ class GatewayWatch:
         if self.status.reachable is not True:
             self.status.reachable = True
             self._emit(GatewayReachable(now))
+            self.on_reachable()
 
     def failed_request(self, exc: NatDeckError) -> None:
         """A request failed: a timeout or a network error means unreachable."""
