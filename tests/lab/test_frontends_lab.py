@@ -199,6 +199,8 @@ def test_tui_on_a_upnp_only_gateway_maps_shows_and_unmaps_via_upnp(lab: Lab) -> 
             await pilot.press(*"40700", "enter")   # via auto
             await until(pilot, active, "the m mapping")
             await until(pilot, lambda: app.main.table.shown_keys == [key], "its row")
+            await until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(key))],
+                        "Via UPnP in its row")
             seen["rules"] = set(lab.dnat_rules())
             seen["via"] = manager.mappings[key].via
             seen["row"] = [str(cell) for cell in app.main.table.get_row(str(key))]

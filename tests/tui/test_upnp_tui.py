@@ -43,8 +43,9 @@ async def test_the_demo_maps_via_upnp_from_the_dialog_shows_it_and_unmaps_it() -
         await mapped(pilot, app, KEY, shown=True)
         assert app.manager is not None
         assert app.manager.mappings[KEY].via == "upnp"
-        row = app.main.table.get_row(str(KEY))
-        assert "UPnP" in [str(cell) for cell in row]
+        # (The row's cells follow on the next refresh of the table.)
+        await until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(KEY))],
+                    "Via UPnP in its row")
         await until(pilot, lambda: logged(app, "via upnp"), "the log line")
 
         parts = app.link.parts
