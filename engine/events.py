@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .client import ProbeResult
 from .errors import NatDeckError
@@ -16,6 +17,9 @@ from .protocols import Protocol, protocol_name
 from .types import MappingProtocol, ProtocolName
 from .wire import pcp
 from .wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from .upnp.connection import DeviceInfo
 
 __all__ = [
     "Event",
@@ -94,6 +98,8 @@ class ManagedMapping:
     renewals: int = 0
     failures: int = 0
     options: tuple[pcp.Option, ...] = ()
+    permanent: bool = False
+    """A UPnP lease without end (a gateway that takes only those): checked, not renewed."""
 
     def remaining(self, now: float) -> float | None:
         """Seconds to expiry at loop time ``now``, or None when not granted."""
@@ -127,6 +133,9 @@ class GatewayStatus:
     warning: str | None = None
     """For example: the external address is not public (another NAT above this gateway)."""
     restarts: int = 0
+    speaks_upnp: bool | None = None
+    igd: DeviceInfo | None = None
+    """The UPnP IGD's friendly name, model and version, once it answered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.simulator.upnp import IgdConfig, Neighbours, SimulatedIgd
+from engine.upnp.ssdp import SSDP_PORT
 
 from .backend import EngineParts
 from .map_request import MapRequest, Via
@@ -172,16 +173,9 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
                                  initial_epoch=opts.initial_epoch)
     async with SimulatedGateway(LOOPBACK, opts.port, opts.external_address, config) as gateway:
         host, port = gateway.address
-        manager = MappingManager(
-            host, gateway_port=port, local_address=LOOPBACK, via=opts.via,
-            lifetime=opts.lifetime, timeout=opts.timeout, announce_host=LOOPBACK,
-            announce_ports=(announce_port,), multicast=False, keep=opts.keep,
-            probe_on_start=opts.probe_on_start,
-            rng=random.Random(opts.seed) if opts.seed is not None else None)
-        others = Neighbours(gateway.core.state, rng=random.Random(opts.seed),
-                            port_range=gateway.config.port_range)
         # The IGD shares the gateway's table, as miniupnpd's three protocols share one: the
-        # router view lists it over UPnP (SSDP unicast to its loopback port, then HTTP).
+        # manager maps over it too (SSDP unicast to its loopback port, then HTTP), and the
+        # router view lists it.
         igd = SimulatedIgd(LOOPBACK, gateway=gateway,
                            config=IgdConfig(secure_mode=opts.secure_mode))
         listing: UpnpRouterListing | None = None
@@ -189,8 +183,15 @@ async def demo_engine(options: DemoOptions | None = None) -> AsyncIterator[Engin
             await igd.start()
             listing = UpnpRouterListing.on(LOOPBACK, ssdp_port=igd.ssdp_port,
                                            local_address=LOOPBACK)
-            # The manager does not take the IGD's SSDP port yet: its client's UPnP mapper does.
-            manager.client.ssdp_port = igd.ssdp_port
+        manager = MappingManager(
+            host, gateway_port=port, local_address=LOOPBACK, via=opts.via,
+            lifetime=opts.lifetime, timeout=opts.timeout, announce_host=LOOPBACK,
+            announce_ports=(announce_port,), multicast=False, keep=opts.keep,
+            probe_on_start=opts.probe_on_start,
+            rng=random.Random(opts.seed) if opts.seed is not None else None,
+            ssdp_port=igd.ssdp_port if opts.upnp else SSDP_PORT)
+        others = Neighbours(gateway.core.state, rng=random.Random(opts.seed),
+                            port_range=gateway.config.port_range)
         churn: asyncio.Task[None] | None = None
         if opts.other_hosts:
             others.populate(asyncio.get_running_loop().time())

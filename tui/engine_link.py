@@ -99,10 +99,10 @@ class RefreshExternalAddress(Command):
 
 @dataclass(frozen=True, slots=True)
 class ProbeGateway(Command):
-    """Probe PCP and NAT-PMP at once."""
+    """Probe PCP, NAT-PMP and UPnP IGD at once."""
 
     def describe(self) -> str:
-        return "probe the gateway (PCP and NAT-PMP)"
+        return "probe the gateway (PCP, NAT-PMP and UPnP IGD)"
 
 
 @dataclass(frozen=True, slots=True)

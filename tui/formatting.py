@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 #: How the two protocols are named on screen.
-PROTOCOL_LABELS = {"pcp": "PCP", "natpmp": "NAT-PMP"}
+PROTOCOL_LABELS = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP"}
 
 
 def duration(seconds: float) -> str:

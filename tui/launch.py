@@ -109,8 +109,8 @@ def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
     """Open the terminal UI; return the exit status (0 after a normal quit).
 
     ``maps`` are (IP protocol number, internal port) pairs mapped at start;
-    ``keep`` leaves the mappings at the gateway on quit; ``via`` is auto, pcp or
-    natpmp. With ``demo`` the gateway is simulated in this process and nothing
+    ``keep`` leaves the mappings at the gateway on quit; ``via`` is auto, pcp, natpmp or
+    upnp. With ``demo`` the gateway is simulated in this process and nothing
     leaves the machine.
     """
     try:

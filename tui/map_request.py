@@ -19,9 +19,8 @@ from engine.types import Via
 
 __all__ = ["VIAS", "FormErrors", "MapRequest", "Via", "parse_lifetime", "parse_map_form"]
 
-#: What the map dialog offers: the engine's, without UPnP IGD until the dialog has its label
-#: and note (the engine, the CLI and ``--via upnp`` take it already).
-VIAS: tuple[Via, ...] = tuple(via for via in engine_request.VIAS if via != "upnp")
+#: What the map dialog offers: the engine's (auto, PCP, NAT-PMP, UPnP IGD).
+VIAS: tuple[Via, ...] = engine_request.VIAS
 
 #: The PCP lifetime field is 32 bits (RFC 6887 §11.1); 0 would be a delete.
 MAX_LIFETIME = engine_request.MAX_LIFETIME
@@ -88,7 +87,7 @@ def parse_map_form(protocol: str, internal_port: str, external_port: str, lifeti
 
     Fields: ``protocol`` (tcp, udp, all, a number or a protocol name),
     ``internal_port`` (required), ``external_port`` (blank: suggest the internal
-    port), ``lifetime`` (blank: the manager's default), ``via`` (auto, pcp, natpmp).
+    port), ``lifetime`` (blank: the manager's default), ``via`` (auto, pcp, natpmp, upnp).
     """
     errors: FormErrors = {}
     proto: Protocol | int | None = None

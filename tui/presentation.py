@@ -109,6 +109,8 @@ def other_port(mapping: ManagedMapping, suggested: int | None = None) -> int | N
 
 
 def _expires_cell(mapping: ManagedMapping, now: float) -> Cell:
+    if mapping.permanent and mapping.state is not MappingState.LOST:
+        return ("permanent", "")  # a UPnP lease without end: deleted on exit
     if mapping.state is MappingState.LOST:
         # The old countdown means nothing once the gateway no longer holds the mapping.
         return ("unknown", "dim")
@@ -126,6 +128,8 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
         if until is None or until <= 0:
             return ("re-requesting", "yellow")
         return (f"retry {countdown(until)}", "yellow")
+    if mapping.permanent and mapping.state is MappingState.ACTIVE:
+        return ("permanent", "dim")  # nothing to renew; looked up now and then
     if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING):
         return ("—", "dim")
     if until <= 0:
@@ -148,10 +152,12 @@ def mapping_cells(mapping: ManagedMapping, now: float, *,
     else:
         external = ("—", "dim")
     via: Cell = (PROTOCOL_LABELS.get(mapping.via, "—") if mapping.via else "—", "")
-    if mapping.lifetime:
+    if mapping.permanent:
+        lifetime: Cell = ("permanent", "")
+    elif mapping.lifetime:
         wanted = (f" (asked {mapping.requested_lifetime})"
                   if mapping.lifetime != mapping.requested_lifetime else "")
-        lifetime: Cell = (f"{mapping.lifetime} s{wanted}", "")
+        lifetime = (f"{mapping.lifetime} s{wanted}", "")
     else:
         lifetime = (f"({mapping.requested_lifetime} s)", "dim")
     return (
@@ -189,6 +195,23 @@ def _pair(line: Text, label: str, value: str | Text, style: str = "") -> None:
         line.append(value, style=style)
 
 
+def _igd_line(status: GatewayStatus) -> Text:
+    """``IGD My Router · AVM FRITZ!Box 7590 · IGDv2``: what the IGD said about itself."""
+    igd = status.igd
+    assert igd is not None
+    line = Text()
+    _pair(line, "IGD", sanitize(igd.friendly_name, limit=32) or "?", "bold")
+    model = " ".join(part for part in (sanitize(igd.manufacturer, limit=20),
+                                       sanitize(igd.model_name, limit=28),
+                                       sanitize(igd.model_number, limit=12)) if part)
+    if model:
+        line.append("  ·  ", style="dim")
+        line.append(model)
+    line.append("  ·  ", style="dim")
+    line.append(f"IGDv{igd.igd_version}")
+    return line
+
+
 def gateway_lines(status: GatewayStatus | None, now: float,
                   note: EngineNote | None = None) -> list[Text]:
     """The gateway panel's lines for ``status`` at loop time ``now``."""
@@ -210,6 +233,8 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         answered.append_text(_answers(status.speaks_pcp, "PCP"))
         answered.append(", ", style="dim")
         answered.append_text(_answers(status.speaks_natpmp, "NAT-PMP"))
+        answered.append(", ", style="dim")
+        answered.append_text(_answers(status.speaks_upnp, "UPnP"))
         using = PROTOCOL_LABELS[status.via] if status.via else "?"
         protocol = Text(using, style="bold")
         protocol.append(" (answered: ", style="dim")
@@ -218,6 +243,8 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         _pair(second, "Protocol", protocol)
         _pair(second, "RTT", rtt(status.rtt))
         lines.append(second)
+        if status.igd is not None:
+            lines.append(_igd_line(status))
 
         third = Text()
         if status.epoch is not None:

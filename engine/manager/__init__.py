@@ -6,6 +6,7 @@
 - :mod:`.watch`: the gateway's status, epochs, announcements and probes.
 - :mod:`.mappings`: the requests that carry out the table's actions.
 - :mod:`.closing`: deletes (one, or all of them on exit with a deadline).
+- :mod:`.presence`: UPnP IGD's loss signal (no epoch): each mapping looked up now and then.
 - :mod:`.records`: the state file ``natdeck unmap`` reads.
 - :mod:`.manager`: :class:`MappingManager`, the asyncio glue and public API.
 """
@@ -13,6 +14,7 @@
 from .closing import CLOSE_DEADLINE, CloseProgress
 from .manager import MappingManager
 from .mappings import NATPMP_ERROR_RETRY
+from .presence import UPNP_CHECK_INTERVAL
 from .state import FIRST_BACKOFF, MAX_BACKOFF
 from .stream import MAX_QUEUED
 from .watch import (
@@ -34,6 +36,7 @@ __all__ = [
     "MAX_QUEUED",
     "MAX_RECOVERY_BACKOFF",
     "NATPMP_ERROR_RETRY",
+    "UPNP_CHECK_INTERVAL",
     "CloseProgress",
     "MappingManager",
     "non_public_warning",

@@ -17,7 +17,16 @@ probes), :mod:`.closing` deletes. What it does:
 * Errors: a short-lifetime error is retried when its error lifetime is over; a
   long-lifetime one leaves the mapping FAILED until something changes.
 * Silence: with nothing heard from the gateway for a minute, it is probed.
+* UPnP IGD (no epoch, :mod:`.presence`): re-added at about half its lease; every
+  ``upnp_check_interval`` s each mapping is looked up, and one the gateway no longer
+  holds (a reboot, a flush) is asked for again; a permanent lease is only looked up.
 * Removing always sends the delete and cancels any request in flight first.
+
+Keywords beyond :func:`~engine.map_port`'s: ``holder_pid`` is written in every
+record of the ``state_file`` (``natdeck map --hold``: another natdeck will not map or
+delete them while that process runs); ``ssdp_port`` is where the gateway's UPnP IGD
+answers SSDP (1900; a simulated one's own port); ``upnp_check_interval`` how often
+UPnP mappings are looked up (None: never).
 """
 
 from __future__ import annotations
@@ -45,10 +54,12 @@ from ..events import (
 from ..protocols import as_protocol
 from ..statefile import StateFile
 from ..transport import SERVER_PORT
+from ..upnp.ssdp import SSDP_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
 from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping, settle
 from .mappings import Entry, MappingTable
+from .presence import UPNP_CHECK_INTERVAL, check_upnp_every
 from .records import Records
 from .requests import first_request
 from .state import MappingMachine, Trigger
@@ -77,18 +88,18 @@ class MappingManager:
                  keep: bool = False, rng: random.Random | None = None,
                  probe_on_start: bool = True, probe_interval: float | None = None,
                  idle_probe_interval: float | None = IDLE_PROBE_INTERVAL,
-                 announce_delay: float = timing.ANNOUNCE_MAX_DELAY,
-                 close_deadline: float = CLOSE_DEADLINE,
-                 state_file: StateFile | None = None,
-                 max_in_flight: int | None = None,
+                 announce_delay: float = timing.ANNOUNCE_MAX_DELAY, ssdp_port: int = SSDP_PORT,
+                 close_deadline: float = CLOSE_DEADLINE, state_file: StateFile | None = None,
+                 holder_pid: int | None = None, max_in_flight: int | None = None,
+                 upnp_check_interval: float | None = UPNP_CHECK_INTERVAL,
                  local_address_probe: Callable[[], IPAddress | None] | None = None) -> None:
         self.rng = rng if rng is not None else random.Random()
         self.client = GatewayClient(gateway, gateway_port, local_address=local_address,
-                                    rng=self.rng, max_in_flight=max_in_flight)
+                                    rng=self.rng, max_in_flight=max_in_flight, ssdp_port=ssdp_port)
         self.via: Via = via
         self.lifetime, self.timeout, self.keep = lifetime, timeout, keep
-        self.listen, self.announce_ports = listen, tuple(announce_ports)
-        self.announce_host, self.multicast = announce_host, multicast
+        self.listen, self.announce_ports, self.multicast = listen, tuple(announce_ports), multicast
+        self.announce_host, self.upnp_check_interval = announce_host, upnp_check_interval
         self.probe_on_start, self.probe_interval = probe_on_start, probe_interval
         self.idle_probe_interval, self.close_deadline = idle_probe_interval, close_deadline
         self.closing: CloseProgress | None = None
@@ -103,13 +114,14 @@ class MappingManager:
                                   lambda change: self.table.changed(change),
                                   rng=self.rng, announce_delay=announce_delay)
         self.route = LocalRoute(self.client, self.status, self._hub.emit, local_address_probe)
-        self.records = Records(state_file)
+        self.records = Records(state_file, pid=holder_pid)
         self.table = MappingTable(self.client, self.watch, self._hub.emit, self.records,
                                   rng=self.rng, timeout=timeout, spawn=self._spawn)
         self.table.before_due = self._check_local_address
         self.mappings: Mapping[MappingKey, ManagedMapping] = MappingProxyType(self.table.views)
         self.client.on_state_lost.append(self.watch.state_lost)
-        self.client.channel.observers.append(self._heard)
+        self.client.channel.observers.append(self.watch.heard)
+        self.watch.on_reachable = self.table.reachable_again  # lasting failures retry
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: AnnouncementListener | None = None
         self._started = self._closed = False
@@ -151,6 +163,7 @@ class MappingManager:
             self._spawn(self.watch.probe_every(self.probe_interval))
         if self.idle_probe_interval and not self.probe_interval:
             self._spawn(self.watch.probe_when_idle(self.idle_probe_interval))
+        self._spawn(check_upnp_every(self.table, self.upnp_check_interval, self.timeout))
 
     async def close(self, *, deadline: float | None = None) -> ManagerClosed:
         """Delete every mapping (unless ``keep``), stop every task, close every socket.
@@ -288,12 +301,6 @@ class MappingManager:
         return entry.view
 
     # -- the gateway ---------------------------------------------------------------------
-
-    def _heard(self, message: Any) -> None:
-        was = self.status.reachable
-        self.watch.heard(message)
-        if was is not True:
-            self.table.reachable_again()  # something changed: lasting failures retry
 
     def _check_local_address(self) -> None:
         """Follow this host's address towards the gateway if it changed (no packet sent)."""

@@ -266,14 +266,20 @@ class MappingTable:
         view.epoch = mapping.epoch
         view.nonce = mapping.nonce
         view.options = mapping.options
+        view.permanent = mapping.permanent
+        if mapping.permanent:
+            view.expires_at = None  # no end: looked up now and then (.presence), not renewed
         view.reason = None
         view.error = None
         self.watch.status.via = mapping.via
+        if mapping.via == "upnp":
+            self.watch.heard_upnp()  # (PCP and NAT-PMP answers are heard by the channel)
         if trigger is Trigger.GRANTED and mapping.external_address is not None:
             # (A stale answer may predate an address change: not news.)
             self.watch.external_address(mapping.external_address, "response")
         self.fire(entry, trigger)
-        if moved:  # a new mapping, or a new port or nonce: what `natdeck unmap` needs
+        if moved or self.records.stale(mapping):
+            # A new mapping, or a new port or nonce: what `natdeck unmap` needs.
             self.records.record(mapping)
 
     def failed(self, entry: Entry, exc: NatDeckError, *, renewal: bool,
@@ -296,8 +302,11 @@ class MappingTable:
                                     MappingState.REQUESTING))
 
 
-def renewal_time(mapping: PortMapping, rng: random.Random) -> float:
-    """When to renew a granted mapping: RFC 6887 §11.2.1 for PCP, RFC 6886 §3.3 else."""
+def renewal_time(mapping: PortMapping, rng: random.Random) -> float | None:
+    """When to renew a granted mapping: RFC 6887 §11.2.1 for PCP, RFC 6886 §3.3 else (UPnP
+    IGD too: re-added at about half its lease); a permanent UPnP lease never (None)."""
+    if mapping.permanent:
+        return None
     lifetime = max(mapping.lifetime, 1)
     if mapping.via == "pcp":
         return mapping.granted_at + timing.pcp_renewal_delay(lifetime, rng)

@@ -117,6 +117,8 @@ class GatewayWatch:
         self.rng = rng
         self.announce_delay = announce_delay
         self.last_change = float("-inf")
+        self.on_reachable: Callable[[], None] = lambda: None
+        """Called when the gateway answers after silence (or for the first time)."""
         self._last_announcement = float("-inf")
         self._moved_at = float("-inf")
         self._epoch: timing.EpochState | None = None
@@ -140,6 +142,17 @@ class GatewayWatch:
         if self.status.reachable is not True:
             self.status.reachable = True
             self._emit(GatewayReachable(now))
+            self.on_reachable()
+
+    def heard_upnp(self) -> None:
+        """A UPnP IGD answered (over HTTP, so not seen by :meth:`heard`)."""
+        now = self._now()
+        self.status.last_contact = now
+        self.status.speaks_upnp = True
+        if self.status.reachable is not True:
+            self.status.reachable = True
+            self._emit(GatewayReachable(now))
+            self.on_reachable()
 
     def failed_request(self, exc: NatDeckError) -> None:
         """A request failed: a timeout or a network error means unreachable."""
@@ -251,12 +264,19 @@ class GatewayWatch:
         result = await self.client.probe()
         self.status.speaks_pcp = result.pcp
         self.status.speaks_natpmp = result.natpmp
+        self.status.speaks_upnp = result.upnp
+        if result.igd is not None:
+            self.status.igd = result.igd
+        if result.upnp:
+            self.heard_upnp()
         if result.rtt is not None:
             self.status.rtt = result.rtt
         if self.status.via is None:
             self.status.via = result.via
         if result.external_address is not None:
             self.external_address(result.external_address, "probe")
+        if result.warning is not None:  # the IGD reports no public address: double NAT
+            self.status.warning = result.warning
         if not result.reachable and self.status.reachable is not False:
             self.status.reachable = False
             self._emit(GatewayUnreachable(self._now(),

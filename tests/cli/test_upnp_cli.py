@@ -215,3 +215,36 @@ async def test_map_hold_keeps_a_upnp_mapping_past_its_lease_then_deletes_it(
     assert events[-1] == "deleted"
     assert {obj["via"] for obj in held.objects} == {"upnp"}
     assert igd.ports() == set()
+
+
+async def test_a_killed_hold_of_a_permanent_lease_is_recorded_and_unmap_elsewhere_removes_it(
+        make_igd: Any, state_dir: Path) -> None:
+    # The manager of ``map --hold`` writes the record itself: permanent (a lease without end
+    # never expires from the state file) and naming the holding process.
+    import asyncio
+    import sys
+
+    from .conftest import REPO, subprocess_env
+
+    igd = await make_igd(IgdConfig(igd_version=1, permanent_only=True))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tui.cli", "map", "tcp", "8080", "--hold", "--no-listen",
+        "--json", *igd.target, cwd=REPO, env=subprocess_env(), stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        mapped = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        assert (mapped["event"], mapped["via"], mapped["permanent"]) == ("mapped", "upnp", True)
+        [record] = StateFile(state_dir).load().records
+        assert (record.via, record.permanent, record.pid) == ("upnp", True, process.pid)
+        process.kill()   # a holder that cannot delete: the gateway keeps it without end
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert igd.ports() == {(6, 8080)}
+    removed = await run_process("unmap", "tcp", "8080", "--json", *igd.target)
+    assert removed.code == 0, removed.err
+    assert json.loads(removed.out)["event"] == "deleted"
+    assert igd.ports() == set()
+    assert StateFile(state_dir).load().records == []

@@ -172,3 +172,55 @@ def test_tui_maps_with_m_unmaps_with_d_and_deletes_on_q(lab: Lab) -> None:
     assert seen["after_d"] == {rule(TCP, 41600, 40600)}
     assert app.return_code == 0
     assert lab.dnat_rules() == []
+
+
+def test_tui_on_a_upnp_only_gateway_maps_shows_and_unmaps_via_upnp(lab: Lab) -> None:
+    # Issue 13's acceptance: on a UPnP-only miniupnpd (nothing on 5351) the TUI maps in auto
+    # via UPnP IGD, shows it (the panel names the IGD; Via says UPnP) and unmaps it.
+    from .test_upnp_auto_lab import UPNP_ONLY, start
+
+    start(lab, UPNP_ONLY)
+    key = MappingKey(TCP, 40700)
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> NatDeckApp:
+        manager = MappingManager(lab.gateway_lan, timeout=10.0)
+        app = NatDeckApp(engine=using(manager))
+
+        def active() -> bool:
+            return key in manager.mappings and manager.mappings[key].state is MappingState.ACTIVE
+
+        async with app.run_test(size=(100, 40)) as pilot:
+            await until(pilot, lambda: app.engine_started and "IGD " in app.main.panel.plain,
+                        "the probe to find the IGD")
+            await pilot.press("m")
+            await pilot.pause()
+            assert isinstance(app.screen, MapDialog)
+            await pilot.press(*"40700", "enter")   # via auto
+            await until(pilot, active, "the m mapping")
+            await until(pilot, lambda: app.main.table.shown_keys == [key], "its row")
+            await until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(key))],
+                        "Via UPnP in its row")
+            seen["rules"] = set(lab.dnat_rules())
+            seen["via"] = manager.mappings[key].via
+            seen["row"] = [str(cell) for cell in app.main.table.get_row(str(key))]
+            seen["panel"] = app.main.panel.plain
+            await pilot.press("d")
+            await until(pilot, lambda: app.main.table.shown_keys == [], "the row to go")
+            seen["after_d"] = set(lab.dnat_rules())
+            await pilot.press("q")
+            await until(pilot, lambda: app.return_code is not None or not app.is_running,
+                        "the app to quit")
+        return app
+
+    app = run_in_client(lab, scenario)
+
+    assert seen["rules"] == {rule(TCP, 40700, 40700)}
+    assert seen["via"] == "upnp"
+    assert "UPnP" in seen["row"]
+    assert "PCP no, NAT-PMP no, UPnP yes" in seen["panel"]
+    assert "IGDv2" in seen["panel"]
+    assert f"External {lab.wan_address}" in seen["panel"]
+    assert seen["after_d"] == set()
+    assert app.return_code == 0
+    assert lab.dnat_rules() == []

@@ -25,9 +25,9 @@ def test_a_bad_gateway_address_is_a_sentence(capsys: pytest.CaptureFixture[str])
 
 
 def test_a_bad_via_is_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
-    status = run_app(gateway=None, local=None, demo=True, maps=[], keep=False, via="upnp")
+    status = run_app(gateway=None, local=None, demo=True, maps=[], keep=False, via="smtp")
     assert status == EXIT_USAGE
-    assert "via must be one of auto, pcp, natpmp, not 'upnp'" in capsys.readouterr().err
+    assert "via must be one of auto, pcp, natpmp, upnp, not 'smtp'" in capsys.readouterr().err
 
 
 def test_the_demo_app_premaps_and_adds_the_requested_ports() -> None:

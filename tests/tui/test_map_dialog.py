@@ -20,6 +20,7 @@ from .conftest import Lab, started
         (("gre", "0", "", "90", "pcp"), MapRequest(47, 0, None, 90, "pcp")),
         (("all", "0", "", "1d", "auto"), MapRequest(Protocol.ALL, 0, None, 86400, "auto")),
         (("6", "22", "2222", "30m", "natpmp"), MapRequest(Protocol.TCP, 22, 2222, 1800, "natpmp")),
+        (("udp", "51820", "", "2h", "upnp"), MapRequest(Protocol.UDP, 51820, None, 7200, "upnp")),
     ],
 )
 def test_valid_forms(fields: tuple[str, str, str, str, str], expected: MapRequest) -> None:
@@ -45,7 +46,8 @@ def test_valid_forms(fields: tuple[str, str, str, str, str], expected: MapReques
         (("tcp", "80", "", "2x", "auto"), "lifetime", "a number with s, m, h or d"),
         (("tcp", "80", "", "99999999999", "auto"), "lifetime", "1-4294967295"),
         (("gre", "0", "", "", "natpmp"), "protocol", "NAT-PMP can map only TCP and UDP"),
-        (("tcp", "80", "", "", "upnp"), "via", "via is one of auto, pcp, natpmp"),
+        (("tcp", "80", "", "", "smtp"), "via", "via is one of auto, pcp, natpmp, upnp"),
+        (("gre", "0", "", "", "upnp"), "protocol", "UPnP IGD can map only TCP and UDP"),
     ],
 )
 def test_invalid_forms_name_the_field(fields: tuple[str, str, str, str, str], field: str,

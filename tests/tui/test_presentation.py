@@ -155,7 +155,7 @@ def test_gateway_lines() -> None:
     lines = [line.plain for line in gateway_lines(status, 80.0, EngineNote("Quitting…"))]
     assert lines == [
         "Gateway 192.0.2.1:5351  ·  Local 192.0.2.10  ·  External 100.64.1.2",
-        "Protocol NAT-PMP (answered: PCP no, NAT-PMP yes)  ·  RTT 2.0 ms",
+        "Protocol NAT-PMP (answered: PCP no, NAT-PMP yes, UPnP ?)  ·  RTT 2.0 ms",
         "Epoch 3600 (up 1h00m)  ·  Restarts 2  ·  Reachable NO",
         "Last contact 30 s ago  ·  Announcements off: port 5350 in use",
         "Warning: external address 100.64.1.2 is not public",

@@ -334,6 +334,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
                              "changes, until SIGINT/SIGTERM")
     parser.add_argument("--interval", type=_interval_arg, default=None, metavar="S",
                         help="with --watch: seconds between two listings (default: 2)")
+    # (--ssdp-port is a connection option of every command.)
     _command_options(parser, timeout_help="seconds to wait for the UPnP IGD's answers "
                                           "(default: 3)")
 

@@ -1,18 +1,16 @@
 """``natdeck map --hold``: keep one mapping with a :class:`~engine.manager.MappingManager`.
 
 The manager renews it, hears the gateway's announcements and recovers it after a
-restart; this module prints each of its events as one line (or JSON object), keeps
-the state file's record current (with this process's pid, so that another natdeck
-does not map or delete it from under us), and deletes the mapping when stopped.
+restart, and keeps the state file's record current (with this process's pid, so that
+another natdeck does not map or delete it from under us); this module prints each of
+its events as one line (or JSON object), and deletes the mapping when stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from engine.announce import ANNOUNCE_PORTS
@@ -51,22 +49,7 @@ def _view_fields(event: str, view: ManagedMapping, ctx: Context,
         external_address=view.external_address, external_port=view.external_port,
         lifetime=view.lifetime, via=view.via, gateway=ctx.gateway,
         gateway_port=ctx.conn.gateway_port, local_address=manager.status.local_address,
-        epoch=view.epoch)
-
-
-def _view_record(view: ManagedMapping, ctx: Context, manager: MappingManager,
-                 created: float | None) -> MappingRecord | None:
-    local = manager.status.local_address
-    if local is None or view.via is None or view.external_port is None:
-        return None
-    return MappingRecord(
-        gateway=ctx.gateway, gateway_port=ctx.conn.gateway_port, local_address=local,
-        protocol=int(view.protocol), internal_port=view.internal_port,
-        external_port=view.external_port, external_address=view.external_address,
-        via=view.via, lifetime=view.lifetime, epoch=view.epoch or 0,
-        nonce=view.nonce if view.via == "pcp" else None,
-        created=created or time.time(), updated=time.time(),
-        requested_lifetime=view.requested_lifetime, pid=os.getpid())
+        epoch=view.epoch, permanent=view.permanent)
 
 
 async def hold(ctx: Context, record: MappingRecord | None) -> int:
@@ -89,16 +72,11 @@ async def hold(ctx: Context, record: MappingRecord | None) -> int:
         via=ctx.conn.via, lifetime=args.lifetime, timeout=timeout, listen=listen,
         announce_ports=(args.listen_port,) if args.listen_port else ANNOUNCE_PORTS,
         announce_host=None if args.listen_host is None else str(args.listen_host),
-        multicast=args.listen_host is None, keep=True, probe_on_start=False)
-    # The manager does not take the IGD's SSDP port yet: its client's UPnP mapper does.
-    manager.client.ssdp_port = ctx.conn.ssdp_port
+        multicast=args.listen_host is None, keep=True, probe_on_start=False,
+        ssdp_port=ctx.conn.ssdp_port, state_file=ctx.state, holder_pid=os.getpid())
     key = MappingKey(protocol, port)
     async with manager:
         view = await manager.add(protocol, port, external_port=external_port, nonce=nonce)
-        created = time.time()
-        new = _view_record(view, ctx, manager, created)
-        if new is not None:
-            ctx.store(new)
         fields = _view_fields("mapped", view, ctx, manager)
         ctx.out.result(fields, mapping_text("mapped", fields))
         if listen and manager.status.listen_error:
@@ -106,7 +84,7 @@ async def hold(ctx: Context, record: MappingRecord | None) -> int:
                          f"{manager.status.listen_error}")
 
         def on_event(event: Event) -> None:
-            _print_event(ctx, manager, key, event, created)
+            _print_event(ctx, manager, key, event)
 
         watcher = asyncio.ensure_future(_consume(manager, on_event))
         try:
@@ -123,14 +101,11 @@ async def _consume(manager: MappingManager, handle: Callable[[Event], None]) -> 
         handle(event)
 
 
-def _print_event(ctx: Context, manager: MappingManager, key: MappingKey, event: Event,
-                 created: float) -> None:
+def _print_event(ctx: Context, manager: MappingManager, key: MappingKey,
+                 event: Event) -> None:
     view = manager.mappings.get(key)
     name = {MappingRenewed: "renewed", MappingRecovered: "recovered"}.get(type(event))
     if name is not None and view is not None:
-        record = _view_record(view, ctx, manager, created)
-        if record is not None:
-            ctx.store(record)
         fields = _view_fields(name, view, ctx, manager)
         ctx.out.result(fields, mapping_text(name, fields))
         return
@@ -148,10 +123,6 @@ def _print_event(ctx: Context, manager: MappingManager, key: MappingKey, event: 
         ctx.out.result({"event": "failed", **base, "reason": str(event.error)},
                        f"{what} failed: {event.error}")
     elif isinstance(event, ExternalAddressChanged) and event.old is not None:
-        if view is not None and view.external_address == event.new:
-            record = _view_record(view, ctx, manager, created)
-            if record is not None:
-                ctx.store(record)
         ctx.out.result({"event": "external_address_changed", **base,
                         "previous_address": str(event.old), "external_address": str(event.new)},
                        f"external address changed: {event.old} -> {event.new}")
@@ -163,7 +134,8 @@ def _print_event(ctx: Context, manager: MappingManager, key: MappingKey, event: 
 
 async def _release(ctx: Context, manager: MappingManager, key: MappingKey,
                    timeout: float) -> None:
-    """Delete the held mapping as ``map --hold`` ends; keep its record if that fails."""
+    """Delete the held mapping as ``map --hold`` ends (the manager drops its record); the
+    record stays if that fails, and names this process, which exits now."""
     if key not in manager.mappings:
         return
     manager.timeout = min(timeout, HOLD_DELETE_TIMEOUT)
@@ -171,13 +143,8 @@ async def _release(ctx: Context, manager: MappingManager, key: MappingKey,
     try:
         await manager.remove(key)
     except NatDeckError as exc:
-        # The record stays (no longer held) so that 'natdeck unmap' can try again.
-        record = _view_record(view, ctx, manager, None)
-        if record is not None:
-            ctx.store(replace(record, pid=None))
         raise Failure(f"could not delete {key} at the gateway: {exc}; "
                       f"'natdeck unmap {protocol_name(key.protocol)} {key.internal_port}' "
                       "can try again", exit_code_for(exc)) from None
-    ctx.forget(key.protocol, key.internal_port)
     fields = _view_fields("deleted", view, ctx, manager)
     ctx.out.result(fields, f"deleted {protocol_name(key.protocol)} {key.internal_port}")

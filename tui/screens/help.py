@@ -18,10 +18,10 @@ __all__ = ["HelpScreen", "KeyHelp"]
 KeyHelp = tuple[str, str, str]
 
 _ABOUT = (
-    "natdeck maps ports on your gateway with PCP (RFC 6887) or NAT-PMP (RFC 6886) and keeps "
-    "them alive: renewals at 1/2-5/8 of the lifetime (PCP) or 1/2 (NAT-PMP), recovery after a "
-    "gateway restart (epoch check), and the external address updated when the gateway "
-    "announces a change."
+    "natdeck maps ports on your gateway with PCP (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD "
+    "and keeps them alive: renewals at 1/2-5/8 of the lifetime (PCP) or 1/2 (NAT-PMP, UPnP), "
+    "recovery after a gateway restart (epoch check; UPnP: a look-up that no longer finds it), "
+    "and the external address updated when the gateway announces a change."
 )
 
 _STATES = (

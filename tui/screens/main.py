@@ -27,7 +27,7 @@ __all__ = ["MAIN_BINDINGS", "MainScreen"]
 MAIN_BINDINGS: list[BindingType] = [
     Binding("m", "app.map_port", "Map", id="natdeck.map",
             tooltip="Map a port: protocol, internal port, suggested external port, lifetime, "
-            "PCP or NAT-PMP"),
+            "auto, PCP, NAT-PMP or UPnP"),
     Binding("d", "app.unmap", "Unmap", id="natdeck.unmap",
             tooltip="Delete the selected mapping at the gateway now (no confirmation)"),
     Binding("r", "app.renew", "Renew", id="natdeck.renew",
@@ -35,7 +35,7 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("e", "app.refresh_address", "Address", id="natdeck.external_address",
             tooltip="Ask the gateway for its external address now"),
     Binding("p", "app.probe", "Probe", id="natdeck.probe",
-            tooltip="Probe the gateway: which of PCP and NAT-PMP it answers, epoch, RTT"),
+            tooltip="Probe the gateway: which of PCP, NAT-PMP, UPnP answer; epoch, RTT"),
     Binding("g", "app.router", "Router", id="natdeck.router",
             tooltip="Every mapping on the gateway, whoever made it (listed by UPnP)"),
     Binding("R", "app.demo_restart", "Restart GW", id="natdeck.demo_restart", key_display="R",

@@ -30,13 +30,15 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
     ("lifetime", "Lifetime", "seconds, or 30m, 2h, 1d; the gateway may grant less"),
 )
 
-_VIA_LABELS: dict[Via, str] = {"auto": "auto", "pcp": "PCP", "natpmp": "NAT-PMP"}
+_VIA_LABELS: dict[Via, str] = {"auto": "auto", "pcp": "PCP", "natpmp": "NAT-PMP",
+                               "upnp": "UPnP"}
 
 #: The note under the Via choice, for the choice selected.
 VIA_NOTES: dict[Via, str] = {
-    "auto": "auto: PCP, or NAT-PMP if the gateway does not answer PCP",
+    "auto": "auto: PCP, else NAT-PMP, else UPnP IGD (what answers)",
     "pcp": "PCP only (RFC 6887): tcp, udp and other protocols; IPv4, IPv6",
     "natpmp": "NAT-PMP only (RFC 6886): tcp and udp over IPv4",
+    "upnp": "UPnP IGD only (most home routers): tcp and udp over IPv4",
 }
 
 
