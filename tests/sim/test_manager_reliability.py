@@ -244,11 +244,13 @@ def test_what_a_deadline_leaves_is_reported_and_recorded(tmp_path: Path) -> None
     async def scenario() -> None:
         async with rig(gateway=dict(delay=0.02), lifetime=7200, record=False,
                        state_file=state) as r:
-            await add_many(r, 300)
-            closed = await r.manager.close(deadline=2)
-            assert 0 < closed.deleted < 300
+            # 100 mappings at 20 ms a request: about half are deleted within the deadline.
+            # (Each add and each delete rewrites the whole state file: 300 cost 10 s.)
+            await add_many(r, 100)
+            closed = await r.manager.close(deadline=1)
+            assert 0 < closed.deleted < 100
             left = {k.internal_port for k in closed.left}
-            assert len(left) == 300 - closed.deleted
+            assert len(left) == 100 - closed.deleted
             assert {rec.internal_port for rec in state.load().records} == left
             # Everything still at the gateway is reported (a delete whose answer the
             # deadline cut off may have been done: reported as not known to be deleted).
