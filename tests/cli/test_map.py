@@ -10,8 +10,9 @@ import pytest
 
 from engine.codes import PcpResult
 from engine.statefile import StateFile
+from tests.support.loopback import free_udp_port
 
-from .conftest import Sim, free_udp_port
+from .conftest import Sim
 
 CONTRACT_FIELDS = {"protocol", "internal_port", "external_address", "external_port", "lifetime",
                    "via", "gateway", "local_address", "epoch"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv6Address
 
@@ -31,6 +30,7 @@ from engine import (
 from engine.simulator import GatewayConfig, Mapping, SimulatedGateway
 from engine.transport import DEFAULT_MAX_IN_FLIGHT
 from engine.wire import natpmp, pcp
+from tests.support.loopback import free_udp_port
 
 from .conftest import HOST4, HOST6, StartSim
 
@@ -49,14 +49,6 @@ def only_mapping(gw: SimulatedGateway) -> Mapping:
     mappings = gw.mappings
     assert len(mappings) == 1, mappings
     return mappings[0]
-
-
-def closed_udp_port(host: str = HOST4) -> int:
-    """A loopback UDP port nothing listens on (bound, then released)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- map, renew, delete ------------------------------------------------------------------------
@@ -236,11 +228,11 @@ async def test_nothing_listening_is_a_timeout_not_an_oserror(
         call: Callable[[int], Awaitable[object]]) -> None:
     # Each try draws an ICMP port unreachable, which the socket reports as an OSError.
     with pytest.raises(GatewayTimeout):
-        await call(closed_udp_port())
+        await call(free_udp_port())
 
 
 async def test_probe_with_nothing_listening() -> None:
-    port = closed_udp_port()
+    port = free_udp_port()
     found = await engine.probe(HOST4, gateway_port=port, timeout=SILENCE)
     assert not found.reachable
     assert (found.pcp, found.natpmp, found.rtt, found.external_address) == (
@@ -250,7 +242,7 @@ async def test_probe_with_nothing_listening() -> None:
 async def test_nothing_listening_on_ipv6_is_a_timeout(start_sim: StartSim) -> None:
     await start_sim(host=HOST6)  # skips where there is no IPv6 loopback
     with pytest.raises(GatewayTimeout):
-        await engine.map_port(HOST6, 8080, gateway_port=closed_udp_port(HOST6),
+        await engine.map_port(HOST6, 8080, gateway_port=free_udp_port(HOST6),
                               timeout=SILENCE)
 
 
