@@ -28,6 +28,11 @@ SMALL = [(80, 24), (60, 20)]
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 TWO_MAPS = [MapRequest(Protocol.TCP, 8080), MapRequest(Protocol.UDP, 5000)]
 
+#: The countdowns repaint on the app's tick (a second by default): a tenth here, so that a test
+#: waiting for a repaint waits a tenth of a second, not a whole one.
+TICK = 0.1
+AFTER_A_TICK = 1.5 * TICK
+
 
 def on_screen(widget: Widget, size: tuple[int, int]) -> bool:
     """Whether all of ``widget`` is drawn inside a terminal of ``size``."""
@@ -45,11 +50,11 @@ async def open_dialog(pilot: object, app: NatDeckApp) -> MapDialog:
 @pytest.mark.parametrize("size", SMALL)
 async def test_every_column_shows_its_whole_content(
         demo_gateway: DemoGateway, size: tuple[int, int]) -> None:
-    app = demo_gateway.app(initial_maps=TWO_MAPS)
+    app = demo_gateway.app(initial_maps=TWO_MAPS, tick=TICK)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         await mapped(pilot, app, TCP_8080, shown=True)
-        await pilot.pause(1.1)
+        await pilot.pause(AFTER_A_TICK)
         table = app.main.table
         for column in table.columns.values():
             widest = max(len(str(table.get_cell(row, column.key))) for row in table.rows)
@@ -244,18 +249,18 @@ async def test_a_lost_row_says_what_is_known(demo_gateway: DemoGateway) -> None:
     # The gateway reboots (it announces it) and then answers nothing: natdeck keeps
     # asking for the mapping again, and the row must not show its old countdown.
     app = demo_gateway.app(demo_gateway.manager(timeout=1.0),
-                           initial_maps=[MapRequest(Protocol.TCP, 8080)])
+                           initial_maps=[MapRequest(Protocol.TCP, 8080)], tick=TICK)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await mapped(pilot, app, TCP_8080, shown=True)
         demo_gateway.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
-                              force_natpmp_result=4)
+                                       force_natpmp_result=4)
         demo_gateway.gateway.restart()
         assert app.manager is not None
         await app_until(pilot, lambda: app.manager is not None
                         and app.manager.mappings[TCP_8080].state is MappingState.LOST,
                         "the mapping to be lost")
-        await pilot.pause(1.1)
+        await pilot.pause(AFTER_A_TICK)
         row = [str(cell) for cell in app.main.table.get_row(str(TCP_8080))]
         assert row[4] == "unknown"
         assert row[5] == "re-requesting" or row[5].startswith("retry ")
