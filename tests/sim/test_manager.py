@@ -109,17 +109,17 @@ def test_natpmp_renews_at_half_the_granted_lifetime_with_a_little_early_jitter()
 
     async def scenario() -> None:
         async with rig(gateway=dict(max_lifetime=120), lifetime=7200, via="natpmp") as r:
-            keys = await add_many(r, 20)
+            keys = await add_many(r, 10)
             assert {r.manager.mappings[k].via for k in keys} == {"natpmp"}
             assert {r.manager.mappings[k].lifetime for k in keys} == {120}
-            await asyncio.sleep(3600)
+            await asyncio.sleep(1800)
             gaps: list[float] = []
             for key in keys:
                 arrivals = r.tap.maps(key.internal_port)
                 assert all(a.natpmp_map is not None and a.natpmp_map.lifetime == 7200
                            for a in arrivals)
                 gaps += intervals([a.at for a in arrivals])
-            assert len(gaps) >= 20 * 3600 // 60
+            assert len(gaps) >= 10 * 1800 // 60
             assert all(57 - 1e-6 <= gap <= 60 + 1e-6 for gap in gaps), (min(gaps), max(gaps))
             assert min(gaps) < 57.5  # the jitter is really there
             assert not r.log.of(MappingLost)
