@@ -99,9 +99,9 @@ async def test_rows_scrolled_into_view_are_up_to_date() -> None:
         # Off screen, the last row still shows what it showed at first...
         assert shown_cells(table, last)[4] == "2:16:39"
         table.scroll_end(animate=False)
-        await pilot.pause()
         # ...and is brought up to date as it comes into view.
-        assert shown_cells(table, last)[4] == "2:16:09"
+        await app_until(pilot, lambda: shown_cells(table, last)[4] == "2:16:09",
+                        "the last row brought up to date", timeout=5)
         assert shown_cells(table, last) == tuple(
             text for text, _ in mapping_cells(mappings[last], 30.0))
 
