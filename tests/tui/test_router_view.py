@@ -296,6 +296,7 @@ async def test_leaving_the_view_stops_the_listing() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         screen.poller.interval = 0.05
+        screen.poller.wake()  # start the short interval now, not after the default one
         before = listings(app)
         await app_until(pilot, lambda: listings(app) >= before + 2, "more listings")
         await pilot.press("escape")

@@ -58,7 +58,9 @@ async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(
 
 async def test_a_silent_gateway_never_freezes_the_ui(demo_gateway: DemoGateway) -> None:
     # A tick of a tenth of a second: the panel's repaint is what the end waits for.
-    app = demo_gateway.app(demo_gateway.manager(timeout=2.0, probe_on_start=False), via="natpmp",
+    # A 1 s request timeout: NAT-PMP's tries at 0, 0.25 and 0.75 s (RFC 6886 §3.1), then no
+    # answer.
+    app = demo_gateway.app(demo_gateway.manager(timeout=1.0, probe_on_start=False), via="natpmp",
                            tick=0.1)
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot, probed=False)
