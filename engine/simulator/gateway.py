@@ -27,9 +27,10 @@ from types import TracebackType
 from typing import Any
 
 from ..wire.addresses import IPAddress, to_address
-from .announcer import AnnouncementKind, PlannedSend, plan_address_change, plan_restart
+from .announcer import AnnouncementKind, plan_address_change, plan_restart
 from .config import AnnounceMode, GatewayConfig, check_loopback_target
 from .core import Counters, GatewayCore
+from .sending import AnnouncementRunner, send_from
 from .state import Mapping
 
 __all__ = ["Clock", "SimulatedGateway", "Tamper"]
@@ -82,7 +83,7 @@ class SimulatedGateway:
         self._busy = False
         self._generation = 0  # bumped by restart(): a request held across a reboot is lost
         self._worker: asyncio.Task[None] | None = None
-        self._announcers: set[asyncio.Task[None]] = set()
+        self._announcer = AnnouncementRunner(self._announcement, self._send_announcement)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._errors: list[BaseException] = []
 
@@ -104,13 +105,12 @@ class SimulatedGateway:
 
     async def close(self) -> None:
         """Stop answering, cancel announcement schedules, release the socket."""
-        tasks = [*self._announcers, *([self._worker] if self._worker else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._worker is not None:
+            self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._worker = None
+                await self._worker
+            self._worker = None
+        await self._announcer.close()
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
@@ -205,9 +205,8 @@ class SimulatedGateway:
         self._generation += 1
         while not self._queue.empty():
             self._queue.get_nowait()
-        for task in self._announcers:
-            task.cancel()
-        self._announce(plan_restart(self._config))
+        self._announcer.stop()
+        self._announcer.start(plan_restart(self._config))
 
     def change_external_address(self, address: str | IPAddress | None) -> None:
         """Take a new external address and announce it (``None``: lose it, announce nothing).
@@ -223,27 +222,27 @@ class SimulatedGateway:
         if config.announce_mode is AnnounceMode.MINIUPNPD:
             for item in plan:
                 if item.kind is AnnouncementKind.NATPMP:
-                    self._send_announcement(item)
+                    self._announcer.send_now(item)
             if config.reset_epoch_on_address_change:
                 core.reset_epoch(now)
             for item in plan:
                 if item.kind is AnnouncementKind.PCP:
-                    self._send_announcement(item)
+                    self._announcer.send_now(item)
             return
         if config.reset_epoch_on_address_change:
             core.reset_epoch(now)
-        self._announce(plan)
+        self._announcer.start(plan)
 
     async def wait_announcements(self) -> None:
         """Return once every announcement schedule in progress has finished (or was stopped)."""
-        while pending := {task for task in self._announcers if not task.done()}:
-            await asyncio.wait(pending)
+        await self._announcer.wait()
 
     def inject(self, raw: bytes, target: tuple[str, int], from_gateway_socket: bool = True) -> None:
         """Send arbitrary bytes to a loopback ``target``: from the gateway's own socket (the
         gateway's address and port, as a forged answer would come), or from a fresh socket
         (a stranger's port, which a client must not accept as the gateway's answer)."""
-        self._sendto(raw, check_loopback_target(target), from_gateway_socket)
+        send_from(self._transport, self._family, raw, check_loopback_target(target),
+                  from_gateway_socket)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -289,41 +288,10 @@ class SimulatedGateway:
             logger.exception("simulated gateway failed to answer %r", data)
             self._errors.append(exc)
 
-    def _announce(self, plan: tuple[PlannedSend, ...]) -> None:
-        if not plan:
-            return
-        loop = asyncio.get_running_loop()
-        task = loop.create_task(self._run_plan(plan, loop.time()),
-                                name="simulated-gateway-announcer")
-        self._announcers.add(task)
-        task.add_done_callback(self._announcers.discard)
-
-    async def _run_plan(self, plan: tuple[PlannedSend, ...], start: float) -> None:
-        # The schedule runs on the loop's clock (these are real sends); the packets carry the
-        # gateway clock's epoch at the moment each one leaves.
-        loop = asyncio.get_running_loop()
-        for item in sorted(plan, key=lambda send: send.at):
-            wait = start + item.at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._send_announcement(item)
-
-    def _send_announcement(self, item: PlannedSend) -> None:
+    def _announcement(self, kind: AnnouncementKind) -> bytes | None:
         now = self._now()
-        core = self.core
-        packet = (core.natpmp_announcement(now) if item.kind is AnnouncementKind.NATPMP
-                  else core.pcp_announcement(now))
-        if packet is not None:
-            self._sendto(packet, item.target, True)
+        return (self.core.natpmp_announcement(now) if kind is AnnouncementKind.NATPMP
+                else self.core.pcp_announcement(now))
 
-    def _sendto(self, packet: bytes, target: tuple[str, int], from_gateway_socket: bool) -> None:
-        family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
-        try:
-            if from_gateway_socket and family == self._family and self._transport is not None:
-                self._transport.sendto(packet, target)
-                return
-            with socket.socket(family, socket.SOCK_DGRAM) as stranger:
-                stranger.setblocking(False)
-                stranger.sendto(packet, target)
-        except OSError as exc:
-            logger.warning("simulated gateway could not send to %s: %s", target, exc)
+    def _send_announcement(self, packet: bytes, target: tuple[str, int]) -> None:
+        send_from(self._transport, self._family, packet, target, True)

@@ -31,6 +31,7 @@ from typing import Any
 
 from tests.bench.report import TIMES, Goal, Table, median
 from tests.support.loopback import REPO_ROOT, python_env
+from tests.support.pilot import app_until
 
 HOST = "127.0.0.1"
 ROWS = 1000
@@ -71,14 +72,6 @@ def manager_scale(counts: list[int], timeout: float = 900) -> tuple[str, list[Go
 # -- the TUI ------------------------------------------------------------------------------
 
 
-async def _until(pilot: Any, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the app did not get there in time")
-        await pilot.pause(0.01)
-
-
 async def _timed(action: Callable[[], None], pilot: Any) -> tuple[float, float]:
     """(seconds in ``action``, seconds to the end of the repaint it caused).
 
@@ -102,9 +95,9 @@ async def natdeck_ticks(ticks: int) -> dict[str, list[tuple[float, float]]]:
     from engine.manager import MappingManager
     from engine.protocols import Protocol
     from engine.simulator import GatewayConfig, SimulatedGateway
+    from tests.support.loopback import free_udp_port
     from tui.app import NatDeckApp
     from tui.backend import using
-    from tui.demo import free_udp_port
 
     announce_port = free_udp_port()
     config = GatewayConfig(announce_targets=((HOST, announce_port),), max_mappings=None)
@@ -118,11 +111,12 @@ async def natdeck_ticks(ticks: int) -> dict[str, list[tuple[float, float]]]:
         app = NatDeckApp(engine=using(manager), clock=lambda: loop.time() + offset[0],
                          tick=3600.0)
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: app.engine_started)
+            await app_until(pilot, lambda: app.engine_started, "the engine", 120.0, 0.01)
             for start in range(0, ROWS, 250):
                 await asyncio.gather(*(manager.add(Protocol.TCP, 20000 + i)
                                        for i in range(start, min(ROWS, start + 250))))
-            await _until(pilot, lambda: app.main.table.row_count == ROWS)
+            await app_until(pilot, lambda: app.main.table.row_count == ROWS, "the rows", 120.0,
+                            0.01)
             app.refresh_view()
             await pilot.pause()
             samples = []

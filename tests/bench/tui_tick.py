@@ -23,18 +23,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.pilot import app_until
+
 HOST = "127.0.0.1"
 SIZES = ((120, 40), (80, 24))
 GOAL_MEDIAN_MS = 16.0
 GOAL_WORST_MS = 33.0
-
-
-async def _until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the app did not get there in time")
-        await pilot.pause(0.01)
 
 
 async def _timed(action: Callable[[], None], pilot: Any) -> tuple[float, float, float]:
@@ -59,9 +53,9 @@ async def ticks(rows: int, count: int,
     from engine.manager import MappingManager
     from engine.protocols import Protocol
     from engine.simulator import GatewayConfig, SimulatedGateway
+    from tests.support.loopback import free_udp_port
     from tui.app import NatDeckApp
     from tui.backend import using
-    from tui.demo import free_udp_port
 
     announce_port = free_udp_port()
     config = GatewayConfig(announce_targets=((HOST, announce_port),), max_mappings=None)
@@ -77,11 +71,12 @@ async def ticks(rows: int, count: int,
         app = NatDeckApp(engine=using(manager), clock=lambda: loop.time() + offset[0],
                          tick=3600.0)
         async with app.run_test(size=size) as pilot:
-            await _until(pilot, lambda: app.engine_started)
+            await app_until(pilot, lambda: app.engine_started, "the engine", 120.0, 0.01)
             for start in range(0, rows, 250):
                 await asyncio.gather(*(manager.add(Protocol.TCP, 20000 + i)
                                        for i in range(start, min(rows, start + 250))))
-            await _until(pilot, lambda: app.main.table.row_count == rows)
+            await app_until(pilot, lambda: app.main.table.row_count == rows, "the rows", 120.0,
+                            0.01)
             app.main.table.focus()
             app.main.table.move_cursor(row=rows // 2)
             await pilot.pause(0.3)

@@ -20,13 +20,10 @@ import pytest
 
 from engine.errors import NoGatewayError
 from engine.simulator import GatewayConfig, SimulatedGateway
-from tests.support.loopback import free_udp_port
-from tests.support.loopback import python_env as subprocess_env
+from tests.support.loopback import REPO_ROOT, python_env
 from tui import cli
 
-REPO = Path(__file__).resolve().parents[2]
-
-__all__ = ["REPO", "Result", "Sim", "free_udp_port", "run_process", "subprocess_env"]
+__all__ = ["Result", "Sim", "run_process"]
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +120,7 @@ def run(capsys: pytest.CaptureFixture[str]) -> Any:
 async def run_process(*argv: str, timeout: float = 30) -> Result:
     """Run ``python -m tui.cli ARGV`` to completion while this loop keeps serving."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tui.cli", *argv, cwd=REPO, env=subprocess_env(),
+        sys.executable, "-m", "tui.cli", *argv, cwd=REPO_ROOT, env=python_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None

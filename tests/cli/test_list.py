@@ -15,8 +15,9 @@ import pytest
 
 from engine.simulator import Mapping
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
+from tests.support.loopback import REPO_ROOT, free_udp_port, python_env
 
-from .conftest import REPO, Sim, free_udp_port, subprocess_env
+from .conftest import Sim
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ async def test_watch_process_stops_on_a_signal_with_exit_0(sim: Sim, igd: Simula
                                                            signum: int) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tui.cli", "list", "--watch", "--json", "--interval", "0.2",
-        *target(sim, igd), cwd=REPO, env=subprocess_env(),
+        *target(sim, igd), cwd=REPO_ROOT, env=python_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None
     first = json.loads(await asyncio.wait_for(process.stdout.readline(), 15))

@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from engine.codes import PcpResult
+from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.statefile import StateFile
+from tests.support.loopback import free_udp_port, until
+from tests.support.virtual_time import run_virtual
 
-from .conftest import Sim, free_udp_port
+from .conftest import Sim
 
 CONTRACT_FIELDS = {"protocol", "internal_port", "external_address", "external_port", "lifetime",
                    "via", "gateway", "local_address", "epoch"}
@@ -131,24 +134,16 @@ async def test_map_protocol_by_name_pcp(sim: Sim, run: Any) -> None:
 # -- --hold ----------------------------------------------------------------------------------
 
 
-async def _wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.02)
-
-
 async def test_hold_renews_then_deletes_when_stopped(make_sim: Any, run: Any,
                                                      state_dir: Any) -> None:
     sim = await make_sim(min_lifetime=2)
     stop = asyncio.Event()
     task = asyncio.ensure_future(run("map", "udp", "7000", "--hold", "--lifetime", "2",
                                      "--no-listen", "--json", *sim.target, stop=stop))
-    await _wait_for(lambda: (17, 7000) in sim.mapped())
+    await until(lambda: (17, 7000) in sim.mapped(), 10.0, 0.02)
     nonce = sim.mapped()[(17, 7000)].nonce
     state = StateFile(state_dir)
-    await _wait_for(lambda: state.find("127.0.0.1", sim.port, 17, 7000)[0] is not None)
+    await until(lambda: state.find("127.0.0.1", sim.port, 17, 7000)[0] is not None, 10.0, 0.02)
     record = state.find("127.0.0.1", sim.port, 17, 7000)[0]
     assert record is not None
     assert record.nonce == nonce
@@ -175,7 +170,7 @@ async def test_hold_cancelled_in_process_still_deletes(sim: Sim, run: Any,
                                                        state_dir: Any) -> None:
     task = asyncio.ensure_future(run("map", "tcp", "2222", "--hold", "--no-listen",
                                      *sim.target))
-    await _wait_for(lambda: (6, 2222) in sim.mapped())
+    await until(lambda: (6, 2222) in sim.mapped(), 10.0, 0.02)
     await asyncio.sleep(0.05)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -191,7 +186,7 @@ async def test_hold_over_a_mapping_made_before_takes_it_over(sim: Sim, run: Any)
                                      *sim.target, stop=stop))
     nonce = sim.mapped()[(6, 8080)].nonce
     # map, then the holder's renewal under the stored nonce: no delete, no gap.
-    await _wait_for(lambda: sim.gateway.counters.count("pcp", 1) >= 2)
+    await until(lambda: sim.gateway.counters.count("pcp", 1) >= 2, 10.0, 0.02)
     assert sim.mapped()[(6, 8080)].nonce == nonce
     stop.set()
     result = await task
@@ -210,30 +205,38 @@ async def test_hold_refused_gives_exit_1(make_sim: Any, run: Any) -> None:
     assert len(result.err_lines) == 1
 
 
-async def test_hold_recovers_after_a_gateway_restart(make_sim: Any, run: Any,
-                                                     state_dir: Any) -> None:
-    listen_port = free_udp_port()
-    # An epoch well above 0, so that the restart (back to 0) shows lost state (RFC 6887 §8.5).
-    sim = await make_sim(announce_targets=(("127.0.0.1", listen_port),), announce_count=1,
-                         initial_epoch=5000)
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(run("map", "tcp", "6000", "--hold", "--json",
-                                     "--listen-host", "127.0.0.1", "--listen-port",
-                                     str(listen_port), *sim.target, stop=stop))
-    await _wait_for(lambda: (6, 6000) in sim.mapped())
-    nonce = sim.mapped()[(6, 6000)].nonce
-    sim.gateway.restart()  # mappings gone; the gateway announces its new epoch
-    assert sim.mapped() == {}
-    # The holder hears the announcement (RFC 6887 §14.1.3) and maps it again, same nonce.
-    await _wait_for(lambda: (6, 6000) in sim.mapped(), 10)
-    assert sim.mapped()[(6, 6000)].nonce == nonce
-    await asyncio.sleep(0.05)
-    stop.set()
-    result = await task
-    assert result.code == 0, result.err
-    events = [obj["event"] for obj in result.objects]
-    assert events[0] == "mapped"
-    assert "gateway_restarted" in events
-    assert "recovered" in events
-    assert events[-1] == "deleted"
-    assert sim.mapped() == {}
+def test_hold_recovers_after_a_gateway_restart(run: Any, state_dir: Any) -> None:
+    # On the virtual clock: after the announcement the holder waits RFC 6887 §14.1.3's random
+    # 0-5 s before asking again, which costs no real time there.
+    async def scenario() -> None:
+        listen_port = free_udp_port()
+        # An epoch well above 0, so that the restart (back to 0) shows lost state
+        # (RFC 6887 §8.5).
+        config = GatewayConfig(announce_targets=(("127.0.0.1", listen_port),), announce_count=1,
+                               initial_epoch=5000)
+        async with SimulatedGateway("127.0.0.1", 0, config=config) as gateway:
+            sim = Sim(gateway)
+            stop = asyncio.Event()
+            task = asyncio.ensure_future(run("map", "tcp", "6000", "--hold", "--json",
+                                             "--listen-host", "127.0.0.1", "--listen-port",
+                                             str(listen_port), *sim.target, stop=stop))
+            await until(lambda: (6, 6000) in sim.mapped(), 10.0, 0.02)
+            nonce = sim.mapped()[(6, 6000)].nonce
+            sim.gateway.restart()  # mappings gone; the gateway announces its new epoch
+            assert sim.mapped() == {}
+            # The holder hears the announcement (RFC 6887 §14.1.3) and maps it again, same nonce.
+            await until(lambda: (6, 6000) in sim.mapped(), 10, 0.02)
+            assert sim.mapped()[(6, 6000)].nonce == nonce
+            await asyncio.sleep(0.05)
+            stop.set()
+            result = await task
+            assert result.code == 0, result.err
+            events = [obj["event"] for obj in result.objects]
+            assert events[0] == "mapped"
+            assert "gateway_restarted" in events
+            assert "recovered" in events
+            assert events[-1] == "deleted"
+            assert sim.mapped() == {}
+            assert gateway.internal_errors == []
+
+    run_virtual(scenario)

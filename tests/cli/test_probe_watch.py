@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .conftest import Sim, free_udp_port
+from tests.support.loopback import free_udp_port
+
+from .conftest import Sim
 
 
 async def test_probe_table(sim: Sim, run: Any) -> None:

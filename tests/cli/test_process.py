@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from engine.statefile import StateFile
+from tests.support.loopback import REPO_ROOT, free_udp_port, python_env
 
-from .conftest import REPO, Sim, free_udp_port, run_process, subprocess_env
+from .conftest import Sim, run_process
 
 
 async def _start(*argv: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tui.cli", *argv, cwd=REPO, env=subprocess_env(),
+        sys.executable, "-m", "tui.cli", *argv, cwd=REPO_ROOT, env=python_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
@@ -130,7 +131,7 @@ async def test_subcommands_do_not_import_textual(sim: Sim) -> None:
             "assert 'textual' not in sys.modules, 'the CLI imported textual'\n"
             "sys.exit(status)\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, cwd=REPO, env=subprocess_env(),
+        sys.executable, "-c", code, cwd=REPO_ROOT, env=python_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()

@@ -15,7 +15,9 @@ import asyncio
 import json
 import sys
 
-from .conftest import REPO, Sim, subprocess_env
+from tests.support.loopback import REPO_ROOT, python_env
+
+from .conftest import Sim
 
 MAP_PATH = """
 import json, sys
@@ -45,7 +47,7 @@ NOT_FOR_MAP = ("textual", "engine.manager", "engine.events", "engine.announce",
 
 async def _python(code: str, *argv: str) -> dict[str, object]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, *argv, cwd=REPO, env=subprocess_env(),
+        sys.executable, "-c", code, *argv, cwd=REPO_ROOT, env=python_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()

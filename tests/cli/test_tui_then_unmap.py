@@ -4,19 +4,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from engine.statefile import StateFile
 from tests.cli.conftest import Sim
+from tests.support.loopback import until
 from tui.launch import build_app, left_open
-
-
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_keep_map_quit_then_unmap_deletes_the_tui_mapping(
@@ -24,9 +18,9 @@ async def test_keep_map_quit_then_unmap_deletes_the_tui_mapping(
     app = build_app(gateway="127.0.0.1", local="127.0.0.1", gateway_port=sim.port,
                     demo=False, maps=[(6, 41361)], keep=True)
     async with app.run_test() as pilot:
-        await until(lambda: (6, 41361) in sim.mapped())
+        await until(lambda: (6, 41361) in sim.mapped(), 5.0, 0.02)
         await pilot.press("q")
-        await until(lambda: app.return_code is not None)
+        await until(lambda: app.return_code is not None, 5.0, 0.02)
     assert left_open(app) == 0  # kept on purpose: nothing to warn about
     record, _ = StateFile(state_dir).find("127.0.0.1", sim.port, 6, 41361)
     assert record is not None
@@ -42,9 +36,9 @@ async def test_quitting_without_keep_deletes_and_drops_the_record(
     app = build_app(gateway="127.0.0.1", local="127.0.0.1", gateway_port=sim.port,
                     demo=False, maps=[(6, 41362)])
     async with app.run_test() as pilot:
-        await until(lambda: (6, 41362) in sim.mapped())
+        await until(lambda: (6, 41362) in sim.mapped(), 5.0, 0.02)
         assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 41362)[0] is not None
         await pilot.press("q")
-        await until(lambda: app.return_code is not None)
+        await until(lambda: app.return_code is not None, 5.0, 0.02)
     assert sim.mapped() == {}
     assert StateFile(state_dir).load().records == []

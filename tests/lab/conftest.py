@@ -43,20 +43,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.lab)
 
 
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    """The session's lab: miniupnpd at 198.18.0.1, client 198.18.0.2, WAN 11.0.0.1."""
+def built_lab(*, ipv6: bool = False) -> Iterator[Lab]:
+    """A lab made (and destroyed when the generator is closed), or the test skipped saying
+    why it cannot be made here."""
     reason = ensure_lab_dependencies()
     if reason is not None:
         _unavailable(reason)
     try:
-        built = Lab.create()
+        built = Lab.create(ipv6=ipv6)
     except LabError as exc:
         _unavailable(str(exc))
     try:
         yield built
     finally:
         built.destroy()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The session's lab: miniupnpd at 198.18.0.1, client 198.18.0.2, WAN 11.0.0.1."""
+    yield from built_lab()
 
 
 @pytest.fixture(autouse=True)

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from engine import MappingKey, MappingManager, MappingState, Protocol
+from tests.support.pilot import app_until
 from tui.app import NatDeckApp
 from tui.backend import using
 from tui.map_request import MapRequest
 from tui.screens import MapDialog
-from tui.screenshots import until
 
 from .clients import Sniffer, age_gateway, natdeck, run_in_client
 from .netlab import CLIENT_ADDRESS, DnatRule, Lab
@@ -145,23 +145,23 @@ def test_tui_maps_with_m_unmaps_with_d_and_deletes_on_q(lab: Lab) -> None:
                        and manager.mappings[k].state is MappingState.ACTIVE for k in keys)
 
         async with app.run_test(size=(100, 40)) as pilot:
-            await until(pilot, lambda: app.engine_started and active(udp_key),
-                        "the initial mapping")
+            await app_until(pilot, lambda: app.engine_started and active(udp_key),
+                            "the initial mapping")
             await pilot.press("m")
             await pilot.pause()
             assert isinstance(app.screen, MapDialog)
             await pilot.press(*"40600", "tab", *"41600", "enter")
-            await until(pilot, lambda: active(tcp_key), "the m mapping")
+            await app_until(pilot, lambda: active(tcp_key), "the m mapping")
             seen["both"] = set(lab.dnat_rules())
             seen["panel"] = app.main.panel.plain
-            await until(pilot, lambda: app.main.table.shown_keys == [udp_key, tcp_key],
-                        "both rows")
+            await app_until(pilot, lambda: app.main.table.shown_keys == [udp_key, tcp_key],
+                            "both rows")
             await pilot.press("d")  # the selected row: the first one
-            await until(pilot, lambda: app.main.table.shown_keys == [tcp_key], "the row to go")
+            await app_until(pilot, lambda: app.main.table.shown_keys == [tcp_key], "the row to go")
             seen["after_d"] = set(lab.dnat_rules())
             await pilot.press("q")
-            await until(pilot, lambda: app.return_code is not None or not app.is_running,
-                        "the app to quit")
+            await app_until(pilot, lambda: app.return_code is not None or not app.is_running,
+                            "the app to quit")
         return app
 
     app = run_in_client(lab, scenario)

@@ -32,14 +32,12 @@ from engine.manager import MappingManager
 from tests.support.manager_rig import EventLog
 
 from .clients import age_gateway, run_in_client
-from .conftest import _unavailable
+from .conftest import built_lab
 from .netlab import (
     CLIENT_ADDRESS6,
     GATEWAY_LAN6,
     Lab,
-    LabError,
     Pinhole,
-    ensure_lab_dependencies,
     parse_pinholes,
 )
 
@@ -59,17 +57,7 @@ def pinhole(protocol: int, port: int) -> Pinhole:
 @pytest.fixture(scope="module")
 def lab6_shared() -> Iterator[Lab]:
     """One IPv6 lab for this module (the session's ``lab`` stays IPv4 only)."""
-    reason = ensure_lab_dependencies()
-    if reason is not None:
-        _unavailable(reason)
-    try:
-        built = Lab.create(ipv6=True)
-    except LabError as exc:
-        _unavailable(str(exc))
-    try:
-        yield built
-    finally:
-        built.destroy()
+    yield from built_lab(ipv6=True)
 
 
 @pytest.fixture

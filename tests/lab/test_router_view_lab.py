@@ -21,11 +21,11 @@ from textual.pilot import Pilot
 
 from engine import MappingManager, Protocol
 from engine.router_source import UpnpRouterListing
+from tests.support.pilot import app_until
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
-from tui.screenshots import until
 from tui.widgets.router_table import row_key
 
 from .clients import natdeck, run_in_client
@@ -122,13 +122,13 @@ def view_app(lab: Lab) -> NatDeckApp:
 
 
 async def open_view(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
-    await until(pilot, lambda: app.engine_started, "the engine")
+    await app_until(pilot, lambda: app.engine_started, "the engine")
     await pilot.press("g")
     await pilot.pause()
     screen = app.screen
     assert isinstance(screen, RouterScreen)
     screen.poller.interval = INTERVAL
-    await until(pilot, lambda: screen.listed, "the first listing")
+    await app_until(pilot, lambda: screen.listed, "the first listing")
     return screen
 
 
@@ -143,7 +143,7 @@ async def within(pilot: Pilot[int], screen: RouterScreen, condition: Callable[[]
     when the change was made may have missed it, the next one must see it (the test fails
     after 10 s)."""
     started, listed = time.monotonic(), screen.model.listings
-    await until(pilot, condition, what)
+    await app_until(pilot, condition, what)
     return time.monotonic() - started, screen.model.listings - listed
 
 
@@ -177,8 +177,8 @@ def test_the_view_follows_other_processes_and_deletes_after_confirmation(lab: La
             await ask_to_delete(pilot, screen, 40160)
             seen["rules_while_asking"] = set(lab.dnat_rules())
             await pilot.press("y")
-            await until(pilot, lambda: (OTHER_CLIENT_ADDRESS, 40160) not in shown(screen),
-                        "the deleted row")
+            await app_until(pilot, lambda: (OTHER_CLIENT_ADDRESS, 40160) not in shown(screen),
+                            "the deleted row")
             seen["rules_after"] = set(lab.dnat_rules())
             seen["status"] = str(screen.status_line.render())
             await pilot.pause(0.1)
@@ -211,12 +211,12 @@ def test_secure_mode_refusal_is_shown_and_nothing_crashes(lab: Lab) -> None:
             screen = await open_view(pilot, app)
             await ask_to_delete(pilot, screen, 40170)
             await pilot.press("y")
-            await until(pilot, lambda: screen.answer is not None
-                        and "refused" in screen.answer.plain, "the gateway's answer")
+            await app_until(pilot, lambda: screen.answer is not None
+                            and "refused" in screen.answer.plain, "the gateway's answer")
             seen["status"] = str(screen.status_line.render())
             # The view goes on listing after the refusal.
             listed = screen.model.listings
-            await until(pilot, lambda: screen.model.listings > listed, "the next listing")
+            await app_until(pilot, lambda: screen.model.listings > listed, "the next listing")
             seen["shown"] = shown(screen)
             seen["running"] = app.is_running
             await pilot.press("q")

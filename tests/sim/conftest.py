@@ -8,6 +8,8 @@ ever sent anywhere else.
 - ``sim6``: the same on ::1 (skipped where the machine has no IPv6 loopback).
 - ``start_sim``: a factory for gateways with a particular :class:`GatewayConfig`, host,
   external address or ``tamper`` hook; each is closed at the end of the test.
+- :func:`on_virtual_clock`: the same factory for a test run on a virtual clock, for tests
+  whose gateway is slow or silent on purpose (its waits then cost no real time).
 
 Every gateway is checked at teardown for exceptions raised while answering (a bug in the
 simulator or in a test's tamper hook would otherwise only be logged).
@@ -16,13 +18,14 @@ simulator or in a test's tamper hook would otherwise only be logged).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
 
 from engine.simulator import GatewayConfig, SimulatedGateway, Tamper
 from tests.support.loopback import ipv6_loopback_available
+from tests.support.virtual_time import run_virtual
 
 HOST4 = "127.0.0.1"
 HOST6 = "::1"
@@ -33,9 +36,9 @@ HOST6 = "::1"
 StartSim = Callable[..., Awaitable[SimulatedGateway]]
 
 
-@pytest.fixture
-async def start_sim() -> AsyncIterator[StartSim]:
-    """Start simulated gateways on loopback; all are closed (and checked) after the test."""
+@asynccontextmanager
+async def gateways() -> AsyncIterator[StartSim]:
+    """Start simulated gateways on loopback; all are closed (and checked) on leaving."""
     started: list[SimulatedGateway] = []
     async with AsyncExitStack() as stack:
 
@@ -53,6 +56,25 @@ async def start_sim() -> AsyncIterator[StartSim]:
         yield start
         for gateway in started:
             assert gateway.internal_errors == [], "the simulated gateway failed to answer"
+
+
+@pytest.fixture
+async def start_sim() -> AsyncIterator[StartSim]:
+    """Start simulated gateways on loopback; all are closed (and checked) after the test."""
+    async with gateways() as start:
+        yield start
+
+
+def on_virtual_clock(scenario: Callable[[StartSim], Awaitable[None]]) -> None:
+    """Run ``scenario(start_sim)`` on a virtual-time loop (tests/support/virtual_time.py):
+    a gateway's ``delay`` and the client's timers take no real time, and what is measured on
+    the loop's clock (a deadline, a retransmission schedule) is exact."""
+
+    async def main() -> None:
+        async with gateways() as start:
+            await scenario(start)
+
+    run_virtual(main, eager=True)
 
 
 @pytest.fixture

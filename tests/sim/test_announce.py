@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import IPv4Address, ip_address
 
@@ -26,9 +26,6 @@ from tests.support.manager_rig import LOOPBACK, free_udp_port, rig, run_fast_vir
 NATPMP_NEWS = natpmp.ExternalAddressResponse(0, 1234, IPv4Address("198.51.100.9")).encode()
 PCP_NEWS = pcp.Response(pcp.Opcode.ANNOUNCE, 0, 0, 77).encode()
 
-
-def virtual(scenario: Callable[[], Awaitable[None]]) -> None:
-    run_fast_virtual(scenario)
 
 
 @contextmanager
@@ -86,7 +83,7 @@ def test_binds_a_port_another_socket_already_holds_with_reuseport() -> None:
                 listener.close()
             assert not listener.listening
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_cannot_bind_a_port_held_without_reuse() -> None:
@@ -113,7 +110,7 @@ def test_cannot_bind_a_port_held_without_reuse() -> None:
             assert f"port {port}" in partial.errors[0]
             partial.close()
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- validation ----------------------------------------------------------------------------------
@@ -161,7 +158,7 @@ def test_only_announcements_from_the_gateway_address_and_port_are_accepted() -> 
         ]
         assert listener.received == 2
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- the manager without a listener --------------------------------------------------------------
@@ -204,7 +201,7 @@ def test_manager_degrades_to_periodic_probing_when_it_cannot_listen() -> None:
                     8080: 41000}
                 assert str(view.external_address) == "198.51.100.9"
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_manager_listening_on_one_of_two_ports_reports_the_other_and_probes_only_when_idle(
@@ -223,7 +220,7 @@ def test_manager_listening_on_one_of_two_ports_reports_the_other_and_probes_only
                     (1000.0 + 60 * i, kind) for i in range(10)
                     for kind in (bytes([pcp.PCP_VERSION, pcp.Opcode.ANNOUNCE]), bytes(2))]
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- a NAT above the gateway -----------------------------------------------------------------------
@@ -251,7 +248,7 @@ def test_status_warns_when_the_external_address_is_not_public(external: str,
             else:
                 assert status.warning is None
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_warning_follows_the_address_as_it_changes() -> None:
@@ -266,7 +263,7 @@ def test_warning_follows_the_address_as_it_changes() -> None:
             await asyncio.sleep(1)
             assert r.manager.status.warning is None
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 @pytest.mark.parametrize(("address", "warned"), [

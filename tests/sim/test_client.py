@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv6Address
 
@@ -31,8 +30,9 @@ from engine import (
 from engine.simulator import GatewayConfig, Mapping, SimulatedGateway
 from engine.transport import DEFAULT_MAX_IN_FLIGHT
 from engine.wire import natpmp, pcp
+from tests.support.loopback import free_udp_port
 
-from .conftest import HOST4, HOST6, StartSim
+from .conftest import HOST4, HOST6, StartSim, on_virtual_clock
 
 #: For requests the gateway answers at once: never waited out.
 ANSWERED = 2.0
@@ -49,14 +49,6 @@ def only_mapping(gw: SimulatedGateway) -> Mapping:
     mappings = gw.mappings
     assert len(mappings) == 1, mappings
     return mappings[0]
-
-
-def closed_udp_port(host: str = HOST4) -> int:
-    """A loopback UDP port nothing listens on (bound, then released)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- map, renew, delete ------------------------------------------------------------------------
@@ -196,28 +188,30 @@ async def test_via_pcp_does_not_fall_back(start_sim: StartSim) -> None:
     # 0.25 s, cut short at 0.5 s), and counts both in one error.
     ("auto", 0.5, "natpmp", 2),
 ])
-async def test_a_silent_gateway_times_out_on_time(start_sim: StartSim, via: engine.Via,
-                                                  timeout: float, protocol: str,
-                                                  tries: int) -> None:
-    gw = await start_sim(GatewayConfig(silent=True))
-    host, port = gw.address
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    with pytest.raises(GatewayTimeout) as caught:
-        await engine.map_port(host, 8080, gateway_port=port, via=via, timeout=timeout)
-    elapsed = loop.time() - began
-    assert timeout - 0.05 <= elapsed < timeout + 0.5
-    error = caught.value
-    assert (error.protocol, error.tries) == (protocol, tries)
-    assert timeout - 0.05 <= error.elapsed < timeout + 0.5
-    if via == "auto":
-        assert (gw.counters.count("pcp"), gw.counters.count("natpmp")) == (1, 1)
-    else:
-        assert gw.counters.count(protocol) == tries
-    assert gw.counters.received == tries
-    text = str(error)
-    assert f"after {tries} {'try' if tries == 1 else 'tries'} over {timeout:.1f} s" in text
-    assert f"{host}:{port}" in text
+def test_a_silent_gateway_times_out_on_time(via: engine.Via, timeout: float, protocol: str,
+                                            tries: int) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw = await start_sim(GatewayConfig(silent=True))
+        host, port = gw.address
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(GatewayTimeout) as caught:
+            await engine.map_port(host, 8080, gateway_port=port, via=via, timeout=timeout)
+        elapsed = loop.time() - began
+        assert timeout - 0.05 <= elapsed < timeout + 0.5
+        error = caught.value
+        assert (error.protocol, error.tries) == (protocol, tries)
+        assert timeout - 0.05 <= error.elapsed < timeout + 0.5
+        if via == "auto":
+            assert (gw.counters.count("pcp"), gw.counters.count("natpmp")) == (1, 1)
+        else:
+            assert gw.counters.count(protocol) == tries
+        assert gw.counters.received == tries
+        text = str(error)
+        assert f"after {tries} {'try' if tries == 1 else 'tries'} over {timeout:.1f} s" in text
+        assert f"{host}:{port}" in text
+
+    on_virtual_clock(scenario)
 
 
 @pytest.mark.parametrize("call", [
@@ -236,11 +230,11 @@ async def test_nothing_listening_is_a_timeout_not_an_oserror(
         call: Callable[[int], Awaitable[object]]) -> None:
     # Each try draws an ICMP port unreachable, which the socket reports as an OSError.
     with pytest.raises(GatewayTimeout):
-        await call(closed_udp_port())
+        await call(free_udp_port())
 
 
 async def test_probe_with_nothing_listening() -> None:
-    port = closed_udp_port()
+    port = free_udp_port()
     found = await engine.probe(HOST4, gateway_port=port, timeout=SILENCE)
     assert not found.reachable
     assert (found.pcp, found.natpmp, found.rtt, found.external_address) == (
@@ -250,7 +244,7 @@ async def test_probe_with_nothing_listening() -> None:
 async def test_nothing_listening_on_ipv6_is_a_timeout(start_sim: StartSim) -> None:
     await start_sim(host=HOST6)  # skips where there is no IPv6 loopback
     with pytest.raises(GatewayTimeout):
-        await engine.map_port(HOST6, 8080, gateway_port=closed_udp_port(HOST6),
+        await engine.map_port(HOST6, 8080, gateway_port=free_udp_port(HOST6),
                               timeout=SILENCE)
 
 
@@ -697,12 +691,15 @@ async def test_probe_reports_what_the_gateway_speaks(start_sim: StartSim, config
     assert gw.mappings == ()
 
 
-async def test_probe_of_a_silent_gateway(start_sim: StartSim) -> None:
-    gw = await start_sim(GatewayConfig(silent=True))
-    host, port = gw.address
-    found = await engine.probe(host, gateway_port=port, timeout=SILENCE)
-    assert (found.pcp, found.natpmp, found.reachable, found.via, found.rtt) == (
-        False, False, False, None, None)
+def test_probe_of_a_silent_gateway() -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw = await start_sim(GatewayConfig(silent=True))
+        host, port = gw.address
+        found = await engine.probe(host, gateway_port=port, timeout=SILENCE)
+        assert (found.pcp, found.natpmp, found.reachable, found.via, found.rtt) == (
+            False, False, False, None, None)
+
+    on_virtual_clock(scenario)
 
 
 # -- the in-flight bound ---------------------------------------------------------------------
@@ -725,57 +722,69 @@ class OutstandingMeter:
         return answers
 
 
-async def test_requests_in_flight_are_bounded(start_sim: StartSim) -> None:
-    meter = OutstandingMeter()
-    gw = await start_sim(GatewayConfig(delay=0.01), tamper=meter)
-    meter.gateway = gw
-    host, port = gw.address
-    mappings = await asyncio.gather(*(
-        engine.map_port(host, 10000 + n, gateway_port=port, via="pcp", timeout=10.0)
-        for n in range(200)))
-    assert sorted(m.external_port for m in mappings) == list(range(10000, 10200))
-    assert len(gw.mappings) == 200
-    assert gw.counters.received == 200  # queued, not retransmitted
-    # 200 separate one-shot calls share one bound per gateway, and it was reached.
-    assert meter.peak == DEFAULT_MAX_IN_FLIGHT
-
-
-async def test_a_client_can_lower_the_bound(start_sim: StartSim) -> None:
-    meter = OutstandingMeter()
-    gw = await start_sim(GatewayConfig(delay=0.005), tamper=meter)
-    meter.gateway = gw
-    host, port = gw.address
-    async with GatewayClient(host, port, max_in_flight=4) as client:
-        await asyncio.gather(*(client.map(Protocol.UDP, 20000 + n, via="pcp", timeout=10.0)
-                               for n in range(40)))
-    assert len(gw.mappings) == 40
-    assert meter.peak == 4
-
-
-async def test_concurrent_natpmp_mappings_are_paced_and_share_one_address_request(
-        start_sim: StartSim) -> None:
-    # A gateway serving one request every 20 ms: 32 out at once would keep the last past
-    # NAT-PMP's 250 ms retransmission timer. The window keeps the queue short enough that
-    # nothing is sent twice, and the external address is asked once, not 60 times.
-    meter = OutstandingMeter()
-    gw = await start_sim(GatewayConfig(delay=0.02), tamper=meter)
-    meter.gateway = gw
-    host, port = gw.address
-    async with GatewayClient(host, port) as client:
+def test_requests_in_flight_are_bounded() -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        meter = OutstandingMeter()
+        gw = await start_sim(GatewayConfig(delay=0.01), tamper=meter)
+        meter.gateway = gw
+        host, port = gw.address
         mappings = await asyncio.gather(*(
-            client.map(Protocol.UDP, 30000 + n, via="natpmp", timeout=30.0)
-            for n in range(60)))
-    assert {str(m.external_address) for m in mappings} == {"203.0.113.7"}
-    assert gw.counters.count("natpmp", 0) == 1  # one lookup shared by all 60
-    assert gw.counters.count("natpmp", 1) == 60  # no retransmission
-    assert meter.peak <= 13
+            engine.map_port(host, 10000 + n, gateway_port=port, via="pcp", timeout=10.0)
+            for n in range(200)))
+        assert sorted(m.external_port for m in mappings) == list(range(10000, 10200))
+        assert len(gw.mappings) == 200
+        assert gw.counters.received == 200  # queued, not retransmitted
+        # 200 separate one-shot calls share one bound per gateway, and it was reached.
+        assert meter.peak == DEFAULT_MAX_IN_FLIGHT
+
+    on_virtual_clock(scenario)
 
 
-async def test_timeout_message_names_request_and_gateway(start_sim: StartSim) -> None:
-    gw = await start_sim(GatewayConfig(silent=True))
-    host, port = gw.address
-    with pytest.raises(GatewayTimeout) as caught:
-        await engine.map_port(host, 8080, gateway_port=port, via="natpmp", timeout=SILENCE)
-    assert re.search(r"NAT-PMP map tcp 8080: no answer from NAT-?PMP gateway "
-                     rf"{re.escape(host)}:{port} after \d+ tries over 0\.\d s", str(caught.value))
-    assert isinstance(caught.value, NatDeckError)
+def test_a_client_can_lower_the_bound() -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        meter = OutstandingMeter()
+        gw = await start_sim(GatewayConfig(delay=0.005), tamper=meter)
+        meter.gateway = gw
+        host, port = gw.address
+        async with GatewayClient(host, port, max_in_flight=4) as client:
+            await asyncio.gather(*(client.map(Protocol.UDP, 20000 + n, via="pcp", timeout=10.0)
+                                   for n in range(40)))
+        assert len(gw.mappings) == 40
+        assert meter.peak == 4
+
+    on_virtual_clock(scenario)
+
+
+def test_concurrent_natpmp_mappings_are_paced_and_share_one_address_request() -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        # A gateway serving one request every 20 ms: 32 out at once would keep the last past
+        # NAT-PMP's 250 ms retransmission timer. The window keeps the queue short enough that
+        # nothing is sent twice, and the external address is asked once, not 60 times.
+        meter = OutstandingMeter()
+        gw = await start_sim(GatewayConfig(delay=0.02), tamper=meter)
+        meter.gateway = gw
+        host, port = gw.address
+        async with GatewayClient(host, port) as client:
+            mappings = await asyncio.gather(*(
+                client.map(Protocol.UDP, 30000 + n, via="natpmp", timeout=30.0)
+                for n in range(60)))
+        assert {str(m.external_address) for m in mappings} == {"203.0.113.7"}
+        assert gw.counters.count("natpmp", 0) == 1  # one lookup shared by all 60
+        assert gw.counters.count("natpmp", 1) == 60  # no retransmission
+        assert meter.peak <= 13
+
+    on_virtual_clock(scenario)
+
+
+def test_timeout_message_names_request_and_gateway() -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw = await start_sim(GatewayConfig(silent=True))
+        host, port = gw.address
+        with pytest.raises(GatewayTimeout) as caught:
+            await engine.map_port(host, 8080, gateway_port=port, via="natpmp", timeout=SILENCE)
+        assert re.search(r"NAT-PMP map tcp 8080: no answer from NAT-?PMP gateway "
+                         rf"{re.escape(host)}:{port} after \d+ tries over 0\.\d s",
+                         str(caught.value))
+        assert isinstance(caught.value, NatDeckError)
+
+    on_virtual_clock(scenario)

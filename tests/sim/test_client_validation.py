@@ -22,6 +22,7 @@ from engine import GatewayClient, NatPmpResult, PcpResult, Protocol, ResultCodeE
 from engine.codes import ErrorLifetime
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.wire import natpmp, pcp
+from tests.support.loopback import until
 
 from .conftest import StartSim
 
@@ -43,13 +44,6 @@ def forged_first(forge: Forge, *, natpmp_map_only: bool = False
         return [forge(answers[0]), *answers]
 
     return tamper
-
-
-async def until(condition: Callable[[], bool], within: float = 1.0) -> None:
-    """Wait (briefly) for something the event loop has yet to deliver."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 # -- PCP forgeries -----------------------------------------------------------------------------

@@ -10,23 +10,17 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
 import engine
 from engine import GatewayClient, GatewayTimeout, PortUnreachable, Protocol
 from engine.simulator import GatewayConfig
+from tests.support.loopback import free_udp_port
 
 from .conftest import HOST4, StartSim
 
 TIMEOUT = 10.0
-
-
-def closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST4, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("via", ["auto", "pcp", "natpmp"])
@@ -34,7 +28,7 @@ async def test_icmp_port_unreachable_ends_a_map_at_once(via: str) -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     with pytest.raises(PortUnreachable) as caught:
-        await engine.map_port(HOST4, 8080, gateway_port=closed_udp_port(), via=via,  # type: ignore[arg-type]
+        await engine.map_port(HOST4, 8080, gateway_port=free_udp_port(), via=via,  # type: ignore[arg-type]
                               timeout=TIMEOUT)
     assert loop.time() - start < 1.0  # not the 10 s timeout (nor PCP's 9.5 s of silence)
     assert isinstance(caught.value, GatewayTimeout)  # callers catching silence still do
@@ -49,14 +43,14 @@ async def test_icmp_port_unreachable_ends_an_address_request_at_once() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     with pytest.raises(PortUnreachable):
-        await engine.external_address(HOST4, gateway_port=closed_udp_port(), timeout=TIMEOUT)
+        await engine.external_address(HOST4, gateway_port=free_udp_port(), timeout=TIMEOUT)
     assert loop.time() - start < 1.0
 
 
 async def test_a_probe_of_a_closed_port_is_quick_and_says_nothing_is_spoken() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
-    found = await engine.probe(HOST4, gateway_port=closed_udp_port(), timeout=TIMEOUT)
+    found = await engine.probe(HOST4, gateway_port=free_udp_port(), timeout=TIMEOUT)
     assert loop.time() - start < 1.0
     assert not found.reachable
 

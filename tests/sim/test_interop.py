@@ -26,7 +26,7 @@ from engine.codes import ErrorLifetime
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.wire import natpmp, pcp
 
-from .conftest import HOST4, HOST6, StartSim
+from .conftest import HOST4, HOST6, StartSim, on_virtual_clock
 
 ANSWERED = 2.0
 EXTERNAL = IPv4Address("203.0.113.7")
@@ -224,73 +224,85 @@ def short_silence_budget(monkeypatch: pytest.MonkeyPatch) -> float:
 SILENT_ON_PCP = GatewayConfig(speak_pcp=False)
 
 
-async def test_pcp_silence_falls_back_to_natpmp(start_sim: StartSim,
-                                                short_silence_budget: float) -> None:
-    gw, spy = await spied(start_sim, SILENT_ON_PCP)
-    spy.silent_on_pcp = True
-    host, port = gw.address
-    loop = asyncio.get_running_loop()
-    began = loop.time()
-    mapping = await engine.map_port(host, 8080, gateway_port=port, timeout=3.0)
-    elapsed = loop.time() - began
-    assert mapping.via == "natpmp"
-    assert short_silence_budget <= elapsed < short_silence_budget + 0.5
-    assert gw.counters.count("pcp") == 1  # PCP's first retransmission would be after ~3 s
-    assert gw.counters.count("natpmp", 2) == 1
-    assert [(m.via, m.internal_port) for m in gw.mappings] == [("natpmp", 8080)]
-
-
-async def test_after_a_silence_fallback_the_next_map_goes_straight_to_natpmp(
-        start_sim: StartSim, short_silence_budget: float) -> None:
-    gw, spy = await spied(start_sim, SILENT_ON_PCP)
-    spy.silent_on_pcp = True
-    host, port = gw.address
-    async with GatewayClient(host, port) as client:
-        await client.map(Protocol.TCP, 8080, timeout=3.0)
-        assert client.speaks == {"pcp": False, "natpmp": True}
+def test_pcp_silence_falls_back_to_natpmp(short_silence_budget: float) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw, spy = await spied(start_sim, SILENT_ON_PCP)
+        spy.silent_on_pcp = True
+        host, port = gw.address
         loop = asyncio.get_running_loop()
         began = loop.time()
-        second = await client.map(Protocol.TCP, 9090, timeout=3.0)
-        assert loop.time() - began < short_silence_budget  # no second silence budget
-    assert second.via == "natpmp"
-    assert gw.counters.count("pcp") == 1
+        mapping = await engine.map_port(host, 8080, gateway_port=port, timeout=3.0)
+        elapsed = loop.time() - began
+        assert mapping.via == "natpmp"
+        # (on the virtual clock, exact but for the float arithmetic of loop.time())
+        assert short_silence_budget - 1e-6 <= elapsed < short_silence_budget + 0.5
+        assert gw.counters.count("pcp") == 1  # PCP's first retransmission would be after ~3 s
+        assert gw.counters.count("natpmp", 2) == 1
+        assert [(m.via, m.internal_port) for m in gw.mappings] == [("natpmp", 8080)]
+
+    on_virtual_clock(scenario)
 
 
-async def test_no_silence_fallback_when_turned_off(start_sim: StartSim,
-                                                   short_silence_budget: float) -> None:
-    gw, spy = await spied(start_sim, SILENT_ON_PCP)
-    spy.silent_on_pcp = True
-    host, port = gw.address
-    with pytest.raises(GatewayTimeout) as caught:
-        await engine.map_port(host, 8080, gateway_port=port, timeout=0.6,
-                              fallback_on_silence=False)
-    assert caught.value.protocol == "pcp"
-    assert gw.counters.count("natpmp") == 0
+def test_after_a_silence_fallback_the_next_map_goes_straight_to_natpmp(
+        short_silence_budget: float) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw, spy = await spied(start_sim, SILENT_ON_PCP)
+        spy.silent_on_pcp = True
+        host, port = gw.address
+        async with GatewayClient(host, port) as client:
+            await client.map(Protocol.TCP, 8080, timeout=3.0)
+            assert client.speaks == {"pcp": False, "natpmp": True}
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            second = await client.map(Protocol.TCP, 9090, timeout=3.0)
+            assert loop.time() - began < short_silence_budget  # no second silence budget
+        assert second.via == "natpmp"
+        assert gw.counters.count("pcp") == 1
+
+    on_virtual_clock(scenario)
 
 
-async def test_no_silence_fallback_for_a_gateway_heard_speaking_pcp(
-        start_sim: StartSim, short_silence_budget: float) -> None:
-    gw, spy = await spied(start_sim)
-    host, port = gw.address
-    async with GatewayClient(host, port) as client:
-        await client.map(Protocol.TCP, 8080, timeout=ANSWERED)
-        assert client.speaks["pcp"] is True
-        spy.silent_on_pcp = True  # it spoke PCP: silence now is loss, not "no PCP"
+def test_no_silence_fallback_when_turned_off(short_silence_budget: float) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw, spy = await spied(start_sim, SILENT_ON_PCP)
+        spy.silent_on_pcp = True
+        host, port = gw.address
         with pytest.raises(GatewayTimeout) as caught:
-            await client.map(Protocol.TCP, 9090, timeout=0.6)
-    assert caught.value.protocol == "pcp"
-    assert gw.counters.count("natpmp") == 0
+            await engine.map_port(host, 8080, gateway_port=port, timeout=0.6,
+                                  fallback_on_silence=False)
+        assert caught.value.protocol == "pcp"
+        assert gw.counters.count("natpmp") == 0
+
+    on_virtual_clock(scenario)
 
 
-async def test_no_silence_fallback_for_what_natpmp_cannot_carry(
-        start_sim: StartSim, short_silence_budget: float) -> None:
-    gw, spy = await spied(start_sim, SILENT_ON_PCP)
-    spy.silent_on_pcp = True
-    host, port = gw.address
-    with pytest.raises(GatewayTimeout) as caught:
-        await engine.map_port(host, 0, 47, gateway_port=port, timeout=0.6)
-    assert caught.value.protocol == "pcp"
-    assert gw.counters.count("natpmp") == 0
+def test_no_silence_fallback_for_a_gateway_heard_speaking_pcp(short_silence_budget: float) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw, spy = await spied(start_sim)
+        host, port = gw.address
+        async with GatewayClient(host, port) as client:
+            await client.map(Protocol.TCP, 8080, timeout=ANSWERED)
+            assert client.speaks["pcp"] is True
+            spy.silent_on_pcp = True  # it spoke PCP: silence now is loss, not "no PCP"
+            with pytest.raises(GatewayTimeout) as caught:
+                await client.map(Protocol.TCP, 9090, timeout=0.6)
+        assert caught.value.protocol == "pcp"
+        assert gw.counters.count("natpmp") == 0
+
+    on_virtual_clock(scenario)
+
+
+def test_no_silence_fallback_for_what_natpmp_cannot_carry(short_silence_budget: float) -> None:
+    async def scenario(start_sim: StartSim) -> None:
+        gw, spy = await spied(start_sim, SILENT_ON_PCP)
+        spy.silent_on_pcp = True
+        host, port = gw.address
+        with pytest.raises(GatewayTimeout) as caught:
+            await engine.map_port(host, 0, 47, gateway_port=port, timeout=0.6)
+        assert caught.value.protocol == "pcp"
+        assert gw.counters.count("natpmp") == 0
+
+    on_virtual_clock(scenario)
 
 
 def test_the_default_silence_budget_covers_two_pcp_tries() -> None:

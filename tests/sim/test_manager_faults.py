@@ -7,7 +7,6 @@ import asyncio
 import gc
 import socket
 import sys
-from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 
 from engine.events import (
@@ -23,16 +22,11 @@ from engine.events import (
 from engine.protocols import Protocol
 from engine.wire import natpmp, pcp
 from tests.support.manager_rig import LOOPBACK, Rig, open_fds, other_tasks, rig, run_fast_virtual
+from tests.support.virtual_time import now
 
 TCP = Protocol.TCP
 
 
-def virtual(scenario: Callable[[], Awaitable[None]]) -> None:
-    run_fast_virtual(scenario)
-
-
-def now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 async def add_many(r: Rig, count: int, **options: object) -> list[MappingKey]:
@@ -82,7 +76,7 @@ def test_thirty_percent_loss_for_hours_loses_nothing_for_good() -> None:
             assert gateway_ports(r) == expected_ports(50)
             never_lost_for_good(r)
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_an_hour_of_loss_with_a_thousand_mappings_leaks_nothing() -> None:
@@ -124,7 +118,7 @@ def test_an_hour_of_loss_with_a_thousand_mappings_leaks_nothing() -> None:
         assert other_tasks() == tasks
         assert open_fds() == fds
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- reboots while renewals are in flight ------------------------------------------------------
@@ -155,7 +149,7 @@ def test_restarts_while_renewals_are_in_flight() -> None:
             assert all_active(r)
             never_lost_for_good(r)
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_every_mapping_is_back_soon_after_a_restart_that_caught_requests_in_flight() -> None:
@@ -174,7 +168,7 @@ def test_every_mapping_is_back_soon_after_a_restart_that_caught_requests_in_flig
             assert gateway_ports(r) == expected_ports(100)
             assert all_active(r)
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- address changes during a burst --------------------------------------------------------------
@@ -201,7 +195,7 @@ def test_address_change_in_the_middle_of_a_burst_of_requests() -> None:
             # second (it could be another reset: see test_manager's restart test).
             assert len(r.tap.maps()) <= 2 * 400 + 60
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- strangers and floods -----------------------------------------------------------------------
@@ -251,7 +245,7 @@ def test_announcements_from_strangers_are_ignored() -> None:
             assert [str(e.new) for e in r.log.of(ExternalAddressChanged)][1:] == [
                 "192.0.2.66", "203.0.113.7"]
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_a_flood_of_announcements_causes_one_round_of_requests() -> None:
@@ -277,7 +271,7 @@ def test_a_flood_of_announcements_causes_one_round_of_requests() -> None:
             assert gateway_ports(r) == expected_ports(50)
             assert all_active(r)
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 # -- the local interface address changing -------------------------------------------------------
@@ -305,7 +299,7 @@ def test_a_new_local_address_is_followed_and_every_mapping_recreated_for_it() ->
                 assert view.external_port == ours[key.internal_port].external_port
             assert len(r.log.of(MappingRecovered)) == 5
 
-    virtual(scenario)
+    run_fast_virtual(scenario)
 
 
 def test_an_explicit_local_address_is_never_changed_behind_the_callers_back() -> None:
@@ -317,4 +311,4 @@ def test_an_explicit_local_address_is_never_changed_behind_the_callers_back() ->
             assert r.log.of(LocalAddressChanged) == []
             assert {m.client for m in r.gateway.mappings} == {"127.0.0.1"}
 
-    virtual(scenario)
+    run_fast_virtual(scenario)

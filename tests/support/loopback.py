@@ -32,8 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_udp_port(host: str = LOOPBACK) -> int:
-    """A UDP port on ``host`` that nothing is bound to right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    """A UDP port on ``host`` (IPv4 or IPv6) that nothing is bound to right now: also a port
+    nothing answers on, for a gateway that is not there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -61,11 +63,17 @@ def ipv6_loopback_available() -> bool:
 
 
 async def until(condition: Callable[[], bool], within: float = 1.0,
-                poll: float = 0.005) -> None:
-    """Wait (loop time) until ``condition()`` holds; ``TimeoutError`` after ``within`` s."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(poll)
+                poll: float = 0.005, *, what: str = "the condition") -> None:
+    """Wait (loop time) until ``condition()`` holds; ``TimeoutError`` after ``within`` s.
+
+    In a Textual app under test, :func:`tests.support.pilot.app_until` lets the app run too.
+    """
+    try:
+        async with asyncio.timeout(within):
+            while not condition():
+                await asyncio.sleep(poll)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {within} s waiting for {what}") from None
 
 
 def python_env() -> dict[str, str]:

@@ -61,6 +61,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._now += seconds
 
 
+def now() -> float:
+    """The running loop's clock: virtual under :func:`run_virtual`."""
+    return asyncio.get_running_loop().time()
+
+
 def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], *, start: float = 1000.0,
                 eager: bool = False) -> T:
     """Run ``main()`` to completion on a fresh :class:`VirtualTimeLoop`.

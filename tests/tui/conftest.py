@@ -7,30 +7,43 @@ another free loopback port. Nothing is ever sent anywhere else.
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import textual._wait
 from textual.pilot import Pilot
 
 from engine.events import MappingKey, MappingState
 from engine.manager import MappingManager
 from engine.simulator import GatewayConfig, SimulatedGateway
+from tests.support.loopback import free_udp_port
+from tests.support.pilot import app_until
 from tui.app import NatDeckApp
 from tui.backend import using
-from tui.demo import SimulatorControls, free_udp_port
-from tui.screenshots import until
+from tui.demo import SimulatorControls
 
 HOST = "127.0.0.1"
 
-__all__ = ["Lab", "mapped", "quit_app", "started", "until"]
+__all__ = ["DemoGateway", "app_until", "mapped", "quit_app", "started"]
+
+
+#: Pilot waits after every key until the process is idle, in steps of 20 ms (Textual's
+#: ``_wait.SLEEP_GRANULARITY``): 40 ms a key, most of a TUI test's time. Steps of 5 ms with the
+#: same test (idle: less than 5 % of a step spent on the CPU) wait a quarter of that.
+IDLE_STEP = 0.005
+
+
+@pytest.fixture(autouse=True)
+def _short_idle_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(textual._wait, "SLEEP_GRANULARITY", IDLE_STEP)
+    monkeypatch.setattr(textual._wait, "SLEEP_IDLE", IDLE_STEP / 20)
 
 
 @dataclass
-class Lab:
+class DemoGateway:
     """A simulated gateway and what is needed to build managers and apps on it."""
 
     gateway: SimulatedGateway
@@ -54,13 +67,13 @@ class Lab:
 
 
 @pytest.fixture
-async def lab() -> AsyncIterator[Lab]:
+async def demo_gateway() -> AsyncIterator[DemoGateway]:
     """A well-behaved PCP + NAT-PMP gateway on 127.0.0.1, up for a while (epoch 100000)."""
     announce_port = free_udp_port()
     config = GatewayConfig(announce_targets=((HOST, announce_port),), announce_count=2,
                            announce_first_interval=0.05, initial_epoch=100_000)
     async with SimulatedGateway(HOST, 0, "203.0.113.7", config) as gateway:
-        yield Lab(gateway, announce_port)
+        yield DemoGateway(gateway, announce_port)
         assert gateway.internal_errors == [], "the simulated gateway failed to answer"
 
 
@@ -79,7 +92,7 @@ async def started(pilot: Pilot[int], *, probed: bool = True) -> NatDeckApp:
             return False
         return not probed or logged(app, "probe:")
 
-    await until(pilot, ready, "the engine to start")
+    await app_until(pilot, ready, "the engine to start")
     return app
 
 
@@ -92,10 +105,10 @@ async def mapped(pilot: Pilot[int], app: NatDeckApp, *keys: MappingKey,
             k in manager.mappings and manager.mappings[k].state is MappingState.ACTIVE
             for k in keys)
 
-    await until(pilot, active, f"{keys} to be mapped")
+    await app_until(pilot, active, f"{keys} to be mapped")
     if shown:
-        await until(pilot, lambda: all(k in app.main.table.shown_keys for k in keys),
-                    f"the rows of {keys}")
+        await app_until(pilot, lambda: all(k in app.main.table.shown_keys for k in keys),
+                        f"the rows of {keys}")
 
 
 def logged(app: NatDeckApp, fragment: str) -> bool:
@@ -107,18 +120,5 @@ async def quit_app(pilot: Pilot[int], timeout: float = 10.0) -> None:
     """Press q and wait for the app to finish leaving (its mappings deleted)."""
     app = app_of(pilot)
     await pilot.press("q")
-    await until(pilot, lambda: app.return_code is not None or not app.is_running,
-                "the app to exit", timeout)
-
-
-Waiter = Callable[[], bool]
-
-
-async def wait_gateway(predicate: Waiter, what: str, timeout: float = 5.0) -> None:
-    """Wait (outside any app) until ``predicate()`` holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await app_until(pilot, lambda: app.return_code is not None or not app.is_running,
+                    "the app to exit", timeout)

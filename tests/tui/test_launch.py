@@ -10,7 +10,7 @@ from tui.app import NatDeckApp
 from tui.demo import DEMO_MAPS, SimulatorControls
 from tui.launch import EXIT_USAGE, build_app, run_app
 
-from .conftest import logged, quit_app, started, until
+from .conftest import app_until, logged, quit_app, started
 
 
 def test_a_bad_gateway_address_is_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,7 +48,7 @@ async def test_the_demo_runs_on_its_own_simulated_gateway() -> None:
         await started(pilot)
         keys = [MappingKey(int(r.protocol), r.internal_port) for r in DEMO_MAPS]
         keys.append(MappingKey(Protocol.UDP, 9999))
-        await until(pilot, lambda: app.manager is not None and all(
+        await app_until(pilot, lambda: app.manager is not None and all(
             k in app.manager.mappings and app.manager.mappings[k].state is MappingState.ACTIVE
             for k in keys), "the demo's mappings")
         parts = app.link.parts
@@ -61,8 +61,8 @@ async def test_the_demo_runs_on_its_own_simulated_gateway() -> None:
         assert len([m for m in gateway.mappings if m.client == "127.0.0.1"]) == 4
         # The demo's announcements reach the manager: a new address shows at once.
         await pilot.press("A")
-        await until(pilot, lambda: "External 198.51.100.23" in app.main.panel.plain,
-                    "the announced address")
-        await until(pilot, lambda: logged(app, "(announce)"), "the log line")
+        await app_until(pilot, lambda: "External 198.51.100.23" in app.main.panel.plain,
+                        "the announced address")
+        await app_until(pilot, lambda: logged(app, "(announce)"), "the log line")
         await quit_app(pilot)
     assert [m for m in gateway.mappings if m.client == "127.0.0.1"] == []

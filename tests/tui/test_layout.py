@@ -22,11 +22,16 @@ from tui.screens import MapDialog
 from tui.screens.map_dialog import VIA_NOTES
 from tui.screenshots import demo_app, error_scene
 
-from .conftest import Lab, logged, mapped, started, until
+from .conftest import DemoGateway, app_until, logged, mapped, started
 
 SMALL = [(80, 24), (60, 20)]
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 TWO_MAPS = [MapRequest(Protocol.TCP, 8080), MapRequest(Protocol.UDP, 5000)]
+
+#: The countdowns repaint on the app's tick (a second by default): a tenth here, so that a test
+#: waiting for a repaint waits a tenth of a second, not a whole one.
+TICK = 0.1
+AFTER_A_TICK = 1.5 * TICK
 
 
 def on_screen(widget: Widget, size: tuple[int, int]) -> bool:
@@ -43,12 +48,13 @@ async def open_dialog(pilot: object, app: NatDeckApp) -> MapDialog:
 
 
 @pytest.mark.parametrize("size", SMALL)
-async def test_every_column_shows_its_whole_content(lab: Lab, size: tuple[int, int]) -> None:
-    app = lab.app(initial_maps=TWO_MAPS)
+async def test_every_column_shows_its_whole_content(
+        demo_gateway: DemoGateway, size: tuple[int, int]) -> None:
+    app = demo_gateway.app(initial_maps=TWO_MAPS, tick=TICK)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         await mapped(pilot, app, TCP_8080, shown=True)
-        await pilot.pause(1.1)
+        await pilot.pause(AFTER_A_TICK)
         table = app.main.table
         for column in table.columns.values():
             widest = max(len(str(table.get_cell(row, column.key))) for row in table.rows)
@@ -63,8 +69,9 @@ async def test_every_column_shows_its_whole_content(lab: Lab, size: tuple[int, i
 
 
 @pytest.mark.parametrize("size", SMALL)
-async def test_the_selected_row_shows_its_details(lab: Lab, size: tuple[int, int]) -> None:
-    app = lab.app(initial_maps=TWO_MAPS)
+async def test_the_selected_row_shows_its_details(
+        demo_gateway: DemoGateway, size: tuple[int, int]) -> None:
+    app = demo_gateway.app(initial_maps=TWO_MAPS)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         await mapped(pilot, app, TCP_8080, MappingKey(Protocol.UDP, 5000), shown=True)
@@ -82,10 +89,10 @@ async def test_the_selected_row_shows_its_details(lab: Lab, size: tuple[int, int
 
 
 @pytest.mark.parametrize("size", SMALL)
-async def test_home_and_end_move_to_the_first_and_last_row(lab: Lab,
+async def test_home_and_end_move_to_the_first_and_last_row(demo_gateway: DemoGateway,
                                                          size: tuple[int, int]) -> None:
     maps = [MapRequest(Protocol.TCP, 7000 + i) for i in range(12)]
-    app = lab.app(initial_maps=maps)
+    app = demo_gateway.app(initial_maps=maps)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         keys = [MappingKey(Protocol.TCP, 7000 + i) for i in range(12)]
@@ -104,8 +111,8 @@ async def test_home_and_end_move_to_the_first_and_last_row(lab: Lab,
 
 
 @pytest.mark.parametrize("size", SMALL)
-async def test_the_footer_is_not_cut(lab: Lab, size: tuple[int, int]) -> None:
-    app = lab.app(demo=True)
+async def test_the_footer_is_not_cut(demo_gateway: DemoGateway, size: tuple[int, int]) -> None:
+    app = demo_gateway.app(demo=True)
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         await pilot.pause()
@@ -121,8 +128,9 @@ async def test_the_footer_is_not_cut(lab: Lab, size: tuple[int, int]) -> None:
 
 
 @pytest.mark.parametrize("size", SMALL)
-async def test_the_map_dialog_fits_with_its_buttons(lab: Lab, size: tuple[int, int]) -> None:
-    app = lab.app()
+async def test_the_map_dialog_fits_with_its_buttons(
+        demo_gateway: DemoGateway, size: tuple[int, int]) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=size) as pilot:
         await started(pilot)
         dialog = await open_dialog(pilot, app)
@@ -138,8 +146,8 @@ async def test_the_map_dialog_fits_with_its_buttons(lab: Lab, size: tuple[int, i
 
 @pytest.mark.parametrize("field", ["protocol", "internal_port", "external_port", "lifetime",
                                    "via"])
-async def test_enter_maps_from_any_field(lab: Lab, field: str) -> None:
-    app = lab.app()
+async def test_enter_maps_from_any_field(demo_gateway: DemoGateway, field: str) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await open_dialog(pilot, app)
@@ -152,8 +160,8 @@ async def test_enter_maps_from_any_field(lab: Lab, field: str) -> None:
         await mapped(pilot, app, MappingKey(Protocol.TCP, 4242), shown=True)
 
 
-async def test_the_via_note_follows_the_choice(lab: Lab) -> None:
-    app = lab.app()
+async def test_the_via_note_follows_the_choice(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await open_dialog(pilot, app)
@@ -167,8 +175,8 @@ async def test_the_via_note_follows_the_choice(lab: Lab) -> None:
         assert str(note.render()) == VIA_NOTES["pcp"]
 
 
-async def test_typing_a_lifetime_replaces_the_default(lab: Lab) -> None:
-    app = lab.app()
+async def test_typing_a_lifetime_replaces_the_default(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await open_dialog(pilot, app)
@@ -181,8 +189,8 @@ async def test_typing_a_lifetime_replaces_the_default(lab: Lab) -> None:
         assert app.manager.mappings[MappingKey(Protocol.TCP, 3000)].requested_lifetime == 600
 
 
-async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
-    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 41461)])
+async def test_another_external_port_than_suggested_is_said(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app(initial_maps=[MapRequest(Protocol.TCP, 41461)])
     async with app.run_test(size=(120, 30)) as pilot:
         await started(pilot)
         await mapped(pilot, app, MappingKey(Protocol.TCP, 41461), shown=True)
@@ -194,8 +202,8 @@ async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
         granted = app.manager.mappings[key].external_port
         assert granted != 41461
         said = f"gave external port {granted}, not the 41461 suggested"
-        await until(pilot, lambda: logged(app, said), "the log line")
-        await until(pilot, lambda: str(app.main.table.get_row(str(key))[1]).endswith(
+        await app_until(pilot, lambda: logged(app, said), "the log line")
+        await app_until(pilot, lambda: str(app.main.table.get_row(str(key))[1]).endswith(
             "(asked 41461)"), "the row")
         app.main.table.focus()
         await pilot.press("end")
@@ -203,8 +211,8 @@ async def test_another_external_port_than_suggested_is_said(lab: Lab) -> None:
         assert said in app.main.detail.plain
 
 
-async def test_help_says_what_natdeck_does_about_a_lost_mapping(lab: Lab) -> None:
-    app = lab.app()
+async def test_help_says_what_natdeck_does_about_a_lost_mapping(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await pilot.press("question_mark")
@@ -237,21 +245,22 @@ async def test_trouble_never_pushes_the_panels_off_screen(size: tuple[int, int])
         await pilot.pause()
 
 
-async def test_a_lost_row_says_what_is_known(lab: Lab) -> None:
+async def test_a_lost_row_says_what_is_known(demo_gateway: DemoGateway) -> None:
     # The gateway reboots (it announces it) and then answers nothing: natdeck keeps
     # asking for the mapping again, and the row must not show its old countdown.
-    app = lab.app(lab.manager(timeout=1.0), initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    app = demo_gateway.app(demo_gateway.manager(timeout=1.0),
+                           initial_maps=[MapRequest(Protocol.TCP, 8080)], tick=TICK)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await mapped(pilot, app, TCP_8080, shown=True)
-        lab.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
-                              force_natpmp_result=4)
-        lab.gateway.restart()
+        demo_gateway.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES,
+                                       force_natpmp_result=4)
+        demo_gateway.gateway.restart()
         assert app.manager is not None
-        await until(pilot, lambda: app.manager is not None
-                    and app.manager.mappings[TCP_8080].state is MappingState.LOST,
-                    "the mapping to be lost")
-        await pilot.pause(1.1)
+        await app_until(pilot, lambda: app.manager is not None
+                        and app.manager.mappings[TCP_8080].state is MappingState.LOST,
+                        "the mapping to be lost")
+        await pilot.pause(AFTER_A_TICK)
         row = [str(cell) for cell in app.main.table.get_row(str(TCP_8080))]
         assert row[4] == "unknown"
         assert row[5] == "re-requesting" or row[5].startswith("retry ")
@@ -260,4 +269,4 @@ async def test_a_lost_row_says_what_is_known(lab: Lab) -> None:
         await pilot.press("home")
         await pilot.pause()
         assert "natdeck is asking the gateway for it again" in app.main.detail.plain
-        lab.gateway.configure(force_pcp_result=None, force_natpmp_result=None)
+        demo_gateway.gateway.configure(force_pcp_result=None, force_natpmp_result=None)

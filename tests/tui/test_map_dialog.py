@@ -8,7 +8,7 @@ from engine.protocols import Protocol
 from tui.map_request import MapRequest, parse_lifetime, parse_map_form
 from tui.screens import MapDialog
 
-from .conftest import Lab, started
+from .conftest import DemoGateway, started
 
 
 @pytest.mark.parametrize(
@@ -69,8 +69,8 @@ def test_lifetimes(text: str, seconds: int) -> None:
     assert parse_lifetime(text) == seconds
 
 
-async def test_the_dialog_shows_errors_and_stays_open(lab: Lab) -> None:
-    app = lab.app()
+async def test_the_dialog_shows_errors_and_stays_open(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot)
         await pilot.press("m")
@@ -96,8 +96,8 @@ async def test_the_dialog_shows_errors_and_stays_open(lab: Lab) -> None:
         assert not app.manager.mappings, "nothing is sent while the form is invalid"
 
 
-async def test_via_natpmp_refuses_a_protocol_without_opcode(lab: Lab) -> None:
-    app = lab.app()
+async def test_via_natpmp_refuses_a_protocol_without_opcode(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot)
         await pilot.press("m")
@@ -113,8 +113,8 @@ async def test_via_natpmp_refuses_a_protocol_without_opcode(lab: Lab) -> None:
         assert "NAT-PMP can map only TCP and UDP" in dialog.errors["protocol"]
 
 
-async def test_escape_and_cancel_send_nothing(lab: Lab) -> None:
-    app = lab.app()
+async def test_escape_and_cancel_send_nothing(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot)
         for close in ("escape", "cancel"):
@@ -131,11 +131,11 @@ async def test_escape_and_cancel_send_nothing(lab: Lab) -> None:
         await pilot.pause(0.2)
         assert app.manager is not None
         assert not app.manager.mappings
-        assert lab.gateway.mappings == ()
+        assert demo_gateway.gateway.mappings == ()
 
 
-async def test_typing_q_in_the_dialog_does_not_quit(lab: Lab) -> None:
-    app = lab.app()
+async def test_typing_q_in_the_dialog_does_not_quit(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot)
         await pilot.press("m")

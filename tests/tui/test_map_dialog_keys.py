@@ -16,7 +16,7 @@ from tui.app import NatDeckApp
 from tui.screens import MapDialog
 from tui.widgets import FormInput
 
-from .conftest import Lab, started, until
+from .conftest import DemoGateway, app_until, started
 
 KEYS = {"\x7f": "backspace", "\t": "tab", "\r": "enter", "\x15": "ctrl+u"}
 
@@ -38,10 +38,11 @@ async def dialog_with(pilot: object, app: NatDeckApp, internal_port: str) -> Map
     return dialog
 
 
-async def test_a_burst_into_a_field_holding_zero_is_applied_in_order(lab: Lab) -> None:
+async def test_a_burst_into_a_field_holding_zero_is_applied_in_order(
+        demo_gateway: DemoGateway) -> None:
     # The tmux report: BSpace 70000 Enter into a field holding "0" gave "07000", and
     # tcp 7000 was mapped.
-    app = lab.app()
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await dialog_with(pilot, app, "0")
@@ -54,27 +55,27 @@ async def test_a_burst_into_a_field_holding_zero_is_applied_in_order(lab: Lab) -
         assert "must be 1-65535, not 70000" in dialog.errors["internal_port"]
         assert app.manager is not None
         assert not app.manager.mappings
-        assert lab.gateway.mappings == ()
+        assert demo_gateway.gateway.mappings == ()
 
 
-async def test_a_burst_across_fields_maps_what_the_fields_show(lab: Lab) -> None:
-    app = lab.app()
+async def test_a_burst_across_fields_maps_what_the_fields_show(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await dialog_with(pilot, app, "")
         burst(app, "3000\t3300\t\x15600\r")
-        await until(pilot, lambda: app.screen is not dialog, "the dialog to close")
+        await app_until(pilot, lambda: app.screen is not dialog, "the dialog to close")
         key = MappingKey(Protocol.TCP, 3000)
-        await until(pilot, lambda: app.manager is not None and key in app.manager.mappings
-                    and app.manager.mappings[key].external_port is not None, "the grant")
+        await app_until(pilot, lambda: app.manager is not None and key in app.manager.mappings
+                        and app.manager.mappings[key].external_port is not None, "the grant")
         assert app.manager is not None
         mapping = app.manager.mappings[key]
         assert mapping.external_port == 3300
         assert mapping.requested_lifetime == 600
 
 
-async def test_editing_keys_in_a_burst_keep_their_place(lab: Lab) -> None:
-    app = lab.app()
+async def test_editing_keys_in_a_burst_keep_their_place(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await dialog_with(pilot, app, "999")
@@ -84,8 +85,8 @@ async def test_editing_keys_in_a_burst_keep_their_place(lab: Lab) -> None:
         assert field.value == "13"
 
 
-async def test_a_paste_replaces_the_selected_text_and_maps_it(lab: Lab) -> None:
-    app = lab.app()
+async def test_a_paste_replaces_the_selected_text_and_maps_it(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         dialog = await dialog_with(pilot, app, "0")
@@ -94,7 +95,7 @@ async def test_a_paste_replaces_the_selected_text_and_maps_it(lab: Lab) -> None:
         await pilot.pause()
         app.post_message(events.Paste("8080"))
         app.post_message(events.Key("enter", "\r"))
-        await until(pilot, lambda: app.screen is not dialog, "the dialog to close")
+        await app_until(pilot, lambda: app.screen is not dialog, "the dialog to close")
         key = MappingKey(Protocol.TCP, 8080)
-        await until(pilot, lambda: app.manager is not None and key in app.manager.mappings,
-                    "the mapping")
+        await app_until(pilot, lambda: app.manager is not None and key in app.manager.mappings,
+                        "the mapping")

@@ -19,7 +19,7 @@ from engine.router_source import UpnpRouterListing
 from engine.simulator import SimulatedGateway
 from engine.simulator.upnp import DEMO_LAN, IgdConfig, Neighbour, Neighbours, SimulatedIgd
 from engine.upnp import UpnpResultError
-from tui.demo import free_udp_port
+from tests.support.loopback import free_udp_port
 from tui.router_list import list_once, watch
 
 ROOT = Path(__file__).resolve().parents[2]

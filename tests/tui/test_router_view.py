@@ -20,9 +20,10 @@ from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
 from engine.router_view import RouterMapping
 from engine.simulator.upnp import Neighbour
+from tests.support.loopback import free_udp_port
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
-from tui.demo import DemoOptions, SimulatorControls, demo_engine, free_udp_port
+from tui.demo import DemoOptions, SimulatorControls, demo_engine
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
@@ -30,7 +31,7 @@ from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
 from tui.widgets.router_table import row_key
 
-from .conftest import HOST, Lab, logged, until
+from .conftest import HOST, DemoGateway, app_until, logged
 
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
 PLEX = (6, 32400, "")
@@ -69,7 +70,7 @@ async def tcp_8080_mapped(pilot: Pilot[int], app: NatDeckApp) -> None:
         m = app.manager.mappings.get(TCP_8080) if app.manager is not None else None
         return m is not None and m.state is MappingState.ACTIVE
 
-    await until(pilot, active, "natdeck's mapping")
+    await app_until(pilot, active, "natdeck's mapping")
 
 
 async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
@@ -79,7 +80,7 @@ async def open_router(pilot: Pilot[int], app: NatDeckApp) -> RouterScreen:
     await pilot.pause()
     screen = app.screen
     assert isinstance(screen, RouterScreen)
-    await until(pilot, lambda: screen.listed and screen.table.row_count > 0, "the listing")
+    await app_until(pilot, lambda: screen.listed and screen.table.row_count > 0, "the listing")
     return screen
 
 
@@ -119,8 +120,8 @@ async def test_the_demo_lan_is_alive() -> None:
         screen = await open_router(pilot, app)
         screen.poller.interval = 0.05
         screen.poller.wake()
-        await until(pilot, lambda: logged(app, " opened ") and logged(app, " closed "),
-                    "hosts coming and going")
+        await app_until(pilot, lambda: logged(app, " opened ") and logged(app, " closed "),
+                        "hosts coming and going")
 
 
 async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
@@ -133,11 +134,11 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
         assert listing.others.open(newcomer, asyncio.get_running_loop().time())
         await pilot.press("r")
         key = (17, 9987, "")
-        await until(pilot, lambda: key in {e.key for e in screen.table.shown}, "the new row")
+        await app_until(pilot, lambda: key in {e.key for e in screen.table.shown}, "the new row")
         row = screen.table.get_row(row_key(key))
         assert "bold green" in str(row[0].style)
-        await until(pilot, lambda: logged(app, "198.18.0.44 opened udp 9987 via UPnP"),
-                    "the log line")
+        await app_until(pilot, lambda: logged(app, "198.18.0.44 opened udp 9987 via UPnP"),
+                        "the log line")
         # The highlight fades.
         app.clock = lambda: asyncio.get_running_loop().time() + 10.0
         screen.repaint()
@@ -147,8 +148,8 @@ async def test_new_and_vanished_entries_are_highlighted_and_logged() -> None:
         for m in gateway.core.state.select(lambda m: m.external_port == 9987):
             gateway.core.state.remove(m.key)
         await pilot.press("r")
-        await until(pilot, lambda: logged(app, "198.18.0.44 closed udp 9987 (UPnP)"),
-                    "the close")
+        await app_until(pilot, lambda: logged(app, "198.18.0.44 closed udp 9987 (UPnP)"),
+                        "the close")
         vanished = {e.key: e for e in screen.table.shown}[key]
         assert vanished.gone_at is not None
         assert "strike" in str(screen.table.get_row(row_key(key))[0].style)
@@ -229,8 +230,8 @@ async def test_delete_asks_first_and_names_host_and_port() -> None:
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("y")
-        await until(pilot, lambda: not plex_at_gateway(), "the delete")
-        await until(pilot, lambda: logged(app, "deleted tcp 32400 of 198.18.0.12: the gateway "
+        await app_until(pilot, lambda: not plex_at_gateway(), "the delete")
+        await app_until(pilot, lambda: logged(app, "deleted tcp 32400 of 198.18.0.12: the gateway "
                                                "said OK"), "the answer in the log")
         assert "Gateway's answer: deleted tcp 32400" in str(screen.status_line.render())
 
@@ -243,8 +244,8 @@ async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
         await pilot.press("d")
         await pilot.pause()
         await pilot.press("y")
-        await until(pilot, lambda: logged(app, "could not delete tcp 32400 of 198.18.0.12"),
-                    "the refusal in the log")
+        await app_until(pilot, lambda: logged(app, "could not delete tcp 32400 of 198.18.0.12"),
+                        "the refusal in the log")
         assert "ActionNotAuthorized (606)" in str(screen.status_line.render())
         assert any(m.external_port == 32400 for m in listing_of(app).gateway.mappings)
         await pilot.press("r")
@@ -256,10 +257,10 @@ async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
 async def test_ours_cannot_be_deleted_here_and_enter_shows_it_in_the_main_table() -> None:
     app = demo()
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.engine_started, "the engine")
+        await app_until(pilot, lambda: app.engine_started, "the engine")
         app.send(AddMapping(MapRequest(Protocol.UDP, 5000)))
         screen = await open_router(pilot, app)
-        await until(pilot, lambda: screen.model.summary().ours == 2, "both of ours")
+        await app_until(pilot, lambda: screen.model.summary().ours == 2, "both of ours")
         select(screen, (6, 8080, ""))
         await pilot.press("d")
         await pilot.pause()
@@ -277,15 +278,15 @@ async def test_natdecks_own_comings_and_goings_are_not_logged_twice() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         app.send(RemoveMapping(TCP_8080))
-        await until(pilot, lambda: logged(app, "removed tcp/8080"), "the unmap")
+        await app_until(pilot, lambda: logged(app, "removed tcp/8080"), "the unmap")
         await pilot.press("r")
-        await until(pilot, lambda: (6, 8080, "") not in screen.model.entries, "the listing")
+        await app_until(pilot, lambda: (6, 8080, "") not in screen.model.entries, "the listing")
         await pilot.pause(0.2)
         assert not logged(app, "127.0.0.1 closed")
         app.send(AddMapping(MapRequest(Protocol.TCP, 8080)))
         await tcp_8080_mapped(pilot, app)
         await pilot.press("r")
-        await until(pilot, lambda: (6, 8080, "") in screen.model.entries, "the listing")
+        await app_until(pilot, lambda: (6, 8080, "") in screen.model.entries, "the listing")
         await pilot.pause(0.2)
         assert not logged(app, "127.0.0.1 opened")
 
@@ -295,8 +296,9 @@ async def test_leaving_the_view_stops_the_listing() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_router(pilot, app)
         screen.poller.interval = 0.05
+        screen.poller.wake()  # start the short interval now, not after the default one
         before = listings(app)
-        await until(pilot, lambda: listings(app) >= before + 2, "more listings")
+        await app_until(pilot, lambda: listings(app) >= before + 2, "more listings")
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert app.screen is app.main
@@ -305,7 +307,7 @@ async def test_leaving_the_view_stops_the_listing() -> None:
         assert listings(app) == stopped
 
 
-def app_with_router(lab: Lab, upnp: bool) -> NatDeckApp:
+def app_with_router(demo_gateway: DemoGateway, upnp: bool) -> NatDeckApp:
     """The app on the simulated PCP/NAT-PMP gateway, without a listing (``upnp`` False) or
     with the real UPnP source, to which no IGD answers there."""
     source = UpnpRouterListing.on(HOST, ssdp_port=free_udp_port(), local_address=HOST,
@@ -313,7 +315,7 @@ def app_with_router(lab: Lab, upnp: bool) -> NatDeckApp:
 
     @asynccontextmanager
     async def engine() -> AsyncIterator[EngineParts]:
-        yield EngineParts(lab.manager(), router=source)
+        yield EngineParts(demo_gateway.manager(), router=source)
         if source is not None:
             await source.close()
 
@@ -321,15 +323,16 @@ def app_with_router(lab: Lab, upnp: bool) -> NatDeckApp:
 
 
 @pytest.mark.parametrize("upnp", [False, True], ids=["no-source", "no-igd-answers"])
-async def test_without_a_listing_it_says_so_and_shows_ours(lab: Lab, upnp: bool) -> None:
-    app = app_with_router(lab, upnp)
+async def test_without_a_listing_it_says_so_and_shows_ours(
+        demo_gateway: DemoGateway, upnp: bool) -> None:
+    app = app_with_router(demo_gateway, upnp)
     async with app.run_test(size=(80, 24)) as pilot:
         await tcp_8080_mapped(pilot, app)
         await pilot.press("g")
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, RouterScreen)
-        await until(pilot, lambda: screen.unavailable is not None, "the verdict")
+        await app_until(pilot, lambda: screen.unavailable is not None, "the verdict")
         await pilot.pause()
         status = str(screen.status_line.render())
         assert "does not list its mappings" in status
@@ -362,15 +365,15 @@ class ThousandRows:
         raise NatDeckError("not here")
 
 
-async def test_a_thousand_entries_stay_responsive(lab: Lab) -> None:
+async def test_a_thousand_entries_stay_responsive(demo_gateway: DemoGateway) -> None:
     source = ThousandRows(delay=3.0)
-    app = lab.app()
+    app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.engine_started, "the engine")
+        await app_until(pilot, lambda: app.engine_started, "the engine")
         screen = RouterScreen(source, manager=lambda: app.manager, clock=app.now,
                               log=app.log_line, interval=0.05)
         await app.push_screen(screen)
-        await until(pilot, lambda: screen.table.row_count == 1000, "1,000 rows")
+        await app_until(pilot, lambda: screen.table.row_count == 1000, "1,000 rows")
         # A tick (every countdown on screen) costs a few rows, not a thousand.
         started = time.perf_counter()
         updates = screen.table.cell_updates
@@ -381,7 +384,7 @@ async def test_a_thousand_entries_stay_responsive(lab: Lab) -> None:
         assert screen.table.cell_updates - updates < 60
         app.clock = None
         # The second listing hangs for 3 s: keys still work at once.
-        await until(pilot, lambda: source.listings >= 2, "the second listing")
+        await app_until(pilot, lambda: source.listings >= 2, "the second listing")
         started = time.perf_counter()
         await pilot.press("s", "s", "s")  # lease
         await pilot.pause()

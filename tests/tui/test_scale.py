@@ -16,7 +16,7 @@ from tui.presentation import mapping_cells
 from tui.widgets import MappingsTable
 from tui.widgets.mappings_table import MARGIN
 
-from .conftest import Lab, started, until
+from .conftest import DemoGateway, app_until, started
 
 ROWS = 1000
 #: A tick with 1,000 rows must leave most of the second to the user (measured: ~6 ms).
@@ -99,9 +99,9 @@ async def test_rows_scrolled_into_view_are_up_to_date() -> None:
         # Off screen, the last row still shows what it showed at first...
         assert shown_cells(table, last)[4] == "2:16:39"
         table.scroll_end(animate=False)
-        await pilot.pause()
         # ...and is brought up to date as it comes into view.
-        assert shown_cells(table, last)[4] == "2:16:09"
+        await app_until(pilot, lambda: shown_cells(table, last)[4] == "2:16:09",
+                        "the last row brought up to date", timeout=5)
         assert shown_cells(table, last) == tuple(
             text for text, _ in mapping_cells(mappings[last], 30.0))
 
@@ -123,15 +123,16 @@ async def test_an_event_updates_its_row_wherever_it_is() -> None:
         assert last not in table.shown_keys
 
 
-async def test_the_app_keeps_up_with_a_thousand_real_mappings(lab: Lab) -> None:
+async def test_the_app_keeps_up_with_a_thousand_real_mappings(demo_gateway: DemoGateway) -> None:
     requests = [MapRequest(Protocol.TCP, 30000 + i) for i in range(ROWS)]
-    app = lab.app(lab.manager(timeout=30.0, probe_on_start=False), initial_maps=requests)
+    app = demo_gateway.app(demo_gateway.manager(timeout=30.0, probe_on_start=False),
+                           initial_maps=requests)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(pilot, probed=False)
-        await until(pilot, lambda: app.manager is not None
-                    and sum(m.state is MappingState.ACTIVE
+        await app_until(pilot, lambda: app.manager is not None
+                        and sum(m.state is MappingState.ACTIVE
                             for m in app.manager.mappings.values()) == ROWS,
-                    "1,000 mappings", timeout=60)
+                        "1,000 mappings", timeout=60)
         await pilot.pause(1.1)
         table = app.main.table
         assert table.row_count == ROWS
@@ -143,7 +144,7 @@ async def test_the_app_keeps_up_with_a_thousand_real_mappings(lab: Lab) -> None:
         assert took < TICK_BUDGET, f"a tick with {ROWS} mappings took {took * 1000:.0f} ms"
         assert [row.key for row in table.ordered_rows] == row_keys
         assert table.rows_added == added
-        assert len(lab.gateway.mappings) == ROWS
+        assert len(demo_gateway.gateway.mappings) == ROWS
 
 
 async def test_a_tick_repaints_only_the_cells_that_changed() -> None:

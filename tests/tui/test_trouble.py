@@ -18,17 +18,17 @@ from tui.log_bridge import EngineLogHandler
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
 
-from .conftest import Lab, logged, quit_app, started, until
+from .conftest import DemoGateway, app_until, logged, quit_app, started
 
 
-async def test_a_refused_port_is_a_sentence_not_a_crash(lab: Lab) -> None:
-    lab.gateway.configure(unsupported_protocols=frozenset({Protocol.UDP}))
-    app = lab.app()
+async def test_a_refused_port_is_a_sentence_not_a_crash(demo_gateway: DemoGateway) -> None:
+    demo_gateway.gateway.configure(unsupported_protocols=frozenset({Protocol.UDP}))
+    app = demo_gateway.app()
     async with app.run_test(notifications=True) as pilot:
         await started(pilot)
         app.send(AddMapping(MapRequest(Protocol.UDP, 5000, via="pcp")))
         failed = "udp/5000 failed"
-        await until(pilot, lambda: logged(app, failed), "the refusal")
+        await app_until(pilot, lambda: logged(app, failed), "the refusal")
         line = next(x for x in app.main.events.lines_written if failed in x)
         # The RFC's name for the code and the error lifetime the gateway gave (RFC 6887 §7.4).
         assert "UNSUPP_PROTOCOL (9)" in line
@@ -39,31 +39,36 @@ async def test_a_refused_port_is_a_sentence_not_a_crash(lab: Lab) -> None:
         assert MappingKey(Protocol.UDP, 5000) not in app.manager.mappings
 
 
-async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(lab: Lab) -> None:
-    app = lab.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
+async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(
+        demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
     key = MappingKey(Protocol.TCP, 8080)
     async with app.run_test(size=(120, 24)) as pilot:
         await started(pilot)
-        await until(pilot, lambda: app.manager is not None and key in app.manager.mappings
-                    and app.manager.mappings[key].state is MappingState.ACTIVE, "the mapping")
-        lab.gateway.configure(force_pcp_result=PcpResult.NOT_AUTHORIZED)
+        await app_until(pilot, lambda: app.manager is not None and key in app.manager.mappings
+                        and app.manager.mappings[key].state is MappingState.ACTIVE, "the mapping")
+        demo_gateway.gateway.configure(force_pcp_result=PcpResult.NOT_AUTHORIZED)
         await pilot.press("r")
-        await until(pilot, lambda: app.manager is not None
-                    and app.manager.mappings[key].state is MappingState.FAILED, "the refusal")
-        await until(pilot, lambda: str(app.main.table.get_row(str(key))[-1])
-                    == "failed: NOT_AUTHORIZED for 30m00s", "the row to show the refusal")
-        await until(pilot, lambda: logged(app, "renewal of tcp/8080 failed"), "the log line")
+        await app_until(pilot, lambda: app.manager is not None
+                        and app.manager.mappings[key].state is MappingState.FAILED, "the refusal")
+        await app_until(pilot, lambda: str(app.main.table.get_row(str(key))[-1])
+                        == "failed: NOT_AUTHORIZED for 30m00s", "the row to show the refusal")
+        await app_until(pilot, lambda: logged(app, "renewal of tcp/8080 failed"), "the log line")
 
 
-async def test_a_silent_gateway_never_freezes_the_ui(lab: Lab) -> None:
-    app = lab.app(lab.manager(timeout=2.0, probe_on_start=False), via="natpmp")
+async def test_a_silent_gateway_never_freezes_the_ui(demo_gateway: DemoGateway) -> None:
+    # A tick of a tenth of a second: the panel's repaint is what the end waits for.
+    # A 1 s request timeout: NAT-PMP's tries at 0, 0.25 and 0.75 s (RFC 6886 §3.1), then no
+    # answer.
+    app = demo_gateway.app(demo_gateway.manager(timeout=1.0, probe_on_start=False), via="natpmp",
+                           tick=0.1)
     async with app.run_test(size=(100, 40)) as pilot:
         await started(pilot, probed=False)
-        lab.gateway.configure(silent=True)
+        demo_gateway.gateway.configure(silent=True)
         loop = asyncio.get_running_loop()
         await pilot.press("m", *"3000", "enter")
-        await until(pilot, lambda: logged(app, "→ map tcp 3000 (via natpmp)"),
-                    "the request")
+        await app_until(pilot, lambda: logged(app, "→ map tcp 3000 (via natpmp)"),
+                        "the request")
         # While the request waits for an answer, the keys still work at once.
         asked = loop.time()
         await pilot.press("question_mark")
@@ -72,7 +77,7 @@ async def test_a_silent_gateway_never_freezes_the_ui(lab: Lab) -> None:
         assert loop.time() - asked < 1.0
         await pilot.press("escape")
         failed = "tcp/3000 failed"
-        await until(pilot, lambda: logged(app, failed), "the timeout", 15)
+        await app_until(pilot, lambda: logged(app, failed), "the timeout", 15)
         line = next(x for x in app.main.events.lines_written if failed in x)
         assert "map tcp 3000: no answer from" in line
         # Said once: the manager's event, not also the command's failure.
@@ -80,17 +85,17 @@ async def test_a_silent_gateway_never_freezes_the_ui(lab: Lab) -> None:
         # The engine's INFO records show the retransmissions (RFC 6886 §3.1: 250 ms,
         # doubling).
         assert logged(app, "retransmitting")
-        await pilot.pause(1.1)
+        await pilot.pause(0.15)
         assert "Reachable NO" in app.main.panel.plain
 
 
-async def test_text_from_the_network_is_shown_escaped(lab: Lab) -> None:
-    app = lab.app()
+async def test_text_from_the_network_is_shown_escaped(demo_gateway: DemoGateway) -> None:
+    app = demo_gateway.app()
     async with app.run_test(size=(120, 30)) as pilot:
         await started(pilot)
         logging.getLogger("engine.test").info("evil [bold red]markup[/] \x1b[2J\x07 %s",
                                               "\u202eend")
-        await until(pilot, lambda: logged(app, "evil"), "the record")
+        await app_until(pilot, lambda: logged(app, "evil"), "the record")
         line = next(x for x in app.main.events.lines_written if "evil" in x)
         assert "[test] evil [bold red]markup[/] \\x1b[2J\\x07 \\u202eend" in line
         await pilot.pause()
@@ -99,10 +104,10 @@ async def test_text_from_the_network_is_shown_escaped(lab: Lab) -> None:
         assert "[bold red]markup[/]" in rendered
 
 
-async def test_the_log_handler_goes_when_the_app_does(lab: Lab) -> None:
+async def test_the_log_handler_goes_when_the_app_does(demo_gateway: DemoGateway) -> None:
     engine_logger = logging.getLogger("engine")
     before = engine_logger.level
-    app = lab.app()
+    app = demo_gateway.app()
     async with app.run_test() as pilot:
         await started(pilot)
         assert any(isinstance(h, EngineLogHandler) for h in engine_logger.handlers)
@@ -120,7 +125,7 @@ async def test_an_engine_that_cannot_start_is_shown_and_q_still_quits() -> None:
 
     app = NatDeckApp(engine=no_gateway)
     async with app.run_test(notifications=True) as pilot:
-        await until(pilot, lambda: not app.engine_running, "the engine to stop")
+        await app_until(pilot, lambda: not app.engine_running, "the engine to stop")
         await pilot.pause()
         assert ("Engine stopped: No default IPv4 gateway found in the routing table"
                 in app.main.panel.plain)
@@ -130,5 +135,5 @@ async def test_an_engine_that_cannot_start_is_shown_and_q_still_quits() -> None:
         await pilot.press(*"8080", "enter")
         await pilot.pause()
         await pilot.press("q")
-        await until(pilot, lambda: app.return_code is not None, "the quit")
+        await app_until(pilot, lambda: app.return_code is not None, "the quit")
     assert app.return_code == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import multiprocessing
 import os
 import stat
 import sys
@@ -26,21 +25,7 @@ from engine.statefile import (
     StateFile,
     default_state_dir,
 )
-
-NONCE = bytes(range(12))
-
-
-def make_record(port: int = 8080, *, via: str = "pcp", gateway: str = "192.0.2.1",
-                gateway_port: int = 5351, updated: float | None = None,
-                lifetime: int = 7200, pid: int | None = None) -> MappingRecord:
-    now = time.time() if updated is None else updated
-    return MappingRecord(
-        gateway=IPv4Address(gateway), gateway_port=gateway_port,
-        local_address=IPv4Address("192.0.2.10"), protocol=6, internal_port=port,
-        external_port=port + 1, external_address=IPv4Address("203.0.113.7"),
-        via=via,  # type: ignore[arg-type]
-        lifetime=lifetime, epoch=42, nonce=NONCE if via == "pcp" else None,
-        created=now, updated=now, requested_lifetime=lifetime, pid=pid)
+from tests.support.records import NONCE, make_record
 
 
 def write_raw(state: StateFile, content: str | bytes) -> None:
@@ -289,28 +274,6 @@ def test_invalid_record_is_dropped_others_kept(tmp_path: Path, change: dict[str,
 
 
 # -- locking ---------------------------------------------------------------------------------
-
-
-def _add_records(directory: str, first: int, count: int) -> None:
-    state = StateFile(directory)
-    for port in range(first, first + count):
-        state.record(make_record(port))
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="fcntl.flock")
-def test_concurrent_processes_lose_no_records(tmp_path: Path) -> None:
-    # Each write is read-modify-write of the whole file: without the lock, two processes
-    # read the same old list and the second replace drops the first one's record.
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_add_records, args=(str(tmp_path), 1000 * (i + 1), 8))
-               for i in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    ports = {r.internal_port for r in StateFile(tmp_path).load().records}
-    assert ports == {1000 * (i + 1) + j for i in range(4) for j in range(8)}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fcntl.flock")

@@ -1,0 +1,25 @@
+"""Mapping records as the state file keeps them, made up for tests (engine.statefile)."""
+
+from __future__ import annotations
+
+import time
+from ipaddress import IPv4Address
+
+from engine.statefile import MappingRecord
+
+__all__ = ["NONCE", "make_record"]
+
+NONCE = bytes(range(12))
+
+
+def make_record(port: int = 8080, *, via: str = "pcp", gateway: str = "192.0.2.1",
+                gateway_port: int = 5351, updated: float | None = None,
+                lifetime: int = 7200, pid: int | None = None) -> MappingRecord:
+    now = time.time() if updated is None else updated
+    return MappingRecord(
+        gateway=IPv4Address(gateway), gateway_port=gateway_port,
+        local_address=IPv4Address("192.0.2.10"), protocol=6, internal_port=port,
+        external_port=port + 1, external_address=IPv4Address("203.0.113.7"),
+        via=via,  # type: ignore[arg-type]
+        lifetime=lifetime, epoch=42, nonce=NONCE if via == "pcp" else None,
+        created=now, updated=now, requested_lifetime=lifetime, pid=pid)
