@@ -19,7 +19,7 @@ from .wire import pcp
 from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
-    from .upnp.connection import DeviceInfo
+    from .types import DeviceInfo
 
 __all__ = [
     "Event",

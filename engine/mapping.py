@@ -25,7 +25,7 @@ from .wire.addresses import IPAddress
 if TYPE_CHECKING:
     from .client import GatewayClient
     from .dialects.base import Grant, Heard
-    from .upnp.connection import DeviceInfo
+    from .types import DeviceInfo
 
 __all__ = [
     "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",

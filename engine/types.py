@@ -13,6 +13,7 @@ different names here:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from .protocols import PORTED_PROTOCOLS, Protocol, as_protocol, parse_protocol, protocol_name
@@ -21,6 +22,7 @@ from .wire.addresses import IPAddress, to_address
 __all__ = [
     "PORTED_PROTOCOLS",
     "DatagramProtocol",
+    "DeviceInfo",
     "IPAddress",
     "MappingProtocol",
     "Protocol",
@@ -51,3 +53,24 @@ _SHOWN: dict[str, str] = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP IGD"}
 def shown_name(protocol: str) -> str:
     """How a mapping protocol is written for people: ``PCP``, ``NAT-PMP``, ``UPnP IGD``."""
     return _SHOWN.get(protocol, protocol)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a UPnP IGD says about itself (for a probe and the gateway panel); here, below
+    every layer that carries it, so that a probe's result can name it without importing the
+    UPnP stack."""
+
+    location: str
+    friendly_name: str
+    manufacturer: str
+    model_name: str
+    model_number: str
+    igd_version: int
+    """1 or 2 (``InternetGatewayDevice:N``)."""
+    service_type: str
+    """The port-mapping service in use (``...:WANIPConnection:2``)."""
+    actions: frozenset[str]
+    """Actions the service declares (``AddAnyPortMapping``, ``GetListOfPortMappings``...)."""
+    pinholes: bool
+    """Whether the IGD offers WANIPv6FirewallControl (IPv6 pinholes)."""

@@ -14,7 +14,7 @@ from ..wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from ..request import MapRequest
-    from ..upnp.connection import DeviceInfo
+    from ..types import DeviceInfo
 
 __all__ = ["Ask", "DatagramDialect", "Grant", "Heard", "Mapper", "MapperFactory", "answer_key"]
 

@@ -6,9 +6,9 @@ its action objects (which validate and encode the arguments); the replies are re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..types import DeviceInfo
 from ..wire.addresses import IPAddress
 from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError
 from .igd import PINHOLE_SERVICE, IgdService, choose_service, igd_version
@@ -23,23 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["DeviceInfo", "IgdConnection"]
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the IGD says about itself (for a probe and the gateway panel)."""
-
-    location: str
-    friendly_name: str
-    manufacturer: str
-    model_name: str
-    model_number: str
-    igd_version: int
-    """1 or 2 (``InternetGatewayDevice:N``)."""
-    service_type: str
-    """The port-mapping service in use (``...:WANIPConnection:2``)."""
-    actions: frozenset[str]
-    """Actions the service declares (``AddAnyPortMapping``, ``GetListOfPortMappings``...)."""
-    pinholes: bool
-    """Whether the IGD offers WANIPv6FirewallControl (IPv6 pinholes)."""
 
 
 def _printable(text: str | None, limit: int = 128) -> str:

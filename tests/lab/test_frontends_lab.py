@@ -191,25 +191,26 @@ def test_tui_on_a_upnp_only_gateway_maps_shows_and_unmaps_via_upnp(lab: Lab) -> 
             return key in manager.mappings and manager.mappings[key].state is MappingState.ACTIVE
 
         async with app.run_test(size=(100, 40)) as pilot:
-            await until(pilot, lambda: app.engine_started and "IGD " in app.main.panel.plain,
-                        "the probe to find the IGD")
+            await app_until(pilot, lambda: app.engine_started and "IGD " in app.main.panel.plain,
+                            "the probe to find the IGD")
             await pilot.press("m")
             await pilot.pause()
             assert isinstance(app.screen, MapDialog)
             await pilot.press(*"40700", "enter")   # via auto
-            await until(pilot, active, "the m mapping")
-            await until(pilot, lambda: app.main.table.shown_keys == [key], "its row")
-            await until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(key))],
-                        "Via UPnP in its row")
+            await app_until(pilot, active, "the m mapping")
+            await app_until(pilot, lambda: app.main.table.shown_keys == [key], "its row")
+            await app_until(pilot,
+                            lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(key))],
+                            "Via UPnP in its row")
             seen["rules"] = set(lab.dnat_rules())
             seen["via"] = manager.mappings[key].via
             seen["row"] = [str(cell) for cell in app.main.table.get_row(str(key))]
             seen["panel"] = app.main.panel.plain
             await pilot.press("d")
-            await until(pilot, lambda: app.main.table.shown_keys == [], "the row to go")
+            await app_until(pilot, lambda: app.main.table.shown_keys == [], "the row to go")
             seen["after_d"] = set(lab.dnat_rules())
             await pilot.press("q")
-            await until(pilot, lambda: app.return_code is not None or not app.is_running,
+            await app_until(pilot, lambda: app.return_code is not None or not app.is_running,
                         "the app to quit")
         return app
 
