@@ -19,6 +19,18 @@ from ..codes import PcpResult
 from ..errors import MalformedPacket
 from .addresses import IPAddress, decode_address, encode_address
 from .decoded import decoded
+from .pcp_options import (
+    Filter,
+    Option,
+    OptionCode,
+    PreferFailure,
+    ThirdParty,
+    UnknownOption,
+    check_bits,
+    decode_options,
+    encode_options,
+    option_code,
+)
 
 __all__ = [
     "HEADER_SIZE",
@@ -37,8 +49,11 @@ __all__ = [
     "Response",
     "ThirdParty",
     "UnknownOption",
+    "decode_options",
     "decode_request",
     "decode_response",
+    "encode_options",
+    "option_code",
 ]
 
 PCP_VERSION = 2
@@ -58,147 +73,6 @@ class Opcode(IntEnum):
     PEER = 2
 
 
-class OptionCode(IntEnum):
-    """PCP option codes (RFC 6887 §13); 0-127 are mandatory to process."""
-
-    THIRD_PARTY = 1
-    PREFER_FAILURE = 2
-    FILTER = 3
-
-
-def _check(name: str, value: int, bits: int) -> None:
-    if not 0 <= value < (1 << bits):
-        raise ValueError(f"{name} must be 0-{(1 << bits) - 1}, not {value}")
-
-
-@dataclass(frozen=True, slots=True)
-class ThirdParty:
-    """THIRD_PARTY (§13.1): the mapping is for ``address``, not the sender."""
-
-    address: IPAddress
-
-    def _data(self) -> bytes:
-        return encode_address(self.address)
-
-
-@dataclass(frozen=True, slots=True)
-class PreferFailure:
-    """PREFER_FAILURE (§13.2): fail rather than assign another external port/address."""
-
-    def _data(self) -> bytes:
-        return b""
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """FILTER (§13.3): let in only packets from ``remote_address``/``prefix_length``.
-
-    ``prefix_length`` counts bits of the address's own family (0-32 for IPv4,
-    0-128 for IPv6); 0 means "no filter" and removes earlier filters.
-    ``remote_port`` 0 means all ports.
-    """
-
-    prefix_length: int
-    remote_port: int
-    remote_address: IPAddress
-
-    def __post_init__(self) -> None:
-        limit = 32 if isinstance(self.remote_address, IPv4Address) else 128
-        if not 0 <= self.prefix_length <= limit:
-            raise ValueError(f"FILTER prefix length must be 0-{limit}, not {self.prefix_length}")
-        _check("FILTER remote port", self.remote_port, 16)
-
-    def _data(self) -> bytes:
-        return (struct.pack("!BBH", 0, self.prefix_length, self.remote_port)
-                + encode_address(self.remote_address))
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownOption:
-    """An option this code does not know; kept so a caller can see it."""
-
-    code: int
-    data: bytes = b""
-
-    def __post_init__(self) -> None:
-        _check("option code", self.code, 8)
-        # The Option Length field is 16 bits (§7.3).
-        if len(self.data) > 0xFFFF:
-            raise ValueError(f"PCP option data of {len(self.data)} octets exceeds 65535")
-
-    @property
-    def mandatory(self) -> bool:
-        """Codes 0-127 are mandatory to process (RFC 6887 §7.3)."""
-        return self.code < 128
-
-    def _data(self) -> bytes:
-        return self.data
-
-
-Option = ThirdParty | PreferFailure | Filter | UnknownOption
-
-
-def option_code(option: Option) -> int:
-    """The wire code of an option."""
-    if isinstance(option, ThirdParty):
-        return OptionCode.THIRD_PARTY
-    if isinstance(option, PreferFailure):
-        return OptionCode.PREFER_FAILURE
-    if isinstance(option, Filter):
-        return OptionCode.FILTER
-    return option.code
-
-
-def encode_options(options: tuple[Option, ...]) -> bytes:
-    """Options, each padded to a multiple of 4 octets (§7.3)."""
-    parts = []
-    for option in options:
-        data = option._data()
-        pad = -len(data) % 4
-        parts.append(struct.pack("!BBH", option_code(option), 0, len(data)) + data + bytes(pad))
-    return b"".join(parts)
-
-
-_FIXED_OPTION_SIZE = {OptionCode.THIRD_PARTY: 16, OptionCode.PREFER_FAILURE: 0,
-                      OptionCode.FILTER: 20}
-
-
-def decode_options(data: bytes) -> tuple[Option, ...]:
-    """Parse the option area. Raises :class:`MalformedPacket` on overrun or bad sizes."""
-    if not data:
-        return ()
-    options: list[Option] = []
-    offset = 0
-    while offset < len(data):
-        if len(data) - offset < 4:
-            raise MalformedPacket("PCP option header runs past the end of the packet")
-        code, _, length = struct.unpack_from("!BBH", data, offset)
-        offset += 4
-        end = offset + length
-        if end > len(data):
-            raise MalformedPacket(f"PCP option {code} of {length} bytes runs past the packet")
-        body = data[offset:end]
-        offset = end + (-length % 4)
-        if offset > len(data):
-            raise MalformedPacket(f"PCP option {code} is missing its padding")
-        expected = _FIXED_OPTION_SIZE.get(code)
-        if expected is not None and length != expected:
-            raise MalformedPacket(f"PCP option {code} has length {length}, not {expected}")
-        if code == OptionCode.THIRD_PARTY:
-            options.append(ThirdParty(decode_address(body)))
-        elif code == OptionCode.PREFER_FAILURE:
-            options.append(PreferFailure())
-        elif code == OptionCode.FILTER:
-            remote = decode_address(body[4:20])
-            try:
-                options.append(Filter(body[1], struct.unpack_from("!H", body, 2)[0], remote))
-            except ValueError as exc:
-                raise MalformedPacket(f"PCP FILTER option: {exc}") from None
-        else:
-            options.append(UnknownOption(code, bytes(body)))
-    return tuple(options)
-
-
 class _CommonData(Protocol):
     @property
     def nonce(self) -> bytes: ...
@@ -216,9 +90,9 @@ class _CommonData(Protocol):
 def _check_common(data: _CommonData) -> None:
     if len(data.nonce) != NONCE_SIZE:
         raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(data.nonce)}")
-    _check("protocol", data.protocol, 8)
-    _check("internal port", data.internal_port, 16)
-    _check("external port", data.external_port, 16)
+    check_bits("protocol", data.protocol, 8)
+    check_bits("internal port", data.internal_port, 16)
+    check_bits("external port", data.external_port, 16)
 
 
 def _pack_common(data: _CommonData) -> bytes:
@@ -273,7 +147,7 @@ class PeerData:
 
     def __post_init__(self) -> None:
         _check_common(self)
-        _check("remote peer port", self.remote_port, 16)
+        check_bits("remote peer port", self.remote_port, 16)
 
     def encode(self) -> bytes:
         """56 octets: MAP's 36, then the remote peer's port and address."""
@@ -326,9 +200,9 @@ class Request:
     version: int = PCP_VERSION
 
     def __post_init__(self) -> None:
-        _check("version", self.version, 8)
-        _check("opcode", self.opcode, 7)
-        _check("lifetime", self.lifetime, 32)
+        check_bits("version", self.version, 8)
+        check_bits("opcode", self.opcode, 7)
+        check_bits("lifetime", self.lifetime, 32)
         if self.opcode in _DATA_SIZE and not _opdata_matches(self.opcode, self.data):
             raise ValueError(f"PCP opcode {self.opcode} does not take {type(self.data).__name__}")
 
@@ -376,11 +250,11 @@ class Response:
     reserved: bytes = _NO_RESERVED
 
     def __post_init__(self) -> None:
-        _check("version", self.version, 8)
-        _check("opcode", self.opcode, 7)
-        _check("result code", self.result, 8)
-        _check("lifetime", self.lifetime, 32)
-        _check("epoch", self.epoch, 32)
+        check_bits("version", self.version, 8)
+        check_bits("opcode", self.opcode, 7)
+        check_bits("result code", self.result, 8)
+        check_bits("lifetime", self.lifetime, 32)
+        check_bits("epoch", self.epoch, 32)
         if len(self.reserved) != len(_NO_RESERVED):
             raise ValueError(f"PCP response reserved field must be 12 octets, not "
                              f"{len(self.reserved)}")
