@@ -37,6 +37,7 @@ from .mapping import (
     PortMapping,
     ProbeResult,
     granted,
+    register_client_factory,
     request_for,
 )
 from .negotiation import (
@@ -320,3 +321,8 @@ class GatewayClient(GatewayLink):
         asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         return ProbeResult.of(self.gateway, heard, self.external_address)
+
+
+# A PortMapping restored without its client (the state file's) gets one of these.
+register_client_factory(
+    lambda gateway, port, local: GatewayClient(gateway, port, local_address=local))

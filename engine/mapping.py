@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
+from .errors import InvalidRequest
 from .protocols import Protocol, as_protocol, protocol_name
 from .request import DEFAULT_LIFETIME, MapRequest, new_nonce
 from .transport import SERVER_PORT
@@ -30,6 +31,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",
 ]
+
+#: Makes a client for a mapping that has none (gateway, gateway port, local address); set by
+#: :mod:`engine.client` when it loads (:func:`register_client_factory`).
+_client_factory: Callable[[IPAddress, int, IPAddress | None], GatewayClient] | None = None
+
+
+def register_client_factory(
+        factory: Callable[[IPAddress, int, IPAddress | None], GatewayClient]) -> None:
+    """How a mapping without a client gets one (engine.client registers itself)."""
+    global _client_factory
+    _client_factory = factory
 
 log = logging.getLogger("engine.client")
 
@@ -147,10 +159,12 @@ class PortMapping:
 
     def _client(self) -> GatewayClient:
         if self.client is None:
-            from .client import GatewayClient  # the layer above: imported when first needed
-
-            self.client = GatewayClient(self.gateway, self.gateway_port,
-                                        local_address=self.local_address)
+            # A mapping restored without its client (from the state file) makes one through
+            # the factory engine.client registers as it loads: the layer above is never
+            # imported from here.
+            if _client_factory is None:
+                raise InvalidRequest("this mapping has no client: import engine.client first")
+            self.client = _client_factory(self.gateway, self.gateway_port, self.local_address)
         return self.client
 
     async def renew(self, lifetime: int | None = None, *,
