@@ -19,8 +19,9 @@ import pytest
 from engine.simulator import SimulatedGateway
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
 from engine.statefile import StateFile
+from tests.support.loopback import REPO_ROOT, free_udp_port, python_env
 
-from .conftest import free_udp_port, run_process
+from .conftest import run_process
 
 
 class Igd:
@@ -178,11 +179,10 @@ async def test_the_simulator_process_serves_upnp_only(run: Any) -> None:
     import asyncio
     import sys
 
-    from .conftest import REPO, subprocess_env
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine.simulator", "--port", "0", "--upnp-only", cwd=REPO,
-        env=subprocess_env(), stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-m", "engine.simulator", "--port", "0", "--upnp-only", cwd=REPO_ROOT,
+        env=python_env(), stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         line = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
@@ -224,12 +224,11 @@ async def test_a_killed_hold_of_a_permanent_lease_is_recorded_and_unmap_elsewher
     import asyncio
     import sys
 
-    from .conftest import REPO, subprocess_env
 
     igd = await make_igd(IgdConfig(igd_version=1, permanent_only=True))
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tui.cli", "map", "tcp", "8080", "--hold", "--no-listen",
-        "--json", *igd.target, cwd=REPO, env=subprocess_env(), stdout=asyncio.subprocess.PIPE)
+        "--json", *igd.target, cwd=REPO_ROOT, env=python_env(), stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None
         mapped = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))

@@ -9,12 +9,13 @@ from engine.events import GatewayStatus, ManagedMapping, MappingKey, MappingStat
 from engine.protocols import Protocol
 from engine.upnp.connection import DeviceInfo
 from engine.wire.addresses import to_address
+from tests.support.pilot import app_until
 from tui.demo import SimulatorControls
 from tui.launch import build_app
 from tui.presentation import gateway_lines, mapping_cells
 from tui.screens import MapDialog
 
-from .conftest import logged, mapped, quit_app, started, until
+from .conftest import logged, mapped, quit_app, started
 
 KEY = MappingKey(Protocol.TCP, 4321)
 
@@ -23,7 +24,7 @@ async def test_the_demo_maps_via_upnp_from_the_dialog_shows_it_and_unmaps_it() -
     app = build_app(gateway=None, local=None, demo=True, maps=[], keep=False, via="auto")
     async with app.run_test(size=(120, 40)) as pilot:
         await started(pilot)
-        await until(pilot, lambda: "UPnP yes" in app.main.panel.plain, "the probe of UPnP")
+        await app_until(pilot, lambda: "UPnP yes" in app.main.panel.plain, "the probe of UPnP")
         panel = app.main.panel.plain
         assert "PCP yes, NAT-PMP yes, UPnP yes" in panel
         assert "IGD natdeck simulated router" in panel
@@ -44,9 +45,9 @@ async def test_the_demo_maps_via_upnp_from_the_dialog_shows_it_and_unmaps_it() -
         assert app.manager is not None
         assert app.manager.mappings[KEY].via == "upnp"
         # (The row's cells follow on the next refresh of the table.)
-        await until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(KEY))],
+        await app_until(pilot, lambda: "UPnP" in [str(c) for c in app.main.table.get_row(str(KEY))],
                     "Via UPnP in its row")
-        await until(pilot, lambda: logged(app, "via upnp"), "the log line")
+        await app_until(pilot, lambda: logged(app, "via upnp"), "the log line")
 
         parts = app.link.parts
         assert parts is not None
@@ -61,7 +62,7 @@ async def test_the_demo_maps_via_upnp_from_the_dialog_shows_it_and_unmaps_it() -
         while app.main.table.selected_key() != KEY:
             await pilot.press("down")
         await pilot.press("d")
-        await until(pilot, lambda: KEY not in app.main.table.shown_keys, "the row to go")
+        await app_until(pilot, lambda: KEY not in app.main.table.shown_keys, "the row to go")
         assert ours() == []
         await quit_app(pilot)
 
