@@ -325,7 +325,8 @@ class LocalRoute:
         old = self.status.local_address
         if current is None or old is None or current == old:
             return None
-        log.info("local address changed from %s to %s", old, current)
+        # DEBUG: the LocalAddressChanged event says it (a UI shows both otherwise).
+        log.debug("local address changed from %s to %s", old, current)
         self.status.local_address = current
         self.client.rebind(current)
         self._emit(LocalAddressChanged(now, old, current))

@@ -1,0 +1,125 @@
+"""What a ManagedMapping carries for the TUI's detail line (issue 17): the suggested external
+port, the first grant, the last renewal and the gateway's last answer; and the words of the
+events made from them (a timeout's hint only where it helps, a recovery named "recreate")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.codes import PcpResult
+from engine.errors import GatewayTimeout
+from engine.events import (
+    MappingAdded,
+    MappingFailed,
+    MappingLost,
+    MappingRenewalFailed,
+    MappingRenewed,
+    MappingState,
+)
+from engine.protocols import Protocol
+from tests.support.manager_rig import rig, run_fast_virtual
+
+TCP = Protocol.TCP
+HINT = "is it the right gateway"
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def test_suggested_port_first_grant_renewal_and_last_answer_are_kept() -> None:
+    async def scenario() -> None:
+        async with rig(gateway=dict(max_lifetime=120, port_range=(41000, 41010)),
+                       lifetime=120) as r:
+            view = await r.manager.add(TCP, 8080)
+            assert view.suggested_external_port == 8080
+            assert view.external_port is not None
+            assert 41000 <= view.external_port <= 41010
+            assert view.other_port() == 8080
+            [added] = r.log.of(MappingAdded)
+            assert (f"the gateway gave external port {view.external_port}, not the 8080 "
+                    "suggested") in added.summary
+            first = view.granted_at
+            assert view.first_granted_at == first
+            assert view.renewed_at is None
+            answer = view.last_answer
+            assert answer is not None
+            assert (answer.via, answer.opcode, answer.request, answer.result) == (
+                "pcp", "MAP", "map", "SUCCESS")
+            assert (answer.external_port, answer.lifetime) == (view.external_port, 120)
+            assert answer.describe().startswith("PCP MAP (map): SUCCESS, 120 s on 203.0.113.7:")
+            [renewed] = await r.log.wait_for(MappingRenewed, timeout=80)
+            assert view.first_granted_at == first
+            assert view.renewed_at == view.granted_at
+            assert view.granted_at is not None
+            assert first is not None
+            assert view.granted_at > first
+            assert view.last_answer is not None
+            assert view.last_answer.request == "renew"
+            assert view.last_answer.at == pytest.approx(renewed.at)
+            # A refusal is the gateway's answer too: its code, words and error lifetime.
+            r.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES)
+            await r.log.wait_for(MappingRenewalFailed, timeout=80)
+            answer = view.last_answer
+            assert (answer.request, answer.code, answer.result, answer.error_lifetime) == (
+                "renew", PcpResult.NO_RESOURCES, "NO_RESOURCES", 30)
+            assert not answer.granted
+            assert "the gateway says this lasts 30 s" in answer.describe()
+            r.gateway.configure(force_pcp_result=None)
+
+    run_fast_virtual(scenario)
+
+
+def test_no_external_port_suggests_the_internal_one_and_natpmp_names_its_opcode() -> None:
+    async def scenario() -> None:
+        async with rig(via="natpmp") as r:
+            view = await r.manager.add(TCP, 9000)
+            assert view.suggested_external_port == 9000
+            assert view.other_port() is None
+            assert view.last_answer is not None
+            assert view.last_answer.opcode == "map TCP (opcode 2)"
+            udp = await r.manager.add(Protocol.UDP, 9001, external_port=0)
+            assert udp.suggested_external_port == 9001 or udp.suggested_external_port is None
+            assert udp.last_answer is not None
+            assert udp.last_answer.opcode == "map UDP (opcode 1)"
+            gre = await r.manager.add(47, 0, via="pcp")
+            assert gre.suggested_external_port is None  # no ports: nothing suggested
+
+    run_fast_virtual(scenario)
+
+
+def test_a_timeout_after_working_fine_does_not_ask_if_it_is_the_right_gateway() -> None:
+    async def scenario() -> None:
+        async with rig(gateway=dict(max_lifetime=120), lifetime=120, timeout=5) as r:
+            view = await r.manager.add(TCP, 20000)
+            granted = view.last_answer
+            r.gateway.configure(silent=True)
+            [failed, *_] = await r.log.wait_for(MappingRenewalFailed, timeout=80)
+            assert isinstance(failed.error, GatewayTimeout)
+            assert HINT in str(failed.error)  # the error itself is the client's
+            assert HINT not in failed.summary
+            assert "no answer from PCP gateway" in failed.summary
+            assert HINT not in (view.reason or "")
+            assert view.last_answer == granted  # no answer is not an answer
+            await r.log.wait_for(MappingLost, timeout=200)
+            [again, *_] = await r.log.wait_for(MappingFailed, timeout=60)
+            assert HINT not in again.summary
+            # A recovery is named for what it is in the error the user sees.
+            assert "PCP recreate tcp 20000" in again.summary, again.summary
+            assert view.state is MappingState.LOST
+
+    run_fast_virtual(scenario)
+
+
+def test_a_first_contact_that_never_answered_keeps_the_hint() -> None:
+    async def scenario() -> None:
+        async with rig(gateway=dict(silent=True), probe_on_start=False) as r:
+            with pytest.raises(GatewayTimeout):
+                await r.manager.add(TCP, 8081, timeout=3)
+            [failed] = await r.log.wait_for(MappingFailed, timeout=0.1)
+            assert not failed.gateway_answered
+            assert HINT in failed.summary
+
+    run_fast_virtual(scenario)
