@@ -19,6 +19,7 @@ from .wire import pcp
 from .wire.addresses import IPAddress
 
 __all__ = [
+    "AnnouncementsOff",
     "Event",
     "ExternalAddressChanged",
     "GatewayAnswer",
@@ -357,12 +358,28 @@ class ExternalAddressChanged(Event):
     old: IPAddress | None
     new: IPAddress
     source: str
+    warning: str | None = None
+    """What is wrong with the new address (not public: another NAT above), if anything."""
 
     @property
     def summary(self) -> str:
         if self.old is None:
-            return f"external address {self.new} ({self.source})"
-        return f"external address {self.old} -> {self.new} ({self.source})"
+            text = f"external address {self.new} ({self.source})"
+        else:
+            text = f"external address {self.old} -> {self.new} ({self.source})"
+        return text if self.warning is None else f"{text}. Warning: {self.warning}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementsOff(Event):
+    """The gateway's announcements cannot be heard (the ports are taken, or no multicast):
+    ``reason`` says why, and what natdeck does instead (it probes)."""
+
+    reason: str
+
+    @property
+    def summary(self) -> str:
+        return f"announcements off: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,8 +271,13 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         lines.append(fourth)
 
         if status.warning:
+            # Its first clause: the panel has a few rows (40% of the screen, less at 60x20);
+            # the event line of the address change has the whole warning.
+            head, _, more = status.warning.partition(": ")
             line = Text("Warning: ", style="bold yellow")
-            line.append(sanitize(status.warning), style="yellow")
+            line.append(sanitize(head), style="yellow")
+            if more:
+                line.append(" (the event log says why)", style="dim")
             lines.append(line)
     if note is not None:
         lines.append(Text(sanitize(note.text), style=note.style))

@@ -33,6 +33,7 @@ from ..client import GatewayClient, ProbeResult
 from ..discovery import connected_source_address
 from ..errors import GatewayTimeout, NatDeckError, TransportError
 from ..events import (
+    AnnouncementsOff,
     Event,
     ExternalAddressChanged,
     GatewayReachable,
@@ -178,7 +179,8 @@ class GatewayWatch:
             return False
         self.status.external_address = address
         self.status.warning = non_public_warning(address)
-        self._emit(ExternalAddressChanged(self._now(), old, address, source))
+        self._emit(ExternalAddressChanged(self._now(), old, address, source,
+                                          self.status.warning))
         return True
 
     # -- announcements ---------------------------------------------------------------------
@@ -191,6 +193,8 @@ class GatewayWatch:
             await listener.start()
         except TransportError as exc:
             self.status.listen_error = f"{exc}; {instead}"
+            # An event too: a log shows it in full where a status panel has no room.
+            self._emit(AnnouncementsOff(self._now(), self.status.listen_error))
             return None
         self.status.listening = True
         if listener.errors:

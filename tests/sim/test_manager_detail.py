@@ -9,8 +9,11 @@ import asyncio
 import pytest
 
 from engine.codes import PcpResult
-from engine.errors import GatewayTimeout
+from engine.errors import GatewayTimeout, ResultCodeError
 from engine.events import (
+    AnnouncementsOff,
+    Event,
+    ExternalAddressChanged,
     MappingAdded,
     MappingFailed,
     MappingLost,
@@ -18,7 +21,9 @@ from engine.events import (
     MappingRenewed,
     MappingState,
 )
+from engine.manager import MappingManager
 from engine.protocols import Protocol
+from engine.simulator import GatewayConfig, SimulatedGateway
 from tests.support.manager_rig import rig, run_fast_virtual
 
 TCP = Protocol.TCP
@@ -60,13 +65,15 @@ def test_suggested_port_first_grant_renewal_and_last_answer_are_kept() -> None:
             assert view.last_answer.request == "renew"
             assert view.last_answer.at == pytest.approx(renewed.at)
             # A refusal is the gateway's answer too: its code, words and error lifetime.
-            r.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES)
-            await r.log.wait_for(MappingRenewalFailed, timeout=80)
+            r.gateway.configure(force_pcp_result=PcpResult.NOT_AUTHORIZED)
+            with pytest.raises(ResultCodeError):
+                await r.manager.renew(view.key)
             answer = view.last_answer
             assert (answer.request, answer.code, answer.result, answer.error_lifetime) == (
-                "renew", PcpResult.NO_RESOURCES, "NO_RESOURCES", 30)
+                "renew", PcpResult.NOT_AUTHORIZED, "NOT_AUTHORIZED", 1800)
             assert not answer.granted
-            assert "the gateway says this lasts 30 s" in answer.describe()
+            assert "the gateway says this lasts 1800 s" in answer.describe()
+            assert view.state is MappingState.FAILED
             r.gateway.configure(force_pcp_result=None)
 
     run_fast_virtual(scenario)
@@ -121,5 +128,40 @@ def test_a_first_contact_that_never_answered_keeps_the_hint() -> None:
             [failed] = await r.log.wait_for(MappingFailed, timeout=0.1)
             assert not failed.gateway_answered
             assert HINT in failed.summary
+
+    run_fast_virtual(scenario)
+
+
+def test_announcements_off_and_a_non_public_address_are_events_in_full() -> None:
+    """The gateway panel has a few rows (60x20): the event log has both notes in full."""
+
+    async def scenario() -> None:
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as owner:
+            owner.bind(("127.0.0.1", 0))
+            taken = owner.getsockname()[1]
+            async with SimulatedGateway("127.0.0.1", 0, "100.64.1.2", GatewayConfig()) as gw:
+                manager = MappingManager("127.0.0.1", gateway_port=gw.address[1],
+                                         announce_host="127.0.0.1", multicast=False,
+                                         announce_ports=(taken,))
+                seen: list[Event] = []
+                stream = manager.events()  # subscribed before start, as the TUI does
+
+                async def follow() -> None:
+                    async for event in stream:
+                        seen.append(event)
+
+                async with manager:
+                    reader = asyncio.ensure_future(follow())
+                    await manager.refresh_external_address()
+                await reader
+        [off] = [e for e in seen if isinstance(e, AnnouncementsOff)]
+        assert off.reason == manager.status.listen_error
+        assert off.summary.endswith("natdeck probes the gateway every 60 s instead")
+        [changed] = [e for e in seen if isinstance(e, ExternalAddressChanged)]
+        assert changed.warning is not None
+        assert changed.warning == manager.status.warning
+        assert changed.summary.endswith(f"Warning: {changed.warning}"), changed.summary
+        assert "may not be reachable from the internet" in changed.summary
 
     run_fast_virtual(scenario)
