@@ -184,8 +184,11 @@ class MappingTable:
             entry.lost_told = True
             self.emit(MappingLost(self._now(), entry.view.key, reason))
 
-    def changed(self, change: Round) -> None:
-        """The gateway restarted or announced something: every mapping follows it."""
+    def changed(self, change: Round) -> int:
+        """The gateway restarted or announced something: every mapping follows it.
+        Returns how many mappings were made to ask again (the others had asked already,
+        or have a confirmation due within the round: coalesced)."""
+        fired = 0
         now = self._now()
         if change.new_address is not None:
             self._follow_address(*change.new_address)
@@ -206,9 +209,11 @@ class MappingTable:
                 continue  # a confirmation is due within the window already: coalesced
             # (A busy one's answer is stale: the machine sees that, sent_at < last_change.)
             self.fire(entry, trigger)
+            fired += 1
             self.lost(entry, change.reason, state)
             if change.lost and not entry.busy:
                 self.set_due(entry, now + self.rng.uniform(0.0, change.spread))
+        return fired
 
     def _follow_address(self, old: IPAddress | None, new: IPAddress) -> None:
         # The NAT-PMP announcement names the new address (RFC 6886 §3.2.1): show it at

@@ -44,6 +44,7 @@ from ..events import (
     MappingsConfirming,
     ProbeCompleted,
     ProtocolName,
+    error_words,
 )
 from ..transport import Message
 from ..wire.addresses import IPAddress, to_address
@@ -109,7 +110,7 @@ class GatewayWatch:
     """The gateway's status as the manager sees it; ``on_change`` gets each :class:`Round`."""
 
     def __init__(self, client: GatewayClient, status: GatewayStatus,
-                 emit: Callable[[Event], None], on_change: Callable[[Round], None], *,
+                 emit: Callable[[Event], None], on_change: Callable[[Round], int], *,
                  rng: random.Random, announce_delay: float = timing.ANNOUNCE_MAX_DELAY) -> None:
         self.client = client
         self.status = status
@@ -147,8 +148,9 @@ class GatewayWatch:
         self.status.speaks_pcp = self.client.speaks["pcp"]
         self.status.speaks_natpmp = self.client.speaks["natpmp"]
         if isinstance(exc, GatewayTimeout | TransportError) and self.status.reachable is not False:
+            answered = self.status.last_contact is not None
             self.status.reachable = False
-            self._emit(GatewayUnreachable(self._now(), str(exc)))
+            self._emit(GatewayUnreachable(self._now(), error_words(exc, answered_before=answered)))
 
     def state_lost(self, protocol: ProtocolName, epoch: int) -> None:
         """An answer's epoch went back (the client's verdict): the gateway restarted."""
@@ -167,9 +169,10 @@ class GatewayWatch:
         self.status.epoch = epoch
         self._emit(GatewayRestarted(now, protocol, epoch))
 
-    def _change(self, change: Round) -> None:
+    def _change(self, change: Round) -> int:
+        """Follow ``change``; how many mappings it made ask again (0: coalesced, or none)."""
         self.last_change = max(self.last_change, change.at)
-        self._on_change(change)
+        return self._on_change(change)
 
     def external_address(self, address: IPAddress, source: str) -> bool:
         """Note the gateway's external address; True (and an event) when it changed."""
@@ -241,12 +244,13 @@ class GatewayWatch:
         else:
             reason = ("the gateway announced a change (PCP ANNOUNCE)" if protocol == "pcp"
                       else "the gateway announced its external address")
-        if not (went_back and not address_reset):
-            self._emit(MappingsConfirming(now, reason))
         # RFC 6887 §14.1.3: every client of the gateway heard it; each request waits a
         # random 0-5 s.
-        self._change(Round(since, self.announce_delay, went_back and not address_reset,
-                           reason, (old, new) if moved and new is not None else None))
+        asked = self._change(Round(since, self.announce_delay, went_back and not address_reset,
+                                   reason, (old, new) if moved and new is not None else None))
+        if not (went_back and not address_reset) and (asked or moved or went_back):
+            # (A repetition whose confirmations were all due already, coalesced, is no news.)
+            self._emit(MappingsConfirming(now, reason))
 
     # -- probes ----------------------------------------------------------------------------
 

@@ -14,11 +14,14 @@ from engine.events import (
     AnnouncementsOff,
     Event,
     ExternalAddressChanged,
+    GatewayUnreachable,
     MappingAdded,
     MappingFailed,
+    MappingKey,
     MappingLost,
     MappingRenewalFailed,
     MappingRenewed,
+    MappingsConfirming,
     MappingState,
 )
 from engine.manager import MappingManager
@@ -163,5 +166,37 @@ def test_announcements_off_and_a_non_public_address_are_events_in_full() -> None
         assert changed.warning == manager.status.warning
         assert changed.summary.endswith(f"Warning: {changed.warning}"), changed.summary
         assert "may not be reachable from the internet" in changed.summary
+
+    run_fast_virtual(scenario)
+
+
+def test_an_announcement_repeated_is_one_confirmation_line_not_ten() -> None:
+    """RFC 6886 §3.2.1 repeats an announcement ten times: the confirmations coalesce, and
+    so do the lines that say so (the demo's log showed six "confirming every mapping")."""
+
+    async def scenario() -> None:
+        async with rig(gateway=dict(announce_mode="miniupnpd"), lifetime=7200) as r:
+            for port in (20000, 20001, 20002):
+                await r.manager.add(TCP, port)
+            await asyncio.sleep(30)
+            r.gateway.change_external_address("198.51.100.9")
+            await asyncio.sleep(150)
+            confirming = r.log.of(MappingsConfirming)
+            assert 1 <= len(confirming) <= 2, [e.summary for e in confirming]
+            assert all(v.state is MappingState.ACTIVE for v in r.manager.mappings.values())
+
+    run_fast_virtual(scenario)
+
+
+def test_unreachable_after_working_fine_does_not_ask_if_it_is_the_right_gateway() -> None:
+    async def scenario() -> None:
+        async with rig(timeout=5) as r:
+            await r.manager.add(TCP, 20000)
+            r.gateway.configure(silent=True)
+            with pytest.raises(GatewayTimeout):
+                await r.manager.renew(MappingKey(TCP, 20000))
+            [gone] = await r.log.wait_for(GatewayUnreachable, timeout=1)
+            assert HINT not in gone.summary
+            assert "no answer from PCP gateway" in gone.summary
 
     run_fast_virtual(scenario)
