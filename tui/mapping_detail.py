@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from engine.errors import ResultCodeError
+from engine.errors import GatewayTimeout, ResultCodeError
 from engine.events import ManagedMapping, MappingState, error_words
 from engine.protocols import protocol_name
 
 from .formatting import PROTOCOL_LABELS, countdown, endpoint, since
-from .presentation import other_port
+from .presentation import other_port, short_error
 from .safe_text import sanitize
 
 __all__ = ["NO_SELECTION", "Asked", "detail_lines"]
@@ -54,7 +54,7 @@ def _last_answer(mapping: ManagedMapping, now: float) -> list[Text]:
     """The gateway's last answer (a grant or a result code), and a later request that got
     none (a timeout is not an answer: the one before it still says what the gateway holds)."""
     lines = []
-    line = Text("Gateway's last answer: ", style="dim")
+    line = Text("Last answer: ", style="dim")
     answer = mapping.last_answer
     if answer is not None:
         style = "" if answer.granted else "red"
@@ -68,10 +68,14 @@ def _last_answer(mapping: ManagedMapping, now: float) -> list[Text]:
     else:
         line.append("none yet", style="dim")
     lines.append(line)
-    if mapping.error is not None and not isinstance(mapping.error, ResultCodeError):
+    error = mapping.error
+    if error is not None and not isinstance(error, ResultCodeError):
+        # Short: the event log has the whole sentence.
         unanswered = Text("Since then: ", style="dim")
-        unanswered.append(sanitize(error_words(mapping.error, answered_before=True)),
-                          style="yellow")
+        said = short_error(error)
+        if isinstance(error, GatewayTimeout):
+            said = f"{error.request}: {said} over {error.elapsed:.1f} s"
+        unanswered.append(sanitize(said), style="yellow")
         lines.append(unanswered)
     return lines
 
