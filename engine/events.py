@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from .client import ProbeResult
-from .errors import NatDeckError
+from .errors import GatewayTimeout, NatDeckError
 from .protocols import Protocol, protocol_name
-from .types import MappingProtocol, ProtocolName
+from .types import MappingProtocol, ProtocolName, shown_name
 from .wire import pcp
 from .wire.addresses import IPAddress
 
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from .types import DeviceInfo
 
 __all__ = [
+    "AnnouncementsOff",
     "Event",
     "ExternalAddressChanged",
+    "GatewayAnswer",
     "GatewayReachable",
     "GatewayRestarted",
     "GatewayStatus",
@@ -43,8 +45,13 @@ __all__ = [
     "MappingState",
     "MappingsConfirming",
     "ProbeCompleted",
+    "error_words",
+    "opcode_label",
 ]
 
+
+#: What natdeck asked the gateway for a mapping, as :attr:`GatewayAnswer.request` names it.
+RequestKind = Literal["map", "renew", "recreate", "delete"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -74,6 +81,65 @@ class MappingState(StrEnum):
     REMOVED = "removed"  # deleted at the gateway (or dropped); no longer managed
 
 
+def opcode_label(via: str, protocol: int, peer: bool = False) -> str:
+    """The request's opcode as the RFC names it: PCP ``MAP``/``PEER`` (RFC 6887 §19.2),
+    NAT-PMP ``map TCP (opcode 2)`` / ``map UDP (opcode 1)`` (RFC 6886 §3.3)."""
+    if via == "pcp":
+        return "PEER" if peer else "MAP"
+    if via == "natpmp":
+        return "map UDP (opcode 1)" if int(protocol) == 17 else "map TCP (opcode 2)"
+    if via == "upnp":
+        return "AddPortMapping"
+    return via
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayAnswer:
+    """The gateway's last answer about a mapping: what was asked, and what it said.
+
+    ``code`` 0 is a success (what was granted is in the ``external_*`` and ``lifetime``
+    fields); any other is the result code of an error (``result`` its name, ``description``
+    what it means, ``error_lifetime`` how long the gateway says it lasts, PCP only).
+    """
+
+    at: float
+    """Loop time the answer came."""
+    via: str
+    """The mapping protocol that answered: ``pcp``, ``natpmp`` (or ``upnp``)."""
+    opcode: str
+    """The request's opcode: ``MAP``, ``PEER``, ``map TCP (opcode 2)``..."""
+    request: RequestKind
+    """What natdeck asked: the first ``map``, a ``renew``, ``recreate`` (the same mapping
+    asked for again after a restart, an announcement or a loss), or a ``delete``."""
+    code: int = 0
+    result: str = "SUCCESS"
+    description: str | None = None
+    error_lifetime: int | None = None
+    external_address: IPAddress | None = None
+    external_port: int | None = None
+    lifetime: int | None = None
+
+    @property
+    def granted(self) -> bool:
+        """Whether the answer was a success."""
+        return self.code == 0
+
+    def describe(self) -> str:
+        """``PCP MAP (renew): SUCCESS, 7200 s on 203.0.113.7:8080`` or the error's words."""
+        name = {"pcp": "PCP", "natpmp": "NAT-PMP", "upnp": "UPnP"}.get(self.via, self.via)
+        head = f"{name} {self.opcode} ({self.request}): {self.result}"
+        if self.granted:
+            if self.request == "delete":
+                return f"{head}, deleted"
+            where = ("" if self.external_port is None else
+                     f" on {self.external_address or '?'}:{self.external_port}")
+            return f"{head}, {self.lifetime} s{where}"
+        said = f" ({self.code}): {self.description}" if self.description else f" ({self.code})"
+        lasting = (f"; the gateway says this lasts {self.error_lifetime} s"
+                   if self.error_lifetime else "")
+        return f"{head}{said}{lasting}"
+
+
 @dataclass(slots=True)
 class ManagedMapping:
     """One mapping as the manager holds it. Read it; do not change it."""
@@ -100,6 +166,23 @@ class ManagedMapping:
     options: tuple[pcp.Option, ...] = ()
     permanent: bool = False
     """A UPnP lease without end (a gateway that takes only those): checked, not renewed."""
+    suggested_external_port: int | None = None
+    """The external port natdeck suggested in the first request (None: none, as for a
+    protocol without ports); the gateway may grant another (:meth:`other_port`)."""
+    first_granted_at: float | None = None
+    """Loop time of the first grant (``granted_at`` moves with every renewal)."""
+    renewed_at: float | None = None
+    """Loop time of the last successful renewal (None: not renewed yet)."""
+    last_answer: GatewayAnswer | None = None
+    """The gateway's last answer about this mapping, a grant or an error (a request that
+    got no answer leaves it and sets ``error``)."""
+
+    def other_port(self) -> int | None:
+        """The suggested external port when the gateway granted another one, else None."""
+        if self.suggested_external_port is None or self.external_port is None:
+            return None
+        return None if self.external_port == self.suggested_external_port \
+            else self.suggested_external_port
 
     def remaining(self, now: float) -> float | None:
         """Seconds to expiry at loop time ``now``, or None when not granted."""
@@ -138,6 +221,17 @@ class GatewayStatus:
     """The UPnP IGD's friendly name, model and version, once it answered."""
 
 
+def error_words(error: NatDeckError, *, answered_before: bool) -> str:
+    """``str(error)``, without the "is it the right gateway…?" hint of a timeout once the
+    gateway has answered before (issue 17: after minutes of working fine the hint misleads;
+    it helps only a first contact that never got an answer)."""
+    if type(error) is GatewayTimeout and answered_before and error.tries:
+        return (f"{error.request}: no answer from {shown_name(error.protocol)} gateway "
+                f"{error.gateway} after {error.tries} {'try' if error.tries == 1 else 'tries'} "
+                f"over {error.elapsed:.1f} s")
+    return str(error)
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """Base of every manager event. ``at`` is loop time, ``wall`` is ``time.time()``."""
@@ -151,6 +245,13 @@ class Event:
         return type(self).__name__
 
 
+def _other_port_note(m: ManagedMapping) -> str:
+    other = m.other_port()
+    if other is None:
+        return ""
+    return f" (the gateway gave external port {m.external_port}, not the {other} suggested)"
+
+
 @dataclass(frozen=True, slots=True)
 class MappingAdded(Event):
     """A new mapping was granted."""
@@ -162,7 +263,7 @@ class MappingAdded(Event):
     def summary(self) -> str:
         m = self.mapping
         return (f"mapped {self.key} -> {m.external_address}:{m.external_port} via {m.via}, "
-                f"{m.lifetime} s")
+                f"{m.lifetime} s{_other_port_note(m)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +277,8 @@ class MappingRenewed(Event):
     @property
     def summary(self) -> str:
         m = self.mapping
-        moved = " (external port changed)" if self.port_changed else ""
+        moved = (f" (the gateway moved it to external port {m.external_port})"
+                 if self.port_changed else "")
         return f"renewed {self.key}: {m.lifetime} s{moved}"
 
 
@@ -190,7 +292,8 @@ class MappingRenewalFailed(Event):
 
     @property
     def summary(self) -> str:
-        return f"renewal of {self.key} failed: {self.error}"
+        # A renewal follows a grant: the gateway answered before.
+        return f"renewal of {self.key} failed: {error_words(self.error, answered_before=True)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,12 +346,16 @@ class MappingFailed(Event):
     error: NatDeckError
     retry_at: float | None = None
     recovering: bool = False
+    gateway_answered: bool = False
+    """Whether the gateway had answered natdeck before (then a timeout is not a sign of the
+    wrong gateway, and its message does not ask)."""
 
     @property
     def summary(self) -> str:
+        said = error_words(self.error, answered_before=self.recovering or self.gateway_answered)
         if self.recovering:
-            return f"asking again for {self.key} failed: {self.error}"
-        return f"{self.key} failed: {self.error}"
+            return f"asking again for {self.key} failed: {said}"
+        return f"{self.key} failed: {said}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +365,28 @@ class ExternalAddressChanged(Event):
     old: IPAddress | None
     new: IPAddress
     source: str
+    warning: str | None = None
+    """What is wrong with the new address (not public: another NAT above), if anything."""
 
     @property
     def summary(self) -> str:
         if self.old is None:
-            return f"external address {self.new} ({self.source})"
-        return f"external address {self.old} -> {self.new} ({self.source})"
+            text = f"external address {self.new} ({self.source})"
+        else:
+            text = f"external address {self.old} -> {self.new} ({self.source})"
+        return text if self.warning is None else f"{text}. Warning: {self.warning}"
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncementsOff(Event):
+    """The gateway's announcements cannot be heard (the ports are taken, or no multicast):
+    ``reason`` says why, and what natdeck does instead (it probes)."""
+
+    reason: str
+
+    @property
+    def summary(self) -> str:
+        return f"announcements off: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +448,8 @@ class ManagerClosed(Event):
     deleted: int
     left: tuple[MappingKey, ...]
     kept: bool = False
+    why: str | None = None
+    """Why the first delete that failed failed (``key: error``), if one did."""
 
     @property
     def summary(self) -> str:
@@ -332,8 +457,9 @@ class ManagerClosed(Event):
             return f"left {len(self.left)} mapping(s) in place (keep)"
         if not self.left:
             return f"deleted {self.deleted} mapping(s)"
-        return (f"deleted {self.deleted} mapping(s); could not delete {len(self.left)}: they "
-                "stay at the gateway until they expire")
+        why = f" ({self.why})" if self.why else " (no answer before the deadline)"
+        return (f"deleted {self.deleted} mapping(s); could not delete {len(self.left)}{why}: "
+                "they stay at the gateway until they expire")
 
 
 @dataclass(frozen=True, slots=True)

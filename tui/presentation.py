@@ -60,7 +60,9 @@ _STATE_STYLE = {
     MappingState.RENEWING: "yellow",
     MappingState.LOST: "bold red",
     MappingState.FAILED: "bold red",
+    MappingState.CONFIRMING: "bold yellow",
     MappingState.REMOVING: "dim",
+    MappingState.REMOVED: "dim",
 }
 
 
@@ -91,6 +93,12 @@ def _state_cell(mapping: ManagedMapping) -> Cell:
         return ("requesting…", style)
     if state is MappingState.REMOVING:
         return ("removing…", style)
+    if state is MappingState.REMOVED:
+        return ("removed", style)
+    if state is MappingState.CONFIRMING:
+        # Why is the same for every row (the gateway's announcement): the detail line
+        # and the event log say it; a failed confirmation says its error here.
+        return (f"confirming: {why}" if mapping.error is not None else "confirming…", style)
     if state is MappingState.RENEWING:
         if mapping.failures:
             failed = f"renewing ({mapping.failures} failed)"
@@ -102,7 +110,12 @@ def _state_cell(mapping: ManagedMapping) -> Cell:
 
 
 def other_port(mapping: ManagedMapping, suggested: int | None = None) -> int | None:
-    """The ``suggested`` external port when the gateway granted another one, else None."""
+    """The suggested external port when the gateway granted another one, else None.
+
+    The engine's own record (``mapping.suggested_external_port``) wins; ``suggested`` (what
+    the app remembers asking) is read only where the engine has none."""
+    if mapping.suggested_external_port is not None:
+        return mapping.other_port()
     if suggested is None or mapping.external_port is None:
         return None
     return suggested if mapping.external_port != suggested else None
@@ -115,10 +128,13 @@ def _expires_cell(mapping: ManagedMapping, now: float) -> Cell:
         # The old countdown means nothing once the gateway no longer holds the mapping.
         return ("unknown", "dim")
     remaining = mapping.remaining(now)
-    if remaining is None:
+    if remaining is None or mapping.state is MappingState.REMOVED:
         return ("—", "dim")
     if remaining <= 0:
         return ("expired", "bold red")
+    if mapping.state is MappingState.CONFIRMING:
+        # What the last grant said, if the gateway still holds it: the confirmation tells.
+        return (f"{countdown(remaining)}?", "dim")
     return (countdown(remaining), "yellow" if remaining < 60 else "")
 
 
@@ -130,7 +146,12 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
         return (f"retry {countdown(until)}", "yellow")
     if mapping.permanent and mapping.state is MappingState.ACTIVE:
         return ("permanent", "dim")  # nothing to renew; looked up now and then
-    if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING):
+    if mapping.state is MappingState.CONFIRMING:
+        if until is None or until <= 0:
+            return ("asking now", "yellow")
+        return (f"ask {countdown(until)}", "yellow")
+    if until is None or mapping.state in (MappingState.REQUESTING, MappingState.REMOVING,
+                                          MappingState.REMOVED):
         return ("—", "dim")
     if until <= 0:
         return ("now", "yellow")
@@ -141,8 +162,8 @@ def mapping_cells(mapping: ManagedMapping, now: float, *,
                   suggested: int | None = None) -> Cells:
     """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
 
-    ``suggested`` is the external port this session suggested, when it knows it; a grant
-    on another port says so in the External cell.
+    A grant on another external port than the suggested one (the engine's record, else
+    ``suggested``) says so in the External cell.
     """
     if mapping.external_port is not None:
         where = endpoint(mapping.external_address, mapping.external_port)
@@ -277,8 +298,13 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         lines.append(fourth)
 
         if status.warning:
+            # Its first clause: the panel has a few rows (40% of the screen, less at 60x20);
+            # the event line of the address change has the whole warning.
+            head, _, more = status.warning.partition(": ")
             line = Text("Warning: ", style="bold yellow")
-            line.append(sanitize(status.warning), style="yellow")
+            line.append(sanitize(head), style="yellow")
+            if more:
+                line.append(" (the event log says why)", style="dim")
             lines.append(line)
     if note is not None:
         lines.append(Text(sanitize(note.text), style=note.style))

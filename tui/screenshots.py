@@ -216,10 +216,15 @@ def freeze(app: NatDeckApp, *, port: int | None = None) -> None:
             mapping.nonce = mapping.internal_port.to_bytes(12, "big")
         if mapping.epoch is not None:
             mapping.epoch = DEMO_UPTIME
+        if mapping.last_answer is not None:
+            mapping.last_answer = dataclasses.replace(mapping.last_answer, at=frozen)
         if mapping.granted_at is None:
             continue
         shift = frozen - mapping.granted_at
         mapping.granted_at = frozen
+        mapping.first_granted_at = frozen
+        if mapping.renewed_at is not None:
+            mapping.renewed_at = frozen
         if mapping.expires_at is not None:
             mapping.expires_at += shift
         if mapping.next_renewal_at is not None:

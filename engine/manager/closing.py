@@ -99,12 +99,14 @@ async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
         entry.machine.fire(Trigger.REMOVE)
         entry.view.state = entry.machine.state
     await delete_many(table.client, held, progress, forget)
+    why = None
     if progress.failed:  # one line, not one per mapping (there may be thousands)
-        key, why = progress.failed[0]
-        log.warning("could not delete %d mapping(s) on exit; %s: %s", len(progress.failed),
-                    key, why)
+        key, reason = progress.failed[0]
+        why = f"{key}: {reason}"
+        # DEBUG: the ManagerClosed event says it (a UI shows both otherwise).
+        log.debug("could not delete %d mapping(s) on exit; %s", len(progress.failed), why)
     left = tuple(k for k in held if k in table.entries)
-    return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left)
+    return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left, why=why)
 
 
 async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapping]:

@@ -51,7 +51,7 @@ from ..events import (
     MappingKey,
     MappingState,
 )
-from ..protocols import as_protocol
+from ..protocols import PORTED_PROTOCOLS, as_protocol
 from ..statefile import StateFile
 from ..transport import SERVER_PORT
 from ..upnp.ssdp import SSDP_PORT
@@ -243,9 +243,13 @@ class MappingManager:
         if key in self.table.entries:
             raise InvalidRequest(f"{key} is already mapped by this manager")
         requested = self.lifetime if lifetime is None else lifetime
-        view = ManagedMapping(key=key, protocol=as_protocol(int(protocol)),
-                              internal_port=internal_port, state=MappingState.REQUESTING,
-                              requested_lifetime=requested)
+        proto = as_protocol(int(protocol))
+        # What goes on the wire when no port is given: the internal one (see MapRequest).
+        suggested = external_port if external_port is not None else \
+            internal_port if proto in PORTED_PROTOCOLS else None
+        view = ManagedMapping(key=key, protocol=proto, internal_port=internal_port,
+                              state=MappingState.REQUESTING, requested_lifetime=requested,
+                              suggested_external_port=suggested or None)
         # client.map's keyword arguments, kept for the first request.
         options: dict[str, Any] = dict(
             external_port=external_port, external_address=external_address,
@@ -282,6 +286,7 @@ class MappingManager:
             await delete_mapping(self.client, entry.mapping, self.timeout)
         except NatDeckError as exc:
             entry.view.reason = f"delete failed: {exc}"
+            self.table.answered(entry, exc, "delete")
             self.watch.failed_request(exc)
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise

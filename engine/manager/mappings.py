@@ -21,6 +21,7 @@ from ..client import GatewayClient, PortMapping
 from ..errors import NatDeckError, ResultCodeError
 from ..events import (
     Event,
+    GatewayAnswer,
     ManagedMapping,
     MappingFailed,
     MappingKey,
@@ -28,6 +29,9 @@ from ..events import (
     MappingRemoved,
     MappingRenewalFailed,
     MappingState,
+    RequestKind,
+    error_words,
+    opcode_label,
 )
 from ..wire.addresses import IPAddress
 from .records import Records
@@ -183,8 +187,11 @@ class MappingTable:
             entry.lost_told = True
             self.emit(MappingLost(self._now(), entry.view.key, reason))
 
-    def changed(self, change: Round) -> None:
-        """The gateway restarted or announced something: every mapping follows it."""
+    def changed(self, change: Round) -> int:
+        """The gateway restarted or announced something: every mapping follows it.
+        Returns how many mappings were made to ask again (the others had asked already,
+        or have a confirmation due within the round: coalesced)."""
+        fired = 0
         now = self._now()
         if change.new_address is not None:
             self._follow_address(*change.new_address)
@@ -205,9 +212,11 @@ class MappingTable:
                 continue  # a confirmation is due within the window already: coalesced
             # (A busy one's answer is stale: the machine sees that, sent_at < last_change.)
             self.fire(entry, trigger)
+            fired += 1
             self.lost(entry, change.reason, state)
             if change.lost and not entry.busy:
                 self.set_due(entry, now + self.rng.uniform(0.0, change.spread))
+        return fired
 
     def _follow_address(self, old: IPAddress | None, new: IPAddress) -> None:
         # The NAT-PMP announcement names the new address (RFC 6886 §3.2.1): show it at
@@ -252,9 +261,28 @@ class MappingTable:
 
     # -- requests --------------------------------------------------------------------------
 
-    def granted(self, entry: Entry, mapping: PortMapping) -> None:
-        """An answer granted ``mapping``: update the view, the state and the record."""
+    def answered(self, entry: Entry, answer: PortMapping | NatDeckError,
+                 request: RequestKind) -> None:
+        """Keep the gateway's answer to ``request`` (a grant or a result code) in the view;
+        an error that is not an answer (no answer, a network error) leaves the last one."""
         view = entry.view
+        now = self._now()
+        peer = entry.mapping is not None and entry.mapping.opcode == "peer"
+        if isinstance(answer, ResultCodeError):
+            view.last_answer = GatewayAnswer(
+                now, answer.protocol, opcode_label(answer.protocol, int(view.protocol), peer),
+                request, answer.code, answer.name, answer.description, answer.error_lifetime)
+        elif isinstance(answer, PortMapping):
+            view.last_answer = GatewayAnswer(
+                now, answer.via, opcode_label(answer.via, int(view.protocol), peer), request,
+                external_address=answer.external_address, external_port=answer.external_port,
+                lifetime=answer.lifetime)
+
+    def granted(self, entry: Entry, mapping: PortMapping, request: RequestKind) -> None:
+        """An answer to ``request`` granted ``mapping``: update the view, the state and the
+        record."""
+        view = entry.view
+        self.answered(entry, mapping, request)
         trigger = entry.machine.answered(self.watch.last_change)
         view.via = mapping.via
         moved = view.external_port != mapping.external_port or view.nonce != mapping.nonce
@@ -262,6 +290,10 @@ class MappingTable:
         view.external_address = mapping.external_address
         view.lifetime = mapping.lifetime
         view.granted_at = mapping.granted_at
+        if view.first_granted_at is None:
+            view.first_granted_at = mapping.granted_at
+        if request == "renew":
+            view.renewed_at = mapping.granted_at
         view.expires_at = mapping.expires_at
         view.epoch = mapping.epoch
         view.nonce = mapping.nonce
@@ -286,8 +318,11 @@ class MappingTable:
                recovering: bool) -> None:
         """A request for ``entry`` failed: the error policy says what follows."""
         view = entry.view
+        self.answered(entry, exc, "renew" if renewal else "recreate")
         self.watch.failed_request(exc)
-        view.reason = str(exc)
+        # The mapping was granted before: the gateway answered, so a timeout's "is it the
+        # right gateway?" would mislead.
+        view.reason = error_words(exc, answered_before=True)
         view.error = exc.with_traceback(None)  # keep the message, not the frames
         view.failures += 1
         self.fire(entry, trigger_for_error(exc), error=exc)
@@ -299,7 +334,7 @@ class MappingTable:
         else:
             self.emit(MappingFailed(self._now(), view.key, exc, retry,
                                     recovering=recovering or view.state is not
-                                    MappingState.REQUESTING))
+                                    MappingState.REQUESTING, gateway_answered=True))
 
 
 def renewal_time(mapping: PortMapping, rng: random.Random) -> float | None:

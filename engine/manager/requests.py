@@ -42,12 +42,14 @@ async def first_request(table: MappingTable, entry: Entry, timeout: float) -> No
         table.entries.pop(key, None)
         table.views.pop(key, None)
         if isinstance(exc, NatDeckError):
+            table.answered(entry, exc, "map")
             entry.machine.fire(trigger_for_error(exc))
+            answered_before = table.watch.status.last_contact is not None
             table.watch.failed_request(exc)
-            table.emit(MappingFailed(_now(), key, exc))
+            table.emit(MappingFailed(_now(), key, exc, gateway_answered=answered_before))
         raise
     entry.mapping = mapping
-    table.granted(entry, mapping)
+    table.granted(entry, mapping, "map")
     table.emit(MappingAdded(_now(), key, entry.view))
 
 
@@ -85,7 +87,7 @@ async def send_request(table: MappingTable, entry: Entry, action: Action, *,
         table.set_due(entry, _now() + INTERNAL_ERROR_RETRY)
         return
     entry.mapping = granted
-    table.granted(entry, granted)
+    table.granted(entry, granted, "renew" if action is Action.RENEW else "recreate")
     if entry.lost_told:
         if view.state is MappingState.ACTIVE:  # (not before an answer that counts)
             entry.lost_told = False
@@ -114,7 +116,7 @@ def _renewal_plan(table: MappingTable, entry: Entry, now: float) -> tuple[float 
 
 
 def _relabel(exc: NatDeckError) -> None:
-    """Name a request for the same mapping again as what it is, not a "renew".
+    """Name a request for the same mapping again as what it is, "recreate", not "renew".
 
     The client names any request for a mapping it made before "renew" (issue 17: a failed
     recovery read "PCP renew ..."); the manager knows it asked for the mapping again.
@@ -122,6 +124,6 @@ def _relabel(exc: NatDeckError) -> None:
     request = getattr(exc, "request", None)
     if isinstance(request, str) and " renew " in request and exc.args \
             and isinstance(exc.args[0], str):
-        again = request.replace(" renew ", " map (asking again for) ", 1)
+        again = request.replace(" renew ", " recreate ", 1)
         exc.request = again  # type: ignore[attr-defined]
         exc.args = (exc.args[0].replace(request, again, 1), *exc.args[1:])

@@ -33,6 +33,7 @@ from ..client import GatewayClient, ProbeResult
 from ..discovery import connected_source_address
 from ..errors import GatewayTimeout, NatDeckError, TransportError
 from ..events import (
+    AnnouncementsOff,
     Event,
     ExternalAddressChanged,
     GatewayReachable,
@@ -42,6 +43,7 @@ from ..events import (
     LocalAddressChanged,
     MappingsConfirming,
     ProbeCompleted,
+    error_words,
 )
 from ..transport import Message
 from ..types import ProtocolName
@@ -108,7 +110,7 @@ class GatewayWatch:
     """The gateway's status as the manager sees it; ``on_change`` gets each :class:`Round`."""
 
     def __init__(self, client: GatewayClient, status: GatewayStatus,
-                 emit: Callable[[Event], None], on_change: Callable[[Round], None], *,
+                 emit: Callable[[Event], None], on_change: Callable[[Round], int], *,
                  rng: random.Random, announce_delay: float = timing.ANNOUNCE_MAX_DELAY) -> None:
         self.client = client
         self.status = status
@@ -159,8 +161,9 @@ class GatewayWatch:
         self.status.speaks_pcp = self.client.speaks["pcp"]
         self.status.speaks_natpmp = self.client.speaks["natpmp"]
         if isinstance(exc, GatewayTimeout | TransportError) and self.status.reachable is not False:
+            answered = self.status.last_contact is not None
             self.status.reachable = False
-            self._emit(GatewayUnreachable(self._now(), str(exc)))
+            self._emit(GatewayUnreachable(self._now(), error_words(exc, answered_before=answered)))
 
     def state_lost(self, protocol: ProtocolName, epoch: int) -> None:
         """An answer's epoch went back (the client's verdict): the gateway restarted."""
@@ -179,9 +182,10 @@ class GatewayWatch:
         self.status.epoch = epoch
         self._emit(GatewayRestarted(now, protocol, epoch))
 
-    def _change(self, change: Round) -> None:
+    def _change(self, change: Round) -> int:
+        """Follow ``change``; how many mappings it made ask again (0: coalesced, or none)."""
         self.last_change = max(self.last_change, change.at)
-        self._on_change(change)
+        return self._on_change(change)
 
     def external_address(self, address: IPAddress, source: str) -> bool:
         """Note the gateway's external address; True (and an event) when it changed."""
@@ -191,7 +195,8 @@ class GatewayWatch:
             return False
         self.status.external_address = address
         self.status.warning = non_public_warning(address)
-        self._emit(ExternalAddressChanged(self._now(), old, address, source))
+        self._emit(ExternalAddressChanged(self._now(), old, address, source,
+                                          self.status.warning))
         return True
 
     # -- announcements ---------------------------------------------------------------------
@@ -204,6 +209,8 @@ class GatewayWatch:
             await listener.start()
         except TransportError as exc:
             self.status.listen_error = f"{exc}; {instead}"
+            # An event too: a log shows it in full where a status panel has no room.
+            self._emit(AnnouncementsOff(self._now(), self.status.listen_error))
             return None
         self.status.listening = True
         if listener.errors:
@@ -250,12 +257,13 @@ class GatewayWatch:
         else:
             reason = ("the gateway announced a change (PCP ANNOUNCE)" if protocol == "pcp"
                       else "the gateway announced its external address")
-        if not (went_back and not address_reset):
-            self._emit(MappingsConfirming(now, reason))
         # RFC 6887 §14.1.3: every client of the gateway heard it; each request waits a
         # random 0-5 s.
-        self._change(Round(since, self.announce_delay, went_back and not address_reset,
-                           reason, (old, new) if moved and new is not None else None))
+        asked = self._change(Round(since, self.announce_delay, went_back and not address_reset,
+                                   reason, (old, new) if moved and new is not None else None))
+        if not (went_back and not address_reset) and (asked or moved or went_back):
+            # (A repetition whose confirmations were all due already, coalesced, is no news.)
+            self._emit(MappingsConfirming(now, reason))
 
     # -- probes ----------------------------------------------------------------------------
 
@@ -345,7 +353,8 @@ class LocalRoute:
         old = self.status.local_address
         if current is None or old is None or current == old:
             return None
-        log.info("local address changed from %s to %s", old, current)
+        # DEBUG: the LocalAddressChanged event says it (a UI shows both otherwise).
+        log.debug("local address changed from %s to %s", old, current)
         self.status.local_address = current
         self.client.rebind(current)
         self._emit(LocalAddressChanged(now, old, current))

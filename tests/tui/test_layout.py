@@ -222,7 +222,9 @@ async def test_help_says_what_natdeck_does_about_a_lost_mapping(demo_gateway: De
         console.print(states.content)
         text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
         assert "lost" in text
-        assert "natdeck is asking for it again on its own, nothing to do" in text
+        assert "natdeck asks for it again on its own" in text
+        assert "nothing to do. r asks now" in text
+        assert "confirming" in text
         assert "d stops that and sends the gateway a delete" in text
         assert "expired or forgotten by the gateway;" not in text
 

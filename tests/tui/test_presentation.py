@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from engine.errors import GatewayTimeout, ResultCodeError
-from engine.events import GatewayStatus, ManagedMapping, MappingKey, MappingState
+from engine.events import GatewayAnswer, GatewayStatus, ManagedMapping, MappingKey, MappingState
 from engine.protocols import Protocol
 from tui.formatting import countdown, duration, endpoint, rtt, since
 from tui.mapping_detail import NO_SELECTION, Asked, detail_lines
@@ -133,7 +133,7 @@ def test_the_detail_says_everything_known_in_full() -> None:
     assert "Renewed 2 times, last 1m00s ago" in text
     assert "Epoch 1234" in text
     assert "Nonce 000102030405060708090a0b" in text
-    assert "Gateway's last answer: granted 3600 s on 203.0.113.7:8081, 1m00s ago" in text
+    assert "Last answer: granted 3600 s on 203.0.113.7:8081, 1m00s ago" in text
     assert "natdeck is asking the gateway for it again" in text
     assert "d stops that and sends the gateway a delete" in text
     assert detail_lines(None, 0.0)[0].plain == NO_SELECTION
@@ -188,4 +188,61 @@ def test_the_detail_says_a_refusal_once() -> None:
                                               "reason": str(refused)})
     text = "\n".join(line.plain for line in detail_lines(failed, 200.0))
     assert text.count(str(refused)) == 1
-    assert "r asks again now; d stops natdeck asking and sends the gateway a delete" in text
+    assert "r asks now; d stops natdeck asking and sends the gateway a delete" in text
+
+
+def test_the_detail_reads_the_engine_record_not_the_app_one() -> None:
+    # The engine carries the suggested port, the first grant, the last renewal and the
+    # gateway's last answer (issue 17): what the app remembers (Asked) is not needed.
+    answer = GatewayAnswer(150.0, "pcp", "MAP", "renew", external_address=IPv4Address(
+        "203.0.113.7"), external_port=8081, lifetime=3600)
+    mapping = _mapping(MappingState.ACTIVE, **{**GRANTED, "granted_at": 150.0},
+                       suggested_external_port=8080, first_granted_at=40.0, renewed_at=150.0,
+                       renewals=1, last_answer=answer)
+    text = "\n".join(line.plain for line in detail_lines(mapping, 160.0))
+    assert "the gateway gave external port 8081, not the 8080 suggested" in text
+    assert "Granted 2m00s ago" in text
+    assert "Renewed once, last 10 s ago" in text
+    assert ("Last answer: PCP MAP (renew): SUCCESS, 3600 s on 203.0.113.7:8081, "
+            "10 s ago") in text
+    assert mapping_cells(mapping, 160.0)[1] == ("203.0.113.7:8081 (asked 8080)", "bold yellow")
+
+
+def test_an_error_answer_and_a_later_silence_are_both_said_without_the_hint() -> None:
+    refused = GatewayAnswer(150.0, "natpmp", "map TCP (opcode 2)", "renew", code=3,
+                            result="NETWORK_FAILURE", description="the gateway has no address")
+    timeout = GatewayTimeout("192.0.2.1", "NAT-PMP renew tcp 8080", 9, 64.0, "natpmp")
+    mapping = _mapping(MappingState.RENEWING, **GRANTED, last_answer=refused, error=timeout,
+                       failures=2, reason=str(timeout))
+    text = "\n".join(line.plain for line in detail_lines(mapping, 160.0))
+    assert ("Last answer: NAT-PMP map TCP (opcode 2) (renew): NETWORK_FAILURE (3): "
+            "the gateway has no address, 10 s ago") in text
+    assert "Since then: NAT-PMP renew tcp 8080: no answer (9 tries) over 64.0 s" in text
+    assert "right gateway" not in text
+
+
+def test_a_confirming_row_shows_what_is_known() -> None:
+    confirming = _mapping(MappingState.CONFIRMING, **GRANTED)
+    cells = mapping_cells(confirming, now=1000.0)
+    assert cells[4] == ("45:00?", "dim")  # the last grant's expiry, unconfirmed
+    assert cells[5] == ("ask 16:40", "yellow")
+    assert cells[6] == ("confirming…", "bold yellow")
+    confirming.next_renewal_at = 999.0
+    assert mapping_cells(confirming, now=1000.0)[5] == ("asking now", "yellow")
+    text = "\n".join(line.plain for line in detail_lines(confirming, 1000.0))
+    assert "Confirming: the gateway said something changed" in text
+    assert "r asks now; d sends the gateway a delete" in text
+    removed = mapping_cells(_mapping(MappingState.REMOVED, **GRANTED), now=1000.0)
+    assert (removed[4][0], removed[5][0], removed[6]) == ("—", "—", ("removed", "dim"))
+
+
+def test_help_defines_every_state_by_what_natdeck_does_and_what_d_and_r_do() -> None:
+    from tui.screens.help import _STATES
+    names = {name.rstrip("…") for name, _ in _STATES}
+    assert names == {state.value for state in MappingState}
+    lost = dict(_STATES)["lost"]
+    assert "natdeck asks for it again on its own" in lost
+    assert "d stops that and sends the gateway a delete" in lost
+    for name, meaning in _STATES:
+        if name not in ("removing…", "removed"):
+            assert " d " in f" {meaning} " or "d waits" in meaning, name

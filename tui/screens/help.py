@@ -19,21 +19,32 @@ KeyHelp = tuple[str, str, str]
 
 _ABOUT = (
     "natdeck maps ports on your gateway with PCP (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD "
-    "and keeps them alive: renewals at 1/2-5/8 of the lifetime (PCP) or 1/2 (NAT-PMP, UPnP), "
-    "recovery after a gateway restart (epoch check; UPnP: a look-up that no longer finds it), "
-    "and the external address updated when the gateway announces a change."
+    "and keeps them alive: renewals at 1/2-5/8 of the lifetime (PCP) or 1/2 (NAT-PMP, UPnP); "
+    "after a gateway restart (its epoch went back; UPnP: a look-up that no longer finds it) "
+    "or an announcement (a new external address, a PCP ANNOUNCE) it asks for every mapping "
+    "again. Select a row: the line under the table says what the gateway answered last and "
+    "what natdeck is doing about it. Wherever it stands, d sends the gateway a delete and r "
+    "asks now."
 )
 
+#: Each state by what natdeck is doing about it, and what d and r do then.
 _STATES = (
-    ("requesting…", "asked for; waiting for the gateway's answer"),
-    ("active", "granted; renewed before it expires"),
-    ("renewing", "a renewal is in flight or being retried"),
-    ("lost", "the gateway no longer holds it (it expired, or the gateway restarted or forgot "
-             "it): natdeck is asking for it again on its own, nothing to do; d stops that "
-             "and sends the gateway a delete"),
-    ("failed", "refused with a lasting error: natdeck asks again when something changes, r "
+    ("requesting…", "the first request is on its way; d waits for the answer, then deletes"),
+    ("active", "granted; natdeck renews it before it expires. r renews now, d deletes"),
+    ("renewing", "a renewal is in flight, or is retried in the RFC's next window while the "
+                 "mapping still holds; nothing to do. r renews now, d deletes"),
+    ("confirming…", "the gateway announced a change: natdeck asks for the mapping again "
+                    "within a few seconds, to be sure the gateway still holds it (Expires "
+                    "shows the last grant's, with a ?); nothing to do. r asks now, d deletes"),
+    ("lost", "the gateway no longer holds it, as far as natdeck can tell (it expired, or the "
+             "gateway restarted or forgot it): natdeck asks for it again on its own, backing "
+             "off to once a minute; nothing to do. r asks now; d stops that and sends the "
+             "gateway a delete anyway"),
+    ("failed", "the gateway refused with a lasting error (the line under the table says "
+               "which): natdeck asks again when the gateway restarts or announces a change. r "
                "asks now; d stops that and sends the gateway a delete"),
-    ("removing…", "a delete is on its way to the gateway"),
+    ("removing…", "a delete is on its way to the gateway; the row goes once it is answered"),
+    ("removed", "deleted at the gateway; natdeck no longer manages it"),
 )
 
 

@@ -31,7 +31,8 @@ MAIN_BINDINGS: list[BindingType] = [
     Binding("d", "app.unmap", "Unmap", id="natdeck.unmap",
             tooltip="Delete the selected mapping at the gateway now (no confirmation)"),
     Binding("r", "app.renew", "Renew", id="natdeck.renew",
-            tooltip="Renew the selected mapping now (or request it again if lost or failed)"),
+            tooltip="Renew the selected mapping now (or ask for it again if lost, confirming or "
+            "failed)"),
     Binding("e", "app.refresh_address", "Address", id="natdeck.external_address",
             tooltip="Ask the gateway for its external address now"),
     Binding("p", "app.probe", "Probe", id="natdeck.probe",
