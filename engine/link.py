@@ -249,7 +249,8 @@ class GatewayLink:
         """
         if not self.negotiation.observe_epoch(protocol, epoch, now):
             return False
-        log.info("gateway %s lost its state (%s epoch %d)", self.gateway, protocol, epoch)
+        # DEBUG: the manager says it as a GatewayRestarted event; INFO would say it twice.
+        log.debug("gateway %s lost its state (%s epoch %d)", self.gateway, protocol, epoch)
         for listener in list(self.on_state_lost):
             listener(protocol, epoch)
         return True

@@ -11,6 +11,7 @@ import time
 
 from engine.errors import NatDeckError
 from engine.events import (
+    AnnouncementsOff,
     Event,
     ExternalAddressChanged,
     GatewayReachable,
@@ -24,6 +25,8 @@ from engine.events import (
     MappingRecovered,
     MappingRemoved,
     MappingRenewalFailed,
+    MappingsConfirming,
+    error_words,
 )
 
 from .app_base import NatDeckBase
@@ -46,6 +49,8 @@ _EVENT_STYLE: dict[type[Event], str] = {
     GatewayRestarted: "bold yellow",
     GatewayUnreachable: "bold red",
     GatewayReachable: "green",
+    AnnouncementsOff: "yellow",
+    MappingsConfirming: "yellow",
 }
 
 
@@ -90,8 +95,11 @@ class EngineMessages(NatDeckBase):
         asked = self.main.asked.setdefault(key, Asked())
         if isinstance(event, MappingAdded) and asked.first_granted_at is None:
             asked.first_granted_at = event.at
+        # Another external port than the one suggested is said by the engine's own summary
+        # (MappingAdded, from ManagedMapping.suggested_external_port); say it only where it
+        # does not, so that the line says it once.
         other = other_port(mapping, asked.suggested)
-        if other is None:
+        if other is None or "gave external port" in event.summary:
             return ""
         return (f" (the gateway gave external port {mapping.external_port}, "
                 f"not the {other} suggested)")
@@ -100,7 +108,10 @@ class EngineMessages(NatDeckBase):
         self.log_line(time.time(), sanitize(message.text), "green")
 
     def on_command_failed(self, message: CommandFailed) -> None:
-        error = sanitize(str(message.error))
+        # Without the "is it the right gateway?" hint once the gateway has answered before.
+        answered = self.manager is not None and self.manager.status.last_contact is not None
+        error = sanitize(error_words(message.error, answered_before=answered)
+                         if isinstance(message.error, NatDeckError) else str(message.error))
         if not message.in_events:
             self.log_line(time.time(), f"{sanitize(message.what)} failed: {error}", "bold red")
         self.notify(error, title=f"Could not {sanitize(message.what, limit=60)}",

@@ -309,10 +309,9 @@ class MappingManager:
 
     def _check_local_address(self) -> None:
         """Follow this host's address towards the gateway if it changed (no packet sent)."""
-        if self._follow_local and self._started:
-            moved = self.route.moved(self._now())
-            if moved is not None:
-                self.table.local_address_changed(*moved)
+        if self._follow_local and self._started \
+                and (moved := self.route.moved(self._now())) is not None:
+            self.table.local_address_changed(*moved)
 
     async def probe(self) -> ProbeResult:
         """Probe both protocols now; updates the status and emits ProbeCompleted."""

@@ -265,18 +265,10 @@ class MappingTable:
                  request: RequestKind) -> None:
         """Keep the gateway's answer to ``request`` (a grant or a result code) in the view;
         an error that is not an answer (no answer, a network error) leaves the last one."""
-        view = entry.view
-        now = self._now()
         peer = entry.mapping is not None and entry.mapping.opcode == "peer"
-        if isinstance(answer, ResultCodeError):
-            view.last_answer = GatewayAnswer(
-                now, answer.protocol, opcode_label(answer.protocol, int(view.protocol), peer),
-                request, answer.code, answer.name, answer.description, answer.error_lifetime)
-        elif isinstance(answer, PortMapping):
-            view.last_answer = GatewayAnswer(
-                now, answer.via, opcode_label(answer.via, int(view.protocol), peer), request,
-                external_address=answer.external_address, external_port=answer.external_port,
-                lifetime=answer.lifetime)
+        last = last_answer(entry.view, answer, request, peer, self._now())
+        if last is not None:
+            entry.view.last_answer = last
 
     def granted(self, entry: Entry, mapping: PortMapping, request: RequestKind) -> None:
         """An answer to ``request`` granted ``mapping``: update the view, the state and the
@@ -284,25 +276,8 @@ class MappingTable:
         view = entry.view
         self.answered(entry, mapping, request)
         trigger = entry.machine.answered(self.watch.last_change)
-        view.via = mapping.via
         moved = view.external_port != mapping.external_port or view.nonce != mapping.nonce
-        view.external_port = mapping.external_port
-        view.external_address = mapping.external_address
-        view.lifetime = mapping.lifetime
-        view.granted_at = mapping.granted_at
-        if view.first_granted_at is None:
-            view.first_granted_at = mapping.granted_at
-        if request == "renew":
-            view.renewed_at = mapping.granted_at
-        view.expires_at = mapping.expires_at
-        view.epoch = mapping.epoch
-        view.nonce = mapping.nonce
-        view.options = mapping.options
-        view.permanent = mapping.permanent
-        if mapping.permanent:
-            view.expires_at = None  # no end: looked up now and then (.presence), not renewed
-        view.reason = None
-        view.error = None
+        show_grant(view, mapping, request)
         self.watch.status.via = mapping.via
         if mapping.via == "upnp":
             self.watch.heard_upnp()  # (PCP and NAT-PMP answers are heard by the channel)
@@ -353,3 +328,41 @@ def error_wait(error: NatDeckError | None) -> float:
     if isinstance(error, ResultCodeError) and error.error_lifetime is not None:
         return float(min(max(error.error_lifetime, 1), 3600))
     return NATPMP_ERROR_RETRY
+
+
+def last_answer(view: ManagedMapping, answer: PortMapping | NatDeckError, request: RequestKind,
+                peer: bool, now: float) -> GatewayAnswer | None:
+    """The gateway's answer to ``request`` as the view keeps it: a grant or a result code;
+    ``None`` for an error that is no answer (no answer at all, a network error)."""
+    if isinstance(answer, ResultCodeError):
+        return GatewayAnswer(
+            now, answer.protocol, opcode_label(answer.protocol, int(view.protocol), peer),
+            request, answer.code, answer.name, answer.description, answer.error_lifetime)
+    if isinstance(answer, PortMapping):
+        return GatewayAnswer(
+            now, answer.via, opcode_label(answer.via, int(view.protocol), peer), request,
+            external_address=answer.external_address, external_port=answer.external_port,
+            lifetime=answer.lifetime)
+    return None
+
+
+def show_grant(view: ManagedMapping, mapping: PortMapping, request: RequestKind) -> None:
+    """What a grant (of ``request``) tells the view: ports, lifetime, times, epoch, nonce."""
+    view.via = mapping.via
+    view.external_port = mapping.external_port
+    view.external_address = mapping.external_address
+    view.lifetime = mapping.lifetime
+    view.granted_at = mapping.granted_at
+    if view.first_granted_at is None:
+        view.first_granted_at = mapping.granted_at
+    if request == "renew":
+        view.renewed_at = mapping.granted_at
+    view.expires_at = mapping.expires_at
+    view.epoch = mapping.epoch
+    view.nonce = mapping.nonce
+    view.options = mapping.options
+    view.permanent = mapping.permanent
+    if mapping.permanent:
+        view.expires_at = None  # no end: looked up now and then (.presence), not renewed
+    view.reason = None
+    view.error = None
