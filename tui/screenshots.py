@@ -184,7 +184,10 @@ async def silent_scene(pilot: Pilot[int]) -> None:
     app = _app(pilot)
     manager = app.manager
     assert manager is not None
-    _controls(app).gateway.configure(silent=True)
+    controls = _controls(app)
+    controls.gateway.configure(silent=True)
+    if controls.igd is not None:  # the demo gateway speaks UPnP too: silence all of it
+        await controls.igd.close()
     app.send(ProbeGateway())
     await until(pilot, lambda: manager.status.reachable is False, "the probe to time out")
     await pilot.pause()
