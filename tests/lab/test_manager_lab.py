@@ -41,9 +41,21 @@ def rules_of(results: list[dict[str, Any]]) -> set[DnatRule]:
 
 def added(worker: ManagerWorker, commands: list[dict[str, int]],
           timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Add every mapping through the worker's manager, asserting each succeeded."""
+    """Add every mapping through the worker's manager, asserting each succeeded; return them
+    once none is being confirmed.
+
+    miniupnpd multicasts an ANNOUNCE as it starts; one that reaches the manager after its
+    first requests (late under load) makes it confirm every mapping (issue 14, finding 2),
+    which takes the RFC's random 0-5 s.
+    """
     replies = worker.ok("add_many", items=commands, timeout=timeout)
-    return [reply["result"] for reply in replies]
+    keys = {tuple(reply["result"]["key"]) for reply in replies}
+    settle = time.monotonic() + 8.0
+    while True:
+        now = [m for m in worker.ok("mappings") if tuple(m["key"]) in keys]
+        if all(m["state"] != "confirming" for m in now) or time.monotonic() > settle:
+            return sorted(now, key=lambda m: [r["result"]["key"] for r in replies].index(m["key"]))
+        time.sleep(0.1)
 
 
 def recovered_event(key: tuple[int, int]) -> Callable[[dict[str, Any]], bool]:
