@@ -39,12 +39,16 @@ instant (RFC 6298 §2.4's granularity term).
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_IN_FLIGHT", "GRANULARITY", "InFlightWindow"]
+__all__ = ["DEFAULT_MAX_IN_FLIGHT", "GRANULARITY", "MAX_STRETCH", "InFlightWindow"]
 
 DEFAULT_MAX_IN_FLIGHT = 32
 #: RFC 6298 §2's clock granularity ``G``, seconds: the least margin a timer keeps over a round
 #: trip (and over the RFC's first timer, before any is measured).
 GRANULARITY = 0.010
+#: The most the first timer is stretched over the RFC's (NAT-PMP: 1 s, PCP: 12 s): enough for
+#: the slowest gateway measured (miniupnpd on a slow console: 365 ms), and a bound on a bad
+#: estimate.
+MAX_STRETCH = 4
 #: How much of the slowest recent round trip the next sample keeps: 15/16 (half of it is
 #: forgotten over ~11 samples), so one slow answer holds the timer up for a while, not forever.
 _PEAK_DECAY = 15 / 16
@@ -156,8 +160,12 @@ class InFlightWindow:
         floor = self.first_timeout + GRANULARITY
         if self.rtt_smoothed is None:
             return floor
-        return max(floor, self.rtt_peak + GRANULARITY,
-                   self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
+        fitted = max(floor, self.rtt_peak + GRANULARITY,
+                     self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
+        # Never more than MAX_STRETCH times the RFC's first timer: on a lossy link a sample
+        # taken from a late answer can be seconds long, and every request then waits that long
+        # before its first retransmission (measured in the lab at 30 % loss: 12 s timers).
+        return min(fitted, MAX_STRETCH * self.first_timeout)
 
     def sent(self) -> int:
         """A try goes out: its number (the order of sending, which a gateway serves in)."""

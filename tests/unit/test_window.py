@@ -120,7 +120,7 @@ def test_the_round_trip_estimate_takes_the_whole_round_trip_not_the_per_request_
 ) -> None:
     # Ten out at once, the last answered after 100 ms: the window counts 10 ms of service
     # each, the timer the 100 ms that request really waited.
-    window = InFlightWindow(32, 0.010)
+    window = InFlightWindow(32, 0.25)
     window.answered(0.100, sent_with=10)
     assert window.srtt == pytest.approx(0.010)
     assert window.rtt_smoothed == pytest.approx(0.100)
@@ -231,3 +231,11 @@ def test_a_due_try_waits_while_the_gateway_answers_what_was_sent_before_it() -> 
     assert window.hold_until(numbers[11], sent_at=100.0, now=100.31) is None
     # Nothing answered yet: nothing to wait for.
     assert InFlightWindow(32, 0.25).hold_until(1, sent_at=4.0, now=5.0) is None
+
+
+def test_the_first_timer_is_never_stretched_past_four_times_the_rfcs() -> None:
+    # A late answer on a lossy link can make a sample seconds long; the timer stays bounded.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    window.answered_late(12.0, 0.0001)
+    assert window.first_timer() == pytest.approx(4 * 0.25)
