@@ -91,6 +91,47 @@ async def test_hold_until_signal_then_delete(sim: Sim, run: Any, state_dir: Path
     assert StateFile(state_dir).load().records == []
 
 
+async def test_a_signal_delivered_twice_at_once_still_deletes(make_sim: Any) -> None:
+    # GNU timeout (and a terminal, to its process group) delivers one interrupt twice: the
+    # copy must not count as a second Ctrl-C that abandons the delete (found in the lab: the
+    # rule stayed when `timeout -s INT` stopped `map --hold` on a loaded machine). The
+    # gateway takes 0.3 s a request, so the delete is still out when the copy arrives.
+    sim = await make_sim(delay=0.3)
+    process = await _start("map", "udp", "7002", "--hold", "--no-listen", "--json",
+                           *sim.target)
+    try:
+        assert (await _line(process))["event"] == "mapped"
+        process.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.05)  # the copy arrives after the first was handled
+        process.send_signal(signal.SIGINT)
+        assert (await _line(process))["event"] == "deleted"
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert sim.mapped() == {}
+
+
+async def test_a_second_signal_later_abandons_the_delete(make_sim: Any) -> None:
+    # A user's second Ctrl-C, after the first, still leaves at once (exit 130) while the
+    # delete waits on a gateway that does not answer.
+    sim = await make_sim()
+    process = await _start("map", "udp", "7003", "--hold", "--no-listen", "--json",
+                           *sim.target)
+    try:
+        assert (await _line(process))["event"] == "mapped"
+        sim.gateway.configure(silent=True)
+        process.send_signal(signal.SIGINT)
+        await asyncio.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 15) == 130
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_hold_record_of_a_dead_holder_is_used(sim: Sim, run: Any, state_dir: Path
                                                     ) -> None:
     # A holder killed with SIGKILL cannot delete; its record (and nonce) lets unmap do it.

@@ -32,6 +32,10 @@ from .output import Output
 
 __all__ = ["main", "main_async"]
 
+#: A second SIGINT/SIGTERM this many seconds after the first abandons what ``--hold`` or
+#: ``watch`` does on the way out (the delete); one sooner is taken as the same signal.
+SECOND_SIGNAL_AFTER = 0.5
+
 #: Each subcommand's module and function (imported when the command runs).
 _COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("tui.cli.cmd_map", "run_map"),
@@ -51,13 +55,21 @@ def _command(name: str) -> Callable[[Context], Awaitable[int]]:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: asyncio.Event, task: asyncio.Task[Any] | None) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop`` (a second one cancels ``task``); restored on exit."""
+    """SIGINT/SIGTERM set ``stop`` (a second one, from SECOND_SIGNAL_AFTER on, cancels
+    ``task``); restored on exit."""
     loop = asyncio.get_running_loop()
     installed: list[tuple[signal.Signals, Any]] = []
+    first: list[float] = []
 
     def handler() -> None:
-        if stop.is_set() and task is not None:
+        # A signal within a moment of the first is the same request delivered twice (GNU
+        # timeout and a terminal's process group both send one), not a user's second
+        # Ctrl-C: cancelling on it would skip the delete and leave the port open.
+        if stop.is_set() and task is not None and first \
+                and loop.time() - first[0] >= SECOND_SIGNAL_AFTER:
             task.cancel()
+        if not first:
+            first.append(loop.time())
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
