@@ -106,9 +106,18 @@ async def test_watch_prints_the_table_then_changes(lan: Lan) -> None:
 async def test_watch_json_changes_carry_an_event(lan: Lan) -> None:
     out, err = io.StringIO(), io.StringIO()
     loop = asyncio.get_running_loop()
-    loop.call_later(0.08, lambda: lan.others.open(
-        Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"), loop.time()))
+
+    async def open_after_the_first_listing() -> None:
+        # Not on a timer: under load the first listing can take longer than any fixed delay,
+        # and a mapping that is already there when it is read is no change.
+        while len(out.getvalue().splitlines()) < len(DEMO_LAN):
+            await asyncio.sleep(0.005)
+        lan.others.open(Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak"),
+                        loop.time())
+
+    opener = asyncio.create_task(open_after_the_first_listing())
     await watch(lan.source, out, err, as_json=True, interval=0.05, listings=4)
+    await opener
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(objects) == len(DEMO_LAN) + 1
     assert objects[-1]["event"] == "opened"
