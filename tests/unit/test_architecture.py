@@ -41,6 +41,7 @@ CLASS_LINES = 250
 LAYERS: tuple[Layer, ...] = (
     Layer("names: the shared vocabulary, errors, RFC timing (pure)", (
         "engine.protocols", "engine.codes", "engine.wire.addresses", "engine.types",
+        "engine.lazy_exports",
         "engine.errors", "engine.epochs", "engine.timing",
     )),
     Layer("wire: NAT-PMP and PCP messages, the one request type (pure)", (
