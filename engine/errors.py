@@ -145,17 +145,24 @@ class ResultCodeError(GatewayError):
         self.gateway = gateway
         self.error_lifetime = error_lifetime
         self.epoch = epoch
-        self.name = result_name(code, pcp=protocol == "pcp")
-        self.description = result_description(code, pcp=protocol == "pcp")
+        self.name, self.description = self._named(code)
+        super().__init__(self._sentence(detail))
+
+    def _named(self, code: int) -> tuple[str, str]:
+        """The code's name (the RFC's) and what it means, as a sentence."""
+        pcp = self.protocol == "pcp"
+        return result_name(code, pcp=pcp), result_description(code, pcp=pcp)
+
+    def _sentence(self, detail: str | None) -> str:
+        """The error's text: what was asked, what the gateway said, what it means."""
         lasting = ""
-        if error_lifetime:
+        if self.error_lifetime:
             # Issue 17: a lifetime of 0 says nothing about how long the condition lasts.
-            lasting = f"; the gateway says this lasts {error_lifetime} s"
+            lasting = f"; the gateway says this lasts {self.error_lifetime} s"
         said = "answered" if detail is None else "would not honour the request:"
-        super().__init__(
-            f"{request}: {shown_name(protocol)} gateway {gateway} {said} {self.name} "
-            f"({code}): {self.description}{lasting}" + (f" ({detail})" if detail else "")
-        )
+        return (f"{self.request}: {shown_name(self.protocol)} gateway {self.gateway} {said} "
+                f"{self.name} ({self.code}): {self.description}{lasting}"
+                + (f" ({detail})" if detail else ""))
 
     @property
     def mapping_protocol(self) -> ProtocolName:

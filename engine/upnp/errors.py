@@ -35,18 +35,17 @@ class UpnpResultError(ResultCodeError):
 
     def __init__(self, code: int, *, request: str, gateway: str, action: str,
                  detail: str | None = None) -> None:
-        # Set by hand: ResultCodeError's constructor knows only PCP and NAT-PMP names.
-        Exception.__init__(self, _result_message(code, request, gateway, action, detail))
-        self.protocol = "upnp"
-        self.code = code
-        self.request = request
-        self.gateway = gateway
         self.action = action
         self.detail = detail
-        self.error_lifetime = None
-        self.epoch = None
-        self.name = upnp_error_name(code)
-        self.description = _description(code)
+        super().__init__("upnp", code, request=request, gateway=gateway, detail=detail)
+
+    def _named(self, code: int) -> tuple[str, str]:
+        return upnp_error_name(code), _description(code)
+
+    def _sentence(self, detail: str | None) -> str:
+        said = f" (it said {detail!r})" if detail else ""
+        return (f"{self.request}: UPnP gateway {self.gateway} refused {self.action} with "
+                f"{self.name} ({self.code}): {self.description}{said}")
 
     @property
     def port_in_use(self) -> bool:
@@ -75,12 +74,6 @@ def _description(code: int) -> str:
     except ValueError:
         return f"the gateway answered UPnP error {code}, which this client does not know"
 
-
-def _result_message(code: int, request: str, gateway: str, action: str,
-                    detail: str | None) -> str:
-    said = f" (it said {detail!r})" if detail else ""
-    return (f"{request}: UPnP gateway {gateway} refused {action} with "
-            f"{upnp_error_name(code)} ({code}): {_description(code)}{said}")
 
 
 class UpnpTimeout(GatewayTimeout):
