@@ -16,6 +16,8 @@ yes and holds nothing is an error, not a mapping.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import socket
 from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from .http import BoundedRequester
 
 __all__ = ["DEFAULT_DESCRIPTION", "RouterListing", "UpnpGateway", "UpnpMapping", "UpnpProbe"]
+
+log = logging.getLogger("engine.upnp")
 
 DEFAULT_DESCRIPTION = "natdeck"
 #: IGDs described at most when several answer (each costs a description fetch).
@@ -232,9 +236,15 @@ class UpnpGateway:
                            connection.has("AddAnyPortMapping"))
         return await portmap.add_and_verify(connection, request, asked, external)
 
-    async def renew(self, mapping: UpnpMapping, lifetime: int | None = None) -> UpnpMapping:
+    async def renew(self, mapping: UpnpMapping, lifetime: int | None = None, *,
+                    move_if_taken: bool = False) -> UpnpMapping:
         """Add ``mapping`` again (same external port) before its lease ends; the renewed
-        mapping. A 718 means another host took the port meanwhile."""
+        mapping. A 718 (or 729) means another host took the port meanwhile (our lease ran out,
+        or the router lost its table): raised, unless ``move_if_taken`` and the IGD has
+        AddAnyPortMapping: then the mapping is added anew the way :meth:`map` adds it, the
+        held port suggested, and the IGD grants another free port (the result says which),
+        as a PCP gateway may on a renewal (RFC 6887 §11.2.1). An IGDv1 has only
+        AddPortMapping, which would be refused the same port again: 718 is raised there."""
         lease = 0 if mapping.permanent else _checked_lease(
             mapping.requested_lifetime if lifetime is None else lifetime)
         name = upnp_protocol(mapping.protocol)
@@ -243,7 +253,15 @@ class UpnpGateway:
         external = await self._external(connection, request)
         asked = AddRequest(mapping.protocol, mapping.external_port, self.local_address,
                            mapping.internal_port, lease, mapping.description, False)
-        return await portmap.add_and_verify(connection, request, asked, external)
+        try:
+            return await portmap.add_and_verify(connection, request, asked, external)
+        except UpnpResultError as exc:
+            if not (move_if_taken and exc.port_in_use and connection.has("AddAnyPortMapping")):
+                raise
+            log.info("UPnP gateway %s: external port %d was taken meanwhile (%s); asking for "
+                     "another", self.gateway, mapping.external_port, exc.name)
+        return await portmap.add_and_verify(connection, request,
+                                            dataclasses.replace(asked, use_any=True), external)
 
     async def delete(self, mapping: UpnpMapping) -> None:
         """Delete our mapping. One already gone (714) counts as deleted."""

@@ -6,7 +6,8 @@ are imported only when a UPnP step runs: a gateway that answers PCP never costs 
 differs from PCP and NAT-PMP, and where it is handled:
 
 - a mapping is named at the gateway by (protocol, external port), not by a nonce: renewal
-  re-adds the same external port before the lease ends, and the delete first checks that
+  re-adds the same external port before the lease ends (another host's by then: another
+  port, through AddAnyPortMapping, as the first add), and the delete first checks that
   the gateway's entry for that port is still ours (GetSpecificPortMappingEntry), so that a
   port another host took meanwhile is never deleted;
 - leases are whole seconds capped at 604800; a gateway that takes only permanent leases
@@ -170,7 +171,10 @@ class UpnpMapper:
     async def renew(self, request: MapRequest, *, timeout: float | None,
                     retransmit: bool = True) -> Grant:
         """AddPortMapping again for the external port held (WANIPConnection §2.4.16: the same
-        host's add for its own port replaces it with the new lease)."""
+        host's add for its own port replaces it with the new lease). A port another host took
+        meanwhile (718) is not the end of the mapping: it is added anew where the IGD picks
+        the port (AddAnyPortMapping, as :meth:`map` does), and the grant carries the new port,
+        as a PCP gateway's may."""
         from .results import UpnpMapping
 
         lease = self._lease(request)
@@ -179,7 +183,7 @@ class UpnpMapper:
             held = UpnpMapping(self.link.gateway, int(request.protocol), igd.local_address,
                                request.internal_port, request.suggested_external_port, None,
                                0, lease == 0, lease, "natdeck")
-            return await igd.renew(held, lease or None)
+            return await igd.renew(held, lease or None, move_if_taken=True)
 
         mapping = await self._run(f"UPnP renew {request.describe()}", timeout, add)
         self._learn_lease(lease, mapping)

@@ -17,15 +17,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from engine.events import (
+    MappingFailed,
     MappingKey,
     MappingLost,
     MappingRecovered,
+    MappingRenewalFailed,
     MappingRenewed,
     MappingState,
 )
 from engine.manager import MappingManager
 from engine.protocols import Protocol
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
+from engine.simulator.upnp.neighbours import Neighbour, Neighbours
 from tests.support.manager_rig import EventLog
 from tests.support.virtual_time import run_virtual
 
@@ -166,5 +169,99 @@ def test_the_status_names_the_igd_and_warns_of_a_double_nat() -> None:
             assert status.warning is not None
             assert status.warning == result.warning
             assert status.reachable is True   # (answered over HTTP, not on 5351)
+
+    virtual(scenario)
+
+
+OTHER_HOST = "198.18.0.50"
+
+
+def taken_by_another_host(igd: SimulatedIgd, external_port: int) -> None:
+    """Our mapping of ``external_port`` is gone (its lease ran out, the router lost it) and
+    another LAN host has mapped that port since."""
+    [ours] = [m for m in igd.mappings() if m.external_port == external_port]
+    igd.state.remove(ours.key)
+    other = Neighbour(OTHER_HOST, int(TCP), 9999, external_port, 3600, "upnp", "another host")
+    assert Neighbours(igd.state, lan=(other,), churn=()).open(other, now())
+
+
+def others(igd: SimulatedIgd) -> set[tuple[str, int]]:
+    """(host, external port) of every mapping of another host."""
+    return {(str(m.internal_address), m.external_port) for m in igd.mappings()
+            if str(m.internal_address) != HOST}
+
+
+def ours(igd: SimulatedIgd) -> dict[int, int]:
+    """internal port -> external port of this host's mappings."""
+    return {m.internal_port: m.external_port for m in igd.mappings()
+            if str(m.internal_address) == HOST}
+
+
+def test_a_renewal_refused_718_moves_the_mapping_to_another_port() -> None:
+    """The re-add of the held port is refused 718 ConflictInMappingEntry (another host holds
+    it): the mapper adds the mapping anew with AddAnyPortMapping, as the first add does, and
+    the manager reports the port change; the user keeps a working mapping."""
+
+    async def scenario() -> None:
+        async with upnp_rig(upnp_check_interval=None) as (igd, manager, log):
+            view = await manager.add(TCP, 8080, external_port=40080, lifetime=120)
+            taken_by_another_host(igd, 40080)
+            anys = igd.action_log.count("AddAnyPortMapping")
+            [renewed] = await log.wait_for(MappingRenewed, timeout=70)
+            assert renewed.port_changed
+            assert not log.of(MappingRenewalFailed)
+            assert igd.action_log.count("AddAnyPortMapping") == anys + 1
+            moved = view.external_port
+            assert moved is not None
+            assert moved != 40080
+            assert view.state is MappingState.ACTIVE
+            assert ours(igd) == {8080: moved}           # ours, at the new port
+            assert others(igd) == {(OTHER_HOST, 40080)}  # the other host's, untouched
+            # And it stays: the next renewals re-add the new port.
+            await asyncio.sleep(300)
+            assert len(log.of(MappingRenewed)) >= 4
+            assert view.external_port == moved
+            assert view.state is MappingState.ACTIVE
+            assert not log.of(MappingFailed)
+        assert others(igd) == {(OTHER_HOST, 40080)}   # the exit deleted ours only
+        assert ours(igd) == {}
+
+    virtual(scenario)
+
+
+def test_a_look_up_that_finds_the_port_taken_recovers_on_another_port() -> None:
+    """The look-up finds another host at our port: asked for again, refused 718, moved."""
+
+    async def scenario() -> None:
+        async with upnp_rig() as (igd, manager, log):
+            view = await manager.add(TCP, 8080, external_port=40080, lifetime=3600)
+            taken_by_another_host(igd, 40080)
+            [recovered] = await log.wait_for(MappingRecovered, timeout=CHECK + 5)
+            assert not recovered.same_port
+            assert view.state is MappingState.ACTIVE
+            assert view.external_port not in (None, 40080)
+            assert ours(igd) == {8080: view.external_port}
+            assert others(igd) == {(OTHER_HOST, 40080)}
+            assert not log.of(MappingFailed)
+
+    virtual(scenario)
+
+
+def test_an_igdv1_renewal_refused_718_still_fails() -> None:
+    """IGDv1 has no AddAnyPortMapping: the first add would be refused that port too, so the
+    718 is the answer (the mapping waits for a change), and nothing is sent in a loop."""
+
+    async def scenario() -> None:
+        async with upnp_rig(IgdConfig(igd_version=1), upnp_check_interval=None) as (
+                igd, manager, log):
+            view = await manager.add(TCP, 8080, external_port=40080, lifetime=120)
+            taken_by_another_host(igd, 40080)
+            [failed] = await log.wait_for(MappingRenewalFailed, timeout=70)
+            assert getattr(failed.error, "code", None) == 718
+            assert view.state is MappingState.FAILED
+            adds = igd.action_log.count("AddPortMapping")
+            await asyncio.sleep(600)
+            assert igd.action_log.count("AddPortMapping") == adds
+            assert others(igd) == {(OTHER_HOST, 40080)}
 
     virtual(scenario)
