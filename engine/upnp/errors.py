@@ -1,9 +1,9 @@
 """The errors a UPnP IGD operation raises, all under the engine's own classes.
 
 ``except ResultCodeError`` / ``except GatewayTimeout`` / ``except TransportError`` in a front end
-catch UPnP's too (and ``except InvalidRequest`` a refused request). The classes here set their
-fields and message themselves (they do not call the base classes' constructors, whose arguments
-name PCP and NAT-PMP only), so this module is the one place to adapt when those change.
+catch UPnP's too (and ``except InvalidRequest`` a refused request). Each goes through its base
+class's constructor, which sets every field, and overrides only what UPnP says differently:
+how a code is named (``_named``) and the sentence (``_sentence``).
 """
 
 from __future__ import annotations
@@ -77,18 +77,18 @@ def _description(code: int) -> str:
 
 
 class UpnpTimeout(GatewayTimeout):
-    """No IGD answered (SSDP), or an HTTP request to it got no answer in time."""
+    """No IGD answered (SSDP), or an HTTP request to it got no answer in time. ``what`` says
+    what was missing ("no answer", "no complete answer", ...)."""
 
     def __init__(self, gateway: str, request: str, tries: int, elapsed: float,
                  what: str = "no answer") -> None:
-        Exception.__init__(
-            self, f"{request}: {what} from UPnP gateway {gateway} after {tries} "
-            f"{'try' if tries == 1 else 'tries'} over {elapsed:.1f} s; is UPnP IGD enabled on it?")
-        self.gateway = gateway
-        self.request = request
-        self.tries = tries
-        self.elapsed = elapsed
-        self.protocol = "upnp"
+        self.what = what
+        super().__init__(gateway, request, tries, elapsed, "upnp")
+
+    def _sentence(self) -> str:
+        return (f"{self.request}: {self.what} from UPnP gateway {self.gateway} after "
+                f"{self.tries} {'try' if self.tries == 1 else 'tries'} over {self.elapsed:.1f} s; "
+                "is UPnP IGD enabled on it?")
 
 
 class UpnpPortUnreachable(UpnpTimeout, PortUnreachable):
@@ -97,17 +97,17 @@ class UpnpPortUnreachable(UpnpTimeout, PortUnreachable):
 
     def __init__(self, gateway: str, request: str, tries: int, elapsed: float) -> None:
         super().__init__(gateway, request, tries, elapsed)
-        Exception.__init__(
-            self, f"{request}: gateway {gateway} refused it (ICMP port unreachable): nothing "
-            "listens for UPnP IGD's SSDP there; is UPnP enabled on it?")
+
+    def _sentence(self) -> str:
+        return (f"{self.request}: gateway {self.gateway} refused it (ICMP port unreachable): "
+                "nothing listens for UPnP IGD's SSDP there; is UPnP enabled on it?")
 
 
 class UpnpTransportError(TransportError):
     """The HTTP connection to the IGD failed (refused, reset, unreachable)."""
 
     def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
-        Exception.__init__(self, message)
-        self.cause = cause if isinstance(cause, OSError) else None
+        super().__init__(message, cause=cause if isinstance(cause, OSError) else None)
 
 
 class UpnpReplyError(GatewayError):
@@ -120,4 +120,4 @@ class UpnpInvalidRequest(InvalidRequest):
     lease out of range, a value the IGD's description does not allow)."""
 
     def __init__(self, message: str) -> None:
-        Exception.__init__(self, message)
+        super().__init__(message)
