@@ -68,3 +68,34 @@ def test_a_upnp_mapping_is_kept_past_its_lease_and_recreated_after_a_flush(
 
     worker.close()
     assert lab.dnat_rules() == []
+
+
+def test_a_renewal_refused_718_moves_the_mapping_to_another_port(lab: Lab) -> None:
+    """Our rule goes (here: deleted with upnpc, as a lease that ran out or a flush would) and
+    another LAN host maps that port: the renewal's re-add is refused 718 ConflictInMappingEntry,
+    and the manager adds the mapping anew through AddAnyPortMapping, on another port, and says
+    the port changed; the other host's rule is left alone."""
+    start(lab, UPNP_ONLY)
+    with ManagerWorker.start(lab, lifetime=LEASE, probe_interval=None,
+                             upnp_check_interval=None, rng_seed=1) as worker:
+        mapped = worker.ok("add", protocol=TCP, port=43010)
+        assert (mapped["via"], mapped["external_port"]) == ("upnp", 43010)
+        lab.upnpc("-d", "43010", "TCP")   # from our own address (secure_mode allows it)
+        assert lab.dnat_rules() == []
+        with lab.as_another_host() as other:
+            output = lab.upnpc("-a", other, "43010", "43010", "TCP", "3600")
+        assert f"is redirected to internal {other}:43010" in output, output
+        theirs = DnatRule(TCP, 43010, other, 43010)
+        assert lab.dnat_rules() == [theirs]
+
+        renewed = worker.wait_event(lambda e: e["event"] == "MappingRenewed", LEASE)
+        assert renewed["port_changed"], renewed
+        moved = renewed["mapping"]["external_port"]
+        assert moved != 43010
+        assert renewed["mapping"]["state"] == "active"
+        assert not [e for e in worker.events if e["event"] in ("MappingRenewalFailed",
+                                                               "MappingFailed")]
+        assert set(lab.dnat_rules()) == {theirs, DnatRule(TCP, moved, CLIENT_ADDRESS, 43010)}
+
+        worker.close()
+        assert lab.dnat_rules() == [theirs]   # ours deleted on exit, theirs left
