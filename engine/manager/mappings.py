@@ -68,6 +68,8 @@ class Entry:
     expiry_told: bool = False
     lost_told: bool = False
     """MappingLost was emitted and no MappingRecovered since."""
+    error_until: float = float("-inf")
+    """The last short-lifetime error lasts until then: not asked again before (RFC 6887 §15)."""
 
     @property
     def busy(self) -> bool:
@@ -143,6 +145,10 @@ class MappingTable:
                 self.emit(MappingLost(now, view.key, reason))
             else:
                 self.lost(entry, reason, was)
+                if entry.error_until > now:
+                    # Expired while a refusal lasts: asked again when the error is over,
+                    # not at once (RFC 6887 §15: the error lifetime holds, expiry or not).
+                    self.set_due(entry, entry.error_until)
             return
         self.fire(entry, Trigger.DUE)
 
@@ -170,7 +176,8 @@ class MappingTable:
         elif action is Action.RETRY_BACKOFF:
             self.set_due(entry, now + entry.machine.next_backoff(self.rng.random()))
         elif action is Action.RETRY_AFTER_ERROR:
-            self.set_due(entry, now + error_wait(error))
+            entry.error_until = now + error_wait(error)
+            self.set_due(entry, entry.error_until)
         elif action is Action.WAIT_FOR_CHANGE:
             self.set_due(entry, None)
         elif action is Action.DELETE:

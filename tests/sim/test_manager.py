@@ -394,6 +394,49 @@ def test_short_lifetime_error_on_renewal_is_retried_after_the_error_lifetime() -
     run_fast_virtual(scenario)
 
 
+def test_no_resources_on_renewal_keeps_the_mapping_and_its_error_lifetime_past_expiry() -> None:
+    """RFC 6887 §15: after a short-lifetime error the same request waits out the error's
+    lifetime; a renewal refused NO_RESOURCES leaves the mapping as it was until its own
+    lifetime ends. Here the error (100 s) outlasts the mapping (120 s, renewal at ~60-75 s):
+    expiry says the mapping is lost, but the next request still waits for the error to
+    end (it went out at expiry, 45-60 s early). Bounded: one request per error lifetime, on
+    the virtual clock; and leaving, with the gateway still refusing everything, is at once."""
+
+    async def scenario() -> None:
+        async with rig(gateway=dict(max_lifetime=120, error_lifetime=100), lifetime=120) as r:
+            [key] = await add_many(r, 1)
+            view = r.manager.mappings[key]
+            assert view.expires_at is not None
+            expires = view.expires_at
+            r.gateway.configure(force_pcp_result=PcpResult.NO_RESOURCES)
+            [failed] = await r.log.wait_for(MappingRenewalFailed, timeout=120)
+            assert failed.retry_at is not None
+            assert failed.retry_at == pytest.approx(failed.at + 100)
+            assert failed.retry_at > expires
+            await asyncio.sleep(expires - now() - 0.5)
+            # Kept as it was until its lifetime ends: renewing, not lost, still held.
+            assert view.state is MappingState.RENEWING
+            assert not r.log.of(MappingLost)
+            assert gateway_ports(r) == {20000: 40000}
+            [lost] = await r.log.wait_for(MappingLost, timeout=5)
+            assert lost.at == pytest.approx(expires)
+            assert r.manager.mappings[key].state is MappingState.LOST
+            assert view.next_renewal_at == pytest.approx(failed.at + 100)
+            await asyncio.sleep(1000)
+            tries = [a.at for a in r.tap.maps(key.internal_port, since=failed.at - 1)]
+            assert all(gap >= 100 - 1e-6 for gap in intervals(tries)), intervals(tries)
+            assert len(tries) == 1 + int((now() - failed.at) // 100)   # one per error lifetime
+            # Leaving: the delete is refused too (miniupnpd's answer to a missing mapping:
+            # done), and nothing else is asked.
+            before, left_at = r.tap.count, now()
+            closed = await asyncio.wait_for(r.manager.close(), 10)
+            assert now() - left_at < 1
+            assert r.tap.count - before == 1
+            assert closed.deleted == 1
+
+    run_fast_virtual(scenario)
+
+
 def test_long_lifetime_error_on_renewal_leaves_the_mapping_failed_until_a_restart() -> None:
     """NOT_AUTHORIZED is a long-lifetime error: not retried, not even when the mapping
     expires, until something changes; a gateway restart is such a change."""
