@@ -173,6 +173,29 @@ async def test_718_for_another_hosts_port_on_igdv1_is_port_in_use(start_igd: Sta
     assert error.pcp_equivalent is engine.PcpResult.CANNOT_PROVIDE_EXTERNAL
 
 
+@pytest.mark.parametrize("igd_version", [1, 2])
+async def test_a_renewal_of_a_port_another_host_took_moves_only_when_asked(
+        start_igd: StartIgd, igd_version: int) -> None:
+    igd = await start_igd(IgdConfig(igd_version=igd_version))
+    async with client(igd) as upnp:
+        mapping = await upnp.map(engine.Protocol.TCP, 8080, external_port=40080)
+        [ours] = igd.mappings()
+        igd.state.remove(ours.key)           # our lease ran out, and then...
+        other_hosts_mapping(igd, 40080)      # ...another host mapped that port
+        with pytest.raises(UpnpResultError) as caught:   # by default, as before: 718
+            await upnp.renew(mapping)
+        assert caught.value.port_in_use
+        if igd_version == 1:   # no AddAnyPortMapping: the same 718 (no other port to ask)
+            with pytest.raises(UpnpResultError, match="ConflictInMappingEntry"):
+                await upnp.renew(mapping, move_if_taken=True)
+            return
+        moved = await upnp.renew(mapping, move_if_taken=True)
+    assert moved.external_port not in (40080, 0)
+    assert moved.internal_port == 8080
+    held = {(str(m.internal_address), m.external_port) for m in igd.mappings()}
+    assert held == {(str(OTHER), 40080), (HOST, moved.external_port)}
+
+
 async def test_add_any_port_mapping_reads_the_granted_port(start_igd: StartIgd) -> None:
     igd = await start_igd()
     other_hosts_mapping(igd, 8080)
