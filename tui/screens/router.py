@@ -128,6 +128,7 @@ class RouterScreen(Screen[MappingKey | None]):
         """Why the last listing failed (None after a good one)."""
         self.listed = False
         """Whether the gateway has listed its table at least once."""
+        self._gateway_seen: tuple[object, ...] | None = None
         self.sort_by: SortKey = "host"
         self.reverse = False
         self.filter_query = Query()
@@ -165,8 +166,20 @@ class RouterScreen(Screen[MappingKey | None]):
 
     # -- what the worker found -------------------------------------------------------------
 
+    def _watch_gateway(self, manager: MappingManager | None) -> None:
+        # A gateway that changed (another address, a restart, UPnP found) may list now:
+        # end the poller's back-off.
+        status = manager.status if manager is not None else None
+        seen = None if status is None else (status.gateway, status.local_address,
+                                            status.restarts, status.speaks_upnp)
+        if seen != self._gateway_seen:
+            if self._gateway_seen is not None:
+                self.poller.reset()
+            self._gateway_seen = seen
+
     def _mark_ours(self) -> RouterTable:
         manager = self._manager()
+        self._watch_gateway(manager)
         mappings = list(manager.mappings.values()) if manager is not None else []
         local = manager.status.local_address if manager is not None else None
         addresses = {str(local)} if local is not None else set()
@@ -210,10 +223,19 @@ class RouterScreen(Screen[MappingKey | None]):
         status = RouterStatus(
             table.summary(), self.sort_by, self.reverse,
             None if self.filter_query.empty else self.filter_input.value, len(entries),
-            self.listed, self.unavailable, self.answer, self.poller.interval)
+            self.listed, self.unavailable, self.answer, self.poller.interval,
+            self._next_search())
         with self.app.batch_update():
             self.table.sync(entries, now)
             self.status_line.update(status.text())
+
+    def _next_search(self) -> float | None:
+        """Seconds to the next try after a failed listing (0: it is running); None when
+        the last listing went well or there is nothing to ask."""
+        if self.source is None or self.unavailable is None:
+            return None
+        left = self.poller.next_in()
+        return 0.0 if left is None else left
 
     # -- keys ------------------------------------------------------------------------------
 
