@@ -82,9 +82,20 @@ def short_error(error: NatDeckError) -> str:
     return sanitize(str(error), limit=STATE_REASON_CELLS)
 
 
-def _state_cell(mapping: ManagedMapping) -> Cell:
+#: Each state in a word, for a State column without room for a reason (under 100 columns).
+_STATE_WORDS = {
+    MappingState.REQUESTING: "requesting…",
+    MappingState.CONFIRMING: "confirming…",
+    MappingState.REMOVING: "removing…",
+}
+
+
+def _state_cell(mapping: ManagedMapping, brief: bool = False) -> Cell:
     state = mapping.state
     style = _STATE_STYLE.get(state, "")
+    if brief:
+        # The reason is in the detail line under the table, and in the event log.
+        return (_STATE_WORDS.get(state, str(state.value)), style)
     why = ""
     if mapping.error is not None:
         why = short_error(mapping.error)
@@ -160,11 +171,12 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
 
 
 def mapping_cells(mapping: ManagedMapping, now: float, *,
-                  suggested: int | None = None) -> Cells:
+                  suggested: int | None = None, brief: bool = False) -> Cells:
     """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
 
     A grant on another external port than the suggested one (the engine's record, else
-    ``suggested``) says so in the External cell.
+    ``suggested``) says so in the External cell. ``brief``: the State cell is one word
+    ("failed", not "failed: NOT_AUTHORIZED for 30m00s"), so that a row fits 80 columns.
     """
     if mapping.external_port is not None:
         where = endpoint(mapping.external_address, mapping.external_port)
@@ -189,7 +201,7 @@ def mapping_cells(mapping: ManagedMapping, now: float, *,
         lifetime,
         _expires_cell(mapping, now),
         _renewal_cell(mapping, now),
-        _state_cell(mapping),
+        _state_cell(mapping, brief),
     )
 
 

@@ -12,6 +12,7 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button, Static
 from textual.widgets._footer import FooterKey
+from textual.widgets.data_table import ColumnKey
 
 from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
@@ -311,3 +312,38 @@ async def test_announcements_off_fits_the_gateway_panel_at_60x20(
                 assert "Warning: external address 203.0.113.7 is not public:" in text
                 await pilot.press("escape")
                 await pilot.pause()
+
+
+async def test_a_failing_row_fits_80_columns_and_its_reason_is_below() -> None:
+    # The demo's error scene: a renewal refused with NOT_AUTHORIZED. At 80 columns the State
+    # cell says "failed" whole (it was cut: "failed: NOT_AUTH"), the detail line says why;
+    # with room (120 columns) the cell has the reason again.
+    app = demo_app(snapshot=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await error_scene(pilot)
+        await pilot.pause(0.2)
+        table = app.main.table
+        failing = str(MappingKey(Protocol.UDP, 51820))
+
+        def state() -> str:
+            return str(table.get_row(failing)[6])
+
+        def fits() -> bool:
+            column = table.columns[ColumnKey("state")]
+            return (column.get_render_width(table) - 2 >= len(state())
+                    and table.virtual_size.width <= table.scrollable_content_region.width)
+
+        assert state() == "failed"
+        assert fits()
+        assert "NOT_AUTHORIZED" in app.main.detail.plain
+        await pilot.resize_terminal(120, 40)
+        await app_until(pilot, lambda: state() == "failed: NOT_AUTHORIZED for 30m00s",
+                        "the reason in the row")
+        await pilot.pause()
+        assert fits()
+        await pilot.resize_terminal(80, 24)
+        await app_until(pilot, lambda: state() == "failed", "the state in a word")
+        await pilot.pause()
+        assert fits(), "the State column did not narrow again"
+        await pilot.press("q")
+        await pilot.pause()

@@ -201,6 +201,25 @@ class KeyedTable(DataTable[Text]):
         self.rows_removed += 1
         return True
 
+    def fit_column(self, column: str) -> None:
+        """Size a content-sized column to what its rows show now: unlike a growing one,
+        it may narrow (every row's shown cells are measured: call it rarely)."""
+        if column not in self._widths:
+            return  # a column of fixed width
+        index = self.column_keys.index(column)
+        label = self.columns_spec[index][1]
+        width = max([cell_len(label), *(cell_len(cells[index][0])
+                                        for cells in self._cells.values())])
+        self._widths[column] = width
+        spec = self.columns[ColumnKey(column)]
+        if spec.content_width != width:
+            spec.content_width = width
+            # Every cache is keyed by the update count: the rows are rendered again at the
+            # new width.
+            self._update_count += 1
+            self._require_update_dimensions = True
+            self.refresh()
+
     def _grows(self, column: str, text: str) -> bool:
         known = self._widths.get(column)
         if known is None:

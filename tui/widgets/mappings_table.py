@@ -54,6 +54,9 @@ class MappingsTable(KeyedTable):
         self.border_title = "Mappings"
         self._keys: dict[str, MappingKey] = {}
         self._source: Mapping[MappingKey, ManagedMapping] = {}
+        self.brief_states = False
+        """Whether the State column says each state in a word (the reason is in the
+        detail line): a narrow terminal has no room for it."""
 
     @property
     def shown_keys(self) -> list[MappingKey]:
@@ -97,4 +100,15 @@ class MappingsTable(KeyedTable):
         asked = self.asked.get(key)
         self._keys[row] = key
         self.show_cells(row, mapping_cells(
-            mapping, now, suggested=None if asked is None else asked.suggested))
+            mapping, now, suggested=None if asked is None else asked.suggested,
+            brief=self.brief_states))
+
+    def set_brief_states(self, brief: bool) -> None:
+        """Say each state in a word (True), or with its reason; every row is shown again
+        and the State column fits what it holds now (it may narrow)."""
+        if brief == self.brief_states:
+            return
+        self.brief_states = brief
+        for row in list(self._keys):
+            self.show_row(row)
+        self.fit_column("state")
