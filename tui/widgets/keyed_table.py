@@ -6,8 +6,9 @@ function, compared with what is shown, and only the cells that changed are
 set. Values that change every second (countdowns) are refreshed only for the
 rows on screen and :data:`MARGIN` rows around them; a row scrolled into view is
 brought up to date before it is painted. Columns sized to their content widen
-when a longer value arrives and never shrink, which keeps measuring cheap. A
-subclass says how to bring one row up to date (:meth:`KeyedTable.show_row`).
+when a longer value arrives and shrink only when asked
+(:meth:`KeyedTable.fit_column`), which keeps measuring cheap. A subclass says
+how to bring one row up to date (:meth:`KeyedTable.show_row`).
 
 Textual's ``DataTable.update_cell`` bumps one counter that is part of the key
 of every render cache the table has (cells, rows, lines, the row order, the
@@ -21,8 +22,8 @@ and reuses the others.
 This reaches into the caches of Textual 8.2.8's DataTable (``_cell_render_cache``
 keyed by (row key, column key, …), ``_row_render_cache`` by (row key, …),
 ``_line_cache`` by (y, …), ``_row_renderable_cache`` by (update count, row
-index)); ``tests/tui/test_scale.py`` checks that what is painted is what was
-set. Every row is one line high (the rows are added with the default height).
+index)); ``tests/tui/test_scale.py`` and ``tests/tui/test_router_view.py`` check
+that what is painted is what was set. Every row is one line high (the rows are added with the default height).
 """
 
 from __future__ import annotations
