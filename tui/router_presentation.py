@@ -111,7 +111,7 @@ class RouterStatus:
             # The poller backs off after failures (an SSDP search nothing answers): say when
             # it asks again; r asks now.
             line.append("  ·  asking again…" if self.retry_in < 0.5 else
-                        f"  ·  next try in {countdown(self.retry_in)} (r: now)", style="yellow")
+                        f"  ·  retry in {countdown(self.retry_in)} (r: now)", style="yellow")
         line.append("\n")
         why = None if self.unavailable is None else sanitize(str(self.unavailable), limit=160)
         if not self.listed:

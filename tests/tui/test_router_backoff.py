@@ -82,7 +82,7 @@ async def test_no_upnp_backs_off_says_when_and_r_searches_now(
             screen.repaint()
             text = status(screen)
             assert "does not list its mappings" in text
-            assert ("next try in 0:0" in text and "(r: now)" in text) or "asking again" in text
+            assert ("retry in 0:0" in text and "(r: now)" in text) or "asking again" in text
             # r: a search at once, and the back-off starts over.
             await app_until(pilot, lambda: (screen.poller.next_in() or 0) > 0.5, "a long wait")
             searched = silent.searches

@@ -66,7 +66,7 @@ ROUTER_BINDINGS: list[BindingType] = [
     Binding("d", "delete", "Delete", id="router.delete",
             tooltip="Delete the selected mapping of another host (asks first)"),
     Binding("r", "refresh", "Refresh", id="router.refresh",
-            tooltip="List the gateway's mappings now"),
+            tooltip="List the gateway's mappings now (after failures: the wait starts over)"),
     Binding("question_mark", "help", "Help", id="router.help", key_display="?",
             tooltip="Show the router view's keys"),
     Binding("q", "app.quit", "Quit", id="router.quit", tooltip="Quit natdeck"),

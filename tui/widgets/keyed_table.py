@@ -23,7 +23,8 @@ This reaches into the caches of Textual 8.2.8's DataTable (``_cell_render_cache`
 keyed by (row key, column key, …), ``_row_render_cache`` by (row key, …),
 ``_line_cache`` by (y, …), ``_row_renderable_cache`` by (update count, row
 index)); ``tests/tui/test_scale.py`` and ``tests/tui/test_router_view.py`` check
-that what is painted is what was set. Every row is one line high (the rows are added with the default height).
+that what is painted is what was set. Every row is one line high (the rows are
+added with the default height).
 """
 
 from __future__ import annotations
