@@ -8,7 +8,9 @@ walked by index), on a real gateway and on the demo's simulated one alike.
 someone iterates :meth:`RouterPoller.watch` (the router view while it is on
 screen, ``natdeck list --watch``), one listing at a time, each bounded by a
 timeout; a failure is a :class:`Listing` with an ``error``, never an exception
-that would end the watcher.
+that would end the watcher. After failed listings the poller backs off
+(:func:`listing_delay`): a gateway without UPnP IGD answers no SSDP search, and
+searching it again every interval only adds traffic.
 """
 
 from __future__ import annotations
@@ -28,16 +30,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_INTERVAL",
+    "MAX_BACKOFF",
     "Listing",
     "ListingUnavailable",
     "RouterListing",
     "RouterPoller",
     "UpnpRouterListing",
+    "listing_delay",
 ]
 
 #: Seconds between two listings while the view is open (a listing costs ~1.4 ms on
 #: miniupnpd with GetListOfPortMappings, and one SOAP call per entry without it).
 DEFAULT_INTERVAL = 2.0
+
+#: The longest wait after failed listings (each may be an SSDP search that nothing answers).
+MAX_BACKOFF = 300.0
+
+
+def listing_delay(interval: float, failures: int, maximum: float = MAX_BACKOFF) -> float:
+    """Seconds to wait before the next listing after ``failures`` failed ones in a row (pure).
+
+    The interval after a good listing or a first failure (it may have been a lost
+    packet), then doubled at each failure, up to ``maximum`` (never below the interval).
+    """
+    if failures <= 1:
+        return interval
+    return min(interval * 2.0 ** min(failures - 1, 32), max(maximum, interval))
 
 
 class RouterListing(Protocol):
@@ -135,19 +153,29 @@ class Listing:
 class RouterPoller:
     """Lists a gateway's table every ``interval`` seconds while it is watched.
 
-    ``source`` ``None`` means there is nothing to ask (no UPnP gateway known): every
-    listing is a :class:`ListingUnavailable` error, at once and without I/O.
+    After failed listings in a row it waits longer (:func:`listing_delay`, up to
+    ``max_backoff``), until a listing succeeds, :meth:`wake` (the user asked) or
+    :meth:`reset` (the gateway changed). ``source`` ``None`` means there is nothing
+    to ask (no UPnP gateway known): every listing is a :class:`ListingUnavailable`
+    error, at once and without I/O.
     """
 
     def __init__(self, source: RouterListing | None, *, interval: float = DEFAULT_INTERVAL,
-                 timeout: float = 10.0, clock: Callable[[], float] | None = None) -> None:
+                 timeout: float = 10.0, clock: Callable[[], float] | None = None,
+                 max_backoff: float = MAX_BACKOFF) -> None:
         if interval <= 0:
             raise ValueError(f"the refresh interval must be positive, not {interval}")
         self.source = source
         self.interval = interval
         self.timeout = timeout
+        self.max_backoff = max_backoff
+        self.failures = 0
+        """Failed listings in a row (0 after a good one, a wake or a reset)."""
         self._clock = clock
-        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._woken = False
+        self._ended: float | None = None
+        self._due: float | None = None
 
     def now(self) -> float:
         """Loop time (or the injected clock's)."""
@@ -175,16 +203,50 @@ class RouterPoller:
             return Listing(None, failed, started, self.now() - started)
         return Listing(tuple(rows), None, self.now(), self.now() - started)
 
+    def delay(self) -> float:
+        """Seconds from the end of one listing to the next, after :attr:`failures`."""
+        return listing_delay(self.interval, self.failures, self.max_backoff)
+
+    def next_in(self) -> float | None:
+        """Seconds (loop time) until the next listing; None while one is in flight or
+        before the first."""
+        if self._due is None:
+            return None
+        return max(self._due - asyncio.get_running_loop().time(), 0.0)
+
     def wake(self) -> None:
-        """List again now, without waiting out the interval (a refresh key)."""
-        self._wake.set()
+        """List again now, without waiting out the interval or the back-off (a refresh
+        key)."""
+        self.failures = 0
+        self._woken = True
+        self._changed.set()
+
+    def reset(self) -> None:
+        """End the back-off (the gateway changed): the next listing comes at most one
+        interval after the last one."""
+        if self.failures == 0:
+            return
+        self.failures = 0
+        if self._ended is not None and self._due is not None:
+            self._due = min(self._due, self._ended + self.interval)
+        self._changed.set()
 
     async def watch(self) -> AsyncGenerator[Listing, None]:
-        """A listing now and then one every ``interval`` seconds (or at :meth:`wake`),
-        for as long as the caller iterates: stop iterating and the polling stops."""
+        """A listing now and then one every ``interval`` seconds (longer after failures;
+        at once at :meth:`wake`), for as long as the caller iterates: stop iterating and
+        the polling stops."""
+        loop = asyncio.get_running_loop()
         while True:
-            self._wake.clear()
-            yield await self.poll()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-
+            self._woken = False
+            self._due = None
+            listing = await self.poll()
+            self.failures = 0 if listing.ok else self.failures + 1
+            self._ended = loop.time()
+            # A wake during the listing asks for one more, at once.
+            self._due = self._ended if self._woken else self._ended + self.delay()
+            yield listing
+            while not self._woken and self._due is not None and (
+                    left := self._due - loop.time()) > 0:
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), left)

@@ -133,7 +133,8 @@ class NatDeckBase(App[int]):
 
     def _show_gateway(self, now: float) -> None:
         status = self.manager.status if self.manager is not None else None
-        self.main.panel.show(gateway_lines(status, now, self.note))
+        self.main.panel.show(gateway_lines(status, now, self.note,
+                                           narrow=self.main.has_class("-compact")))
 
     def _show_detail(self, now: float) -> None:
         key = self.main.table.selected_key()

@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from .app_base import NatDeckBase
+from .presentation import gateway_notes
 from .screens import HelpScreen
 from .screens.help import KeyHelp
 
@@ -21,8 +22,9 @@ class KeyHelpers(NatDeckBase):
     """The help screen (?) and the command palette's entries for natdeck's keys."""
 
     def action_help(self) -> None:
-        """Show every key."""
-        self.push_screen(HelpScreen(self.key_help()))
+        """Show every key (and the gateway panel's notes in full)."""
+        status = self.manager.status if self.manager is not None else None
+        self.push_screen(HelpScreen(self.key_help(), gateway_notes(status)))
 
     def main_keys(self) -> list[tuple[str, Binding]]:
         """natdeck's keys on the main screen (as the keymap has them now), then the app's

@@ -28,6 +28,7 @@ __all__ = [
     "Cells",
     "EngineNote",
     "gateway_lines",
+    "gateway_notes",
     "mapping_cells",
     "other_port",
     "short_error",
@@ -81,9 +82,20 @@ def short_error(error: NatDeckError) -> str:
     return sanitize(str(error), limit=STATE_REASON_CELLS)
 
 
-def _state_cell(mapping: ManagedMapping) -> Cell:
+#: Each state in a word, for a State column without room for a reason (under 100 columns).
+_STATE_WORDS = {
+    MappingState.REQUESTING: "requesting…",
+    MappingState.CONFIRMING: "confirming…",
+    MappingState.REMOVING: "removing…",
+}
+
+
+def _state_cell(mapping: ManagedMapping, brief: bool = False) -> Cell:
     state = mapping.state
     style = _STATE_STYLE.get(state, "")
+    if brief:
+        # The reason is in the detail line under the table, and in the event log.
+        return (_STATE_WORDS.get(state, str(state.value)), style)
     why = ""
     if mapping.error is not None:
         why = short_error(mapping.error)
@@ -159,11 +171,12 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
 
 
 def mapping_cells(mapping: ManagedMapping, now: float, *,
-                  suggested: int | None = None) -> Cells:
+                  suggested: int | None = None, brief: bool = False) -> Cells:
     """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
 
     A grant on another external port than the suggested one (the engine's record, else
-    ``suggested``) says so in the External cell.
+    ``suggested``) says so in the External cell. ``brief``: the State cell is one word
+    ("failed", not "failed: NOT_AUTHORIZED for 30m00s"), so that a row fits 80 columns.
     """
     if mapping.external_port is not None:
         where = endpoint(mapping.external_address, mapping.external_port)
@@ -188,7 +201,7 @@ def mapping_cells(mapping: ManagedMapping, now: float, *,
         lifetime,
         _expires_cell(mapping, now),
         _renewal_cell(mapping, now),
-        _state_cell(mapping),
+        _state_cell(mapping, brief),
     )
 
 
@@ -216,38 +229,50 @@ def _pair(line: Text, label: str, value: str | Text, style: str = "") -> None:
         line.append(value, style=style)
 
 
-def _igd_line(status: GatewayStatus) -> Text:
-    """``IGD My Router · AVM FRITZ!Box 7590 · IGDv2``: what the IGD said about itself."""
+def _igd_model(status: GatewayStatus) -> str:
+    igd = status.igd
+    if igd is None:
+        return ""
+    return " ".join(part for part in (sanitize(igd.manufacturer, limit=20),
+                                      sanitize(igd.model_name, limit=28),
+                                      sanitize(igd.model_number, limit=12)) if part)
+
+
+def _igd_line(status: GatewayStatus, *, model: bool = True) -> Text:
+    """``IGD My Router · AVM FRITZ!Box 7590 · IGDv2``: what the IGD said about itself
+    (without ``model``: ``IGD My Router · IGDv2``)."""
     igd = status.igd
     assert igd is not None
     line = Text()
     _pair(line, "IGD", sanitize(igd.friendly_name, limit=32) or "?", "bold")
-    model = " ".join(part for part in (sanitize(igd.manufacturer, limit=20),
-                                       sanitize(igd.model_name, limit=28),
-                                       sanitize(igd.model_number, limit=12)) if part)
-    if model:
+    if model and (model_text := _igd_model(status)):
         line.append("  ·  ", style="dim")
-        line.append(model)
+        line.append(model_text)
     line.append("  ·  ", style="dim")
     line.append(f"IGDv{igd.igd_version}")
     return line
 
 
 def gateway_lines(status: GatewayStatus | None, now: float,
-                  note: EngineNote | None = None) -> list[Text]:
-    """The gateway panel's lines for ``status`` at loop time ``now``."""
+                  note: EngineNote | None = None, *, narrow: bool = False) -> list[Text]:
+    """The gateway panel's lines for ``status`` at loop time ``now``; ``narrow`` (under 70
+    columns) puts the external address beside the RTT and leaves the IGD's model to help."""
     lines: list[Text] = []
     if status is None:
         lines.append(Text("No gateway yet.", style="dim"))
     else:
         # Four short lines rather than three long ones: each fits 80 columns with
-        # typical values, and a long reason for announcements being off ends the last.
+        # typical values (narrow: 58, so that 60x20's eight rows hold the whole panel).
         first = Text()
         _pair(first, "Gateway", endpoint(status.gateway, status.port), "bold")
         _pair(first, "Local", str(status.local_address) if status.local_address else "?")
-        _pair(first, "External",
+        external = Text() if narrow else first
+        _pair(external, "External",
               str(status.external_address) if status.external_address else "?", "bold cyan")
         lines.append(first)
+        if narrow:
+            _pair(external, "RTT", rtt(status.rtt))
+            lines.append(external)
 
         second = Text()
         answered = Text()
@@ -262,10 +287,11 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         protocol.append_text(answered)
         protocol.append(")", style="dim")
         _pair(second, "Protocol", protocol)
-        _pair(second, "RTT", rtt(status.rtt))
+        if not narrow:
+            _pair(second, "RTT", rtt(status.rtt))
         lines.append(second)
         if status.igd is not None:
-            lines.append(_igd_line(status))
+            lines.append(_igd_line(status, model=not narrow))
 
         third = Text()
         if status.epoch is not None:
@@ -291,8 +317,10 @@ def gateway_lines(status: GatewayStatus | None, now: float,
         if status.listening:
             _pair(fourth, "Announcements", "listening", "green")
         elif status.listen_error:
-            # In full (the panel wraps it): why natdeck cannot hear the gateway's notices.
-            _pair(fourth, "Announcements", f"off: {sanitize(status.listen_error)}", "yellow")
+            # Why natdeck cannot hear the gateway's notices takes a sentence: the panel has
+            # no row for it at 60x20 (it would scroll); help (?) and the event log have it.
+            _pair(fourth, "Announcements", "off", "yellow")
+            fourth.append(" (? says why)", style="dim")
         else:
             _pair(fourth, "Announcements", "off", "dim")
         lines.append(fourth)
@@ -309,3 +337,27 @@ def gateway_lines(status: GatewayStatus | None, now: float,
     if note is not None:
         lines.append(Text(sanitize(note.text), style=note.style))
     return lines
+
+
+def gateway_notes(status: GatewayStatus | None) -> list[Text]:
+    """The gateway panel's notes in full, for the help screen: why announcements are off
+    (the panel says only "off"), the whole warning (the panel has its first clause), the
+    IGD's model (a narrow panel leaves it out)."""
+    notes: list[Text] = []
+    if status is None:
+        return notes
+    if status.listen_error:
+        line = Text("Announcements ", style="bold")
+        line.append("listening, but " if status.listening else "off: ",
+                    style="green" if status.listening else "yellow")
+        line.append(sanitize(status.listen_error))
+        notes.append(line)
+    if status.warning:
+        line = Text("Warning: ", style="bold yellow")
+        line.append(sanitize(status.warning))
+        notes.append(line)
+    if status.igd is not None and (model := _igd_model(status)):
+        line = Text("IGD ", style="bold")
+        line.append(f"{sanitize(status.igd.friendly_name, limit=32) or '?'}: {model}")
+        notes.append(line)
+    return notes

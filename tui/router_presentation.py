@@ -96,6 +96,8 @@ class RouterStatus:
     answer: Text | None
     """The gateway's answer to the last delete."""
     interval: float
+    retry_in: float | None = None
+    """Seconds to the next try after a failed listing (0: trying now; None: no failure)."""
 
     def text(self) -> Text:
         """The summary, the order and the filter; then the state of the listing."""
@@ -105,6 +107,11 @@ class RouterStatus:
         if self.filter_text is not None:
             typed = sanitize(self.filter_text, limit=40)
             line.append(f"  ·  filter {typed}: {self.shown} shown", style="cyan")
+        if self.retry_in is not None:
+            # The poller backs off after failures (an SSDP search nothing answers): say when
+            # it asks again; r asks now.
+            line.append("  ·  asking again…" if self.retry_in < 0.5 else
+                        f"  ·  retry in {countdown(self.retry_in)} (r: now)", style="yellow")
         line.append("\n")
         why = None if self.unavailable is None else sanitize(str(self.unavailable), limit=160)
         if not self.listed:

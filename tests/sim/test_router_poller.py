@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 from ipaddress import ip_address
+from typing import Any
 
 import pytest
 
 from engine.errors import NatDeckError
-from engine.router_source import ListingUnavailable, RouterPoller
+from engine.router_source import (
+    MAX_BACKOFF,
+    Listing,
+    ListingUnavailable,
+    RouterPoller,
+    UpnpRouterListing,
+)
 from engine.router_view import RouterMapping
+from engine.upnp.ssdp import IGD_SEARCH_TARGETS
+
+from .conftest import on_virtual_clock
 
 ROW = RouterMapping(6, 8080, ip_address("198.18.0.3"), 8080, "web", 60, True, "", "upnp")
 
@@ -103,3 +115,88 @@ async def test_wake_lists_again_at_once() -> None:
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         RouterPoller(None, interval=0)
+
+
+class SilentSsdp(asyncio.DatagramProtocol):
+    """A gateway without UPnP IGD: its SSDP port takes every M-SEARCH and answers none."""
+
+    def __init__(self) -> None:
+        self.searches = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if data.startswith(b"M-SEARCH * HTTP/1.1"):
+            self.searches += 1
+
+
+async def watch_for(poller: RouterPoller, seconds: float) -> list[Listing]:
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + seconds
+    seen: list[Listing] = []
+    async with contextlib.aclosing(poller.watch()) as every:
+        async for listing in every:
+            seen.append(listing)
+            left = poller.next_in()
+            if left is None or loop.time() + left >= ends:
+                break
+    return seen
+
+
+def test_a_gateway_without_upnp_is_searched_ever_less_often() -> None:
+    # Ten minutes with the view open on a gateway that has no UPnP IGD: without the
+    # back-off that was a 3 s search every 2 s + 3 s, 120 of them.
+    async def scenario(_: object) -> None:
+        loop = asyncio.get_running_loop()
+        transport, silent = await loop.create_datagram_endpoint(
+            SilentSsdp, local_addr=("127.0.0.1", 0))
+        port = int(transport.get_extra_info("sockname")[1])
+        source = UpnpRouterListing.on("127.0.0.1", ssdp_port=port, local_address="127.0.0.1",
+                                      timeout=3.0)
+        try:
+            poller = RouterPoller(source, interval=2.0)
+            started = loop.time()
+            seen = await watch_for(poller, 600.0)
+            assert all(isinstance(listing.error, ListingUnavailable) for listing in seen)
+            searches = silent.searches // len(IGD_SEARCH_TARGETS)
+            assert searches == len(seen)
+            # Waits of 2, 4, 8, ... 256 s, then 300 s: 9 searches in ten minutes.
+            assert 8 <= searches <= 10, searches
+            assert poller.failures == len(seen)
+            assert poller.delay() == MAX_BACKOFF
+            gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
+            assert gaps == sorted(gaps)
+            assert loop.time() - started < 600.0 + MAX_BACKOFF
+        finally:
+            await source.close()
+            transport.close()
+
+    on_virtual_clock(scenario)
+
+
+def test_wake_and_reset_end_the_back_off() -> None:
+    async def scenario(_: object) -> None:
+        loop = asyncio.get_running_loop()
+        source = CountingListing(error=NatDeckError("no IGD"))
+        poller = RouterPoller(source, interval=2.0)
+        async with contextlib.aclosing(poller.watch()) as every:
+            async for _listing in every:
+                if source.calls == 6:
+                    break
+            assert poller.failures == 6
+            assert poller.next_in() == 64.0
+            # The gateway changed: the next listing comes one interval after the last.
+            poller.reset()
+            assert poller.failures == 0
+            before = loop.time()
+            await anext(every)
+            assert loop.time() - before == pytest.approx(2.0)
+            assert source.calls == 7
+            await anext(every)  # 2 s again: one failure is not yet a back-off
+            await anext(every)  # 4 s
+            assert poller.next_in() == 8.0
+            loop.call_later(1.0, poller.wake)  # the user pressed r
+            before = loop.time()
+            await anext(every)
+            assert loop.time() - before == pytest.approx(1.0)
+            assert poller.failures == 1
+
+    on_virtual_clock(scenario)

@@ -4,6 +4,7 @@ gateway on loopback: the table's columns, the detail line, the footer, the map d
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 from rich.console import Console
@@ -11,10 +12,12 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button, Static
 from textual.widgets._footer import FooterKey
+from textual.widgets.data_table import ColumnKey
 
 from engine.codes import PcpResult
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
+from engine.simulator.upnp import SimulatedIgd
 from tui.app import NatDeckApp
 from tui.engine_link import AddMapping
 from tui.map_request import MapRequest
@@ -22,7 +25,7 @@ from tui.screens import MapDialog
 from tui.screens.map_dialog import VIA_NOTES
 from tui.screenshots import demo_app, error_scene
 
-from .conftest import DemoGateway, app_until, logged, mapped, started
+from .conftest import HOST, DemoGateway, app_until, logged, mapped, started
 
 SMALL = [(80, 24), (60, 20)]
 TCP_8080 = MappingKey(Protocol.TCP, 8080)
@@ -272,3 +275,75 @@ async def test_a_lost_row_says_what_is_known(demo_gateway: DemoGateway) -> None:
         await pilot.pause()
         assert "natdeck is asking the gateway for it again" in app.main.detail.plain
         demo_gateway.gateway.configure(force_pcp_result=None, force_natpmp_result=None)
+
+
+async def test_announcements_off_fits_the_gateway_panel_at_60x20(
+        demo_gateway: DemoGateway) -> None:
+    # Another program holds the announcement port, the gateway speaks UPnP too (an IGD
+    # line) and its external address is not public (a warning): every line of the panel
+    # shows at 60x20, "off" among them; the sentences are in help (?).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as owner:
+        owner.bind((HOST, 0))
+        taken = owner.getsockname()[1]
+        async with SimulatedIgd(HOST, gateway=demo_gateway.gateway) as igd:
+            manager = demo_gateway.manager(announce_ports=(taken,), ssdp_port=igd.ssdp_port)
+            app = demo_gateway.app(manager, initial_maps=TWO_MAPS)
+            async with app.run_test(size=(60, 20)) as pilot:
+                await started(pilot)
+                await app_until(pilot, lambda: manager.status.igd is not None, "the IGD")
+                await mapped(pilot, app, TCP_8080, shown=True)
+                await pilot.pause(0.2)
+                panel = app.main.panel
+                assert manager.status.listen_error is not None
+                assert manager.status.warning is not None
+                assert "Announcements off (? says why)" in panel.plain
+                assert "natdeck simulated router" in panel.plain
+                rows = panel.get_content_height(panel.size, app.size, panel.size.width)
+                assert rows <= panel.size.height, f"{rows} rows in a panel of {panel.size}"
+                assert app.main.max_scroll_y == 0, "the screen scrolls"
+                await pilot.press("question_mark")
+                await pilot.pause()
+                notes = app.screen.query_one("#help-notes", Static)
+                console = Console(width=400, file=io.StringIO())
+                console.print(notes.content)
+                text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+                assert text.startswith("Announcements off: cannot listen")
+                assert f"cannot listen on {HOST} port {taken}: Address already in use" in text
+                assert "Warning: external address 203.0.113.7 is not public:" in text
+                await pilot.press("escape")
+                await pilot.pause()
+
+
+async def test_a_failing_row_fits_80_columns_and_its_reason_is_below() -> None:
+    # The demo's error scene: a renewal refused with NOT_AUTHORIZED. At 80 columns the State
+    # cell says "failed" whole (it was cut: "failed: NOT_AUTH"), the detail line says why;
+    # with room (120 columns) the cell has the reason again.
+    app = demo_app(snapshot=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await error_scene(pilot)
+        await pilot.pause(0.2)
+        table = app.main.table
+        failing = str(MappingKey(Protocol.UDP, 51820))
+
+        def state() -> str:
+            return str(table.get_row(failing)[6])
+
+        def fits() -> bool:
+            column = table.columns[ColumnKey("state")]
+            return (column.get_render_width(table) - 2 >= len(state())
+                    and table.virtual_size.width <= table.scrollable_content_region.width)
+
+        assert state() == "failed"
+        assert fits()
+        assert "NOT_AUTHORIZED" in app.main.detail.plain
+        await pilot.resize_terminal(120, 40)
+        await app_until(pilot, lambda: state() == "failed: NOT_AUTHORIZED for 30m00s",
+                        "the reason in the row")
+        await pilot.pause()
+        assert fits()
+        await pilot.resize_terminal(80, 24)
+        await app_until(pilot, lambda: state() == "failed", "the state in a word")
+        await pilot.pause()
+        assert fits(), "the State column did not narrow again"
+        await pilot.press("q")
+        await pilot.pause()

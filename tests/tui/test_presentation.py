@@ -15,6 +15,7 @@ from tui.presentation import (
     STATE_REASON_CELLS,
     EngineNote,
     gateway_lines,
+    gateway_notes,
     mapping_cells,
     short_error,
 )
@@ -157,7 +158,7 @@ def test_gateway_lines() -> None:
         "Gateway 192.0.2.1:5351  ·  Local 192.0.2.10  ·  External 100.64.1.2",
         "Protocol NAT-PMP (answered: PCP no, NAT-PMP yes, UPnP ?)  ·  RTT 2.0 ms",
         "Epoch 3600 (up 1h00m)  ·  Restarts 2  ·  Reachable NO",
-        "Last contact 30 s ago  ·  Announcements off: port 5350 in use",
+        "Last contact 30 s ago  ·  Announcements off (? says why)",
         "Warning: external address 100.64.1.2 is not public",
         "Quitting…",
     ]
@@ -173,12 +174,24 @@ def test_an_error_lifetime_of_zero_is_not_a_duration() -> None:
     assert short_error(refused) == "NOT_AUTHORIZED"
 
 
-def test_why_announcements_are_off_is_shown_in_full() -> None:
+def test_why_announcements_are_off_is_in_the_help_in_full() -> None:
     why = ("cannot listen on 0.0.0.0:5350 (address in use); natdeck asks the gateway for "
            "its address every minute instead")
-    status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listen_error=why)
+    status = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listen_error=why,
+                           warning="external address 100.64.1.2 is not public: another NAT")
     text = "\n".join(line.plain for line in gateway_lines(status, 0.0))
-    assert f"Announcements off: {why}" in text
+    # The panel says it in a word (it has no row for a sentence at 60x20)...
+    assert "Announcements off (? says why)" in text
+    assert "address in use" not in text
+    # ... and help (?) in full, with the whole warning.
+    assert [note.plain for note in gateway_notes(status)] == [
+        f"Announcements off: {why}",
+        "Warning: external address 100.64.1.2 is not public: another NAT"]
+    listening = GatewayStatus(gateway=IPv4Address("192.0.2.1"), port=5351, listening=True,
+                              listen_error="cannot listen on 0.0.0.0 port 5351: in use")
+    assert [note.plain for note in gateway_notes(listening)] == [
+        "Announcements listening, but cannot listen on 0.0.0.0 port 5351: in use"]
+    assert gateway_notes(None) == []
 
 
 def test_the_detail_says_a_refusal_once() -> None:

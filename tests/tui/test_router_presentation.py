@@ -89,3 +89,14 @@ def test_status_lines() -> None:
     assert status(unavailable=ListingUnavailable("timeout")).splitlines()[1] == (
         "The last listing failed: timeout")
     assert status(answer=Text("Gateway's answer: OK")).splitlines()[1] == "Gateway's answer: OK"
+
+
+def test_the_status_says_when_a_failed_listing_is_tried_again() -> None:
+    off = ListingUnavailable("no UPnP here")
+    waiting = status(listed=False, unavailable=off, retry_in=31.2).splitlines()
+    assert waiting[0] == ("8 mappings, 6 hosts, 1 of ours  ·  sorted by host  ·  "
+                          "retry in 0:32 (r: now)")
+    assert len(waiting[0]) <= 78  # the status line of an 80-column view
+    assert status(listed=False, unavailable=off, retry_in=0.0).splitlines()[0].endswith(
+        "·  asking again…")
+    assert "retry" not in status()

@@ -12,6 +12,7 @@ from ipaddress import ip_address
 from typing import Any
 
 import pytest
+from textual.geometry import Region
 from textual.pilot import Pilot
 
 from engine.errors import NatDeckError
@@ -26,6 +27,7 @@ from tui.backend import EngineParts
 from tui.demo import DemoOptions, SimulatorControls, demo_engine
 from tui.engine_link import AddMapping, RemoveMapping
 from tui.map_request import MapRequest
+from tui.router_presentation import router_cells
 from tui.screens import HelpScreen
 from tui.screens.confirm_delete import ConfirmDelete
 from tui.screens.router import RouterScreen
@@ -395,3 +397,33 @@ async def test_a_thousand_entries_stay_responsive(demo_gateway: DemoGateway) -> 
         leases = [e.mapping.lease_remaining for e in screen.table.shown[:5]]
         assert leases == [600, 601, 602, 603, 604]
         await pilot.press("escape")
+
+
+async def test_what_is_painted_is_what_was_set_after_a_reorder() -> None:
+    # The router table repaints only the cells it sets (KeyedTable.set_cell drops one row's
+    # caches); after rows moved, a tick must still paint each row's own new lease.
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_router(pilot, app)
+        await pilot.press("s")  # by protocol: the rows move
+        await pilot.pause()
+        table = screen.table
+        assert table.sorts >= 1
+        updates = table.cell_updates
+        app.clock = lambda: asyncio.get_running_loop().time() + 30.0
+        screen.repaint()
+        await pilot.pause()
+        assert table.cell_updates > updates
+        painted = [strip.text for strip in table.render_lines(
+            Region(0, 0, table.size.width, table.size.height))]
+        now = app.now()
+        checked = 0
+        for entry in table.shown:
+            cells = [text for text, _ in router_cells(entry, now)]
+            lines = [line for line in painted
+                     if f" {cells[0]} " in line and f" {cells[2]} " in line]
+            assert len(lines) == 1, (cells, painted)
+            assert f" {cells[3]} " in lines[0], (cells, lines[0])
+            checked += 1
+        assert checked == 8
+        app.clock = None

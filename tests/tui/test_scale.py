@@ -14,7 +14,7 @@ from engine.protocols import Protocol
 from tui.map_request import MapRequest
 from tui.presentation import mapping_cells
 from tui.widgets import MappingsTable
-from tui.widgets.mappings_table import MARGIN
+from tui.widgets.keyed_table import MARGIN
 
 from .conftest import DemoGateway, app_until, started
 

@@ -59,3 +59,16 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
 def test_error_state(snap_compare: SnapCompare) -> None:
     assert snap_compare(demo_app(snapshot=True), terminal_size=SIZE,
                         run_before=frozen(error_scene))
+
+
+async def error_scene_without_toasts(pilot: Pilot[int]) -> None:
+    await frozen(error_scene)(pilot)
+    pilot.app.clear_notifications()  # at 80 columns they would hide the table
+    await pilot.pause()
+
+
+def test_error_state_at_80x24(snap_compare: SnapCompare) -> None:
+    # A failing row at 80 columns: its State cell says "failed" whole, the line under the
+    # table says why.
+    assert snap_compare(demo_app(snapshot=True), terminal_size=(80, 24),
+                        run_before=error_scene_without_toasts)

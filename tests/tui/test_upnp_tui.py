@@ -12,7 +12,7 @@ from engine.wire.addresses import to_address
 from tests.support.pilot import app_until
 from tui.demo import SimulatorControls
 from tui.launch import build_app
-from tui.presentation import gateway_lines, mapping_cells
+from tui.presentation import gateway_lines, gateway_notes, mapping_cells
 from tui.screens import MapDialog
 
 from .conftest import logged, mapped, quit_app, started
@@ -90,3 +90,28 @@ def test_the_panel_names_the_igd_and_warns_of_a_double_nat() -> None:
     # The panel keeps the first clause of a long warning (the event log has it whole).
     assert "Warning: the IGD reports no external address" in text
     assert all(len(line) <= 78 for line in text.splitlines())
+
+
+def test_a_narrow_panel_fits_58_columns_and_help_has_the_model() -> None:
+    igd = DeviceInfo("http://198.18.0.1:5000/rootDesc.xml", "FRITZ!Box 7590 Home", "AVM",
+                     "FRITZ!Box 7590", "154.07.57", 2, "urn:...:WANIPConnection:2",
+                     frozenset(), False)
+    status = GatewayStatus(to_address("192.168.178.1"), 5351,
+                           local_address=to_address("192.168.178.20"), speaks_pcp=True,
+                           speaks_natpmp=True, speaks_upnp=True, via="pcp", igd=igd,
+                           external_address=to_address("198.51.100.200"), epoch=273600,
+                           rtt=0.017, last_contact=0.0, reachable=True, restarts=2,
+                           listen_error="cannot listen for gateway announcements: ...")
+    lines = [line.plain for line in gateway_lines(status, 200.0, narrow=True)]
+    assert lines == [
+        "Gateway 192.168.178.1:5351  ·  Local 192.168.178.20",
+        "External 198.51.100.200  ·  RTT 17 ms",
+        "Protocol PCP (answered: PCP yes, NAT-PMP yes, UPnP yes)",
+        "IGD FRITZ!Box 7590 Home  ·  IGDv2",
+        "Epoch 273600 (up 3d04h)  ·  Restarts 2  ·  Reachable yes",
+        "Last contact 3m20s ago  ·  Announcements off (? says why)",
+    ]
+    # 60 columns less the panel's padding: no line wraps, 60x20's eight rows hold them all.
+    assert max(len(line) for line in lines) <= 58
+    assert "IGD FRITZ!Box 7590 Home: AVM FRITZ!Box 7590 154.07.57" in [
+        note.plain for note in gateway_notes(status)]

@@ -49,16 +49,19 @@ _STATES = (
 
 
 class HelpScreen(ModalScreen[None]):
-    """Lists the keys (from the bindings the main screen has right now) and the states."""
+    """Lists the gateway panel's notes in full, the keys (from the bindings the main screen
+    has right now) and the states."""
 
     BINDINGS = [
         Binding("escape,q,question_mark", "close", "Close", id="help.close",
                 tooltip="Back to the main screen"),
     ]
 
-    def __init__(self, keys: Sequence[KeyHelp]) -> None:
+    def __init__(self, keys: Sequence[KeyHelp], notes: Sequence[Text] = ()) -> None:
         super().__init__()
         self._keys = tuple(keys)
+        self._notes = tuple(notes)
+        """What the gateway panel says in a word, in full (announcements off, a warning)."""
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
@@ -76,6 +79,10 @@ class HelpScreen(ModalScreen[None]):
             body.border_title = "Help"
             body.border_subtitle = "esc to close"
             yield Static(Text(_ABOUT), classes="help-about")
+            if self._notes:
+                yield Static(Text("The gateway now", style="bold underline"),
+                             classes="help-heading")
+                yield Static(Text("\n").join(self._notes), id="help-notes")
             yield Static(Text("Keys", style="bold underline"), classes="help-heading")
             yield Static(table, id="help-keys")
             yield Static(Text("Mapping states", style="bold underline"), classes="help-heading")

@@ -60,7 +60,8 @@ _SHOWN_FROM = {"natdeck.demo_restart": 100, "natdeck.demo_address": 100,
 #: Below this many columns the footer drops the palette key and the demo keys (they stay
 #: in help and the palette), and below COMPACT its padding, so every key shown fits; the
 #: gateway panel, which wraps there, drops its border and the detail line is cut to two
-#: lines, so the table keeps room for rows.
+#: lines, so the table keeps room for rows. Below NARROW the State column says each state
+#: in a word (the detail line has the reason), so that a failing row fits 80 columns.
 NARROW = 100
 COMPACT = 70
 
@@ -98,6 +99,7 @@ class MainScreen(Screen[None]):
         self.footer.show_command_palette = not narrow
         self.set_class(narrow, "-narrow")
         self.set_class(compact, "-compact")
+        self.table.set_brief_states(narrow)
         bindings = self._bindings.key_to_bindings
         for key, entries in bindings.items():
             bindings[key] = [replace(b, show=event.size.width >= _SHOWN_FROM[b.id])

@@ -66,7 +66,7 @@ ROUTER_BINDINGS: list[BindingType] = [
     Binding("d", "delete", "Delete", id="router.delete",
             tooltip="Delete the selected mapping of another host (asks first)"),
     Binding("r", "refresh", "Refresh", id="router.refresh",
-            tooltip="List the gateway's mappings now"),
+            tooltip="List the gateway's mappings now (after failures: the wait starts over)"),
     Binding("question_mark", "help", "Help", id="router.help", key_display="?",
             tooltip="Show the router view's keys"),
     Binding("q", "app.quit", "Quit", id="router.quit", tooltip="Quit natdeck"),
@@ -104,6 +104,25 @@ def show_in_table(table: DataTable[Text], key: MappingKey | None) -> None:
     table.focus()
 
 
+def _gateway_identity(manager: MappingManager | None) -> tuple[object, ...] | None:
+    """What, when it changes, may let a gateway that did not list its table list it now:
+    its address, ours, a restart (a rebooted router), UPnP found."""
+    if manager is None:
+        return None
+    status = manager.status
+    return (status.gateway, status.local_address, status.restarts, status.speaks_upnp)
+
+
+def _log_changes(log: LogLine | None, changes: list[RouterChange]) -> None:
+    """Log the other hosts' comings and goings (natdeck's own are in the manager's events)."""
+    if log is None:
+        return
+    wall = time.time()
+    for change in changes:
+        if change.entry.ours is None:
+            log(wall, sanitize(change.sentence), _CHANGE_STYLE[change.kind])
+
+
 class RouterScreen(Screen[MappingKey | None]):
     """Every mapping on the gateway. Dismisses with the main table's key of one of
     natdeck's own mappings (Enter on it), or None (back)."""
@@ -128,6 +147,7 @@ class RouterScreen(Screen[MappingKey | None]):
         """Why the last listing failed (None after a good one)."""
         self.listed = False
         """Whether the gateway has listed its table at least once."""
+        self._gateway_seen: tuple[object, ...] | None = None
         self.sort_by: SortKey = "host"
         self.reverse = False
         self.filter_query = Query()
@@ -167,6 +187,11 @@ class RouterScreen(Screen[MappingKey | None]):
 
     def _mark_ours(self) -> RouterTable:
         manager = self._manager()
+        seen = _gateway_identity(manager)
+        if seen != self._gateway_seen:
+            if self._gateway_seen is not None:
+                self.poller.reset()  # it may list now: end the back-off
+            self._gateway_seen = seen
         mappings = list(manager.mappings.values()) if manager is not None else []
         local = manager.status.local_address if manager is not None else None
         addresses = {str(local)} if local is not None else set()
@@ -188,17 +213,8 @@ class RouterScreen(Screen[MappingKey | None]):
             self.listed = True
             self._mark_ours()
             changes = self.model.update(listing.rows, listing.at)
-            self._log_changes(changes)
+            _log_changes(self._log, changes)
         self.repaint()
-
-    def _log_changes(self, changes: list[RouterChange]) -> None:
-        if self._log is None:
-            return
-        wall = time.time()
-        for change in changes:
-            # natdeck's own come and go in the manager's events already.
-            if change.entry.ours is None:
-                self._log(wall, sanitize(change.sentence), _CHANGE_STYLE[change.kind])
 
     # -- the view --------------------------------------------------------------------------
 
@@ -210,7 +226,9 @@ class RouterScreen(Screen[MappingKey | None]):
         status = RouterStatus(
             table.summary(), self.sort_by, self.reverse,
             None if self.filter_query.empty else self.filter_input.value, len(entries),
-            self.listed, self.unavailable, self.answer, self.poller.interval)
+            self.listed, self.unavailable, self.answer, self.poller.interval,
+            None if self.source is None or self.unavailable is None
+            else self.poller.next_in() or 0.0)
         with self.app.batch_update():
             self.table.sync(entries, now)
             self.status_line.update(status.text())

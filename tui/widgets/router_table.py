@@ -1,7 +1,7 @@
 """The router table: every entry of the gateway's mapping table, one keyed row each.
 
 Rows are keyed by the entry's (protocol, external port, remote host) and never
-rebuilt (:class:`~tui.widgets.keyed_rows.KeyedRowsTable`): :meth:`RouterTableView.sync`
+rebuilt (:class:`~tui.widgets.keyed_table.KeyedTable`): :meth:`RouterTableView.sync`
 adds the new rows, removes the gone ones, reorders with one ``sort`` only when
 the model's order changed, and updates only the cells that changed. The leases
 tick every second in every row, so a tick recomputes only the rows on screen;
@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
-from textual.widgets.data_table import RowDoesNotExist
 
 from engine.router_view import EntryKey, RouterEntry
 
-from ..presentation import Cells
 from ..router_presentation import ROUTER_COLUMNS, router_cells
-from .keyed_rows import KeyedRowsTable
+from .keyed_table import KeyedTable
 
 __all__ = ["RouterTableView", "row_key"]
 
@@ -41,7 +39,7 @@ class _KeyedText(Text):
         self.row = row
 
 
-class RouterTableView(KeyedRowsTable):
+class RouterTableView(KeyedTable):
     """The gateway's entries in the model's order (filtered and sorted)."""
 
     def __init__(self, *, clock: Callable[[], float] | None = None,
@@ -49,7 +47,6 @@ class RouterTableView(KeyedRowsTable):
         super().__init__(ROUTER_COLUMNS, clock=clock, id=id)
         self.border_title = "Gateway's mappings"
         self._entries: dict[str, RouterEntry] = {}
-        self._shown: dict[str, Cells] = {}
         self._order: list[str] = []
         self.sorts = 0
         """How many times the rows were reordered (the tests check it is rare)."""
@@ -101,13 +98,8 @@ class RouterTableView(KeyedRowsTable):
 
     def show_row(self, key: str) -> None:
         entry = self._entries.get(key)
-        shown = self._shown.get(key)
-        if entry is None or shown is None:
-            return
-        cells = router_cells(entry, self.now)
-        if cells != shown:
-            self.update_cells(key, cells, shown)
-            self._shown[key] = cells
+        if entry is not None:
+            self.show_cells(key, router_cells(entry, self.now))
 
     def make_cell(self, column: str, cell: tuple[str, str], key: str) -> Text:
         text, style = cell
@@ -116,21 +108,14 @@ class RouterTableView(KeyedRowsTable):
         return Text(text, style=style)
 
     def _add(self, key: str, entry: RouterEntry) -> None:
-        cells = router_cells(entry, self.now)
-        self.add_cells(key, cells)
-        self._shown[key] = cells
+        self.show_cells(key, router_cells(entry, self.now))
         self._order.append(key)
 
     def _remove(self, key: str) -> None:
         self._entries.pop(key, None)
-        if self._shown.pop(key, None) is None:
-            return
         if key in self._order:
             self._order.remove(key)
-        try:
-            self.remove_row(key)
-        except RowDoesNotExist:
-            return
+        self.remove_key(key)
 
 
 def _identity(entry: RouterEntry) -> tuple[object, ...]:
