@@ -52,7 +52,8 @@ def test_a_queued_requests_service_time_counts_from_the_answer_before_it() -> No
     window = InFlightWindow(32, 3.0)
     answer_in_turn(window, 0.0, 0.010, 10)
     assert window.srtt == pytest.approx(0.010)
-    assert window.rtt_smoothed is not None and window.rtt_smoothed > 0.030
+    assert window.rtt_smoothed is not None
+    assert window.rtt_smoothed > 0.030
     assert window.window == 32  # 3 s / (2 * 10 ms) = 150, capped
     # Sent after the answer before it: its service counts from its sending.
     window.answered(0.010, at=5.0)
@@ -203,7 +204,8 @@ def test_late_samples_do_not_feed_on_themselves_on_a_lossy_link() -> None:
     at = 0.0
     for _ in range(10):
         at = answer_in_turn(window, at, 0.002, 32)
-    assert window.rtt_smoothed is not None and window.rtt_smoothed > 0.010
+    assert window.rtt_smoothed is not None
+    assert window.rtt_smoothed > 0.010
     for _ in range(50):
         window.answered_late(0.26 + 0.004, 0.004)
     assert window.first_timer() == pytest.approx(0.25 + GRANULARITY)
