@@ -121,17 +121,13 @@ def _offered(key: Hashable | None, out: list[_Pending], keyed: dict[Hashable, li
     return [*same, *unkeyed] if unkeyed else same
 
 
-def _held(pending: _Pending, now: float, out: list[_Pending]) -> bool:
+def _held(pending: _Pending, now: float) -> bool:
     """Whether a try that is due waits on instead, because the gateway is still answering
     the requests sent before it (:meth:`InFlightWindow.hold_until`); it is then postponed."""
     exchange = pending.exchange
     if exchange.deadline_at is not None and now >= exchange.deadline_at:
         return False
-    window, number = pending.window, pending.number
-    # When the earliest of the tries sent before it and still out is due (None: none is).
-    ahead = min((other.exchange.timer() or now for other in out
-                 if other.window is window and other.number < number), default=None)
-    until = window.hold_until(number, exchange.sent_at, now, ahead)
+    until = pending.window.hold_until(pending.number, exchange.sent_at, now)
     if until is None:
         return False
     exchange.postpone(until)
@@ -415,7 +411,7 @@ class GatewayChannel:
         exchange = pending.exchange
         if exchange.done or exchange.timer() != when:
             return  # a stale entry: answered, or re-armed since
-        if pending.started and _held(pending, now, self._out):
+        if pending.started and _held(pending, now):
             self._arm(pending)
             return
         exchange.on_timer(now)

@@ -30,15 +30,15 @@ packet is resent as soon as the RFC says); four times it the ceiling.
 
 A timer that fires does not always mean a loss (:meth:`InFlightWindow.hold_until`,
 after RFC 6298 §5.3, which restarts the timer on each acknowledgement): a try
-waits on while the gateway is still answering what was sent before it, and
-while a try sent before it is still out (a serial gateway serves that one first).
-So a request queued behind others is given a first timer from the moment the
-gateway could start on it, whatever the queue ahead of it; only the request at
-the head of the gateway's queue is timed, against one service time. Only an
-answer to a first try says which try the gateway answered; an answer that may
-be to an earlier try is taken as a round trip only when it came sooner after
-the last try than half the fastest round trip ever measured
-(:meth:`InFlightWindow.answered_late`).
+waits on while the gateway, since it was sent, is still answering what was sent
+before it -- an answer no request takes (a duplicate's) included -- so a
+request queued behind others is timed from the answer before it, against one
+service time, whatever the queue ahead of it. Only an answer to a first try
+says which try the gateway answered: an answer to a request sent twice tells
+only that its first try was served, and is taken as a round trip only when it
+came sooner after the last try than half the fastest round trip ever measured
+(:meth:`InFlightWindow.answered_late`). Until a round trip is measured, a
+duplicate's answer backs the next first timer off.
 """
 
 from __future__ import annotations
@@ -136,7 +136,15 @@ class InFlightWindow:
             self.service_variance += (abs(self.srtt - sample) - self.service_variance) / 4
             self.srtt += (sample - self.srtt) / 8
         fit = self.first_timeout / (2 * max(self._slow_service(), 1e-4))
-        self.window = max(1.0, min(float(self.limit), fit))
+        self.window = max(self._least(), min(float(self.limit), fit))
+
+    def _least(self) -> float:
+        """The smallest window: one request until a round trip is measured (slow start), then
+        two -- one served, one queued behind it, so that the gateway never waits for the
+        client, and so that one request waiting out the RFC's doubling timers after losses
+        does not hold every other one back (the lab at 30 % loss: twenty mappings starved
+        for a minute behind one)."""
+        return 1.0 if self.srtt is None else float(min(2, self.limit))
 
     def _slow_service(self) -> float:
         """The service time two mean deviations slower than the smoothed one."""
@@ -155,13 +163,7 @@ class InFlightWindow:
         threshold that grew with each late sample took more and more of them, inflating the
         timers to their ceiling (the lab at 30 % loss).
         """
-        if self.rtt_min is None:
-            # Nothing measured yet, and the gateway answered only after a retransmission: it
-            # may be slower than the RFC's first timer, and every request after it would be
-            # sent twice, never giving a sample. The next first timer doubles until a round
-            # trip is measured (RFC 6298 §5.5 and §5.7), within MAX_STRETCH.
-            self.backoff = min(2 * self.backoff, float(MAX_STRETCH))
-        elif since_last < self.rtt_min / 2:
+        if self.rtt_min is not None and since_last < self.rtt_min / 2:
             self._round_trip(since_previous)
 
     def _round_trip(self, rtt: float) -> None:
@@ -199,8 +201,17 @@ class InFlightWindow:
         retransmitted request's other try, or to an abandoned one. It was still busy with
         what it was sent, so the tries queued behind that wait on (:meth:`hold_until`):
         without this, a request sent behind a duplicate was timed against the duplicate's
-        service and its own, and every request after one slow answer was sent twice."""
+        service and its own, and every request after one slow answer was sent twice.
+
+        Before any round trip is measured it also shows a gateway slower than the first
+        timer (both tries answered: the first was not lost), and every request after it would
+        be sent twice, never giving a sample: the next first timers double until a round trip
+        is measured (RFC 6298 §5.5 and §5.7), within :data:`MAX_STRETCH`. Not on an answer
+        after a retransmission alone: on a lossy link that is the usual case, and a backed-off
+        timer stretches every later try of the schedule too."""
         self.answered_at = now
+        if self.rtt_min is None:
+            self.backoff = min(2 * self.backoff, float(MAX_STRETCH))
 
     def progress(self, number: int, now: float) -> None:
         """The gateway answered, at ``now``, a try numbered ``number`` or later: a request's
@@ -209,33 +220,24 @@ class InFlightWindow:
         self.answered_at = now
         self.answered_try = max(self.answered_try, number)
 
-    def hold_until(self, number: int, sent_at: float, now: float,
-                   ahead: float | None = None) -> float | None:
-        """Until when try ``number``, sent at ``sent_at``, whose timer is due, should wait on.
-
-        It is queued, not lost, while the gateway keeps answering (since it was sent)
-        requests within a first timer of each other, and while a try sent before it is still
-        out (``ahead``: when that try's own timer is due): a gateway serves in order, so
-        that one is answered first, and its own timer covers it (RFC 6298 §5.3 restarts the
+    def hold_until(self, number: int, sent_at: float, now: float) -> float | None:
+        """Until when try ``number``, sent at ``sent_at``, whose timer is due, should wait
+        on: while the gateway keeps answering (since it was sent) requests within a first
+        timer of each other, it is queued behind them, not lost (RFC 6298 §5.3 restarts the
         timer on each acknowledgement for the same reason). ``None``: retransmit now --
-        nothing ahead and nothing heard since it was sent or for a first timer, or the
-        gateway already answered a try sent after it (this one was lost).
+        nothing heard since it was sent, nothing heard for a first timer, or the gateway
+        already answered a try sent after it (a gateway serves in order: this one was lost).
 
         Why: a gateway that slows down after the window opened (miniupnpd answers its first
         requests in 3 ms, then 50-500 ms once its console is busy) has a window's worth of
         requests queued, each with a timer fitted to the fast answers.
         """
-        if self.answered_try > number:
+        if self.answered_at is None or self.answered_try > number or self.answered_at <= sent_at:
+            # Nothing answered since this try went out is no sign of a queue ahead of it (a
+            # lossy link with one request out: the answer before it came before it was sent).
             return None
-        until: float | None = None
-        if self.answered_at is not None and self.answered_at > sent_at:
-            # Something answered since it went out (before that, an answer is no sign of a
-            # queue ahead of it: a lossy link with one request out).
-            until = self.answered_at + self.first_timer()
-        if ahead is not None:
-            # Checked again once the try ahead is due (answered, retransmitted or held by then).
-            until = max(until or 0.0, ahead, now + GRANULARITY)
-        return until if until is not None and until > now else None
+        until = self.answered_at + self.first_timer()
+        return until if until > now else None
 
     def retransmitted(self) -> None:
         """A request had to be sent again: halve the window (a duplicate costs the gateway a
@@ -244,4 +246,4 @@ class InFlightWindow:
         §3.1, RFC 6887 §8.1.1), and on a lossy link a backed-off timer would hold every
         request queued behind a lost one for seconds (measured in the lab at 30 % loss:
         twenty mappings starved for a minute)."""
-        self.window = max(1.0, self.window / 2)
+        self.window = max(self._least(), self.window / 2)

@@ -174,14 +174,15 @@ def test_the_labs_slow_console_is_sent_nothing_twice(profile: str, via: engine.V
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_a_gateway_slower_than_the_first_timer_from_the_start_costs_one_duplicate(
+def test_a_gateway_slower_than_the_first_timer_from_the_start_costs_two_duplicates_at_most(
         seed: int) -> None:
     """100-400 ms a request from the first: NAT-PMP's first try may outlast its 250 ms timer
-    before anything is measured, and is sent twice. Only that one: the request sent behind
-    the duplicate waits on while the gateway answers it, and the next first timers back off
-    until a round trip is measured. Each request was sent twice before (up to 101 duplicates
-    for 101 requests, as no answer to a request sent once ever came to measure)."""
+    before anything is measured, and is sent twice; so may the request sent behind that
+    duplicate, before the duplicate's answer shows it. No more: the duplicate's answer backs
+    the first timer off until a round trip is measured, and the requests queued behind a
+    duplicate wait on while the gateway answers it. Each request was sent twice before (up to
+    101 duplicates for 101 requests: no answer to a request sent once ever came to measure)."""
     config = GatewayConfig(delay=0.100, delay_max=0.400, seed=seed)
     duplicates, done, _, _ = run_fast_virtual(lambda: maps_then_deletes(config, "natpmp"))
     assert done == CALLERS
-    assert duplicates <= 1
+    assert duplicates <= 2
