@@ -9,9 +9,10 @@ trip samples, with no futures and no clock of its own. The transport owns one
 window per (channel, mapping protocol) and asks :attr:`InFlightWindow.room`.
 
 Slow start (issue 15): one request out until a round trip has been measured
-(Karn's rule: only first tries give samples), then at most as many as the
-gateway answers in half the first retransmission timer, capped at ``limit``.
-A retransmission halves it. The service time of a request is measured as a
+(Karn's rule: only first tries give samples), then as many as the gateway
+answers in half the first retransmission timer, at least two (one served, one
+queued) and at most ``limit``. A retransmission halves it, not below two. The
+service time of a request is measured as a
 serial gateway spends it: from its answer back to the later of its sending and
 the answer before it (the gateway was busy with it since then). The window is
 fitted to a service time two mean deviations slower than its smoothed value,

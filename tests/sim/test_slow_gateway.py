@@ -186,3 +186,14 @@ def test_a_gateway_slower_than_the_first_timer_from_the_start_costs_two_duplicat
     duplicates, done, _, _ = run_fast_virtual(lambda: maps_then_deletes(config, "natpmp"))
     assert done == CALLERS
     assert duplicates <= 2
+
+
+@pytest.mark.parametrize("via", ["natpmp", "pcp"])
+def test_a_fast_gateway_never_waits_for_the_client(via: engine.Via) -> None:
+    """Issue 15's fast gateway (1-3 ms a request, as miniupnpd logging nowhere): concurrent
+    callers keep its queue full, so the whole run takes its own service times and no more (on
+    the virtual clock the client's CPU costs nothing: this is the pacing alone)."""
+    config = GatewayConfig(delay=0.001, delay_max=0.003, seed=1)
+    duplicates, done, took, busy = run_fast_virtual(lambda: maps_then_deletes(config, via))
+    assert (duplicates, done) == (0, CALLERS)
+    assert took <= busy + 0.001
