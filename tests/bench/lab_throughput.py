@@ -13,9 +13,12 @@ pre-encoded requests one at a time: the gateway's own service time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +51,34 @@ _FLOOR = {name: "floor-pcp" if "pcp" in name or "manager" in name else "floor-na
           for name in CLIENTS}
 
 
-def one_run(lab: Lab, client: str, count: int, trace: bool = False) -> dict[str, Any]:
+@contextlib.contextmanager
+def _on_cpus(cpus: set[int] | None) -> Iterator[None]:
+    """Run the block, and the processes it starts, on ``cpus`` only (``None``: as it was)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def one_run(lab: Lab, client: str, count: int, trace: bool = False,
+            pin: bool = False) -> dict[str, Any]:
     """Run ``client`` once on a freshly restarted, empty gateway; add the gateway's counts.
-    ``trace``: the result carries every packet's time (``lab_client.Run.trace``)."""
-    lab.restart_gateway(keep_mappings=False)
+    ``trace``: the result carries every packet's time (``lab_client.Run.trace``). ``pin``:
+    miniupnpd on CPU 0, the client on CPU 1, so that neither takes the other's core (what the
+    client's pacing achieves, apart from what its CPU costs the gateway on a shared core)."""
+    with _on_cpus({0} if pin else None):
+        lab.restart_gateway(keep_mappings=False)
     lab.reset_counters()  # after the start-up ANNOUNCE
     config = {"client": client, "gateway": lab.gateway_lan, "local": lab.client_address,
               "first_port": FIRST_PORT, "count": count, "trace": trace}
-    result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
-                                                      timeout=600)
+    with _on_cpus({1} if pin else None):
+        result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
+                                                          timeout=600)
     counters = lab.counters()
     result["gateway_requests"] = counters.requests_received
     result["rules_left"] = len(lab.dnat_rules())
@@ -65,7 +87,8 @@ def one_run(lab: Lab, client: str, count: int, trace: bool = False) -> dict[str,
 
 
 def measure(lab: Lab, count: int, rounds: int, clients: tuple[str, ...] = CLIENTS,
-            console: Console = "fast", trace: bool = False) -> dict[str, list[dict[str, Any]]]:
+            console: Console = "fast", trace: bool = False,
+            pin: bool = False) -> dict[str, list[dict[str, Any]]]:
     """``rounds`` interleaved rounds of every client; results per client, in round order.
 
     ``console`` is the gateway's speed (:attr:`Lab.console`), set for every run here.
@@ -76,7 +99,7 @@ def measure(lab: Lab, count: int, rounds: int, clients: tuple[str, ...] = CLIENT
     for number in range(rounds):
         shift = number % len(clients)
         for client in clients[shift:] + clients[:shift]:
-            results[client].append(one_run(lab, client, count, trace))
+            results[client].append(one_run(lab, client, count, trace, pin))
     return results
 
 
@@ -275,10 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", metavar="FILE", type=Path,
                         help="also write every run's packet times there (JSON), with the "
                              "gaps in which the gateway waited for the client")
+    parser.add_argument("--pin", action="store_true",
+                        help="miniupnpd on CPU 0 and each client on CPU 1 (needs 2 cores): the "
+                             "pacing alone, without the client's CPU taking the gateway's core")
     args = parser.parse_args(argv)
     with Lab.create() as lab:
         results = measure(lab, args.count, args.rounds, tuple(args.clients), args.console,
-                          trace=args.trace is not None)
+                          trace=args.trace is not None, pin=args.pin)
+    if args.pin:
+        print("Pinned: miniupnpd on CPU 0, each client on CPU 1.\n")
     if args.trace is not None:
         args.trace.write_text(json.dumps(results))
         print(trace_summary(results))
