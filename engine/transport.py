@@ -95,7 +95,7 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
-    __slots__ = ("exchange", "future", "key", "number", "sent_with", "started", "window")
+    __slots__ = ("exchange", "first", "future", "key", "number", "started", "window")
 
     def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
                  window: InFlightWindow, key: Hashable | None) -> None:
@@ -104,8 +104,8 @@ class _Pending:
         self.window = window
         self.key = key
         self.started = False
-        self.sent_with = 1
-        self.number = 0  # of its last try (InFlightWindow.sent)
+        self.first = 0  # the number of its first try (InFlightWindow.sent)
+        self.number = 0  # of its last try
 
 
 def _exchange_of(pending: _Pending) -> Exchange:
@@ -132,6 +132,17 @@ def _held(pending: _Pending, now: float) -> bool:
         return False
     exchange.postpone(until)
     return True
+
+
+def _learn(pending: _Pending, outcome: Outcome, now: float) -> None:
+    """What the window learns from an answer: a round trip (Karn's rule: a first try's),
+    perhaps a late one, and how far the gateway has got."""
+    window = pending.window
+    if outcome.rtt is not None:
+        window.answered(outcome.rtt, now)
+    elif outcome.since_previous is not None:
+        window.answered_late(outcome.since_previous, outcome.since_last)
+    window.progress(pending.first, now)
 
 
 class _Timer:
@@ -330,7 +341,6 @@ class GatewayChannel:
     def _start(self, pending: _Pending, now: float) -> None:
         pending.started = True
         pending.window.take()
-        pending.sent_with = pending.window.in_flight
         self._out.append(pending)
         if pending.key is None:
             self._unkeyed.append(pending)
@@ -351,6 +361,7 @@ class GatewayChannel:
         self._arm(pending)  # before the send, which wakes the gateway: less left to preempt
         for datagram in datagrams:
             pending.number = pending.window.sent()
+            pending.first = pending.first or pending.number
             try:
                 self._send(datagram, exchange.describe)
             except TransportError as exc:
@@ -375,11 +386,7 @@ class GatewayChannel:
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
-                pending.window.progress(pending.number, now)
-                if outcome.rtt is not None:
-                    pending.window.answered(outcome.rtt, pending.sent_with)
-                elif outcome.since_previous is not None:
-                    pending.window.answered_late(outcome.since_previous, outcome.since_last)
+                _learn(pending, outcome, now)
                 pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
@@ -435,11 +442,12 @@ class GatewayChannel:
             packet_log.debug("<- %s %r", self.gateway, message)
         taken = takers(_offered(answer_key(message), self._out, self._keyed, self._unkeyed),
                        message, _exchange_of)
+        now = asyncio.get_running_loop().time()
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
+            self.windows["pcp" if data[0] else "natpmp"].heard(now)  # a duplicate's, often
             return
-        now = asyncio.get_running_loop().time()
         for pending in taken:
             pending.exchange.receive(message, now)
             self._finish(pending, now)

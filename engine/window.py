@@ -1,40 +1,45 @@
 """The in-flight window: how many requests may be out to one gateway at once (pure).
 
-A gateway serves requests one at a time (miniupnpd takes ~2.5-10 ms each, and
-60-180 ms with its console on): with too many out, the last waits in its
-queue past the protocol's first retransmission timer and is sent again, which
-only lengthens the queue. So the window follows the smoothed round trip, as
+A gateway serves requests one at a time (miniupnpd takes ~2 ms each, and
+3-520 ms with its console on): with too many out, the last waits in its queue
+past the protocol's first retransmission timer and is sent again, which only
+lengthens the queue. So the window follows the measured service time, as
 aioquic's ``quic/recovery.py`` does for congestion: pure arithmetic fed round
 trip samples, with no futures and no clock of its own. The transport owns one
 window per (channel, mapping protocol) and asks :attr:`InFlightWindow.room`.
 
 Slow start (issue 15): one request out until a round trip has been measured
-(Karn's rule: only first tries give samples), then at most as many as the
-gateway answers in half the first retransmission timer, capped at ``limit``.
-A retransmission halves it. With a gateway of service time ``s`` and window
-``w = IRT / (2 s)``, the last of ``w`` requests is answered after ``w * s =
-IRT / 2``: no retransmission while the gateway answers everything, for ``s``
-up to ``IRT / 2`` (125 ms for NAT-PMP's 250 ms; beyond it one at a time). ``s``
-is taken two mean deviations slower than its smoothed value, so that an erratic
-gateway's fast runs do not open the window for its slow answers to overrun.
+(Karn's rule: only first tries give samples), then as many as the gateway
+answers in half the first retransmission timer, at least two (one served, one
+queued) and at most ``limit``. A retransmission halves it, not below two. The
+service time of a request is measured as a
+serial gateway spends it: from its answer back to the later of its sending and
+the answer before it (the gateway was busy with it since then). The window is
+fitted to a service time two mean deviations slower than its smoothed value,
+so that an erratic gateway's fast runs do not open it for its slow answers.
 
-The first retransmission timer (:meth:`InFlightWindow.first_timer`) follows the
-measured round trip as TCP's does (RFC 6298 §2): ``RTO = SRTT + max(G, 4 *
-RTTVAR)``, never shorter than the RFC's own first timer plus one clock
-granularity ``G``. Why: a gateway serving one request at a time in 250 ms
-answers exactly as NAT-PMP's 250 ms first timer (RFC 6886 §3.1) fires, and a
-queue of round trips that vary goes past it; every duplicate costs the gateway
-one more service time, and every request queued behind it as much. A gateway
-with a long tail (miniupnpd on a slow console, measured: 3-365 ms, median
-113 ms) answers slower than ``SRTT + 4 RTTVAR`` now and then, so the timer is
-also never shorter than the slowest recent round trip (a peak that loses 1/16 a
-sample), an answer that is far likelier to an earlier try still teaches the
-timer (:meth:`InFlightWindow.answered_late`), and a due try
-waits on while the gateway is still answering what was sent before it
-(:meth:`InFlightWindow.hold_until`, after RFC 6298 §5.3). The RFC's timer is a floor, never
-cut: on a fast gateway a lost packet is resent as soon as the RFC says. ``G``
-(10 ms) keeps a timer from firing in a tie with an answer due at the same
-instant (RFC 6298 §2.4's granularity term).
+The first retransmission timer (:meth:`InFlightWindow.first_timer`) follows
+the measurements as TCP's does (RFC 6298 §2): ``SRTT + max(G, 4 * RTTVAR)`` of
+the round trips, no less than the slowest recent round trip (a peak that loses
+1/16 a sample), and no less than twice that slow service time, ``2 * (S + 2 *
+SVAR)``: miniupnpd on a slow console takes longer per request as its table
+grows, and the first delete after fifty maps took 2.6 times the smoothed
+service time before it (516 ms after ~200 ms), which ``SRTT + 4 RTTVAR``
+misses when the service times ramp steadily. The RFC's own first timer plus
+one clock granularity ``G`` is the floor, never cut (on a fast gateway a lost
+packet is resent as soon as the RFC says); four times it the ceiling.
+
+A timer that fires does not always mean a loss (:meth:`InFlightWindow.hold_until`,
+after RFC 6298 §5.3, which restarts the timer on each acknowledgement): a try
+waits on while the gateway, since it was sent, is still answering what was sent
+before it -- an answer no request takes (a duplicate's) included -- so a
+request queued behind others is timed from the answer before it, against one
+service time, whatever the queue ahead of it. Only an answer to a first try
+says which try the gateway answered: an answer to a request sent twice tells
+only that its first try was served, and is taken as a round trip only when it
+came sooner after the last try than half the fastest round trip ever measured
+(:meth:`InFlightWindow.answered_late`). Until a round trip is measured, a
+duplicate's answer backs the next first timer off.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ DEFAULT_MAX_IN_FLIGHT = 32
 #: trip (and over the RFC's first timer, before any is measured).
 GRANULARITY = 0.010
 #: The most the first timer is stretched over the RFC's (NAT-PMP: 1 s, PCP: 12 s): enough for
-#: the slowest gateway measured (miniupnpd on a slow console: 365 ms), and a bound on a bad
+#: the slowest gateway measured (miniupnpd on a slow console: 516 ms), and a bound on a bad
 #: estimate.
 MAX_STRETCH = 4
 #: How much of the slowest recent round trip the next sample keeps: 15/16 (half of it is
@@ -57,9 +62,9 @@ _PEAK_DECAY = 15 / 16
 class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
-    __slots__ = ("answered_at", "answered_try", "first_timeout", "in_flight", "limit",
-                 "rtt_peak", "rtt_smoothed", "rtt_variance", "service_variance", "srtt", "tries",
-                 "window")
+    __slots__ = ("answered_at", "answered_try", "backoff", "first_timeout", "in_flight", "limit",
+                 "rtt_min", "rtt_peak", "rtt_smoothed", "rtt_variance", "service_variance",
+                 "srtt", "tries", "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
         if limit < 1:
@@ -69,13 +74,13 @@ class InFlightWindow:
         self.window = float(max(1, min(initial, limit)))
         self.in_flight = 0
         self.srtt: float | None = None
-        """Smoothed service time per request (a round trip over the requests it queued behind)."""
+        """Smoothed service time per request (see :meth:`answered`)."""
         self.service_variance = 0.0
         """The mean deviation of the service time per request (RFC 6298's RTTVAR, for it)."""
         self.answered_at: float | None = None
         """When the gateway last answered a request."""
         self.answered_try = 0
-        """The number of that request's last try (see :meth:`sent`)."""
+        """The number of the last try known answered (see :meth:`sent`, :meth:`progress`)."""
         self.tries = 0
         """Tries sent so far: each try's number, in the order they went out."""
         self.rtt_smoothed: float | None = None
@@ -84,6 +89,10 @@ class InFlightWindow:
         """RFC 6298's RTTVAR."""
         self.rtt_peak = 0.0
         """The slowest recent round trip: each sample takes it, or 1/16 off it."""
+        self.rtt_min: float | None = None
+        """The fastest round trip measured: no answer to a try comes sooner."""
+        self.backoff = 1.0
+        """How much the RFC's first timer is stretched before any round trip is measured."""
 
     @property
     def room(self) -> int:
@@ -103,43 +112,59 @@ class InFlightWindow:
         """A request is over (answered, failed or abandoned)."""
         self.in_flight = max(0, self.in_flight - 1)
 
-    def answered(self, rtt: float, sent_with: int = 1) -> None:
-        """A first try was answered after ``rtt`` seconds (Karn's rule: no other samples).
+    def answered(self, rtt: float, at: float | None = None) -> None:
+        """A first try was answered after ``rtt`` seconds, at ``at`` (Karn's rule: no other
+        samples). Call it before :meth:`progress` records this answer.
 
-        ``sent_with``: how many requests were out when it was sent, itself included. A
-        gateway serving one at a time answered them all in ``rtt``, so ``rtt / sent_with``
-        is the time it takes for one: the window is what it answers in half the first
-        timer, not the square root of that a queue-inflated round trip would give.
-        RFC 6298's smoothing (gain 1/8) so that one fast answer does not open it all, and
-        its mean deviation: the window is fitted to a service time two deviations slower
-        than the mean, so that an erratic gateway (miniupnpd writing to a slow console:
-        60-180 ms a request) does not have its queue outlast the timers.
+        Its service time is what a gateway serving one request at a time spent on it: from
+        the later of its sending (``at - rtt``) and the answer before it (:attr:`answered_at`)
+        to ``at`` -- not the round trip, which counts the requests queued ahead of it too.
+        RFC 6298's smoothing (gain 1/8) so that one fast answer does not open the window at
+        once, and its mean deviation: the window is what the gateway answers in half the
+        first timer at a service time two deviations slower than the mean, so that an erratic
+        gateway (miniupnpd writing to a slow console) does not have its queue outlast the
+        timers.
         """
         self._round_trip(rtt)
-        sample = rtt / max(1, sent_with)
+        self.rtt_min = rtt if self.rtt_min is None else min(self.rtt_min, rtt)
+        sample = rtt
+        if at is not None and self.answered_at is not None:
+            sample = max(0.0, min(rtt, at - self.answered_at))
         if self.srtt is None:
             self.srtt = sample
             self.service_variance = sample / 2
         else:
             self.service_variance += (abs(self.srtt - sample) - self.service_variance) / 4
             self.srtt += (sample - self.srtt) / 8
-        slow = self.srtt + 2 * self.service_variance
-        fit = self.first_timeout / (2 * max(slow, 1e-4))
-        self.window = max(1.0, min(float(self.limit), fit))
+        fit = self.first_timeout / (2 * max(self._slow_service(), 1e-4))
+        self.window = max(self._least(), min(float(self.limit), fit))
+
+    def _least(self) -> float:
+        """The smallest window: one request until a round trip is measured (slow start), then
+        two -- one served, one queued behind it, so that the gateway never waits for the
+        client, and so that one request waiting out the RFC's doubling timers after losses
+        does not hold every other one back (the lab at 30 % loss: twenty mappings starved
+        for a minute behind one)."""
+        return 1.0 if self.srtt is None else float(min(2, self.limit))
+
+    def _slow_service(self) -> float:
+        """The service time two mean deviations slower than the smoothed one."""
+        return 0.0 if self.srtt is None else self.srtt + 2 * self.service_variance
 
     def answered_late(self, since_previous: float, since_last: float) -> None:
         """A retransmitted request was answered ``since_last`` seconds after its last try and
         ``since_previous`` after the try before it.
 
         Karn's rule takes no sample from it: the answer may be to either try. But one that
-        comes in under half the usual round trip after the last try is far likelier the
-        answer to the try before, so ``since_previous`` is taken as a round trip. Without
-        this the timers never learn of a gateway's slow answers -- those are exactly the
-        ones retransmitted -- and a gateway with a long tail gets duplicates again and
-        again. If it was the answer to the last try after all (the one before was lost),
-        the sample is too long, never too short: it errs towards fewer retransmissions.
+        comes sooner after the last try than half the fastest round trip ever measured can
+        only be the answer to the try before, so ``since_previous`` is taken as a round trip:
+        the timers then learn of a gateway's slow answers, which are exactly the ones
+        retransmitted. Against the fastest round trip, not the smoothed one: on a lossy link
+        to a fast gateway the answer to the last try comes one round trip after it, and a
+        threshold that grew with each late sample took more and more of them, inflating the
+        timers to their ceiling (the lab at 30 % loss).
         """
-        if self.rtt_smoothed is not None and since_last < self.rtt_smoothed / 2:
+        if self.rtt_min is not None and since_last < self.rtt_min / 2:
             self._round_trip(since_previous)
 
     def _round_trip(self, rtt: float) -> None:
@@ -154,17 +179,17 @@ class InFlightWindow:
 
     def first_timer(self) -> float:
         """How long a request waits for its answer before the first retransmission: RFC
-        6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, and no less than the slowest recent
-        round trip plus ``G``, never less than the RFC's first timer plus ``G`` (see the
-        module)."""
+        6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, no less than the slowest recent round trip
+        plus ``G`` nor than twice the slow service time, never less than the RFC's first timer
+        plus ``G`` nor more than :data:`MAX_STRETCH` times it (see the module)."""
         floor = self.first_timeout + GRANULARITY
         if self.rtt_smoothed is None:
-            return floor
+            return min(floor * self.backoff, MAX_STRETCH * self.first_timeout)
         fitted = max(floor, self.rtt_peak + GRANULARITY,
-                     self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance))
-        # Never more than MAX_STRETCH times the RFC's first timer: on a lossy link a sample
-        # taken from a late answer can be seconds long, and every request then waits that long
-        # before its first retransmission (measured in the lab at 30 % loss: 12 s timers).
+                     self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance),
+                     2 * self._slow_service())
+        # Never more than MAX_STRETCH times the RFC's first timer: a bad estimate must not
+        # hold a lost request for seconds before its first retransmission.
         return min(fitted, MAX_STRETCH * self.first_timeout)
 
     def sent(self) -> int:
@@ -172,22 +197,40 @@ class InFlightWindow:
         self.tries += 1
         return self.tries
 
-    def progress(self, number: int, now: float) -> None:
-        """The gateway answered, at ``now``, a request whose last try was ``number``."""
+    def heard(self, now: float) -> None:
+        """The gateway sent, at ``now``, an answer no request out takes: the answer to a
+        retransmitted request's other try, or to an abandoned one. It was still busy with
+        what it was sent, so the tries queued behind that wait on (:meth:`hold_until`):
+        without this, a request sent behind a duplicate was timed against the duplicate's
+        service and its own, and every request after one slow answer was sent twice.
+
+        Before any round trip is measured it also shows a gateway slower than the first
+        timer (both tries answered: the first was not lost), and every request after it would
+        be sent twice, never giving a sample: the next first timers double until a round trip
+        is measured (RFC 6298 §5.5 and §5.7), within :data:`MAX_STRETCH`. Not on an answer
+        after a retransmission alone: on a lossy link that is the usual case, and a backed-off
+        timer stretches every later try of the schedule too."""
         self.answered_at = now
-        self.answered_try = number
+        if self.rtt_min is None:
+            self.backoff = min(2 * self.backoff, float(MAX_STRETCH))
+
+    def progress(self, number: int, now: float) -> None:
+        """The gateway answered, at ``now``, a try numbered ``number`` or later: a request's
+        only try, or the first of a request sent more than once (its answer may be to any of
+        its tries: taking the last would call every request sent between them lost)."""
+        self.answered_at = now
+        self.answered_try = max(self.answered_try, number)
 
     def hold_until(self, number: int, sent_at: float, now: float) -> float | None:
         """Until when try ``number``, sent at ``sent_at``, whose timer is due, should wait
-        on: while the gateway keeps answering (since it was sent) tries sent before it,
-        within a first timer of each other, it is queued behind them, not lost (RFC 6298
-        §5.3 restarts the timer on each acknowledgement for the same reason). ``None``:
-        retransmit now -- nothing heard since it was sent, nothing heard for a first timer,
-        or the gateway already answered a try sent after it (a gateway serves in order:
-        this one was lost).
+        on: while the gateway keeps answering (since it was sent) requests within a first
+        timer of each other, it is queued behind them, not lost (RFC 6298 §5.3 restarts the
+        timer on each acknowledgement for the same reason). ``None``: retransmit now --
+        nothing heard since it was sent, nothing heard for a first timer, or the gateway
+        already answered a try sent after it (a gateway serves in order: this one was lost).
 
         Why: a gateway that slows down after the window opened (miniupnpd answers its first
-        requests in 3 ms, then 50-350 ms once its console is busy) has a window's worth of
+        requests in 3 ms, then 50-500 ms once its console is busy) has a window's worth of
         requests queued, each with a timer fitted to the fast answers.
         """
         if self.answered_at is None or self.answered_try > number or self.answered_at <= sent_at:
@@ -204,4 +247,4 @@ class InFlightWindow:
         §3.1, RFC 6887 §8.1.1), and on a lossy link a backed-off timer would hold every
         request queued behind a lost one for seconds (measured in the lab at 30 % loss:
         twenty mappings starved for a minute)."""
-        self.window = max(1.0, self.window / 2)
+        self.window = max(self._least(), self.window / 2)

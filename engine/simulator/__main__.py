@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-lifetime", type=int, default=_DEFAULTS.max_lifetime)
     parser.add_argument("--delay", type=float, default=0.0,
                         help="seconds of processing per request")
+    parser.add_argument("--delay-max", type=float, default=None,
+                        help="erratic processing: each request's drawn from [delay, this] "
+                             "(seeded)")
     parser.add_argument("--drop-rate", type=float, default=0.0,
                         help="fraction of requests lost (seeded)")
     parser.add_argument("--seed", type=int, default=0)
@@ -59,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace) -> None:
     config = GatewayConfig(speak_pcp=not args.natpmp_only, speak_natpmp=not args.pcp_only,
                            min_lifetime=args.min_lifetime, max_lifetime=args.max_lifetime,
-                           delay=args.delay, drop_rate=args.drop_rate, seed=args.seed)
+                           delay=args.delay, delay_max=args.delay_max,
+                           drop_rate=args.drop_rate, seed=args.seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

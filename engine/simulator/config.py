@@ -84,6 +84,14 @@ class GatewayConfig:
     delay: float = 0.0
     """Seconds each request takes to process. Requests are processed one at a time, as by
     miniupnpd's single-threaded loop, so a burst queues up behind the first."""
+    delay_max: float | None = None
+    """An erratic gateway (miniupnpd logging to a slow console: 60-180 ms a request, more now
+    and then): each request's processing time is drawn uniformly from [``delay``,
+    ``delay_max``] by a generator of its own seeded from ``seed`` (the drops stay as they
+    were). ``None``: always ``delay``."""
+    service_times: tuple[float, ...] = ()
+    """Processing times of the first requests, in turn (a profile recorded on a real gateway:
+    miniupnpd's grow with its table and stall on its console); later ones take ``delay``."""
     force_pcp_result: int | None = None
     """Answer every PCP request with this error code (1-255), changing nothing."""
     force_natpmp_result: int | None = None
@@ -165,6 +173,13 @@ class GatewayConfig:
             raise ValueError(f"drop_rate must lie in [0, 1], not {self.drop_rate}")
         if not (math.isfinite(self.delay) and self.delay >= 0):
             raise ValueError(f"delay must be a non-negative number of seconds, not {self.delay}")
+        if self.delay_max is not None and not (math.isfinite(self.delay_max)
+                                               and self.delay_max >= self.delay):
+            raise ValueError(f"delay_max must be a number of seconds >= delay ({self.delay}), "
+                             f"not {self.delay_max}")
+        object.__setattr__(self, "service_times", tuple(map(float, self.service_times)))
+        if not all(math.isfinite(t) and t >= 0 for t in self.service_times):
+            raise ValueError("service_times must be non-negative numbers of seconds")
         _check_forced("force_pcp_result", self.force_pcp_result, 0xFF)  # an 8-bit field
         _check_forced("force_natpmp_result", self.force_natpmp_result, 0xFFFF)  # 16 bits
         for name in ("min_lifetime", "max_lifetime", "error_lifetime", "long_error_lifetime",

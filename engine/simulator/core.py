@@ -43,6 +43,9 @@ class Counters:
     ignored: int = 0
     """Processed but not answerable: too short, a response, wrong length (as a real gateway)."""
     requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    busy: float = 0.0
+    """Seconds of processing time drawn (``delay``, ``delay_max``): what a client sending one
+    request at a time would wait at least, the floor of a throughput test."""
 
     def count(self, protocol: str, opcode: int | None = None) -> int:
         """Requests of ``protocol`` (``"natpmp"``, ``"pcp"``, ``"other"``), of one opcode or all."""
@@ -52,7 +55,7 @@ class Counters:
     def copy(self) -> Counters:
         """An independent snapshot."""
         return Counters(self.received, self.answered, self.dropped, self.silenced, self.ignored,
-                        Counter(self.requests))
+                        Counter(self.requests), self.busy)
 
 
 def client_address(host: str) -> IPAddress:
@@ -79,6 +82,8 @@ class GatewayCore:
     def __init__(self, config: GatewayConfig, external_address: IPAddress | None, now: float):
         self._config = config
         self._rng = random.Random(config.seed)
+        self._service_rng = random.Random(f"service {config.seed}")
+        self._served = 0
         self.state = GatewayState(external_address, now, config.initial_epoch)
         self.counters = Counters()
 
@@ -91,7 +96,22 @@ class GatewayCore:
     def config(self, config: GatewayConfig) -> None:
         if config.seed != self._config.seed:
             self._rng = random.Random(config.seed)
+            self._service_rng = random.Random(f"service {config.seed}")
         self._config = config
+
+    def service_time(self) -> float:
+        """Seconds the next request takes to process: the next of ``service_times``, else
+        ``delay`` or a draw from [``delay``, ``delay_max``] (see :class:`GatewayConfig`)."""
+        config = self._config
+        if self._served < len(config.service_times):
+            service = config.service_times[self._served]
+        elif config.delay_max is None:
+            service = config.delay
+        else:
+            service = self._service_rng.uniform(config.delay, config.delay_max)
+        self._served += 1
+        self.counters.busy += service
+        return service
 
     # --- requests ---------------------------------------------------------------------------
 

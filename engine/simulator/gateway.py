@@ -249,7 +249,9 @@ class SimulatedGateway:
     def _received(self, data: bytes, addr: Any) -> None:
         core = self.core
         if core.accept(data):
-            if self._queue.empty() and not self._busy and not self._config.delay:
+            config = self._config
+            if self._queue.empty() and not self._busy and not config.delay \
+                    and config.delay_max is None and not config.service_times:
                 self._answer(data, addr)
             else:
                 self._queue.put_nowait((data, addr))
@@ -266,8 +268,9 @@ class SimulatedGateway:
             generation = self._generation
             self._busy = True
             try:
-                if self._config.delay:
-                    await asyncio.sleep(self._config.delay)
+                service = self.core.service_time()
+                if service:
+                    await asyncio.sleep(service)
                 if generation == self._generation:
                     self._answer(data, addr)
             finally:

@@ -88,6 +88,10 @@ class Run:
         self.resends = 0
         self.sent: int | None = None
         """Datagrams the client says it sent (None: it cannot tell)."""
+        self.trace: list[tuple[float, str]] | None = None
+        """With ``"trace": true`` in the config: (seconds from the start, ``">"`` for a datagram
+        sent, ``"<"`` for one received, ``"R"`` for a retransmission) of every packet."""
+        self._start = time.perf_counter()
         self._cpu = time.process_time()
         self._children = self._child_cpu()
 
@@ -96,8 +100,15 @@ class Run:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
 
+    def mark(self, what: str) -> None:
+        """Record a packet event (only when tracing)."""
+        if self.trace is not None:
+            self.trace.append((round(time.perf_counter() - self._start, 6), what))
+
     def result(self) -> dict[str, Any]:
+        trace = {} if self.trace is None else {"trace": self.trace}
         return {
+            **trace,
             "client": self.client,
             **self.phases,
             "cpu": time.process_time() - self._cpu,
@@ -124,12 +135,15 @@ def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP
             for packet in batch:
                 while True:
                     sock.send(packet)
+                    run.mark(">")
                     run.sent = (run.sent or 0) + 1
                     try:
                         answer = sock.recv(1100)
                     except TimeoutError:
                         run.resends += 1
+                        run.mark("R")
                         continue
+                    run.mark("<")
                     break
                 # Result code: NAT-PMP octets 2-3, PCP octet 3.
                 code = int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3]
@@ -138,6 +152,7 @@ def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP
                 else:
                     run.ok += 1
             run.phases[phase] = time.perf_counter() - start
+            run.mark("|")
             run.requests += len(batch)
 
 
@@ -196,15 +211,20 @@ async def asyncio_floor(run: Run, gateway: str, local: str, packets: list[list[b
 
 
 class _Retransmissions(logging.Handler):
-    """Counts the exchanges' "retransmitting" log records (one per resend)."""
+    """Counts the exchanges' "retransmitting" log records (one per resend); with tracing on,
+    marks them and every packet (``engine.packets`` at DEBUG) in the run's trace."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
+    def __init__(self, run: Run) -> None:
+        super().__init__(logging.DEBUG)
         self.count = 0
+        self.run = run
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "retransmitting" in record.getMessage():
+        if record.name == "engine.packets":
+            self.run.mark(">" if record.msg.startswith("->") else "<")
+        elif "retransmitting" in record.getMessage():
             self.count += 1
+            self.run.mark("R")
 
 
 async def natdeck(run: Run, gateway: str, local: str, ports: range, lifetime: int,
@@ -235,6 +255,7 @@ async def natdeck(run: Run, gateway: str, local: str, ports: range, lifetime: in
             for port in ports:
                 await create(port)
         run.phases["create"] = loop.time() - start
+        run.mark("|")
         start = loop.time()
         if concurrent:
             await asyncio.gather(*(delete(m) for m in mappings))
@@ -327,9 +348,11 @@ def main() -> None:
     ports = range(config["first_port"], config["first_port"] + config["count"])
     lifetime: int = config.get("lifetime", 3600)
     run = Run(client)
-    retransmissions = _Retransmissions()
+    if config.get("trace"):
+        run.trace = []
+    retransmissions = _Retransmissions(run)
     logging.getLogger("engine").addHandler(retransmissions)  # engine.exchange logs them
-    logging.getLogger("engine").setLevel(logging.INFO)
+    logging.getLogger("engine").setLevel(logging.DEBUG if config.get("trace") else logging.INFO)
     logging.getLogger("engine").propagate = False
     if client.startswith("floor-"):
         kind = client.removeprefix("floor-")

@@ -13,9 +13,13 @@ pre-encoded requests one at a time: the gateway's own service time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tests.bench.lab_client import CLIENTS
@@ -47,14 +51,34 @@ _FLOOR = {name: "floor-pcp" if "pcp" in name or "manager" in name else "floor-na
           for name in CLIENTS}
 
 
-def one_run(lab: Lab, client: str, count: int) -> dict[str, Any]:
-    """Run ``client`` once on a freshly restarted, empty gateway; add the gateway's counts."""
-    lab.restart_gateway(keep_mappings=False)
+@contextlib.contextmanager
+def _on_cpus(cpus: set[int] | None) -> Iterator[None]:
+    """Run the block, and the processes it starts, on ``cpus`` only (``None``: as it was)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def one_run(lab: Lab, client: str, count: int, trace: bool = False,
+            pin: bool = False) -> dict[str, Any]:
+    """Run ``client`` once on a freshly restarted, empty gateway; add the gateway's counts.
+    ``trace``: the result carries every packet's time (``lab_client.Run.trace``). ``pin``:
+    miniupnpd on CPU 0, the client on CPU 1, so that neither takes the other's core (what the
+    client's pacing achieves, apart from what its CPU costs the gateway on a shared core)."""
+    with _on_cpus({0} if pin else None):
+        lab.restart_gateway(keep_mappings=False)
     lab.reset_counters()  # after the start-up ANNOUNCE
     config = {"client": client, "gateway": lab.gateway_lan, "local": lab.client_address,
-              "first_port": FIRST_PORT, "count": count}
-    result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
-                                                      timeout=600)
+              "first_port": FIRST_PORT, "count": count, "trace": trace}
+    with _on_cpus({1} if pin else None):
+        result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
+                                                          timeout=600)
     counters = lab.counters()
     result["gateway_requests"] = counters.requests_received
     result["rules_left"] = len(lab.dnat_rules())
@@ -63,7 +87,8 @@ def one_run(lab: Lab, client: str, count: int) -> dict[str, Any]:
 
 
 def measure(lab: Lab, count: int, rounds: int, clients: tuple[str, ...] = CLIENTS,
-            console: Console = "fast") -> dict[str, list[dict[str, Any]]]:
+            console: Console = "fast", trace: bool = False,
+            pin: bool = False) -> dict[str, list[dict[str, Any]]]:
     """``rounds`` interleaved rounds of every client; results per client, in round order.
 
     ``console`` is the gateway's speed (:attr:`Lab.console`), set for every run here.
@@ -74,7 +99,7 @@ def measure(lab: Lab, count: int, rounds: int, clients: tuple[str, ...] = CLIENT
     for number in range(rounds):
         shift = number % len(clients)
         for client in clients[shift:] + clients[:shift]:
-            results[client].append(one_run(lab, client, count))
+            results[client].append(one_run(lab, client, count, trace, pin))
     return results
 
 
@@ -140,6 +165,60 @@ def slow_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
                           "floor", per_round(results, gather, floor), 1.05, "x",
                           _totals(results, floor, gather)))
     return goals
+
+
+def trace_gaps(trace: list[tuple[float, str]]) -> dict[str, float]:
+    """Where a traced run's time went, phase by phase, from the client's side of a gateway that
+    serves one request at a time: ``busy`` (something out), ``idle`` (nothing out: the gateway
+    waited for the client), ``lead`` (from the phase's start to its first send), the most out at
+    once, and the mean gap between answers (the gateway's service time when it is kept busy).
+    """
+    summary: dict[str, float] = defaultdict(float)
+    phase, out, since, last_answer, started = 0, 0, 0.0, None, 0.0
+    for at, what in trace:
+        name = ("create", "delete")[min(phase, 1)]
+        if what == "|":
+            phase += 1
+            started, last_answer = at, None
+            continue
+        if what == "R":
+            summary[f"{name} resent"] += 1
+            continue
+        if what == ">" and f"{name} lead" not in summary:
+            summary[f"{name} lead"] = at - started
+            since = at
+        if out == 0:
+            summary[f"{name} idle"] += at - since
+        else:
+            summary[f"{name} busy"] += at - since
+        since = at
+        if what == ">":
+            out += 1
+            summary[f"{name} most out"] = max(summary[f"{name} most out"], out)
+        else:
+            out = max(0, out - 1)
+            if last_answer is not None:
+                summary[f"{name} answers"] += 1
+                summary[f"{name} answer gaps"] += at - last_answer
+            last_answer = at
+    return dict(summary)
+
+
+def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
+    """A table of :func:`trace_gaps` per client (medians over rounds), in milliseconds."""
+    table = Table(["client", "phase", "lead ms", "busy ms", "idle ms", "mean answer gap ms",
+                   "most out", "resent"])
+    for client, runs in results.items():
+        gaps = [trace_gaps(r.get("trace") or []) for r in runs]
+        for phase in ("create", "delete"):
+            def med(key: str, gaps: list[dict[str, float]] = gaps, phase: str = phase) -> float:
+                return median(g.get(f"{phase} {key}", 0.0) for g in gaps)
+            mean_gap = median(g.get(f"{phase} answer gaps", 0.0)
+                              / max(1.0, g.get(f"{phase} answers", 0.0)) for g in gaps)
+            table.add(_DESCRIPTION.get(client, client), phase, f"{med('lead') * 1e3:.2f}",
+                      f"{med('busy') * 1e3:.1f}", f"{med('idle') * 1e3:.2f}",
+                      f"{mean_gap * 1e3:.3f}", f"{med('most out'):.0f}", f"{med('resent'):.0f}")
+    return table.render()
 
 
 def render(results: dict[str, list[dict[str, Any]]], count: int,
@@ -216,9 +295,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=CLIENTS)
     parser.add_argument("--console", choices=("fast", "slow"), default="fast",
                         help="the gateway's speed (see Lab.console)")
+    parser.add_argument("--trace", metavar="FILE", type=Path,
+                        help="also write every run's packet times there (JSON), with the "
+                             "gaps in which the gateway waited for the client")
+    parser.add_argument("--pin", action="store_true",
+                        help="miniupnpd on CPU 0 and each client on CPU 1 (needs 2 cores): the "
+                             "pacing alone, without the client's CPU taking the gateway's core")
     args = parser.parse_args(argv)
     with Lab.create() as lab:
-        results = measure(lab, args.count, args.rounds, tuple(args.clients), args.console)
+        results = measure(lab, args.count, args.rounds, tuple(args.clients), args.console,
+                          trace=args.trace is not None, pin=args.pin)
+    if args.pin:
+        print("Pinned: miniupnpd on CPU 0, each client on CPU 1.\n")
+    if args.trace is not None:
+        args.trace.write_text(json.dumps(results))
+        print(trace_summary(results))
+        print()
     print(render(results, args.count, args.console))
     print()
     print("\n".join(notes(results, args.count)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bench.report import TIMES, Goal, goal_table
 
 
@@ -25,3 +27,20 @@ def test_goal_table_shows_each_goal_in_its_unit_with_the_peers() -> None:
     assert table[3] == "| import time | 71 ms | ≤ 60 ms | **no** |  |"
     assert table[4] == "| renewal CPU | 85 µs | ≤ 100 µs | yes |  |"
     assert table[5] == "| retransmissions | 3 | ≤ 0 | **no** |  |"
+
+
+def test_a_trace_says_when_the_gateway_waited_for_the_client() -> None:
+    from tests.bench.lab_throughput import trace_gaps
+
+    # Create: one out alone (idle 0.5 ms between), then two out at once; a phase mark; delete:
+    # one retransmitted.
+    trace = [(1.0, ">"), (1.002, "<"), (1.0025, ">"), (1.0026, ">"), (1.004, "<"), (1.006, "<"),
+             (1.01, "|"), (1.011, ">"), (1.3, "R"), (1.3, ">"), (1.302, "<")]
+    gaps = trace_gaps(trace)
+    assert gaps["create idle"] == pytest.approx(0.0005)
+    assert gaps["create busy"] == pytest.approx(0.0055)
+    assert gaps["create most out"] == 2
+    assert gaps["create answer gaps"] / gaps["create answers"] == pytest.approx(0.002)
+    assert gaps["delete lead"] == pytest.approx(0.001)
+    assert gaps["delete resent"] == 1
+    assert gaps["delete most out"] == 2

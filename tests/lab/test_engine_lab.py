@@ -396,3 +396,32 @@ def test_third_party_request_is_refused_clearly(lab: Lab, opcode: str) -> None:
     assert "lasts" not in str(error)  # issue 17: not "the gateway says this lasts 0 s"
     assert lab.dnat_rules() == []
     assert lab.peer_rules() == []
+
+
+# ---------------------------------------------------------------------------- a slow gateway
+
+
+@pytest.mark.timeout(120)
+def test_fifty_concurrent_natpmp_maps_on_a_slow_console_reach_it_once_each(lab: Lab) -> None:
+    """Issue 15: miniupnpd logging to the real console takes 3-500 ms a request, growing with
+    its table and stalling now and then; NAT-PMP's first timer is 250 ms (RFC 6886 §3.1).
+    Fifty concurrent maps, then their deletes: each request reaches it once, plus the one
+    external-address request."""
+    lab.restart_gateway(console="slow")
+    lab.reset_counters()  # after the start-up announcements
+
+    async def scenario() -> tuple[int, int]:
+        async with engine.GatewayClient(lab.gateway_lan, local_address=CLIENT_ADDRESS) as client:
+            mappings = await asyncio.gather(*(
+                client.map(Protocol.TCP, 42000 + n, lifetime=600, via="natpmp")
+                for n in range(50)))
+            await asyncio.gather(*(mapping.delete() for mapping in mappings))
+            return len(mappings), client.channel.sent
+
+    started = time.monotonic()
+    done, sent = run_in_client(lab, scenario)
+    took = time.monotonic() - started
+    assert (done, sent) == (50, 101)
+    assert lab.counters().requests_received == 101
+    assert lab.dnat_rules() == []
+    print(f"50 maps and deletes on a slow console: {took:.1f} s")

@@ -631,6 +631,9 @@ def test_announcement_plans() -> None:
     {"announce_targets": (("localhost", 5350),)},
     {"drop_rate": 1.5},
     {"delay": -1},
+    {"delay": 0.1, "delay_max": 0.05},
+    {"delay_max": float("inf")},
+    {"service_times": (0.1, -0.1)},
     {"min_lifetime": 100, "max_lifetime": 50},
     {"force_pcp_result": 0},
     {"force_pcp_result": 256},
@@ -640,6 +643,26 @@ def test_announcement_plans() -> None:
 def test_config_rejects_invalid_values(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         replace(GatewayConfig(), **changes)
+
+
+def test_service_times_replay_a_profile_then_draw_from_a_seeded_range() -> None:
+    def drawn(config: GatewayConfig, count: int) -> list[float]:
+        core = GatewayCore(config, None, 0.0)
+        times = []
+        for _ in range(count):
+            core.accept(natpmp.ExternalAddressRequest().encode())  # draws a drop, if lossy
+            times.append(core.service_time())
+        assert core.counters.busy == pytest.approx(sum(times))
+        return times
+
+    assert drawn(GatewayConfig(delay=0.01), 2) == [0.01, 0.01]
+    assert drawn(GatewayConfig(delay=0.01, service_times=(0.3, 0.2)), 3) == [0.3, 0.2, 0.01]
+    erratic = GatewayConfig(delay=0.06, delay_max=0.25, seed=3)
+    times = drawn(erratic, 50)
+    assert all(0.06 <= t <= 0.25 for t in times)
+    assert len(set(times)) == 50
+    assert drawn(erratic, 50) == times  # the seed fixes them
+    assert drawn(replace(erratic, drop_rate=0.5), 50) == times  # drops draw elsewhere
 
 
 # --------------------------------------------------------------------------------------------
