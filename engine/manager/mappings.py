@@ -9,7 +9,6 @@ request; the transport bounds how many are in flight to the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable, Coroutine
@@ -36,7 +35,7 @@ from ..events import (
 from ..wire.addresses import IPAddress
 from .records import Records
 from .requests import send_request
-from .schedule import DueTimes
+from .schedule import Alarm, DueTimes
 from .state import Action, MappingMachine, Trigger, trigger_for_error
 from .watch import GatewayWatch, Round
 
@@ -90,7 +89,9 @@ class MappingTable:
         self.entries: dict[MappingKey, Entry] = {}
         self.views: dict[MappingKey, ManagedMapping] = {}
         self.due: DueTimes[MappingKey] = DueTimes()
-        self.wakeup = asyncio.Event()
+        self.alarm = Alarm(self._ring)
+        self.upnp: set[MappingKey] = set()
+        """The keys whose mapping is a UPnP IGD one (looked up now and then: .presence)."""
         self.before_due: Callable[[], None] = lambda: None
 
     def _now(self) -> float:
@@ -106,27 +107,37 @@ class MappingTable:
         if expires is not None and not entry.expiry_told and entry.view.state in _EXPIRING:
             due = expires if due is None else min(due, expires)
         if self.due.set(entry.view.key, due):
-            self.wakeup.set()
+            self.alarm.at(due)
 
     async def run(self) -> None:
-        """The scheduler: fire each due mapping's timer."""
-        while True:
-            now = self._now()
+        """The scheduler: fire each due mapping's timer, until cancelled.
+
+        The alarm's callback does the work (see :class:`.schedule.Alarm`); this task only
+        holds it for the manager's lifetime, so that cancelling it (``close()``) stops it.
+        """
+        loop = asyncio.get_running_loop()
+        self.alarm.start(loop)
+        self.alarm.at(self.due.next_at())
+        try:
+            await loop.create_future()  # never done: cancelled by close()
+        finally:
+            self.alarm.stop()
+
+    def _ring(self, when: float) -> None:
+        # asyncio runs a timer up to its clock's resolution early: the time it rang for
+        # has come.
+        now = max(self._now(), when)
+        try:
             next_at = self.due.next_at()
             if next_at is not None and next_at <= now:
                 self.before_due()
+                entries = self.entries
                 for key in self.due.pop_due(now):
-                    entry = self.entries.get(key)
+                    entry = entries.get(key)
                     if entry is not None and not entry.busy:
                         self._timer(entry, now)
-            self.wakeup.clear()
-            next_at = self.due.next_at()
-            delay = None if next_at is None else max(0.0, next_at - self._now())
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-            # arrives while the wake-up is already set (gh-86296), and close() would hang.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self.wakeup.wait()
+        finally:
+            self.alarm.at(self.due.next_at())
 
     def _timer(self, entry: Entry, now: float) -> None:
         view = entry.view
@@ -244,6 +255,7 @@ class MappingTable:
         entry = self.entries.pop(key, None)
         self.views.pop(key, None)
         self.due.set(key, None)
+        self.upnp.discard(key)
         if entry is None:
             return
         if entry.view.state is MappingState.REMOVING:
@@ -280,7 +292,10 @@ class MappingTable:
         show_grant(view, mapping, request)
         self.watch.status.via = mapping.via
         if mapping.via == "upnp":
+            self.upnp.add(view.key)
             self.watch.heard_upnp()  # (PCP and NAT-PMP answers are heard by the channel)
+        elif self.upnp:
+            self.upnp.discard(view.key)
         if trigger is Trigger.GRANTED and mapping.external_address is not None:
             # (A stale answer may predate an address change: not news.)
             self.watch.external_address(mapping.external_address, "response")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import random
@@ -131,7 +132,8 @@ class TaskCounter:
         self.peak = self.live
 
 
-def run(count: int, lifetime: int, *, trace: bool) -> Result:
+def run(count: int, lifetime: int, *, trace: bool,
+        profile: cProfile.Profile | None = None) -> Result:
     result = Result(count)
 
     async def scenario() -> None:
@@ -157,7 +159,11 @@ def run(count: int, lifetime: int, *, trace: bool) -> Result:
                 tasks.reset_peak()
                 sim_before = core_timer.seconds
                 start = time.process_time()
+                if profile is not None:
+                    profile.enable()
                 await asyncio.sleep(HOUR)
+                if profile is not None:
+                    profile.disable()
                 result.hour_cpu = time.process_time() - start
                 result.hour_sim_cpu = core_timer.seconds - sim_before
                 result.tasks_peak = tasks.peak
