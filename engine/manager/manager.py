@@ -204,7 +204,7 @@ class MappingManager:
         return self._hub.subscribe()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -258,9 +258,9 @@ class MappingManager:
         entry = Entry(view, MappingMachine(), options)
         self.table.entries[key] = entry
         self.table.views[key] = view
-        entry.task = asyncio.ensure_future(
+        entry.task = task = asyncio.ensure_future(
             first_request(self.table, entry, self.timeout if timeout is None else timeout))
-        await entry.task
+        await task
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -277,9 +277,9 @@ class MappingManager:
         if entry.view.state is MappingState.REQUESTING and entry.task is not None:
             await asyncio.wait([entry.task])  # its first answer gives the nonce to delete
             entry = self._entry(key)
-        if entry.busy and entry.task is not None:
-            entry.task.cancel()
-            await asyncio.gather(entry.task, return_exceptions=True)
+        if entry.busy and (task := entry.task) is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         assert entry.mapping is not None
         self.table.fire(entry, Trigger.REMOVE)
         try:
@@ -298,11 +298,12 @@ class MappingManager:
         if entry.busy or entry.view.state in (MappingState.REQUESTING, MappingState.REMOVING):
             raise InvalidRequest(f"{key} has a request in flight; try again in a moment")
         self.table.fire(entry, Trigger.USER_RENEW, user=True)
-        if entry.task is not None:
-            await asyncio.wait([entry.task])  # (a remove() may cancel it: not our caller)
-            if entry.task.cancelled():
+        task = entry.task  # (let go of by the entry once done: hold it here)
+        if task is not None:
+            await asyncio.wait([task])  # (a remove() may cancel it: not our caller)
+            if task.cancelled():
                 raise InvalidRequest(f"{key} was removed while it was being renewed")
-            entry.task.result()  # raises what the request raised
+            task.result()  # raises what the request raised
         return entry.view
 
     # -- the gateway ---------------------------------------------------------------------

@@ -164,14 +164,15 @@ class MappingTable:
         """Feed ``trigger`` to the entry's machine and carry out the action."""
         action = entry.machine.fire(trigger)
         entry.view.state = entry.machine.state
+        if action is Action.SCHEDULE_RENEWAL:  # (the most frequent: after every grant)
+            assert entry.mapping is not None
+            entry.expiry_told = False
+            self.set_due(entry, renewal_time(entry.mapping, self.rng))
+            return action
         now = self._now()
         if action in (Action.RENEW, Action.RECREATE):
             self.set_due(entry, None)
             entry.task = self.spawn(send_request(self, entry, action, user=user))
-        elif action is Action.SCHEDULE_RENEWAL:
-            assert entry.mapping is not None
-            entry.expiry_told = False
-            self.set_due(entry, renewal_time(entry.mapping, self.rng))
         elif action is Action.RECREATE_NOW:
             self.set_due(entry, now)
         elif action is Action.CONFIRM_LATER:

@@ -48,6 +48,8 @@ async def first_request(table: MappingTable, entry: Entry, timeout: float) -> No
             table.watch.failed_request(exc)
             table.emit(MappingFailed(_now(), key, exc, gateway_answered=answered_before))
         raise
+    finally:
+        _let_go(entry)
     entry.mapping = mapping
     table.granted(entry, mapping, "map")
     table.emit(MappingAdded(_now(), key, entry.view))
@@ -56,6 +58,21 @@ async def first_request(table: MappingTable, entry: Entry, timeout: float) -> No
 async def send_request(table: MappingTable, entry: Entry, action: Action, *,
                        user: bool) -> None:
     """Renew or ask again for ``entry``'s mapping; feed the outcome to its machine."""
+    try:
+        await _send_request(table, entry, action, user=user)
+    finally:
+        _let_go(entry)
+
+
+def _let_go(entry: Entry) -> None:
+    # A finished task is not kept on its entry: with 10,000 mappings, 10,000 done tasks
+    # (each with its coroutine and context) would only load the garbage collector.
+    if entry.task is not None and entry.task is asyncio.current_task():
+        entry.task = None
+
+
+async def _send_request(table: MappingTable, entry: Entry, action: Action, *,
+                        user: bool) -> None:
     mapping = entry.mapping
     assert mapping is not None
     view = entry.view
