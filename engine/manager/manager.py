@@ -77,7 +77,8 @@ class MappingManager:
     Use as ``async with MappingManager(gateway) as mgr``. Leaving the block deletes
     every mapping (unless ``keep``) within ``close_deadline`` seconds (see
     :meth:`close`) and leaves no task or socket behind. With a ``state_file`` every
-    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted.
+    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted; the
+    writes are batched (:mod:`.records`), :meth:`save_state` writes at once.
     """
 
     def __init__(self, gateway: str | IPAddress, *, gateway_port: int = SERVER_PORT,
@@ -197,6 +198,7 @@ class MappingManager:
             return result
         finally:
             self.client.close()
+            self.records.flush()  # the changes of the last moments (deletes) too
             self._hub.close()
 
     def events(self) -> AsyncIterator[Event]:
@@ -208,9 +210,6 @@ class MappingManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
 
     def _check_open(self) -> None:
         if not self._started or self._closed:
@@ -225,19 +224,16 @@ class MappingManager:
 
     # -- the operations ------------------------------------------------------------------
 
-    async def add(self, protocol: int, internal_port: int, *,
-                  external_port: int | None = None,
+    async def add(self, protocol: int, internal_port: int, *, external_port: int | None = None,
                   external_address: str | IPAddress | None = None,
                   lifetime: int | None = None, via: Via | None = None,
                   prefer_failure: bool = False, filters: Iterable[pcp.Filter] = (),
-                  third_party: str | IPAddress | None = None,
-                  nonce: bytes | None = None,
+                  third_party: str | IPAddress | None = None, nonce: bytes | None = None,
                   timeout: float | None = None) -> ManagedMapping:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
-        Raises what the first request raised (the mapping is then not kept) and
-        emits :class:`~engine.events.MappingFailed`.
-        """
+        Raises what the first request raised (the mapping is then not kept) and emits
+        :class:`~engine.events.MappingFailed`. Returns once its record is written."""
         self._check_open()
         key = MappingKey(int(as_protocol(int(protocol))), internal_port)
         if key in self.table.entries:
@@ -250,17 +246,16 @@ class MappingManager:
         view = ManagedMapping(key=key, protocol=proto, internal_port=internal_port,
                               state=MappingState.REQUESTING, requested_lifetime=requested,
                               suggested_external_port=suggested or None)
-        # client.map's keyword arguments, kept for the first request.
-        options: dict[str, Any] = dict(
-            external_port=external_port, external_address=external_address,
-            lifetime=requested, via=via or self.via, prefer_failure=prefer_failure,
-            filters=tuple(filters), third_party=third_party, nonce=nonce)
+        options: dict[str, Any] = dict(  # client.map's keyword arguments, for the first request
+            external_port=external_port, external_address=external_address, lifetime=requested,
+            via=via or self.via, prefer_failure=prefer_failure, filters=tuple(filters),
+            third_party=third_party, nonce=nonce)
         entry = Entry(view, MappingMachine(), options)
-        self.table.entries[key] = entry
-        self.table.views[key] = view
+        self.table.entries[key], self.table.views[key] = entry, view
         entry.task = task = asyncio.ensure_future(
             first_request(self.table, entry, self.timeout if timeout is None else timeout))
         await task
+        await self.records.written()  # on disk for `natdeck unmap` before we say it is mapped
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -291,6 +286,11 @@ class MappingManager:
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise
         self.table.forget(key, deleted=True)
+        await self.records.written()
+
+    def save_state(self) -> None:
+        """Write the state file's pending changes now (else within ``records.FLUSH_DELAY``)."""
+        self.records.flush()
 
     async def renew(self, key: MappingKey) -> ManagedMapping:
         """Renew (or, if lost, failed or unconfirmed, ask again for) the mapping now."""
@@ -298,8 +298,7 @@ class MappingManager:
         if entry.busy or entry.view.state in (MappingState.REQUESTING, MappingState.REMOVING):
             raise InvalidRequest(f"{key} has a request in flight; try again in a moment")
         self.table.fire(entry, Trigger.USER_RENEW, user=True)
-        task = entry.task  # (let go of by the entry once done: hold it here)
-        if task is not None:
+        if (task := entry.task) is not None:  # (the entry lets go of it once done)
             await asyncio.wait([task])  # (a remove() may cancel it: not our caller)
             if task.cancelled():
                 raise InvalidRequest(f"{key} was removed while it was being renewed")
@@ -311,7 +310,7 @@ class MappingManager:
     def _check_local_address(self) -> None:
         """Follow this host's address towards the gateway if it changed (no packet sent)."""
         if self._follow_local and self._started \
-                and (moved := self.route.moved(self._now())) is not None:
+                and (moved := self.route.moved(asyncio.get_running_loop().time())) is not None:
             self.table.local_address_changed(*moved)
 
     async def probe(self) -> ProbeResult:

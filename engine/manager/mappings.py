@@ -110,11 +110,8 @@ class MappingTable:
             self.alarm.at(due)
 
     async def run(self) -> None:
-        """The scheduler: fire each due mapping's timer, until cancelled.
-
-        The alarm's callback does the work (see :class:`.schedule.Alarm`); this task only
-        holds it for the manager's lifetime, so that cancelling it (``close()``) stops it.
-        """
+        """The scheduler, until cancelled: the alarm (:class:`.schedule.Alarm`) rings for
+        each due time; this task holds it for the manager's lifetime."""
         loop = asyncio.get_running_loop()
         self.alarm.start(loop)
         self.alarm.at(self.due.next_at())
@@ -124,9 +121,7 @@ class MappingTable:
             self.alarm.stop()
 
     def _ring(self, when: float) -> None:
-        # asyncio runs a timer up to its clock's resolution early: the time it rang for
-        # has come.
-        now = max(self._now(), when)
+        now = max(self._now(), when)  # (asyncio may run a timer a clock tick early)
         try:
             next_at = self.due.next_at()
             if next_at is not None and next_at <= now:
