@@ -45,7 +45,8 @@ def test_a_batch_writes_many_changes_in_one_replace(tmp_path: Path,
     assert len(writes) == 1
     assert ports(state) == set(range(100, 150))
     assert len(batch) == 0
-    assert batch.flush() == [] and len(writes) == 1  # nothing pending: no write
+    assert batch.flush() == []
+    assert len(writes) == 1  # nothing pending: no write
 
 
 def test_the_last_change_to_a_mapping_wins_and_created_is_kept(tmp_path: Path) -> None:
