@@ -57,7 +57,14 @@ from ..transport import SERVER_PORT
 from ..upnp.ssdp import SSDP_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
-from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping, settle
+from .closing import (
+    CLOSE_DEADLINE,
+    CloseProgress,
+    close_all,
+    delete_mapping,
+    requests_in_flight,
+    settle,
+)
 from .mappings import Entry, MappingTable
 from .presence import UPNP_CHECK_INTERVAL, check_upnp_every
 from .records import Records
@@ -117,7 +124,7 @@ class MappingManager:
         self.route = LocalRoute(self.client, self.status, self._hub.emit, local_address_probe)
         self.records = Records(state_file, pid=holder_pid)
         self.table = MappingTable(self.client, self.watch, self._hub.emit, self.records,
-                                  rng=self.rng, timeout=timeout, spawn=self._spawn)
+                                  rng=self.rng, timeout=timeout)
         self.table.before_due = self._check_local_address
         self.mappings: Mapping[MappingKey, ManagedMapping] = MappingProxyType(self.table.views)
         self.client.on_state_lost.append(self.watch.state_lost)
@@ -175,13 +182,13 @@ class MappingManager:
         stay recorded in the state file. :attr:`closing` shows the progress meanwhile.
         """
         now = asyncio.get_running_loop().time()
-        if self._closed or not self._started:
-            self._closed = True
+        running, self._closed = self._started and not self._closed, True
+        if not running:
             return ManagerClosed(now, 0, ())
-        self._closed = True
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *requests_in_flight(self.table)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
         wait = self.close_deadline if deadline is None else deadline

@@ -52,13 +52,13 @@ class DueTimes(Generic[K]):
     def pop_due(self, now: float) -> list[K]:
         """Every key due at or before ``now``, earliest first; they are no longer due."""
         keys: list[K] = []
-        while True:
-            self._drop_stale()
-            if not self._heap or self._heap[0][0] > now:
-                return keys
-            _, _, key = heapq.heappop(self._heap)
-            del self._due[key]
-            keys.append(key)
+        heap, due = self._heap, self._due
+        while heap and heap[0][0] <= now:
+            at, sequence, key = heapq.heappop(heap)
+            if due.get(key) == (at, sequence):  # (else left behind by a later set: skipped)
+                del due[key]
+                keys.append(key)
+        return keys
 
     def _drop_stale(self) -> None:
         while self._heap:
