@@ -159,14 +159,15 @@ class MappingTable:
             entry.expiry_told = False
             self.set_due(entry, renewal_time(entry.mapping, self.rng))
             return action
-        now = self._now()
-        if action in (Action.RENEW, Action.RECREATE):
+        if action is Action.RENEW or action is Action.RECREATE:
             self.set_due(entry, None)
             # The entry holds its task until the answer is in (close() cancels it there):
             # no done-callback bookkeeping, a loop turn less for each renewal.
             entry.task = asyncio.get_running_loop().create_task(
                 send_request(self, entry, action, user=user))
-        elif action is Action.RECREATE_NOW:
+            return action
+        now = self._now()
+        if action is Action.RECREATE_NOW:
             self.set_due(entry, now)
         elif action is Action.CONFIRM_LATER:
             self.set_due(entry, now + self.rng.uniform(0.0, self.watch.announce_delay))

@@ -66,6 +66,8 @@ class Records:
 
     def stale(self, mapping: PortMapping) -> bool:
         """Whether ``mapping``'s record was written more than :data:`REFRESH_AFTER` s ago."""
+        if not self._written:
+            return False
         written = self._written.get(mapping.key)
         return written is not None and time.time() - written > REFRESH_AFTER
 
