@@ -84,7 +84,7 @@ class MappingTable:
         self.entries: dict[MappingKey, Entry] = {}
         self.views: dict[MappingKey, ManagedMapping] = {}
         self.due: DueTimes[MappingKey] = DueTimes()
-        self.alarm = Alarm(self._ring)
+        self.alarm = Alarm(self.due, self._ring)
         self.upnp: set[MappingKey] = set()
         """The keys whose mapping is a UPnP IGD one (looked up now and then: .presence)."""
         self.before_due: Callable[[], None] = lambda: None
@@ -109,7 +109,6 @@ class MappingTable:
         each due time; this task holds it for the manager's lifetime."""
         loop = asyncio.get_running_loop()
         self.alarm.start(loop)
-        self.alarm.at(self.due.next_at())
         try:
             await loop.create_future()  # never done: cancelled by close()
         finally:
@@ -117,17 +116,15 @@ class MappingTable:
 
     def _ring(self, when: float) -> None:
         now = max(self._now(), when)  # (asyncio may run a timer a clock tick early)
-        try:
-            next_at = self.due.next_at()
-            if next_at is not None and next_at <= now:
-                self.before_due()
-                entries = self.entries
-                for key in self.due.pop_due(now):
-                    entry = entries.get(key)
-                    if entry is not None and not entry.busy:
-                        self._timer(entry, now)
-        finally:
-            self.alarm.at(self.due.next_at())
+        keys = self.due.pop_due(now)
+        if keys:
+            # (If the local address moved, what is due asks for the new one.)
+            self.before_due()
+            entries = self.entries
+            for key in keys:
+                entry = entries.get(key)
+                if entry is not None and not entry.busy:
+                    self._timer(entry, now)
 
     def _timer(self, entry: Entry, now: float) -> None:
         view = entry.view
@@ -160,7 +157,10 @@ class MappingTable:
             self.set_due(entry, renewal_time(entry.mapping, self.rng))
             return action
         if action is Action.RENEW or action is Action.RECREATE:
-            self.set_due(entry, None)
+            # Nothing due while the request is out (a due busy entry is skipped): its
+            # outcome sets the next time, and the expiry with it.
+            entry.view.next_renewal_at = None
+            self.due.set(entry.view.key, None)
             # The entry holds its task until the answer is in (close() cancels it there):
             # no done-callback bookkeeping, a loop turn less for each renewal.
             entry.task = asyncio.get_running_loop().create_task(
