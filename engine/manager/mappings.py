@@ -83,7 +83,8 @@ class MappingTable:
         self.timeout = timeout
         self.entries: dict[MappingKey, Entry] = {}
         self.views: dict[MappingKey, ManagedMapping] = {}
-        self.due: DueTimes[MappingKey] = DueTimes()
+        # By entry (hashed by identity), not by MappingKey (a dataclass: its hash is Python).
+        self.due: DueTimes[Entry] = DueTimes()
         self.alarm = Alarm(self.due, self._ring)
         self.upnp: set[MappingKey] = set()
         """The keys whose mapping is a UPnP IGD one (looked up now and then: .presence)."""
@@ -101,7 +102,7 @@ class MappingTable:
         expires = entry.view.expires_at
         if expires is not None and not entry.expiry_told and entry.view.state in _EXPIRING:
             due = expires if due is None else min(due, expires)
-        if self.due.set(entry.view.key, due):
+        if self.due.set(entry, due):
             self.alarm.at(due)
 
     async def run(self) -> None:
@@ -116,14 +117,12 @@ class MappingTable:
 
     def _ring(self, when: float) -> None:
         now = max(self._now(), when)  # (asyncio may run a timer a clock tick early)
-        keys = self.due.pop_due(now)
-        if keys:
+        due = self.due.pop_due(now)  # (an entry forgotten is no longer due: see forget())
+        if due:
             # (If the local address moved, what is due asks for the new one.)
             self.before_due()
-            entries = self.entries
-            for key in keys:
-                entry = entries.get(key)
-                if entry is not None and not entry.busy:
+            for entry in due:
+                if not entry.busy:
                     self._timer(entry, now)
 
     def _timer(self, entry: Entry, now: float) -> None:
@@ -160,7 +159,7 @@ class MappingTable:
             # Nothing due while the request is out (a due busy entry is skipped): its
             # outcome sets the next time, and the expiry with it.
             entry.view.next_renewal_at = None
-            self.due.set(entry.view.key, None)
+            self.due.set(entry, None)
             # The entry holds its task until the answer is in (close() cancels it there):
             # no done-callback bookkeeping, a loop turn less for each renewal.
             entry.task = asyncio.get_running_loop().create_task(
@@ -180,7 +179,7 @@ class MappingTable:
         elif action is Action.WAIT_FOR_CHANGE:
             self.set_due(entry, None)
         elif action is Action.DELETE:
-            self.due.set(entry.view.key, None)  # nothing scheduled runs while it deletes
+            self.due.set(entry, None)  # nothing scheduled runs while it deletes
         elif action is Action.RESUME:
             at = entry.view.next_renewal_at
             self.set_due(entry, now if at is None else at)
@@ -212,7 +211,7 @@ class MappingTable:
                     continue  # its answer will show the new state
             elif entry.machine.confirmed_at > change.at:
                 continue  # asked after the change already
-            due = self.due.at(entry.view.key)
+            due = self.due.at(entry)
             if (not change.lost and state in (MappingState.CONFIRMING, MappingState.LOST)
                     and due is not None and now <= due <= now + change.spread):
                 continue  # a confirmation is due within the window already: coalesced
@@ -249,10 +248,10 @@ class MappingTable:
         """Stop managing ``key`` (deleted at the gateway, or dropped) and say so."""
         entry = self.entries.pop(key, None)
         self.views.pop(key, None)
-        self.due.set(key, None)
         self.upnp.discard(key)
         if entry is None:
             return
+        self.due.set(entry, None)
         if entry.view.state is MappingState.REMOVING:
             entry.machine.fire(Trigger.DELETED)
             entry.view.state = entry.machine.state

@@ -41,6 +41,7 @@ async def first_request(table: MappingTable, entry: Entry, timeout: float) -> No
     except BaseException as exc:
         table.entries.pop(key, None)
         table.views.pop(key, None)
+        table.due.set(entry, None)
         if isinstance(exc, NatDeckError):
             table.answered(entry, exc, "map")
             entry.machine.fire(trigger_for_error(exc))
