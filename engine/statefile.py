@@ -91,8 +91,10 @@ _LOCK_FILE_NAME = "mappings.lock"
 #: write: the gateway has forgotten the mapping (RFC 6887 §15, RFC 6886 §3.3), and with
 #: it any use for the nonce. The grace covers clock steps and a late ``unmap``.
 _EXPIRED_GRACE = 24 * 3600
-#: A state file bigger than this is not ours to parse (a handful of records is a few KB).
-_MAX_FILE_SIZE = 4 * 1024 * 1024
+#: A state file bigger than this is not ours to parse. A record is ~0.45 KB: 10,000
+#: mappings (a manager can hold them) take ~4.5 MB, which the old 4 MiB bound moved aside
+#: as "unusable", losing every record; this one holds ~140,000.
+_MAX_FILE_SIZE = 64 * 1024 * 1024
 
 
 

@@ -92,3 +92,17 @@ def test_apply_adds_replaces_and_removes_under_one_lock(tmp_path: Path) -> None:
     state.apply({make_record(1).key: None, make_record(4).key: make_record(4),
                  make_record(9).key: None})  # removing what is not there is no error
     assert ports(state) == {2, 3, 4}
+
+
+def test_ten_thousand_records_fit_in_the_file(tmp_path: Path) -> None:
+    # What a manager holding 10,000 mappings writes (~4.5 MB): the old 4 MiB bound moved
+    # such a file aside as unusable, and every record with it.
+    state = StateFile(tmp_path)
+    batch = StateBatch(state)
+    for port in range(10_000):
+        batch.record(make_record(port + 1))
+    assert batch.flush() == []
+    assert (tmp_path / "mappings.json").stat().st_size > 4 * 1024 * 1024
+    loaded = state.load()
+    assert (loaded.damaged, loaded.warnings) == (False, [])
+    assert len(loaded.records) == 10_000
