@@ -23,7 +23,8 @@ from .state import Trigger
 if TYPE_CHECKING:
     from .mappings import MappingTable
 
-__all__ = ["CLOSE_DEADLINE", "CloseProgress", "delete_many", "delete_mapping"]
+__all__ = ["CLOSE_DEADLINE", "CloseProgress", "delete_many", "delete_mapping",
+           "requests_in_flight"]
 
 log = logging.getLogger("engine.manager")
 
@@ -107,6 +108,14 @@ async def close_all(table: MappingTable, held: dict[MappingKey, PortMapping],
         log.debug("could not delete %d mapping(s) on exit; %s", len(progress.failed), why)
     left = tuple(k for k in held if k in table.entries)
     return ManagerClosed(asyncio.get_running_loop().time(), progress.deleted, left, why=why)
+
+
+def requests_in_flight(table: MappingTable) -> list[asyncio.Task[None]]:
+    """The renewals and recreations out (their entries hold them; :func:`settle` waits for
+    the adds)."""
+    return [e.task for e in table.entries.values()
+            if e.task is not None and not e.task.done()
+            and e.view.state is not MappingState.REQUESTING]
 
 
 async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapping]:

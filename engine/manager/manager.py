@@ -57,7 +57,14 @@ from ..transport import SERVER_PORT
 from ..upnp.ssdp import SSDP_PORT
 from ..wire import pcp
 from ..wire.addresses import IPAddress
-from .closing import CLOSE_DEADLINE, CloseProgress, close_all, delete_mapping, settle
+from .closing import (
+    CLOSE_DEADLINE,
+    CloseProgress,
+    close_all,
+    delete_mapping,
+    requests_in_flight,
+    settle,
+)
 from .mappings import Entry, MappingTable
 from .presence import UPNP_CHECK_INTERVAL, check_upnp_every
 from .records import Records
@@ -77,7 +84,8 @@ class MappingManager:
     Use as ``async with MappingManager(gateway) as mgr``. Leaving the block deletes
     every mapping (unless ``keep``) within ``close_deadline`` seconds (see
     :meth:`close`) and leaves no task or socket behind. With a ``state_file`` every
-    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted.
+    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted; the
+    writes are batched (:mod:`.records`), :meth:`save_state` writes at once.
     """
 
     def __init__(self, gateway: str | IPAddress, *, gateway_port: int = SERVER_PORT,
@@ -116,7 +124,7 @@ class MappingManager:
         self.route = LocalRoute(self.client, self.status, self._hub.emit, local_address_probe)
         self.records = Records(state_file, pid=holder_pid)
         self.table = MappingTable(self.client, self.watch, self._hub.emit, self.records,
-                                  rng=self.rng, timeout=timeout, spawn=self._spawn)
+                                  rng=self.rng, timeout=timeout)
         self.table.before_due = self._check_local_address
         self.mappings: Mapping[MappingKey, ManagedMapping] = MappingProxyType(self.table.views)
         self.client.on_state_lost.append(self.watch.state_lost)
@@ -174,13 +182,13 @@ class MappingManager:
         stay recorded in the state file. :attr:`closing` shows the progress meanwhile.
         """
         now = asyncio.get_running_loop().time()
-        if self._closed or not self._started:
-            self._closed = True
+        running, self._closed = self._started and not self._closed, True
+        if not running:
             return ManagerClosed(now, 0, ())
-        self._closed = True
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *requests_in_flight(self.table)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._listener is not None:
             self._listener.close()
         wait = self.close_deadline if deadline is None else deadline
@@ -197,6 +205,7 @@ class MappingManager:
             return result
         finally:
             self.client.close()
+            self.records.flush()  # the changes of the last moments (deletes) too
             self._hub.close()
 
     def events(self) -> AsyncIterator[Event]:
@@ -204,13 +213,10 @@ class MappingManager:
         return self._hub.subscribe()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
 
     def _check_open(self) -> None:
         if not self._started or self._closed:
@@ -225,19 +231,16 @@ class MappingManager:
 
     # -- the operations ------------------------------------------------------------------
 
-    async def add(self, protocol: int, internal_port: int, *,
-                  external_port: int | None = None,
+    async def add(self, protocol: int, internal_port: int, *, external_port: int | None = None,
                   external_address: str | IPAddress | None = None,
                   lifetime: int | None = None, via: Via | None = None,
                   prefer_failure: bool = False, filters: Iterable[pcp.Filter] = (),
-                  third_party: str | IPAddress | None = None,
-                  nonce: bytes | None = None,
+                  third_party: str | IPAddress | None = None, nonce: bytes | None = None,
                   timeout: float | None = None) -> ManagedMapping:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
-        Raises what the first request raised (the mapping is then not kept) and
-        emits :class:`~engine.events.MappingFailed`.
-        """
+        Raises what the first request raised (the mapping is then not kept) and emits
+        :class:`~engine.events.MappingFailed`. Returns once its record is written."""
         self._check_open()
         key = MappingKey(int(as_protocol(int(protocol))), internal_port)
         if key in self.table.entries:
@@ -250,17 +253,16 @@ class MappingManager:
         view = ManagedMapping(key=key, protocol=proto, internal_port=internal_port,
                               state=MappingState.REQUESTING, requested_lifetime=requested,
                               suggested_external_port=suggested or None)
-        # client.map's keyword arguments, kept for the first request.
-        options: dict[str, Any] = dict(
-            external_port=external_port, external_address=external_address,
-            lifetime=requested, via=via or self.via, prefer_failure=prefer_failure,
-            filters=tuple(filters), third_party=third_party, nonce=nonce)
+        options: dict[str, Any] = dict(  # client.map's keyword arguments, for the first request
+            external_port=external_port, external_address=external_address, lifetime=requested,
+            via=via or self.via, prefer_failure=prefer_failure, filters=tuple(filters),
+            third_party=third_party, nonce=nonce)
         entry = Entry(view, MappingMachine(), options)
-        self.table.entries[key] = entry
-        self.table.views[key] = view
-        entry.task = asyncio.ensure_future(
+        self.table.entries[key], self.table.views[key] = entry, view
+        entry.task = task = asyncio.ensure_future(
             first_request(self.table, entry, self.timeout if timeout is None else timeout))
-        await entry.task
+        await task
+        await self.records.written()  # on disk for `natdeck unmap` before we say it is mapped
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -277,9 +279,9 @@ class MappingManager:
         if entry.view.state is MappingState.REQUESTING and entry.task is not None:
             await asyncio.wait([entry.task])  # its first answer gives the nonce to delete
             entry = self._entry(key)
-        if entry.busy and entry.task is not None:
-            entry.task.cancel()
-            await asyncio.gather(entry.task, return_exceptions=True)
+        if entry.busy and (task := entry.task) is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         assert entry.mapping is not None
         self.table.fire(entry, Trigger.REMOVE)
         try:
@@ -291,6 +293,11 @@ class MappingManager:
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise
         self.table.forget(key, deleted=True)
+        await self.records.written()
+
+    def save_state(self) -> None:
+        """Write the state file's pending changes now (else within ``records.FLUSH_DELAY``)."""
+        self.records.flush()
 
     async def renew(self, key: MappingKey) -> ManagedMapping:
         """Renew (or, if lost, failed or unconfirmed, ask again for) the mapping now."""
@@ -298,11 +305,11 @@ class MappingManager:
         if entry.busy or entry.view.state in (MappingState.REQUESTING, MappingState.REMOVING):
             raise InvalidRequest(f"{key} has a request in flight; try again in a moment")
         self.table.fire(entry, Trigger.USER_RENEW, user=True)
-        if entry.task is not None:
-            await asyncio.wait([entry.task])  # (a remove() may cancel it: not our caller)
-            if entry.task.cancelled():
+        if (task := entry.task) is not None:  # (the entry lets go of it once done)
+            await asyncio.wait([task])  # (a remove() may cancel it: not our caller)
+            if task.cancelled():
                 raise InvalidRequest(f"{key} was removed while it was being renewed")
-            entry.task.result()  # raises what the request raised
+            task.result()  # raises what the request raised
         return entry.view
 
     # -- the gateway ---------------------------------------------------------------------
@@ -310,7 +317,7 @@ class MappingManager:
     def _check_local_address(self) -> None:
         """Follow this host's address towards the gateway if it changed (no packet sent)."""
         if self._follow_local and self._started \
-                and (moved := self.route.moved(self._now())) is not None:
+                and (moved := self.route.moved(asyncio.get_running_loop().time())) is not None:
             self.table.local_address_changed(*moved)
 
     async def probe(self) -> ProbeResult:

@@ -9,10 +9,9 @@ request; the transport bounds how many are in flight to the gateway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ from ..events import (
 from ..wire.addresses import IPAddress
 from .records import Records
 from .requests import send_request
-from .schedule import DueTimes
+from .schedule import Alarm, DueTimes
 from .state import Action, MappingMachine, Trigger, trigger_for_error
 from .watch import GatewayWatch, Round
 
@@ -80,19 +79,17 @@ class MappingTable:
     """Entries by key, their due times, and the requests that serve them."""
 
     def __init__(self, client: GatewayClient, watch: GatewayWatch, emit: Callable[[Event], None],
-                 records: Records, *, rng: random.Random, timeout: float,
-                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]]) -> None:
-        self.client = client
-        self.watch = watch
-        self.emit = emit
-        self.records = records
+                 records: Records, *, rng: random.Random, timeout: float) -> None:
+        self.client, self.watch, self.emit, self.records = client, watch, emit, records
         self.rng = rng
         self.timeout = timeout
-        self.spawn = spawn
         self.entries: dict[MappingKey, Entry] = {}
         self.views: dict[MappingKey, ManagedMapping] = {}
-        self.due: DueTimes[MappingKey] = DueTimes()
-        self.wakeup = asyncio.Event()
+        # By entry (hashed by identity), not by MappingKey (a dataclass: its hash is Python).
+        self.due: DueTimes[Entry] = DueTimes()
+        self.alarm = Alarm(self.due, self._ring)
+        self.upnp: set[MappingKey] = set()
+        """The keys whose mapping is a UPnP IGD one (looked up now and then: .presence)."""
         self.before_due: Callable[[], None] = lambda: None
 
     def _now(self) -> float:
@@ -107,28 +104,28 @@ class MappingTable:
         expires = entry.view.expires_at
         if expires is not None and not entry.expiry_told and entry.view.state in _EXPIRING:
             due = expires if due is None else min(due, expires)
-        if self.due.set(entry.view.key, due):
-            self.wakeup.set()
+        if self.due.set(entry, due):
+            self.alarm.at(due)
 
     async def run(self) -> None:
-        """The scheduler: fire each due mapping's timer."""
-        while True:
-            now = self._now()
-            next_at = self.due.next_at()
-            if next_at is not None and next_at <= now:
-                self.before_due()
-                for key in self.due.pop_due(now):
-                    entry = self.entries.get(key)
-                    if entry is not None and not entry.busy:
-                        self._timer(entry, now)
-            self.wakeup.clear()
-            next_at = self.due.next_at()
-            delay = None if next_at is None else max(0.0, next_at - self._now())
-            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-            # arrives while the wake-up is already set (gh-86296), and close() would hang.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self.wakeup.wait()
+        """The scheduler, until cancelled: the alarm (:class:`.schedule.Alarm`) rings for
+        each due time; this task holds it for the manager's lifetime."""
+        loop = asyncio.get_running_loop()
+        self.alarm.start(loop)
+        try:
+            await loop.create_future()  # never done: cancelled by close()
+        finally:
+            self.alarm.stop()
+
+    def _ring(self, when: float) -> None:
+        now = max(self._now(), when)  # (asyncio may run a timer a clock tick early)
+        due = self.due.pop_due(now)  # (an entry forgotten is no longer due: see forget())
+        if due:
+            # (If the local address moved, what is due asks for the new one.)
+            self.before_due()
+            for entry in due:
+                if not entry.busy:
+                    self._timer(entry, now)
 
     def _timer(self, entry: Entry, now: float) -> None:
         view = entry.view
@@ -159,15 +156,23 @@ class MappingTable:
         """Feed ``trigger`` to the entry's machine and carry out the action."""
         action = entry.machine.fire(trigger)
         entry.view.state = entry.machine.state
-        now = self._now()
-        if action in (Action.RENEW, Action.RECREATE):
-            self.set_due(entry, None)
-            entry.task = self.spawn(send_request(self, entry, action, user=user))
-        elif action is Action.SCHEDULE_RENEWAL:
+        if action is Action.SCHEDULE_RENEWAL:  # (the most frequent: after every grant)
             assert entry.mapping is not None
             entry.expiry_told = False
             self.set_due(entry, renewal_time(entry.mapping, self.rng))
-        elif action is Action.RECREATE_NOW:
+            return action
+        if action is Action.RENEW or action is Action.RECREATE:
+            # Nothing due while the request is out (a due busy entry is skipped): its
+            # outcome sets the next time, and the expiry with it.
+            entry.view.next_renewal_at = None
+            self.due.set(entry, None)
+            # The entry holds its task until the answer is in (close() cancels it there):
+            # no done-callback bookkeeping, a loop turn less for each renewal.
+            entry.task = asyncio.get_running_loop().create_task(
+                send_request(self, entry, action, user=user))
+            return action
+        now = self._now()
+        if action is Action.RECREATE_NOW:
             self.set_due(entry, now)
         elif action is Action.CONFIRM_LATER:
             self.set_due(entry, now + self.rng.uniform(0.0, self.watch.announce_delay))
@@ -181,7 +186,7 @@ class MappingTable:
         elif action is Action.WAIT_FOR_CHANGE:
             self.set_due(entry, None)
         elif action is Action.DELETE:
-            self.due.set(entry.view.key, None)  # nothing scheduled runs while it deletes
+            self.due.set(entry, None)  # nothing scheduled runs while it deletes
         elif action is Action.RESUME:
             at = entry.view.next_renewal_at
             self.set_due(entry, now if at is None else at)
@@ -213,7 +218,7 @@ class MappingTable:
                     continue  # its answer will show the new state
             elif entry.machine.confirmed_at > change.at:
                 continue  # asked after the change already
-            due = self.due.at(entry.view.key)
+            due = self.due.at(entry)
             if (not change.lost and state in (MappingState.CONFIRMING, MappingState.LOST)
                     and due is not None and now <= due <= now + change.spread):
                 continue  # a confirmation is due within the window already: coalesced
@@ -250,9 +255,10 @@ class MappingTable:
         """Stop managing ``key`` (deleted at the gateway, or dropped) and say so."""
         entry = self.entries.pop(key, None)
         self.views.pop(key, None)
-        self.due.set(key, None)
+        self.upnp.discard(key)
         if entry is None:
             return
+        self.due.set(entry, None)
         if entry.view.state is MappingState.REMOVING:
             entry.machine.fire(Trigger.DELETED)
             entry.view.state = entry.machine.state
@@ -287,7 +293,10 @@ class MappingTable:
         show_grant(view, mapping, request)
         self.watch.status.via = mapping.via
         if mapping.via == "upnp":
+            self.upnp.add(view.key)
             self.watch.heard_upnp()  # (PCP and NAT-PMP answers are heard by the channel)
+        elif self.upnp:
+            self.upnp.discard(view.key)
         if trigger is Trigger.GRANTED and mapping.external_address is not None:
             # (A stale answer may predate an address change: not news.)
             self.watch.external_address(mapping.external_address, "response")

@@ -4,63 +4,139 @@ The same file ``natdeck map`` writes, so that ``natdeck unmap`` can delete, with
 the right PCP nonce, a mapping the TUI or a library user left behind (``keep``,
 an exit that could not delete everything, a crash). A write that fails is
 logged, never raised: the mapping itself is fine.
+
+Writes are batched: the file is rewritten whole, so writing each change at once
+cost n rewrites of n records for n mappings added (10,000 adds: 10,000 rewrites of
+up to 10,000 records). A change is written on the next loop turn when nothing was
+written for :data:`FLUSH_DELAY` seconds, else with the others made meanwhile, at
+most :data:`FLUSH_DELAY` after the last write: a granted mapping is on disk within
+that delay (plus the write itself), so a process that dies later leaves its record
+for ``natdeck unmap``. :meth:`~engine.manager.MappingManager.add` and ``remove``
+return only once their change is written; :meth:`Records.flush` writes at once (on
+demand, and when the manager closes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from ..client import PortMapping
-from ..statefile import MappingRecord, StateFile
+from ..statefile import MappingRecord, StateBatch, StateFile, record_key
 
-__all__ = ["Records"]
+__all__ = ["FLUSH_DELAY", "REFRESH_AFTER", "Records"]
 
 log = logging.getLogger("engine.manager")
 
 #: A record is written again after this many seconds (wall clock) even if nothing in it
 #: changed, so that the state file does not drop a mapping held for days as expired.
 REFRESH_AFTER = 3600.0
+#: Changes are written at most this long (seconds, loop time) after they are made; writes
+#: are at least this far apart, so a burst of changes costs one write per delay.
+FLUSH_DELAY = 0.25
 
 
 class Records:
     """Record and drop mappings in ``state_file``; with None, do nothing. ``pid`` is written
     in each record: the process holding the mapping (``natdeck map --hold``), which
-    another natdeck will not map or delete from under it while it runs."""
+    another natdeck will not map or delete from under it while it runs.
 
-    def __init__(self, state_file: StateFile | None, *, pid: int | None = None) -> None:
+    Changes are batched (see the module docstring); without a running event loop (a
+    script, a test) each is written at once.
+    """
+
+    def __init__(self, state_file: StateFile | None, *, pid: int | None = None,
+                 delay: float = FLUSH_DELAY) -> None:
         self.state_file = state_file
         self.pid = pid
+        self.delay = delay
+        self.writes = 0
+        """How many times the file was written (each write: every change pending)."""
+        self._batch = StateBatch(state_file) if state_file is not None else None
         self._written: dict[tuple[int, int], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_write = float("-inf")
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Changes made and not yet written."""
+        return len(self._batch) if self._batch is not None else 0
 
     def stale(self, mapping: PortMapping) -> bool:
         """Whether ``mapping``'s record was written more than :data:`REFRESH_AFTER` s ago."""
+        if not self._written:
+            return False
         written = self._written.get(mapping.key)
         return written is not None and time.time() - written > REFRESH_AFTER
 
     def record(self, mapping: PortMapping) -> None:
         """Remember ``mapping`` (its nonce, ports, lifetime)."""
-        if self.state_file is None:
+        if self._batch is None:
             return
         self._written[mapping.key] = time.time()
-        try:
-            for warning in self.state_file.record(
-                    MappingRecord.from_mapping(mapping, pid=self.pid)):
-                log.warning("%s", warning)
-        except OSError as exc:
-            log.warning("could not record %s in %s: %s", mapping.describe(),
-                        self.state_file.path, exc)
+        self._batch.record(MappingRecord.from_mapping(mapping, pid=self.pid))
+        self._schedule()
 
     def drop(self, mapping: PortMapping) -> None:
         """Forget ``mapping`` (it was deleted at the gateway)."""
-        if self.state_file is None:
+        if self._batch is None:
             return
         self._written.pop(mapping.key, None)
+        self._batch.remove(record_key(mapping.gateway, mapping.gateway_port,
+                                      int(mapping.protocol), mapping.internal_port))
+        self._schedule()
+
+    async def written(self) -> None:
+        """Return once every change made so far is written (or its write failed: logged)."""
+        if not self.pending:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._schedule()  # (changes a failed write left pending have no write scheduled)
+        await waiter
+
+    def flush(self) -> None:
+        """Write every pending change now (one read-modify-write of the file)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiters, self._waiters = self._waiters, []
         try:
-            _, warnings = self.state_file.remove(mapping.gateway, mapping.gateway_port,
-                                                 int(mapping.protocol), mapping.internal_port)
+            if self._batch is not None and len(self._batch):
+                self._write(self._batch)
+        finally:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _write(self, batch: StateBatch) -> None:
+        assert self.state_file is not None
+        self.writes += 1
+        try:
+            warnings = batch.flush()
         except OSError as exc:
             log.warning("could not update %s: %s", self.state_file.path, exc)
             return
+        finally:
+            self._last_write = _loop_time()
         for warning in warnings:
             log.warning("%s", warning)
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nothing will flush later, so write now
+            self.flush()
+            return
+        self._timer = loop.call_at(max(loop.time(), self._last_write + self.delay), self.flush)
+
+
+def _loop_time() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return float("-inf")

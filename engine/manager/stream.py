@@ -63,7 +63,8 @@ class EventHub:
 
     def emit(self, event: Event) -> None:
         """Deliver ``event``."""
-        log.debug("event: %s", event.summary)
+        if log.isEnabledFor(logging.DEBUG):  # (``summary`` is built: not when it is off)
+            log.debug("event: %s", event.summary)
         for subscription in self.subscribers:
             subscription.put(event)
 

@@ -124,6 +124,8 @@ class GatewayWatch:
         self._last_announcement = float("-inf")
         self._moved_at = float("-inf")
         self._epoch: timing.EpochState | None = None
+        self._heard_epoch: tuple[int, float] | None = None
+        """The last answer's (epoch, loop time), newer than ``_epoch`` when set."""
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -133,18 +135,30 @@ class GatewayWatch:
     def heard(self, message: Message) -> None:
         """Every accepted answer: the gateway is reachable; note epoch and RTT."""
         now = self._now()
-        self.status.last_contact = now
-        if self.client.last_epoch is not None:
-            self.status.epoch = self.client.last_epoch
-            with contextlib.suppress(ValueError, TypeError):
-                self._epoch = timing.EpochState(self.client.last_epoch, now)
-        self.status.rtt = self.client.rtt
-        self.status.speaks_pcp = self.client.speaks["pcp"]
-        self.status.speaks_natpmp = self.client.speaks["natpmp"]
-        if self.status.reachable is not True:
-            self.status.reachable = True
+        status, client = self.status, self.client
+        status.last_contact = now
+        epoch = client.last_epoch
+        if epoch is not None:
+            status.epoch = epoch
+            # Kept as it came: an EpochState (which checks it) only if an announcement
+            # needs it, not for each of 10,000 renewals.
+            self._epoch = None
+            self._heard_epoch = (epoch, now)
+        status.rtt = client.rtt
+        speaks = client.speaks
+        status.speaks_pcp = speaks["pcp"]
+        status.speaks_natpmp = speaks["natpmp"]
+        if status.reachable is not True:
+            status.reachable = True
             self._emit(GatewayReachable(now))
             self.on_reachable()
+
+    def _last_epoch(self) -> timing.EpochState | None:
+        if self._heard_epoch is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                self._epoch = timing.EpochState(*self._heard_epoch)
+            self._heard_epoch = None
+        return self._epoch
 
     def heard_upnp(self) -> None:
         """A UPnP IGD answered (over HTTP, so not seen by :meth:`heard`)."""
@@ -224,11 +238,11 @@ class GatewayWatch:
         protocol: ProtocolName = "natpmp" if announcement.kind == "natpmp_address" else "pcp"
         rule = timing.EpochRule.PCP if protocol == "pcp" else timing.EpochRule.NATPMP
         try:
-            seen = timing.observe_epoch(rule, self._epoch, announcement.epoch, now)
+            seen = timing.observe_epoch(rule, self._last_epoch(), announcement.epoch, now)
         except ValueError:
             return
         went_back = seen.verdict is timing.EpochVerdict.LOST_STATE
-        self._epoch = seen.state
+        self._epoch, self._heard_epoch = seen.state, None
         self.status.epoch = announcement.epoch
         # Our own epoch check decided; the client's next answer starts afresh, so the
         # same reset is not reported twice.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from engine.manager.schedule import DueTimes
+from collections.abc import Callable
+from typing import Any
+
+from engine.manager.schedule import Alarm, DueTimes
 
 
 def test_keys_come_out_in_due_order_and_only_when_due() -> None:
@@ -37,3 +40,70 @@ def test_a_thousand_reschedules_leave_one_entry_each() -> None:
             due.set(key, float(round_ + key))
     assert len(due) == 10
     assert due.pop_due(float("inf")) == list(range(10))
+
+
+class FakeHandle:
+    def __init__(self, when: float, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self._when, self.callback, self.args, self.cancelled = when, callback, args, False
+
+    def when(self) -> float:
+        return self._when
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def run(self) -> None:
+        self.cancelled = True  # (spent: armed no more)
+        self.callback(*self.args)
+
+
+class FakeLoop:
+    """What Alarm uses of a loop (``call_at``), recorded: no event loop runs here."""
+
+    def __init__(self) -> None:
+        self.handles: list[FakeHandle] = []
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> FakeHandle:
+        self.handles.append(FakeHandle(when, callback, args))
+        return self.handles[-1]
+
+    def armed(self) -> list[float]:
+        return [h.when() for h in self.handles if not h.cancelled]
+
+
+def test_the_alarm_keeps_one_timer_at_the_earliest_due_time() -> None:
+    due: DueTimes[str] = DueTimes()
+    rung: list[float] = []
+    alarm = Alarm(due, rung.append)
+    due.set("a", 30.0)
+    loop = FakeLoop()
+    alarm.start(loop)  # type: ignore[arg-type]
+    assert loop.armed() == [30.0]
+    alarm.at(40.0)     # later: the timer stays
+    alarm.at(None)
+    assert loop.armed() == [30.0]
+    alarm.at(20.0)     # sooner: one timer, moved
+    assert loop.armed() == [20.0]
+    alarm.stop()
+    assert loop.armed() == []
+    alarm.at(10.0)     # stopped: not armed
+    assert loop.armed() == []
+
+
+def test_while_it_rings_nothing_is_armed_then_the_earliest_is() -> None:
+    due: DueTimes[str] = DueTimes()
+    loop = FakeLoop()
+
+    def ring(when: float) -> None:
+        assert due.pop_due(when) == ["a"]
+        for key, at in (("c", 50.0), ("b", 25.0)):
+            due.set(key, at)
+            alarm.at(at)  # as the manager's set_due does: not armed one by one
+        assert loop.armed() == []
+
+    alarm = Alarm(due, ring)
+    due.set("a", 10.0)
+    alarm.start(loop)  # type: ignore[arg-type]
+    [first] = loop.handles
+    first.run()
+    assert loop.armed() == [25.0]  # one timer, for the earliest set during the ring

@@ -237,9 +237,10 @@ def test_damaged_file_is_reported_and_ignored(tmp_path: Path, content: str | byt
     assert aside[0].read_bytes() == raw
 
 
-def test_oversized_file_is_ignored(tmp_path: Path) -> None:
+def test_oversized_file_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("engine.statefile._MAX_FILE_SIZE", 4096)
     state = StateFile(tmp_path)
-    write_raw(state, " " * (4 * 1024 * 1024 + 10))
+    write_raw(state, " " * (4096 + 10))
     loaded = state.load()
     assert loaded.damaged
     assert "larger than" in loaded.warnings[0]

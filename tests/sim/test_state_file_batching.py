@@ -1,0 +1,136 @@
+"""The manager batches its state-file writes (engine.manager.records): a burst of adds costs a
+few rewrites of the file, not one each; a grant is on disk within FLUSH_DELAY even if the
+process then dies; close() and save_state() write what is pending. Simulated gateway on
+loopback, virtual clock (and a forked process for the crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import signal
+import sys
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from engine.client import PortMapping
+from engine.events import MappingRenewed
+from engine.manager.records import FLUSH_DELAY, Records
+from engine.protocols import Protocol
+from engine.statefile import StateFile
+from tests.support.manager_rig import rig, run_fast_virtual
+from tests.support.virtual_time import now
+
+TCP = Protocol.TCP
+
+
+def ports(state: StateFile) -> set[int]:
+    return {r.internal_port for r in state.load().records}
+
+
+def test_a_burst_of_adds_costs_a_few_writes_and_each_add_returns_written(
+        tmp_path: Path) -> None:
+    state = StateFile(tmp_path)
+
+    async def scenario() -> None:
+        async with rig(gateway=dict(delay=0.005), lifetime=7200, record=False,
+                       state_file=state) as r:
+            start = now()
+            for first in range(0, 300, 100):
+                await asyncio.gather(*(r.manager.add(TCP, 20000 + i)
+                                       for i in range(first, first + 100)))
+                assert ports(state) == set(range(20000, 20000 + first + 100))
+            took = now() - start
+            # 300 grants, 5 ms apart at the gateway: one write per FLUSH_DELAY at most
+            # (and one at once after a quiet spell), where each grant used to cost one.
+            assert r.manager.records.writes <= took / FLUSH_DELAY + 4
+            assert r.manager.records.writes < 30
+
+    run_fast_virtual(scenario)
+
+
+def test_a_renewal_is_on_disk_within_the_flush_delay_without_waiting_for_close(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = StateFile(tmp_path)
+    monkeypatch.setattr("engine.manager.records.REFRESH_AFTER", -1.0)  # every grant writes
+
+    async def scenario() -> None:
+        async with rig(gateway=dict(max_lifetime=120), lifetime=7200, state_file=state) as r:
+            view = await r.manager.add(TCP, 20000)
+            [before] = state.load().records
+            [renewed] = await r.log.wait_for(MappingRenewed)
+            assert renewed.at == view.renewed_at
+            await asyncio.sleep(FLUSH_DELAY)
+            [after] = state.load().records  # no close, no save_state: the timer wrote it
+            assert after.updated > before.updated
+            assert r.manager.records.pending == 0
+
+    run_fast_virtual(scenario)
+
+
+def test_close_writes_what_is_pending(tmp_path: Path) -> None:
+    state = StateFile(tmp_path)
+
+    async def scenario() -> None:
+        async with rig(lifetime=7200, state_file=state) as r:
+            await asyncio.gather(*(r.manager.add(TCP, 20000 + i) for i in range(3)))
+            assert ports(state) == {20000, 20001, 20002}
+            r.manager.records.delay = 1e9  # the deletes' drops wait for close() alone
+            await r.manager.close()
+            assert ports(state) == set()
+
+    run_fast_virtual(scenario)
+
+
+def test_save_state_writes_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = StateFile(tmp_path)
+    monkeypatch.setattr("engine.manager.records.REFRESH_AFTER", -1.0)
+
+    async def scenario() -> None:
+        async with rig(gateway=dict(max_lifetime=120), lifetime=7200, state_file=state,
+                       keep=True) as r:
+            await r.manager.add(TCP, 20000)
+            [before] = state.load().records
+            r.manager.records.delay = 1e9
+            await r.log.wait_for(MappingRenewed)
+            assert r.manager.records.pending == 1
+            assert state.load().records == [before]
+            r.manager.save_state()
+            assert r.manager.records.pending == 0
+            [after] = state.load().records
+            assert after.updated > before.updated
+
+    run_fast_virtual(scenario)
+
+
+def _mapping(port: int) -> PortMapping:
+    return PortMapping(IPv4Address("192.0.2.1"), IPv4Address("192.0.2.10"), Protocol.TCP, port,
+                       port, IPv4Address("203.0.113.7"), 3600, math.inf, "natpmp", 0)
+
+
+def _record_then_die(directory: str, wait: float) -> None:
+    async def main() -> None:
+        records = Records(StateFile(directory))
+        records.record(_mapping(1))
+        await asyncio.sleep(0.01)  # after a quiet spell: written on the next loop turn
+        records.record(_mapping(2))  # right after a write: waits for the delay
+        if records.pending != 1:
+            os._exit(3)
+        await asyncio.sleep(wait)
+        os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush: dead
+
+    asyncio.run(main())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork and SIGKILL")
+def test_a_process_killed_after_a_grant_and_the_flush_delay_left_the_record(
+        tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_record_then_die, args=(str(tmp_path), FLUSH_DELAY + 0.2))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == -signal.SIGKILL
+    assert ports(StateFile(tmp_path)) == {1, 2}
