@@ -239,7 +239,6 @@ def test_what_a_deadline_leaves_is_reported_and_recorded(tmp_path: Path) -> None
         async with rig(gateway=dict(delay=0.02), lifetime=7200, record=False,
                        state_file=state) as r:
             # 100 mappings at 20 ms a request: about half are deleted within the deadline.
-            # (Each add and each delete rewrites the whole state file: 300 cost 10 s.)
             await add_many(r, 100)
             closed = await r.manager.close(deadline=1)
             assert 0 < closed.deleted < 100
