@@ -131,8 +131,7 @@ class MappingTable:
         view = entry.view
         if view.state in _EXPIRING and view.expires_at is not None \
                 and now >= view.expires_at and not entry.expiry_told:
-            reason = ("its lifetime ran out before a renewal succeeded" if view.reason is None
-                      else f"expired: {view.reason}")
+            reason = expiry_reason(view)
             entry.expiry_told = True
             was = view.state
             self.fire(entry, Trigger.EXPIRED)
@@ -337,6 +336,12 @@ def renewal_time(mapping: PortMapping, rng: random.Random) -> float | None:
     if mapping.via == "pcp":
         return mapping.granted_at + timing.pcp_renewal_delay(lifetime, rng)
     return mapping.granted_at + timing.natpmp_renewal_delay(lifetime, rng)
+
+
+def expiry_reason(view: ManagedMapping) -> str:
+    """Why a mapping whose lifetime ran out is lost: the last refusal, if one was heard."""
+    return ("its lifetime ran out before a renewal succeeded" if view.reason is None
+            else f"expired: {view.reason}")
 
 
 def error_wait(error: NatDeckError | None) -> float:
