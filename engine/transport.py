@@ -23,15 +23,15 @@ import contextlib
 import heapq
 import itertools
 import logging
-import socket
 from collections.abc import Callable, Hashable, Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv6Address
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
 from .types import DatagramProtocol, ProtocolName
+from .udp import ConnectedUdp
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from .wire import natpmp, pcp
 from .wire.addresses import IPAddress, to_address
@@ -191,32 +191,18 @@ class _Timer:
             self._rearm(loop, heap[0][0])
 
 
-class _ChannelProtocol(asyncio.DatagramProtocol):
-    def __init__(self, channel: GatewayChannel) -> None:
-        self._channel = channel
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._channel._received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._channel._error(exc)
-
-
-async def _connect(channel: GatewayChannel) -> asyncio.DatagramTransport:
+def _connect(channel: GatewayChannel) -> ConnectedUdp:
     """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
     gateway = channel.gateway
-    family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
-    local = (str(channel.local_address), 0) if channel.local_address is not None else None
+    local = str(channel.local_address) if channel.local_address is not None else None
     try:
         # connect(): the kernel then delivers only datagrams from the gateway's address and
         # port, and reports its ICMP errors; GatewayChannel._received checks again.
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _ChannelProtocol(channel), family=family, local_addr=local,
-            remote_addr=(str(gateway), channel.port))
+        return ConnectedUdp.open((str(gateway), channel.port), local, channel._received,
+                                 channel._error)
     except OSError as exc:
         raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
                              f"{exc.strerror or exc}", cause=exc) from None
-    return transport
 
 
 class GatewayChannel:
@@ -234,7 +220,7 @@ class GatewayChannel:
         self.max_in_flight = max_in_flight
         self._gateway_text = str(self.gateway)
         self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: ConnectedUdp | None = None
         self._opening: asyncio.Lock | None = None
         self._out: list[_Pending] = []
         # The requests out, indexed by the key of the answers they can match by their data
@@ -256,7 +242,7 @@ class GatewayChannel:
     @property
     def is_open(self) -> bool:
         """Whether the socket is open."""
-        return self._transport is not None and not self._transport.is_closing()
+        return self._transport is not None and not self._transport.is_closing
 
     async def open(self) -> None:
         """Open the connected UDP socket (idempotent). Raises :class:`TransportError`."""
@@ -267,7 +253,7 @@ class GatewayChannel:
         async with self._opening:
             if self.is_open:
                 return
-            self._transport = await _connect(self)
+            self._transport = _connect(self)
 
     def close(self) -> None:
         """Close the socket; requests still out fail at their next try."""
@@ -286,7 +272,7 @@ class GatewayChannel:
         """The socket's own (address, port), once open."""
         if self._transport is None:
             return None
-        name = self._transport.get_extra_info("sockname")
+        name = self._transport.sockname()
         return (str(name[0]), int(name[1])) if name else None
 
     # -- requests ------------------------------------------------------------------------
@@ -304,7 +290,7 @@ class GatewayChannel:
         the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
         data (``None``: it is offered every answer).
         """
-        if self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing:
             await self.open()
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -464,7 +450,14 @@ class GatewayChannel:
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
         try:
-            self._transport.sendto(packet)
+            if not self._transport.send(packet):
+                log.debug("gateway %s: the socket's buffer is full; %s is resent on its timer",
+                          self.gateway, describe)
+        except ConnectionRefusedError as exc:
+            # An ICMP port unreachable for an earlier datagram, reported on this send.
+            self.sent += 1
+            self._error(exc)
+            return
         except OSError as exc:
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
