@@ -120,7 +120,8 @@ class GatewayClient(GatewayLink):
             protocol, internal_port, external_port=external_port,
             external_address=external_address, lifetime=lifetime, via=via,
             prefer_failure=prefer_failure, filters=filters, third_party=third_party,
-            nonce=nonce or new_nonce())
+            # Only PCP sends a nonce (via="auto" may be PCP): no draw for the others.
+            nonce=nonce or (None if via == "natpmp" or via == "upnp" else new_nonce()))
         return await self._map(request, timeout, fallback_on_silence)
 
     @holding_channel
@@ -136,12 +137,15 @@ class GatewayClient(GatewayLink):
                    fallback_on_silence: bool) -> PortMapping:
         loop = asyncio.get_running_loop()
         start = loop.time()
+        # What the fallback needs to know is worked out only when there is a fallback.
+        auto = request.via == "auto"
         plan = self.negotiation.plan(
-            request.via, natpmp_can_carry=request.natpmp_refusal() is None,
-            upnp_can_carry=request.upnp_refusal() is None,
+            request.via, natpmp_can_carry=not auto or request.natpmp_refusal() is None,
+            upnp_can_carry=not auto or request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
             # UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): not in auto.
-            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4))
+            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4)
+            if auto else ())
         silences: list[GatewayTimeout] = []
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
@@ -202,8 +206,8 @@ class GatewayClient(GatewayLink):
 
     async def _granted(self, mapping: PortMapping | None, request: MapRequest,
                        grant: Grant) -> PortMapping:
-        return granted(self, mapping, request, grant, await self.local_address(),
-                       asyncio.get_running_loop().time())
+        local = self._explicit_local or await self.local_address()
+        return granted(self, mapping, request, grant, local, asyncio.get_running_loop().time())
 
     @holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,

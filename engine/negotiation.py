@@ -131,10 +131,10 @@ class Negotiation:
         A silent step moves on (within its share of the deadline) only to a protocol that
         can carry the request (``natpmp_can_carry``, ``upnp_can_carry``).
         """
-        carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
-                                                "upnp": upnp_can_carry}
         if via != "auto":
             return Plan((Step(via, timeout),))
+        carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
+                                                "upnp": upnp_can_carry}
         order = [p for p in AUTO_ORDER if p in available]
         known = [p for p in order if self.speaks.get(p) is not False]
         if not known:

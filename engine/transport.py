@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import heapq
 import itertools
 import logging
+import operator
 from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv6Address
 
@@ -108,12 +108,11 @@ class _Pending:
         self.number = 0  # of its last try (InFlightWindow.sent)
 
 
-def _exchange_of(pending: _Pending) -> Exchange:
-    return pending.exchange
+_exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
 
 
-def _offered(key: Hashable | None, out: list[_Pending], keyed: dict[Hashable, list[_Pending]],
-             unkeyed: list[_Pending]) -> list[_Pending]:
+def _offered(key: Hashable | None, out: dict[_Pending, None],
+             keyed: dict[Hashable, list[_Pending]], unkeyed: list[_Pending]) -> Iterable[_Pending]:
     """The requests out that an answer with ``key`` may answer (see ``GatewayChannel``)."""
     if key is None:
         return out
@@ -222,7 +221,7 @@ class GatewayChannel:
         self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
         self._transport: ConnectedUdp | None = None
         self._opening: asyncio.Lock | None = None
-        self._out: list[_Pending] = []
+        self._out: dict[_Pending, None] = {}  # in the order sent; O(1) to remove
         # The requests out, indexed by the key of the answers they can match by their data
         # (answer_key): an answer is offered to those, and to the requests without a key,
         # instead of to every request out.
@@ -315,13 +314,19 @@ class GatewayChannel:
 
     def _start(self, pending: _Pending, now: float) -> None:
         pending.started = True
-        pending.window.take()
-        pending.sent_with = pending.window.in_flight
-        self._out.append(pending)
-        if pending.key is None:
+        window = pending.window
+        window.take()
+        pending.sent_with = window.in_flight
+        self._out[pending] = None
+        key = pending.key
+        if key is None:
             self._unkeyed.append(pending)
         else:
-            self._keyed.setdefault(pending.key, []).append(pending)
+            same = self._keyed.get(key)
+            if same is None:
+                self._keyed[key] = [pending]
+            else:
+                same.append(pending)
         pending.exchange.start(now)
         self._step(pending, now)
 
@@ -349,15 +354,16 @@ class GatewayChannel:
         if pending.started:
             pending.started = False
             pending.window.give()
-            with contextlib.suppress(ValueError):
-                self._out.remove(pending)
-            if pending.key is None:
+            del self._out[pending]
+            key = pending.key
+            if key is None:
                 self._unkeyed.remove(pending)
             else:
-                same = self._keyed[pending.key]
-                same.remove(pending)
-                if not same:
-                    del self._keyed[pending.key]
+                same = self._keyed[key]
+                if len(same) == 1:  # this request alone
+                    del self._keyed[key]
+                else:
+                    same.remove(pending)
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
@@ -369,7 +375,8 @@ class GatewayChannel:
                 pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
-        self._admit(exchange.protocol, now)
+        if self._queued[exchange.protocol]:
+            self._admit(exchange.protocol, now)
 
     def _admit(self, protocol: DatagramProtocol, now: float) -> None:
         queue = self._queued[protocol]

@@ -58,6 +58,9 @@ class DatagramMapper:
 
     async def _ask(self, ask: Ask, timeout: float | None, retransmit: bool = True) -> Grant:
         outcome = await self.link.run(ask, timeout=timeout, retransmit=retransmit)
+        return self._read(ask, outcome)
+
+    def _read(self, ask: Ask, outcome: Outcome) -> Grant:
         try:
             grant = ask.read(outcome.message)
         except GatewayError as exc:
@@ -68,9 +71,11 @@ class DatagramMapper:
 
     async def _request(self, request: MapRequest, what: str, timeout: float | None,
                        retransmit: bool = True) -> Grant:
-        local = await self.link.local_address()
-        grant = await self._ask(self.dialect.map(request, local, what), timeout, retransmit)
-        negotiation = self.link.negotiation
+        link = self.link
+        ask = self.dialect.map(request, await link.local_address(), what)
+        # link.run awaited here, not through _ask: one coroutine less on every request.
+        grant = self._read(ask, await link.run(ask, timeout=timeout, retransmit=retransmit))
+        negotiation = link.negotiation
         if request.lifetime == 0:
             return grant
         if grant.external_address is not None:
