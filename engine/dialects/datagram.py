@@ -51,6 +51,9 @@ class DatagramMapper:
         self.name: DatagramProtocol = dialect.name
         self.link = link
         self._address_lookup: asyncio.Future[IPAddress] | None = None
+        #: Whether the dialect has a request for the address alone (NAT-PMP): asked once,
+        #: not by building that request after every mapping.
+        self._asks_address = dialect.address() is not None
 
     def refusal(self, request: MapRequest) -> str | None:
         """Why the dialect cannot carry ``request``."""
@@ -80,7 +83,7 @@ class DatagramMapper:
             return grant
         if grant.external_address is not None:
             negotiation.external_address = grant.external_address
-        elif self.dialect.address() is not None:
+        elif self._asks_address:
             # A NAT-PMP mapping answer does not carry the external address (RFC 6886 §3.3).
             if negotiation.external_address is None:
                 try:
