@@ -47,7 +47,7 @@ from .negotiation import (
     skips_after,
 )
 from .protocols import Protocol
-from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
+from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce, nonce_for
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
 from .upnp.mapper import UpnpMapper
@@ -120,8 +120,7 @@ class GatewayClient(GatewayLink):
             protocol, internal_port, external_port=external_port,
             external_address=external_address, lifetime=lifetime, via=via,
             prefer_failure=prefer_failure, filters=filters, third_party=third_party,
-            # Only PCP sends a nonce (via="auto" may be PCP): no draw for the others.
-            nonce=nonce or (None if via == "natpmp" or via == "upnp" else new_nonce()))
+            nonce=nonce or nonce_for(via))
         return await self._map(request, timeout, fallback_on_silence)
 
     @holding_channel
@@ -137,15 +136,12 @@ class GatewayClient(GatewayLink):
                    fallback_on_silence: bool) -> PortMapping:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        # What the fallback needs to know is worked out only when there is a fallback.
-        auto = request.via == "auto"
+        auto = request.via == "auto"  # what a fallback needs, worked out only for one
         plan = self.negotiation.plan(
             request.via, natpmp_can_carry=not auto or request.natpmp_refusal() is None,
             upnp_can_carry=not auto or request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
-            # UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): not in auto.
-            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4)
-            if auto else ())
+            available=_auto_protocols(self) if auto else ())
         silences: list[GatewayTimeout] = []
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
@@ -325,6 +321,12 @@ class GatewayClient(GatewayLink):
         asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         return ProbeResult.of(self.gateway, heard, self.external_address)
+
+
+def _auto_protocols(client: GatewayClient) -> tuple[MappingProtocol, ...]:
+    """The mapping protocols ``via="auto"`` may try: UPnP IGD maps for IPv4 hosts only (over
+    IPv6 it opens pinholes)."""
+    return tuple(p for p in client.mappers if p != "upnp" or client.gateway.version == 4)
 
 
 # A PortMapping restored without its client (the state file's) gets one of these.

@@ -31,6 +31,7 @@ __all__ = [
     "check_port",
     "checked_protocol",
     "new_nonce",
+    "nonce_for",
 ]
 
 DEFAULT_LIFETIME = 7200
@@ -42,6 +43,12 @@ VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp", "upnp")
 def new_nonce() -> bytes:
     """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it)."""
     return secrets.token_bytes(pcp.NONCE_SIZE)
+
+
+def nonce_for(via: str) -> bytes | None:
+    """A fresh nonce for a request that may go by PCP (``via`` ``"pcp"`` or ``"auto"``);
+    ``None`` for NAT-PMP and UPnP IGD, which send none (no draw on their every request)."""
+    return None if via == "natpmp" or via == "upnp" else new_nonce()
 
 
 def checked_protocol(protocol: object) -> Protocol | int:

@@ -111,13 +111,44 @@ class _Pending:
 _exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
 
 
-def _offered(key: Hashable | None, out: dict[_Pending, None],
-             keyed: dict[Hashable, list[_Pending]], unkeyed: list[_Pending]) -> Iterable[_Pending]:
-    """The requests out that an answer with ``key`` may answer (see ``GatewayChannel``)."""
-    if key is None:
-        return out
-    same = keyed.get(key, _NONE)
-    return [*same, *unkeyed] if unkeyed else same
+class _Out:
+    """The requests out, in the order sent, indexed by the key of the answers they can match
+    by their data (:func:`~engine.dialects.base.answer_key`): an answer is offered to those,
+    and to the requests without a key, instead of to every request out."""
+
+    __slots__ = ("all", "keyed", "unkeyed")
+
+    def __init__(self) -> None:
+        self.all: dict[_Pending, None] = {}  # a dict: O(1) to remove
+        self.keyed: dict[Hashable, list[_Pending]] = {}
+        self.unkeyed: list[_Pending] = []
+
+    def add(self, pending: _Pending) -> None:
+        self.all[pending] = None
+        key = pending.key
+        if key is None:
+            self.unkeyed.append(pending)
+        elif (same := self.keyed.get(key)) is None:
+            self.keyed[key] = [pending]
+        else:
+            same.append(pending)
+
+    def remove(self, pending: _Pending) -> None:
+        del self.all[pending]
+        key = pending.key
+        if key is None:
+            self.unkeyed.remove(pending)
+        elif len(same := self.keyed[key]) == 1:  # this request alone
+            del self.keyed[key]
+        else:
+            same.remove(pending)
+
+    def offered(self, key: Hashable | None) -> Iterable[_Pending]:
+        """The requests out that an answer with ``key`` may answer."""
+        if key is None:
+            return self.all
+        same = self.keyed.get(key, _NONE)
+        return [*same, *self.unkeyed] if self.unkeyed else same
 
 
 def _held(pending: _Pending, now: float) -> bool:
@@ -221,12 +252,7 @@ class GatewayChannel:
         self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
         self._transport: ConnectedUdp | None = None
         self._opening: asyncio.Lock | None = None
-        self._out: dict[_Pending, None] = {}  # in the order sent; O(1) to remove
-        # The requests out, indexed by the key of the answers they can match by their data
-        # (answer_key): an answer is offered to those, and to the requests without a key,
-        # instead of to every request out.
-        self._keyed: dict[Hashable, list[_Pending]] = {}
-        self._unkeyed: list[_Pending] = []
+        self._out = _Out()
         self._queued: dict[DatagramProtocol, collections.deque[_Pending]] = {
             "pcp": collections.deque(), "natpmp": collections.deque()}
         #: One in-flight window per mapping protocol (issue 15's slow start in each).
@@ -317,16 +343,7 @@ class GatewayChannel:
         window = pending.window
         window.take()
         pending.sent_with = window.in_flight
-        self._out[pending] = None
-        key = pending.key
-        if key is None:
-            self._unkeyed.append(pending)
-        else:
-            same = self._keyed.get(key)
-            if same is None:
-                self._keyed[key] = [pending]
-            else:
-                same.append(pending)
+        self._out.add(pending)
         pending.exchange.start(now)
         self._step(pending, now)
 
@@ -354,16 +371,7 @@ class GatewayChannel:
         if pending.started:
             pending.started = False
             pending.window.give()
-            del self._out[pending]
-            key = pending.key
-            if key is None:
-                self._unkeyed.remove(pending)
-            else:
-                same = self._keyed[key]
-                if len(same) == 1:  # this request alone
-                    del self._keyed[key]
-                else:
-                    same.remove(pending)
+            self._out.remove(pending)
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
@@ -426,8 +434,7 @@ class GatewayChannel:
             return
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        taken = takers(_offered(answer_key(message), self._out, self._keyed, self._unkeyed),
-                       message, _exchange_of)
+        taken = takers(self._out.offered(answer_key(message)), message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
@@ -447,7 +454,7 @@ class GatewayChannel:
         # rather than wait out the schedule (issue 13; the lab's enable_natpmp=no).
         log.info("gateway %s: ICMP port unreachable on port %s", self.gateway, self.port)
         now = asyncio.get_running_loop().time()
-        for pending in list(self._out):
+        for pending in list(self._out.all):
             pending.exchange.refused(now)
             self._finish(pending, now)
 
@@ -457,14 +464,7 @@ class GatewayChannel:
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
         try:
-            if not self._transport.send(packet):
-                log.debug("gateway %s: the socket's buffer is full; %s is resent on its timer",
-                          self.gateway, describe)
-        except ConnectionRefusedError as exc:
-            # An ICMP port unreachable for an earlier datagram, reported on this send.
-            self.sent += 1
-            self._error(exc)
-            return
+            self._transport.send(packet)  # not sent: lost, or refused (told to _error)
         except OSError as exc:
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
