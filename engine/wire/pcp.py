@@ -327,9 +327,9 @@ def decode_response(data: bytes) -> Response:
     only its header is read. Options this code does not know are kept as
     :class:`UnknownOption`, whatever their range (§7.3: a client ignores them).
     """
-    problem = _size_problem(data, "response")
-    if problem is not None:
-        raise MalformedPacket(problem)
+    length = len(data)
+    if not (HEADER_SIZE <= length <= MAX_PACKET_SIZE and not length % 4):  # else say which
+        raise MalformedPacket(_size_problem(data, "response") or "PCP response of bad size")
     version, r_opcode, _, result, lifetime, epoch = struct.unpack_from("!BBBBII", data)
     if not r_opcode & RESPONSE_BIT:
         raise MalformedPacket(f"PCP packet with opcode {r_opcode} has the response bit clear")
