@@ -136,9 +136,10 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
         "client (natpmpc: its processes' user+system time, plus the loop that starts them) per "
         f"request; the gateway's CPU is not in it. *CPU {TIMES} floor*: over a bare blocking UDP "
         f"client of the same protocol. *bare asyncio*: the same pre-encoded requests through "
-        "an asyncio datagram endpoint, a future per answer, nothing checked: what the event "
-        f"loop alone costs. natpmpc made {natpmpc_count} mappings per round (one "
-        "process per request).",
+        "an asyncio datagram endpoint, a future and `asyncio.wait_for` per answer, nothing "
+        "checked: what the event loop and that endpoint cost (it receives each datagram into "
+        "a new 256 KiB buffer; natdeck's socket does not). natpmpc made "
+        f"{natpmpc_count} mappings per round (one process per request).",
         "",
         table.render(),
     ]
