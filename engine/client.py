@@ -203,7 +203,7 @@ class GatewayClient(GatewayLink):
     async def _granted(self, mapping: PortMapping | None, request: MapRequest,
                        grant: Grant) -> PortMapping:
         local = self._explicit_local or await self.local_address()
-        return granted(self, mapping, request, grant, local, asyncio.get_running_loop().time())
+        return granted(self, mapping, request, grant, local, self.channel.time())
 
     @holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
@@ -257,7 +257,7 @@ class GatewayClient(GatewayLink):
             return
         await self.mappers[mapping.via].delete(request_for(mapping, 0), timeout=timeout)
         mapping.deleted = True
-        mapping.expires_at = asyncio.get_running_loop().time()
+        mapping.expires_at = self.channel.time()
 
     @holding_channel
     async def delete_all(self, protocol: int, *,

@@ -184,12 +184,14 @@ class _Timer:
         if len(heap) >= self._limit:
             self._compact()
         heapq.heappush(heap, (when, next(self._seq), pending))
-        loop = asyncio.get_running_loop()
-        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
-        if self._handle is None or when < self._at or self._loop is not loop:
+        # A handle armed on a loop that no longer runs (closed: a channel may outlive its
+        # loop) never fires. The loop armed on is the running one while it runs: asked only
+        # when it is not (asyncio.get_running_loop() costs a getpid() system call on 3.11).
+        loop = self._loop
+        if self._handle is None or when < self._at or loop is None or not loop.is_running():
             if self._handle is not None:
                 self._handle.cancel()
-            self._rearm(loop, when)
+            self._rearm(asyncio.get_running_loop(), when)
 
     def _compact(self) -> None:
         # Answered requests leave their entry until its time comes (seconds: PCP's first
@@ -252,6 +254,7 @@ class GatewayChannel:
         self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
         self._transport: ConnectedUdp | None = None
         self._opening: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the socket reads on
         self._out = _Out()
         self._queued: dict[DatagramProtocol, collections.deque[_Pending]] = {
             "pcp": collections.deque(), "natpmp": collections.deque()}
@@ -279,6 +282,7 @@ class GatewayChannel:
             if self.is_open:
                 return
             self._transport = _connect(self)
+            self._loop = asyncio.get_running_loop()
 
     def close(self) -> None:
         """Close the socket; requests still out fail at their next try."""
@@ -292,6 +296,14 @@ class GatewayChannel:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
+
+    def time(self) -> float:
+        """The running loop's clock (``loop.time()``), without asking asyncio for the loop
+        while the one the socket was opened on runs (3.11 asks the OS its pid each time)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
+        return loop.time()
 
     def local_endpoint(self) -> tuple[str, int] | None:
         """The socket's own (address, port), once open."""
@@ -417,7 +429,7 @@ class GatewayChannel:
 
     # -- I/O -----------------------------------------------------------------------------
 
-    def _received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def _received(self, data: bytes, addr: tuple[str | object, ...]) -> bool:
         host, port = str(addr[0]), addr[1]
         # The common case is the exact text of our own gateway: skip parsing it.
         if port != self.port or (host != self._gateway_text
@@ -425,26 +437,27 @@ class GatewayChannel:
             self.dropped += 1
             log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
                      self.gateway, self.port)
-            return
+            return bool(self._out.all)
         try:
             message = decode_message(data)
         except MalformedPacket as exc:
             self.dropped += 1
             log.info("dropped a malformed datagram from gateway %s: %s", self.gateway, exc)
-            return
+            return bool(self._out.all)
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
         taken = takers(self._out.offered(answer_key(message)), message, _exchange_of)
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
-            return
-        now = asyncio.get_running_loop().time()
+            return bool(self._out.all)
+        now = self.time()
         for pending in taken:
             pending.exchange.receive(message, now)
             self._finish(pending, now)
         for observer in self.observers:
             observer(message)
+        return bool(self._out.all)  # whether to read on: more answers are expected
 
     def _error(self, exc: Exception) -> None:
         if not isinstance(exc, ConnectionRefusedError):

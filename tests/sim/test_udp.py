@@ -16,8 +16,11 @@ class _Heard:
         self.datagrams: list[tuple[bytes, tuple[object, ...]]] = []
         self.errors: list[OSError] = []
 
-    def received(self, data: bytes, addr: tuple[object, ...]) -> None:
+    def received(self, data: bytes, addr: tuple[object, ...]) -> bool:
         self.datagrams.append((data, addr))
+        return self.read_on
+
+    read_on = True
 
     def error(self, exc: OSError) -> None:
         self.errors.append(exc)
@@ -71,6 +74,34 @@ async def test_a_burst_is_read_in_one_wakeup() -> None:
             await until(lambda: len(heard.datagrams) == 10)
             assert wakeups == 1
             assert DRAIN >= 10
+        finally:
+            udp.close()
+
+
+async def test_a_receiver_expecting_nothing_more_ends_the_wakeup() -> None:
+    heard = _Heard()
+    heard.read_on = False
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            wakeups = 0
+            original = udp._readable
+
+            def counted() -> None:
+                nonlocal wakeups
+                wakeups += 1
+                original()
+
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(udp._fd)
+            loop.add_reader(udp._fd, counted)
+            for number in range(3):
+                peer.sendto(bytes([number]), client)
+            await until(lambda: len(heard.datagrams) == 3)
+            assert wakeups == 3  # one each, none lost: the loop woke again for the rest
         finally:
             udp.close()
 
