@@ -134,8 +134,7 @@ class GatewayClient(GatewayLink):
 
     async def _map(self, request: MapRequest, timeout: float | None,
                    fallback_on_silence: bool) -> PortMapping:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self.channel.time()
         auto = request.via == "auto"  # what a fallback needs, worked out only for one
         plan = self.negotiation.plan(
             request.via, natpmp_can_carry=not auto or request.natpmp_refusal() is None,
@@ -155,7 +154,7 @@ class GatewayClient(GatewayLink):
                 raise InvalidRequest(refusal)
             budget = step.budget
             if index:
-                budget = None if timeout is None else timeout - (loop.time() - start)
+                budget = None if timeout is None else timeout - (self.channel.time() - start)
                 if budget is not None and budget <= 0:
                     break  # the whole budget went on earlier steps: say what was tried
                 if step.silence_falls_back and step.budget is not None:
@@ -178,7 +177,7 @@ class GatewayClient(GatewayLink):
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
             # Silent on every step: one error that counts every try over the whole call.
-            raise joined_silence(silences, loop.time() - start) from None
+            raise joined_silence(silences, self.channel.time() - start) from None
         raise last
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,

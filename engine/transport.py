@@ -298,12 +298,14 @@ class GatewayChannel:
         self.close()
 
     def time(self) -> float:
-        """The running loop's clock (``loop.time()``), without asking asyncio for the loop
-        while the one the socket was opened on runs (3.11 asks the OS its pid each time)."""
+        """The running loop's clock (``loop.time()``)."""
+        return self._running().time()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        # The loop the socket was opened on, while it runs: asyncio.get_running_loop() asks
+        # the OS for its pid each time on 3.11 (a system call, several a request).
         loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = asyncio.get_running_loop()
-        return loop.time()
+        return loop if loop is not None and loop.is_running() else asyncio.get_running_loop()
 
     def local_endpoint(self) -> tuple[str, int] | None:
         """The socket's own (address, port), once open."""
@@ -329,7 +331,7 @@ class GatewayChannel:
         """
         if self._transport is None or self._transport.is_closing:
             await self.open()
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         now = loop.time()
         window = self.windows[protocol]
         # The first timer follows the round trip measured by the time the request goes out.
