@@ -1,13 +1,14 @@
 """A connected, non-blocking UDP socket read through the event loop's selector.
 
 What :class:`~engine.transport.GatewayChannel` sends and receives through, instead of
-asyncio's datagram endpoint (issue 15's client CPU): that transport reads every datagram
-into a fresh 256 KiB buffer (``recvfrom(256 * 1024)``, an allocation the size of a
-``mmap`` each time) and takes one datagram per wakeup of the loop. Here a readable socket
-is drained, up to :data:`DRAIN` datagrams a wakeup, each into a buffer one octet larger
-than the largest message either protocol has (RFC 6887 §7: 1100 octets), so that a longer
-datagram still reads as too long, never as cut to fit. Measured on loopback: ~16 µs a
-request and answer for a bare client through this, ~30 µs through the endpoint.
+asyncio's datagram endpoint (issue 15's client CPU): that transport receives every datagram
+into a new 256 KiB buffer (``recvfrom(256 * 1024)``), which glibc serves, at its default
+threshold, with an ``mmap``/``munmap`` pair and two page faults each time (measured alone:
+17.4 µs a datagram, 3.7 µs with the buffer here), and it reads one datagram per wakeup of
+the loop. Here a readable socket is drained, up to :data:`DRAIN` datagrams a wakeup while
+answers are expected, each into a buffer one octet larger than the largest message either
+protocol has (RFC 6887 §7: 1100 octets), so that a longer datagram still reads as too long,
+never as cut to fit.
 
 The socket is ``connect()``ed: the kernel delivers only the peer's datagrams and reports
 its ICMP errors (``ConnectionRefusedError`` on the next receive or send).
