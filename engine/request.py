@@ -143,6 +143,8 @@ class MapRequest:
         """The PCP options the request carries (RFC 6887 §13)."""
         if self.extra_options:
             return self.extra_options
+        if self.third_party is None and not self.prefer_failure and not self.filters:
+            return ()  # the common request, asked on every one
         options: list[pcp.Option] = []
         if self.third_party is not None:
             options.append(pcp.ThirdParty(self.third_party))

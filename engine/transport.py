@@ -299,7 +299,10 @@ class GatewayChannel:
 
     def time(self) -> float:
         """The running loop's clock (``loop.time()``)."""
-        return self._running().time()
+        loop = self._loop  # as _running(), inline: asked several times a request
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
+        return loop.time()
 
     def _running(self) -> asyncio.AbstractEventLoop:
         # The loop the socket was opened on, while it runs: asyncio.get_running_loop() asks
