@@ -42,6 +42,10 @@ class DatagramLink(Protocol):
     async def local_address(self) -> IPAddress:
         """The address the gateway sees us as."""
 
+    @property
+    def explicit_local_address(self) -> IPAddress | None:
+        """That address when already known (no coroutine to learn it)."""
+
 
 class DatagramMapper:
     """The :class:`~engine.dialects.base.Mapper` of PCP or NAT-PMP."""
@@ -75,7 +79,8 @@ class DatagramMapper:
     async def _request(self, request: MapRequest, what: str, timeout: float | None,
                        retransmit: bool = True) -> Grant:
         link = self.link
-        ask = self.dialect.map(request, await link.local_address(), what)
+        local = link.explicit_local_address or await link.local_address()
+        ask = self.dialect.map(request, local, what)
         # link.run awaited here, not through _ask: one coroutine less on every request.
         grant = self._read(ask, await link.run(ask, timeout=timeout, retransmit=retransmit))
         negotiation = link.negotiation
