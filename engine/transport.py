@@ -482,8 +482,8 @@ class GatewayChannel:
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
         try:
-            self._transport.send(packet)  # not sent: lost, or refused (told to _error)
-        except OSError as exc:
+            self._transport.send(packet)  # not sent: lost, or an error told to _error
+        except OSError as exc:  # closed
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
         self.sent += 1

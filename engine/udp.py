@@ -92,17 +92,18 @@ class ConnectedUdp:
         return None if self._sock is None else tuple(self._sock.getsockname())
 
     def send(self, data: bytes) -> bool:
-        """Send ``data``; False when it was not sent: the socket's buffer was full (the
-        datagram is lost, as on the wire, and the sender's retransmission timer covers it), or
-        the send reported an ICMP port unreachable for an earlier datagram (told to ``error``,
-        as a receive reports it). Raises :class:`OSError` for the rest."""
+        """Send ``data``; False when it was not sent, as asyncio's datagram transport treats
+        it: the socket's buffer was full, or the send failed (an ICMP port unreachable for an
+        earlier datagram, a firewall's ``EPERM``, no route yet), which is told to ``error``.
+        The datagram is then lost, as on the wire: the sender's retransmission timer covers
+        it. Raises :class:`OSError` only once closed."""
         if self._sock is None:
             raise OSError("the socket is closed")
         try:
             self._sock.send(data)
         except (BlockingIOError, InterruptedError):
             return False
-        except ConnectionRefusedError as exc:
+        except OSError as exc:
             self._error(exc)
             return False
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 import pytest
@@ -150,3 +151,19 @@ async def test_an_address_that_is_not_here_cannot_be_bound() -> None:
     heard = _Heard()
     with pytest.raises(OSError):
         ConnectedUdp.open((LOOPBACK, 9), "192.0.2.1", heard.received, heard.error)
+
+
+async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
+    """As asyncio's datagram transport does: the error goes to ``error`` and the datagram is
+    lost (the sender's retransmission timer covers it); a firewall's EPERM is one such."""
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            assert not udp.send(bytes(70_000))  # EMSGSIZE: past UDP's largest datagram
+            assert len(heard.errors) == 1
+            assert heard.errors[0].errno == errno.EMSGSIZE
+            assert udp.send(b"still usable")
+        finally:
+            udp.close()
