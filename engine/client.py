@@ -47,7 +47,7 @@ from .negotiation import (
     skips_after,
 )
 from .protocols import Protocol
-from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce
+from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce, nonce_for
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
 from .upnp.mapper import UpnpMapper
@@ -120,7 +120,7 @@ class GatewayClient(GatewayLink):
             protocol, internal_port, external_port=external_port,
             external_address=external_address, lifetime=lifetime, via=via,
             prefer_failure=prefer_failure, filters=filters, third_party=third_party,
-            nonce=nonce or new_nonce())
+            nonce=nonce or nonce_for(via))
         return await self._map(request, timeout, fallback_on_silence)
 
     @holding_channel
@@ -134,14 +134,13 @@ class GatewayClient(GatewayLink):
 
     async def _map(self, request: MapRequest, timeout: float | None,
                    fallback_on_silence: bool) -> PortMapping:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self.channel.time()
+        auto = request.via == "auto"  # what a fallback needs, worked out only for one
         plan = self.negotiation.plan(
-            request.via, natpmp_can_carry=request.natpmp_refusal() is None,
-            upnp_can_carry=request.upnp_refusal() is None,
+            request.via, natpmp_can_carry=not auto or request.natpmp_refusal() is None,
+            upnp_can_carry=not auto or request.upnp_refusal() is None,
             fallback_on_silence=fallback_on_silence, timeout=timeout,
-            # UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): not in auto.
-            available=tuple(p for p in self.mappers if p != "upnp" or self.gateway.version == 4))
+            available=_auto_protocols(self) if auto else ())
         silences: list[GatewayTimeout] = []
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
@@ -155,7 +154,7 @@ class GatewayClient(GatewayLink):
                 raise InvalidRequest(refusal)
             budget = step.budget
             if index:
-                budget = None if timeout is None else timeout - (loop.time() - start)
+                budget = None if timeout is None else timeout - (self.channel.time() - start)
                 if budget is not None and budget <= 0:
                     break  # the whole budget went on earlier steps: say what was tried
                 if step.silence_falls_back and step.budget is not None:
@@ -178,7 +177,7 @@ class GatewayClient(GatewayLink):
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
             # Silent on every step: one error that counts every try over the whole call.
-            raise joined_silence(silences, loop.time() - start) from None
+            raise joined_silence(silences, self.channel.time() - start) from None
         raise last
 
     async def _new_mapping(self, request: MapRequest, grant: Grant,
@@ -202,8 +201,8 @@ class GatewayClient(GatewayLink):
 
     async def _granted(self, mapping: PortMapping | None, request: MapRequest,
                        grant: Grant) -> PortMapping:
-        return granted(self, mapping, request, grant, await self.local_address(),
-                       asyncio.get_running_loop().time())
+        local = self._explicit_local or await self.local_address()
+        return granted(self, mapping, request, grant, local, self.channel.time())
 
     @holding_channel
     async def renew(self, mapping: PortMapping, lifetime: int | None = None, *,
@@ -257,7 +256,7 @@ class GatewayClient(GatewayLink):
             return
         await self.mappers[mapping.via].delete(request_for(mapping, 0), timeout=timeout)
         mapping.deleted = True
-        mapping.expires_at = asyncio.get_running_loop().time()
+        mapping.expires_at = self.channel.time()
 
     @holding_channel
     async def delete_all(self, protocol: int, *,
@@ -321,6 +320,12 @@ class GatewayClient(GatewayLink):
         asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         return ProbeResult.of(self.gateway, heard, self.external_address)
+
+
+def _auto_protocols(client: GatewayClient) -> tuple[MappingProtocol, ...]:
+    """The mapping protocols ``via="auto"`` may try: UPnP IGD maps for IPv4 hosts only (over
+    IPv6 it opens pinholes)."""
+    return tuple(p for p in client.mappers if p != "upnp" or client.gateway.version == 4)
 
 
 # A PortMapping restored without its client (the state file's) gets one of these.

@@ -43,6 +43,19 @@ class EpochState:
     def __post_init__(self) -> None:
         _check_epoch(self.server_epoch)
 
+    def heard_again(self, now: float) -> EpochState:
+        """The same epoch, heard at ``now`` (checked once already: not checked again, which
+        a burst of answers would pay on every one)."""
+        state = _new_state(EpochState)
+        _set_epoch(state, self.server_epoch)
+        _set_time(state, now)
+        return state
+
+
+_new_state = object.__new__
+_set_epoch = vars(EpochState)["server_epoch"].__set__
+_set_time = vars(EpochState)["client_time"].__set__
+
 
 class EpochVerdict(StrEnum):
     """What one epoch observation says about the gateway's state."""

@@ -96,7 +96,7 @@ class Exchange:
     """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
 
     __slots__ = ("_next_try_at", "_outbox", "_waits", "created", "deadline_at", "describe",
-                 "error", "gateway", "match_fn", "outcome", "packet", "previous_sent_at",
+                 "done", "error", "gateway", "match_fn", "outcome", "packet", "previous_sent_at",
                  "protocol", "retransmissions", "sent_at", "state", "tries")
 
     def __init__(self, packet: bytes, match: Callable[[Message], Match],
@@ -111,6 +111,9 @@ class Exchange:
         self.protocol: DatagramProtocol = protocol
         self.gateway = gateway
         self.state = State.QUEUED
+        #: Whether the exchange has ended (answered or failed): an attribute, not a property
+        #: of :attr:`state`, because the transport asks it several times per request.
+        self.done = False
         self.tries = 0
         self.retransmissions = 0
         self.sent_at = now
@@ -119,11 +122,6 @@ class Exchange:
         self._outbox: list[bytes] = []
         self.outcome: Outcome | None = None
         self.error: GatewayError | None = None
-
-    @property
-    def done(self) -> bool:
-        """Whether the exchange has ended (answered or failed)."""
-        return self.state is State.ANSWERED or self.state is State.FAILED
 
     def start(self, now: float) -> None:
         """Room in the window: send the first try (unless the deadline has passed)."""
@@ -153,6 +151,7 @@ class Exchange:
 
     def _timeout(self, now: float) -> None:
         self.state = State.FAILED
+        self.done = True
         self._next_try_at = None
         self.error = GatewayTimeout(self.gateway, self.describe, self.tries, now - self.created,
                                     self.protocol)
@@ -199,6 +198,7 @@ class Exchange:
         if self.state is not State.SENT:
             return
         self.state = State.ANSWERED
+        self.done = True
         self._next_try_at = None
         since_last = now - self.sent_at
         if self.tries == 1:
@@ -213,6 +213,7 @@ class Exchange:
         if self.done:
             return
         self.state = State.FAILED
+        self.done = True
         self._next_try_at = None
         self.error = error
 
@@ -221,6 +222,7 @@ class Exchange:
         if self.state is not State.SENT:
             return
         self.state = State.FAILED
+        self.done = True
         self._next_try_at = None
         self.error = PortUnreachable(self.gateway, self.describe, self.tries,
                                      now - self.created, self.protocol)

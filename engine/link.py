@@ -234,7 +234,7 @@ class GatewayLink:
     # -- epochs --------------------------------------------------------------------------
 
     def _observe(self, message: Message) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self.channel.time()
         self.negotiation.last_contact = now
         if isinstance(message, pcp.Response):
             if message.version == pcp.PCP_VERSION:

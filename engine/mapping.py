@@ -231,7 +231,9 @@ def request_for(mapping: PortMapping, lifetime: int) -> MapRequest:
         mapping.external_port or mapping.suggested_external_port,
         mapping.external_address if mapping.via == "pcp" else None, lifetime,
         via=mapping.via,
-        nonce=mapping.nonce or new_nonce(), remote_address=mapping.remote_address,
+        # Only PCP sends a nonce: no draw for a NAT-PMP or UPnP mapping's every renewal.
+        nonce=mapping.nonce or (new_nonce() if mapping.via == "pcp" else None),
+        remote_address=mapping.remote_address,
         remote_port=mapping.remote_port, extra_options=mapping.options)
 
 

@@ -131,10 +131,10 @@ class Negotiation:
         A silent step moves on (within its share of the deadline) only to a protocol that
         can carry the request (``natpmp_can_carry``, ``upnp_can_carry``).
         """
-        carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
-                                                "upnp": upnp_can_carry}
         if via != "auto":
             return Plan((Step(via, timeout),))
+        carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
+                                                "upnp": upnp_can_carry}
         order = [p for p in AUTO_ORDER if p in available]
         known = [p for p in order if self.speaks.get(p) is not False]
         if not known:
@@ -206,7 +206,8 @@ class Negotiation:
             # The common case, answers in a burst: the same epoch within a second is
             # consistent under both rules (RFC 6887 §8.5's deltas are at most 1 and 0;
             # RFC 6886 §3.6 needs 16/7 s to pass). Recorded as the full rule would.
-            self.epochs[protocol] = timing.EpochState(server_epoch=epoch, client_time=now)
+            # The epoch is the one already checked: only the time is new.
+            self.epochs[protocol] = prev.heard_again(now)
             self.last_epoch = epoch
             return False
         rule = timing.EpochRule.PCP if protocol == "pcp" else timing.EpochRule.NATPMP

@@ -31,6 +31,7 @@ __all__ = [
     "check_port",
     "checked_protocol",
     "new_nonce",
+    "nonce_for",
 ]
 
 DEFAULT_LIFETIME = 7200
@@ -42,6 +43,12 @@ VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp", "upnp")
 def new_nonce() -> bytes:
     """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it)."""
     return secrets.token_bytes(pcp.NONCE_SIZE)
+
+
+def nonce_for(via: str) -> bytes | None:
+    """A fresh nonce for a request that may go by PCP (``via`` ``"pcp"`` or ``"auto"``);
+    ``None`` for NAT-PMP and UPnP IGD, which send none (no draw on their every request)."""
+    return None if via == "natpmp" or via == "upnp" else new_nonce()
 
 
 def checked_protocol(protocol: object) -> Protocol | int:
@@ -136,6 +143,8 @@ class MapRequest:
         """The PCP options the request carries (RFC 6887 §13)."""
         if self.extra_options:
             return self.extra_options
+        if self.third_party is None and not self.prefer_failure and not self.filters:
+            return ()  # the common request, asked on every one
         options: list[pcp.Option] = []
         if self.third_party is not None:
             options.append(pcp.ThirdParty(self.third_party))
@@ -170,8 +179,26 @@ class MapRequest:
 
         ``deleting`` allows lifetime 0. The error's ``field`` names the field at fault.
         """
+        if self._plainly_valid(deleting):
+            return
         for field_name, message in self.problems(deleting=deleting):
             raise InvalidRequest(message, field=field_name)
+
+    def _plainly_valid(self, deleting: bool) -> bool:
+        """The common request, checked in one expression (issue 15: CPU per request): a TCP
+        or UDP mapping of one port, no peer. True only where :meth:`problems` finds nothing;
+        anything else is left to it, so every rule keeps its one wording."""
+        protocol, port, external, lifetime = (self.protocol, self.internal_port,
+                                              self.external_port, self.lifetime)
+        via = self.via
+        return ((protocol is Protocol.TCP or protocol is Protocol.UDP)
+                and type(port) is int and 0 < port <= 0xFFFF
+                and (external is None or (type(external) is int and 0 <= external <= 0xFFFF))
+                and type(lifetime) is int and (0 if deleting else 1) <= lifetime <= MAX_LIFETIME
+                and (self.nonce is None or len(self.nonce) == pcp.NONCE_SIZE)
+                and self.remote_address is None
+                and (via == "auto" or via == "pcp"
+                     or (via == "natpmp" and self.natpmp_refusal() is None)))
 
     def problems(self, *, deleting: bool = False) -> list[tuple[str, str]]:
         """Every rule the request breaks, as (field, message): what a form shows at once."""

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import heapq
 import itertools
 import logging
-import socket
+import operator
 from collections.abc import Callable, Hashable, Iterable
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv6Address
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
 from .types import DatagramProtocol, ProtocolName
+from .udp import ConnectedUdp
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
 from .wire import natpmp, pcp
 from .wire.addresses import IPAddress, to_address
@@ -108,17 +108,47 @@ class _Pending:
         self.number = 0  # of its last try
 
 
-def _exchange_of(pending: _Pending) -> Exchange:
-    return pending.exchange
+_exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
 
 
-def _offered(key: Hashable | None, out: list[_Pending], keyed: dict[Hashable, list[_Pending]],
-             unkeyed: list[_Pending]) -> list[_Pending]:
-    """The requests out that an answer with ``key`` may answer (see ``GatewayChannel``)."""
-    if key is None:
-        return out
-    same = keyed.get(key, _NONE)
-    return [*same, *unkeyed] if unkeyed else same
+class _Out:
+    """The requests out, in the order sent, indexed by the key of the answers they can match
+    by their data (:func:`~engine.dialects.base.answer_key`): an answer is offered to those,
+    and to the requests without a key, instead of to every request out."""
+
+    __slots__ = ("all", "keyed", "unkeyed")
+
+    def __init__(self) -> None:
+        self.all: dict[_Pending, None] = {}  # a dict: O(1) to remove
+        self.keyed: dict[Hashable, list[_Pending]] = {}
+        self.unkeyed: list[_Pending] = []
+
+    def add(self, pending: _Pending) -> None:
+        self.all[pending] = None
+        key = pending.key
+        if key is None:
+            self.unkeyed.append(pending)
+        elif (same := self.keyed.get(key)) is None:
+            self.keyed[key] = [pending]
+        else:
+            same.append(pending)
+
+    def remove(self, pending: _Pending) -> None:
+        del self.all[pending]
+        key = pending.key
+        if key is None:
+            self.unkeyed.remove(pending)
+        elif len(same := self.keyed[key]) == 1:  # this request alone
+            del self.keyed[key]
+        else:
+            same.remove(pending)
+
+    def offered(self, key: Hashable | None) -> Iterable[_Pending]:
+        """The requests out that an answer with ``key`` may answer."""
+        if key is None:
+            return self.all
+        same = self.keyed.get(key, _NONE)
+        return [*same, *self.unkeyed] if self.unkeyed else same
 
 
 def _held(pending: _Pending, now: float) -> bool:
@@ -165,12 +195,14 @@ class _Timer:
         if len(heap) >= self._limit:
             self._compact()
         heapq.heappush(heap, (when, next(self._seq), pending))
-        loop = asyncio.get_running_loop()
-        # A handle armed on another (closed) loop never fires: a channel may outlive its loop.
-        if self._handle is None or when < self._at or self._loop is not loop:
+        # A handle armed on a loop that no longer runs (closed: a channel may outlive its
+        # loop) never fires. The loop armed on is the running one while it runs: asked only
+        # when it is not (asyncio.get_running_loop() costs a getpid() system call on 3.11).
+        loop = self._loop
+        if self._handle is None or when < self._at or loop is None or not loop.is_running():
             if self._handle is not None:
                 self._handle.cancel()
-            self._rearm(loop, when)
+            self._rearm(asyncio.get_running_loop(), when)
 
     def _compact(self) -> None:
         # Answered requests leave their entry until its time comes (seconds: PCP's first
@@ -202,32 +234,18 @@ class _Timer:
             self._rearm(loop, heap[0][0])
 
 
-class _ChannelProtocol(asyncio.DatagramProtocol):
-    def __init__(self, channel: GatewayChannel) -> None:
-        self._channel = channel
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._channel._received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._channel._error(exc)
-
-
-async def _connect(channel: GatewayChannel) -> asyncio.DatagramTransport:
+def _connect(channel: GatewayChannel) -> ConnectedUdp:
     """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
     gateway = channel.gateway
-    family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
-    local = (str(channel.local_address), 0) if channel.local_address is not None else None
+    local = str(channel.local_address) if channel.local_address is not None else None
     try:
         # connect(): the kernel then delivers only datagrams from the gateway's address and
         # port, and reports its ICMP errors; GatewayChannel._received checks again.
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: _ChannelProtocol(channel), family=family, local_addr=local,
-            remote_addr=(str(gateway), channel.port))
+        return ConnectedUdp.open((str(gateway), channel.port), local, channel._received,
+                                 channel._error)
     except OSError as exc:
         raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
                              f"{exc.strerror or exc}", cause=exc) from None
-    return transport
 
 
 class GatewayChannel:
@@ -245,14 +263,10 @@ class GatewayChannel:
         self.max_in_flight = max_in_flight
         self._gateway_text = str(self.gateway)
         self._name = f"{self.gateway}:{port}" if port != SERVER_PORT else str(self.gateway)
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: ConnectedUdp | None = None
         self._opening: asyncio.Lock | None = None
-        self._out: list[_Pending] = []
-        # The requests out, indexed by the key of the answers they can match by their data
-        # (answer_key): an answer is offered to those, and to the requests without a key,
-        # instead of to every request out.
-        self._keyed: dict[Hashable, list[_Pending]] = {}
-        self._unkeyed: list[_Pending] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the socket reads on
+        self._out = _Out()
         self._queued: dict[DatagramProtocol, collections.deque[_Pending]] = {
             "pcp": collections.deque(), "natpmp": collections.deque()}
         #: One in-flight window per mapping protocol (issue 15's slow start in each).
@@ -267,7 +281,7 @@ class GatewayChannel:
     @property
     def is_open(self) -> bool:
         """Whether the socket is open."""
-        return self._transport is not None and not self._transport.is_closing()
+        return self._transport is not None and not self._transport.is_closing
 
     async def open(self) -> None:
         """Open the connected UDP socket (idempotent). Raises :class:`TransportError`."""
@@ -278,7 +292,8 @@ class GatewayChannel:
         async with self._opening:
             if self.is_open:
                 return
-            self._transport = await _connect(self)
+            self._transport = _connect(self)
+            self._loop = asyncio.get_running_loop()
 
     def close(self) -> None:
         """Close the socket; requests still out fail at their next try."""
@@ -293,11 +308,24 @@ class GatewayChannel:
     async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
+    def time(self) -> float:
+        """The running loop's clock (``loop.time()``)."""
+        loop = self._loop  # as _running(), inline: asked several times a request
+        if loop is None or not loop.is_running():
+            loop = asyncio.get_running_loop()
+        return loop.time()
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        # The loop the socket was opened on, while it runs: asyncio.get_running_loop() asks
+        # the OS for its pid each time on 3.11 (a system call, several a request).
+        loop = self._loop
+        return loop if loop is not None and loop.is_running() else asyncio.get_running_loop()
+
     def local_endpoint(self) -> tuple[str, int] | None:
         """The socket's own (address, port), once open."""
         if self._transport is None:
             return None
-        name = self._transport.get_extra_info("sockname")
+        name = self._transport.sockname()
         return (str(name[0]), int(name[1])) if name else None
 
     # -- requests ------------------------------------------------------------------------
@@ -315,9 +343,9 @@ class GatewayChannel:
         the :func:`~engine.dialects.base.answer_key` of the answers it can match by their
         data (``None``: it is offered every answer).
         """
-        if self._transport is None or self._transport.is_closing():
+        if self._transport is None or self._transport.is_closing:
             await self.open()
-        loop = asyncio.get_running_loop()
+        loop = self._running()
         now = loop.time()
         window = self.windows[protocol]
         # The first timer follows the round trip measured by the time the request goes out.
@@ -341,11 +369,7 @@ class GatewayChannel:
     def _start(self, pending: _Pending, now: float) -> None:
         pending.started = True
         pending.window.take()
-        self._out.append(pending)
-        if pending.key is None:
-            self._unkeyed.append(pending)
-        else:
-            self._keyed.setdefault(pending.key, []).append(pending)
+        self._out.add(pending)
         pending.exchange.start(now)
         self._step(pending, now)
 
@@ -374,15 +398,7 @@ class GatewayChannel:
         if pending.started:
             pending.started = False
             pending.window.give()
-            with contextlib.suppress(ValueError):
-                self._out.remove(pending)
-            if pending.key is None:
-                self._unkeyed.remove(pending)
-            else:
-                same = self._keyed[pending.key]
-                same.remove(pending)
-                if not same:
-                    del self._keyed[pending.key]
+            self._out.remove(pending)
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
@@ -390,7 +406,8 @@ class GatewayChannel:
                 pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
-        self._admit(exchange.protocol, now)
+        if self._queued[exchange.protocol]:
+            self._admit(exchange.protocol, now)
 
     def _admit(self, protocol: DatagramProtocol, now: float) -> None:
         queue = self._queued[protocol]
@@ -423,7 +440,7 @@ class GatewayChannel:
 
     # -- I/O -----------------------------------------------------------------------------
 
-    def _received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+    def _received(self, data: bytes, addr: tuple[str | object, ...]) -> bool:
         host, port = str(addr[0]), addr[1]
         # The common case is the exact text of our own gateway: skip parsing it.
         if port != self.port or (host != self._gateway_text
@@ -431,28 +448,28 @@ class GatewayChannel:
             self.dropped += 1
             log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
                      self.gateway, self.port)
-            return
+            return bool(self._out.all)
         try:
             message = decode_message(data)
         except MalformedPacket as exc:
             self.dropped += 1
             log.info("dropped a malformed datagram from gateway %s: %s", self.gateway, exc)
-            return
+            return bool(self._out.all)
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("<- %s %r", self.gateway, message)
-        taken = takers(_offered(answer_key(message), self._out, self._keyed, self._unkeyed),
-                       message, _exchange_of)
-        now = asyncio.get_running_loop().time()
+        taken = takers(self._out.offered(answer_key(message)), message, _exchange_of)
+        now = self.time()
         if not taken:
             self.dropped += 1
             log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
             self.windows["pcp" if data[0] else "natpmp"].heard(now)  # a duplicate's, often
-            return
+            return bool(self._out.all)
         for pending in taken:
             pending.exchange.receive(message, now)
             self._finish(pending, now)
         for observer in self.observers:
             observer(message)
+        return bool(self._out.all)  # whether to read on: more answers are expected
 
     def _error(self, exc: Exception) -> None:
         if not isinstance(exc, ConnectionRefusedError):
@@ -462,7 +479,7 @@ class GatewayChannel:
         # rather than wait out the schedule (issue 13; the lab's enable_natpmp=no).
         log.info("gateway %s: ICMP port unreachable on port %s", self.gateway, self.port)
         now = asyncio.get_running_loop().time()
-        for pending in list(self._out):
+        for pending in list(self._out.all):
             pending.exchange.refused(now)
             self._finish(pending, now)
 
@@ -472,8 +489,8 @@ class GatewayChannel:
         if packet_log.isEnabledFor(logging.DEBUG):
             packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
         try:
-            self._transport.sendto(packet)
-        except OSError as exc:
+            self._transport.send(packet)  # not sent: lost, or an error told to _error
+        except OSError as exc:  # closed
             raise TransportError(f"cannot send to gateway {self.gateway}: {exc}",
                                  cause=exc) from None
         self.sent += 1

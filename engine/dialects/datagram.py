@@ -42,6 +42,10 @@ class DatagramLink(Protocol):
     async def local_address(self) -> IPAddress:
         """The address the gateway sees us as."""
 
+    @property
+    def explicit_local_address(self) -> IPAddress | None:
+        """That address when already known (no coroutine to learn it)."""
+
 
 class DatagramMapper:
     """The :class:`~engine.dialects.base.Mapper` of PCP or NAT-PMP."""
@@ -51,6 +55,9 @@ class DatagramMapper:
         self.name: DatagramProtocol = dialect.name
         self.link = link
         self._address_lookup: asyncio.Future[IPAddress] | None = None
+        #: Whether the dialect has a request for the address alone (NAT-PMP): asked once,
+        #: not by building that request after every mapping.
+        self._asks_address = dialect.address() is not None
 
     def refusal(self, request: MapRequest) -> str | None:
         """Why the dialect cannot carry ``request``."""
@@ -58,6 +65,9 @@ class DatagramMapper:
 
     async def _ask(self, ask: Ask, timeout: float | None, retransmit: bool = True) -> Grant:
         outcome = await self.link.run(ask, timeout=timeout, retransmit=retransmit)
+        return self._read(ask, outcome)
+
+    def _read(self, ask: Ask, outcome: Outcome) -> Grant:
         try:
             grant = ask.read(outcome.message)
         except GatewayError as exc:
@@ -68,14 +78,17 @@ class DatagramMapper:
 
     async def _request(self, request: MapRequest, what: str, timeout: float | None,
                        retransmit: bool = True) -> Grant:
-        local = await self.link.local_address()
-        grant = await self._ask(self.dialect.map(request, local, what), timeout, retransmit)
-        negotiation = self.link.negotiation
+        link = self.link
+        local = link.explicit_local_address or await link.local_address()
+        ask = self.dialect.map(request, local, what)
+        # link.run awaited here, not through _ask: one coroutine less on every request.
+        grant = self._read(ask, await link.run(ask, timeout=timeout, retransmit=retransmit))
+        negotiation = link.negotiation
         if request.lifetime == 0:
             return grant
         if grant.external_address is not None:
             negotiation.external_address = grant.external_address
-        elif self.dialect.address() is not None:
+        elif self._asks_address:
             # A NAT-PMP mapping answer does not carry the external address (RFC 6886 §3.3).
             if negotiation.external_address is None:
                 try:

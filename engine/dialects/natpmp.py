@@ -53,16 +53,18 @@ def map_matcher(packet: natpmp.MapPacket) -> _MapMatcher:
 
 
 class _MapMatcher:
-    __slots__ = ("opcode", "packet")
+    __slots__ = ("internal_port", "opcode", "packet", "protocol")
 
     def __init__(self, packet: natpmp.MapPacket) -> None:
         self.packet = packet
         self.opcode = int(packet.opcode)
+        # Read once, compared for every answer offered.
+        self.protocol = packet.protocol
+        self.internal_port = packet.internal_port
 
     def __call__(self, message: Message) -> Match:
         if isinstance(message, natpmp.MapResponse):
-            if message.protocol == self.packet.protocol \
-                    and message.internal_port == self.packet.internal_port:
+            if message.protocol == self.protocol and message.internal_port == self.internal_port:
                 return Match.YES
             return Match.NO
         if isinstance(message, natpmp.ErrorResponse):

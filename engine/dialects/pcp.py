@@ -79,7 +79,8 @@ class _Matcher:
                 not isinstance(got, pcp.PeerData) or got.remote_port != data.remote_port
                 or got.remote_address != data.remote_address):
             return Match.NO
-        if message.result == PcpResult.SUCCESS and message.unknown_mandatory_options:
+        if message.result == PcpResult.SUCCESS and message.options \
+                and message.unknown_mandatory_options:
             # We cannot know what the gateway did with an option we do not understand:
             # the answer is not one we can believe (RFC 6887 §7.3).
             log.info("dropped an answer with unknown mandatory options %s",

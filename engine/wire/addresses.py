@@ -25,6 +25,10 @@ def to_address(value: str | IPAddress) -> IPAddress:
 _DECODED: dict[bytes, IPAddress] = {}
 _ENCODED: dict[IPAddress, bytes] = {}
 _DECODED_MAX = 256
+#: The address objects encoded last, and their octets (held, so that an identity check is
+#: sound: a live object's id is never reused).
+_RECENT: list[tuple[IPAddress, bytes]] = []
+_RECENT_MAX = 4
 
 
 def encode_address(address: IPAddress) -> bytes:
@@ -32,15 +36,27 @@ def encode_address(address: IPAddress) -> bytes:
 
     The all-zeros IPv4 address becomes ``::ffff:0.0.0.0``, as RFC 6887 §5 requires.
     """
+    for known, octets in _RECENT:
+        # The same objects request after request (a client's own address, the zero address):
+        # ipaddress hashes in Python, several times the cost of these identity checks.
+        if known is address:
+            return octets
     found = _ENCODED.get(address)
     if found is not None:
+        _remember(address, found)
         return found
     packed = _V4_MAPPED_PREFIX + address.packed if isinstance(address, IPv4Address) \
         else address.packed
     if len(_ENCODED) >= _DECODED_MAX:
         _ENCODED.clear()
     _ENCODED[address] = packed
+    _remember(address, packed)
     return packed
+
+
+def _remember(address: IPAddress, octets: bytes) -> None:
+    _RECENT.insert(0, (address, octets))
+    del _RECENT[_RECENT_MAX:]
 
 
 def decode_address(data: bytes) -> IPAddress:

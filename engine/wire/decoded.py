@@ -9,6 +9,7 @@ allow, so checking again on every packet from the gateway only costs time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = ["decoded"]
@@ -16,13 +17,23 @@ __all__ = ["decoded"]
 T = TypeVar("T")
 
 _new = object.__new__
-_set = object.__setattr__
+#: Per class, the ``__set__`` of each slot's descriptor, in field order: a slot set through
+#: its descriptor costs about half of ``object.__setattr__``, which looks the name up first.
+_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {}
+
+
+def _setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    found = _SETTERS.get(cls)
+    if found is None:
+        slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+        found = _SETTERS[cls] = tuple(cls.__dict__[name].__set__ for name in slots)
+    return found
 
 
 def decoded(cls: type[T], *values: Any) -> T:
     """An instance of the slotted frozen dataclass ``cls`` with ``values`` for its fields in
     order (every field given), without running ``__post_init__``."""
     message = _new(cls)
-    for name, value in zip(cls.__slots__, values, strict=True):  # type: ignore[attr-defined]
-        _set(message, name, value)
+    for set_field, value in zip(_setters(cls), values, strict=True):
+        set_field(message, value)
     return message

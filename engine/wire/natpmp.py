@@ -54,6 +54,11 @@ def opcode_for(protocol: int) -> Opcode:
     raise ValueError(f"NAT-PMP can map only TCP and UDP, not protocol {protocol}")
 
 
+#: The opcode of each protocol NAT-PMP maps (what :func:`opcode_for` returns).
+_OPCODES: dict[int, Opcode] = {Protocol.UDP: Opcode.MAP_UDP, Protocol.TCP: Opcode.MAP_TCP}
+_MAP_REQUEST = struct.Struct("!BBHHHI")
+
+
 def protocol_for(opcode: int) -> Protocol:
     """The IP protocol a mapping opcode stands for."""
     return Protocol.UDP if opcode == Opcode.MAP_UDP else Protocol.TCP
@@ -94,6 +99,11 @@ class MapPacket:
     lifetime: int
 
     def __post_init__(self) -> None:
+        # Every field in range, in one expression (issue 15: one of these per request);
+        # else each check in turn, for its own message.
+        if (self.protocol in _OPCODES and 0 <= self.internal_port <= 0xFFFF
+                and 0 <= self.external_port <= 0xFFFF and 0 <= self.lifetime <= MAX_LIFETIME):
+            return
         opcode_for(self.protocol)
         _check_u16("internal port", self.internal_port)
         _check_u16("suggested external port", self.external_port)
@@ -102,12 +112,12 @@ class MapPacket:
     @property
     def opcode(self) -> Opcode:
         """1 for UDP, 2 for TCP."""
-        return opcode_for(self.protocol)
+        return _OPCODES[self.protocol]
 
     def encode(self) -> bytes:
         """12 bytes: version, opcode, reserved, internal port, suggested port, lifetime."""
-        return struct.pack("!BBHHHI", NATPMP_VERSION, self.opcode, 0, self.internal_port,
-                           self.external_port, self.lifetime)
+        return _MAP_REQUEST.pack(NATPMP_VERSION, _OPCODES[self.protocol], 0, self.internal_port,
+                                 self.external_port, self.lifetime)
 
 
 MapRequest = MapPacket

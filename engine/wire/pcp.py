@@ -88,6 +88,11 @@ class _CommonData(Protocol):
 
 # MAP and PEER data begin with the same 36 octets (RFC 6887 §11.1, §12.1).
 def _check_common(data: _CommonData) -> None:
+    # Every field in range, in one expression (issue 15: one of these per request); else
+    # each check in turn, for its own message.
+    if (len(data.nonce) == NONCE_SIZE and 0 <= data.protocol <= 0xFF
+            and 0 <= data.internal_port <= 0xFFFF and 0 <= data.external_port <= 0xFFFF):
+        return
     if len(data.nonce) != NONCE_SIZE:
         raise ValueError(f"PCP nonce must be {NONCE_SIZE} bytes, not {len(data.nonce)}")
     check_bits("protocol", data.protocol, 8)
@@ -95,9 +100,12 @@ def _check_common(data: _CommonData) -> None:
     check_bits("external port", data.external_port, 16)
 
 
+_COMMON = struct.Struct("!B3xHH")
+_HEADER = struct.Struct("!BBHI")
+
+
 def _pack_common(data: _CommonData) -> bytes:
-    return (data.nonce + struct.pack("!B3xHH", data.protocol, data.internal_port,
-                                     data.external_port)
+    return (data.nonce + _COMMON.pack(data.protocol, data.internal_port, data.external_port)
             + encode_address(data.external_address))
 
 
@@ -200,18 +208,20 @@ class Request:
     version: int = PCP_VERSION
 
     def __post_init__(self) -> None:
-        check_bits("version", self.version, 8)
-        check_bits("opcode", self.opcode, 7)
-        check_bits("lifetime", self.lifetime, 32)
+        if not (0 <= self.version <= 0xFF and 0 <= self.opcode <= 0x7F
+                and 0 <= self.lifetime <= 0xFFFFFFFF):
+            check_bits("version", self.version, 8)
+            check_bits("opcode", self.opcode, 7)
+            check_bits("lifetime", self.lifetime, 32)
         if self.opcode in _DATA_SIZE and not _opdata_matches(self.opcode, self.data):
             raise ValueError(f"PCP opcode {self.opcode} does not take {type(self.data).__name__}")
 
     def encode(self) -> bytes:
         """The request as sent; raises :class:`ValueError` past 1100 octets."""
-        packet = (struct.pack("!BBHI", self.version, self.opcode, 0, self.lifetime)
+        packet = (_HEADER.pack(self.version, self.opcode, 0, self.lifetime)
                   + encode_address(self.client_address)
                   + (self.data.encode() if self.data is not None else b"")
-                  + encode_options(self.options))
+                  + (encode_options(self.options) if self.options else b""))
         if len(packet) > MAX_PACKET_SIZE:
             raise ValueError(f"PCP request of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
         return packet
@@ -317,9 +327,9 @@ def decode_response(data: bytes) -> Response:
     only its header is read. Options this code does not know are kept as
     :class:`UnknownOption`, whatever their range (§7.3: a client ignores them).
     """
-    problem = _size_problem(data, "response")
-    if problem is not None:
-        raise MalformedPacket(problem)
+    length = len(data)
+    if not (HEADER_SIZE <= length <= MAX_PACKET_SIZE and not length % 4):  # else say which
+        raise MalformedPacket(_size_problem(data, "response") or "PCP response of bad size")
     version, r_opcode, _, result, lifetime, epoch = struct.unpack_from("!BBBBII", data)
     if not r_opcode & RESPONSE_BIT:
         raise MalformedPacket(f"PCP packet with opcode {r_opcode} has the response bit clear")

@@ -37,7 +37,10 @@ async def test_quitting_without_keep_deletes_and_drops_the_record(
                     demo=False, maps=[(6, 41362)])
     async with app.run_test() as pilot:
         await until(lambda: (6, 41362) in sim.mapped(), 5.0, 0.02)
-        assert StateFile(state_dir).find("127.0.0.1", sim.port, 6, 41362)[0] is not None
+        # Recorded when the client reads the answer, which may be a loop turn or a repaint
+        # after the gateway made the mapping: wait for it, not for the gateway alone.
+        await until(lambda: StateFile(state_dir).find("127.0.0.1", sim.port, 6, 41362)[0]
+                    is not None, 5.0, 0.02, what="the mapping's record")
         await pilot.press("q")
         await until(lambda: app.return_code is not None, 5.0, 0.02)
     assert sim.mapped() == {}

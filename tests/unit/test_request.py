@@ -102,3 +102,39 @@ def test_helpers_refuse_in_the_shared_words() -> None:
     with pytest.raises(InvalidRequest, match="internal port must be 1-65535, not True"):
         check_port("internal port", True, low=1)
     assert checked_protocol(47) == 47
+
+
+# -- the fast path of validate() (issue 15) agrees with problems() ---------------------------
+
+_PORTS = (-1, 0, 1, 5000, 65535, 65536, True, 80.0, None)
+_LIFETIMES = (-1, 0, 1, 7200, MAX_LIFETIME, MAX_LIFETIME + 1, False, 1.5)
+
+
+@pytest.mark.parametrize("protocol", [Protocol.TCP, Protocol.UDP, Protocol.ALL, Protocol.ICMP,
+                                      6, 17, 47, 300])
+@pytest.mark.parametrize("via", ["auto", "pcp", "natpmp", "upnp", "carrier-pigeon"])
+@pytest.mark.parametrize("deleting", [False, True])
+def test_the_fast_check_passes_only_what_problems_passes(protocol: int, via: str,
+                                                         deleting: bool) -> None:
+    for internal in _PORTS:
+        for external in _PORTS:
+            for lifetime in _LIFETIMES:
+                for extra in ({}, {"nonce": b"short"}, {"nonce": bytes(12)},
+                              {"prefer_failure": True},
+                              {"external_address": IPv4Address("198.51.100.9")},
+                              {"remote_address": IPv4Address("198.51.100.8"),
+                               "remote_port": 9}):
+                    request = MapRequest(protocol, internal, external,  # type: ignore[arg-type]
+                                         lifetime=lifetime, via=via,  # type: ignore[arg-type]
+                                         **extra)  # type: ignore[arg-type]
+                    if request._plainly_valid(deleting):
+                        assert request.problems(deleting=deleting) == [], request
+
+
+def test_the_fast_check_takes_the_common_requests() -> None:
+    for via in ("auto", "pcp", "natpmp"):
+        request = MapRequest.make(6, 5000, lifetime=3600, via=via)  # type: ignore[arg-type]
+        assert request._plainly_valid(False)
+        deleting = MapRequest(Protocol.UDP, 5000, lifetime=0, via=via)  # type: ignore[arg-type]
+        assert deleting._plainly_valid(True)
+        assert not deleting._plainly_valid(False)

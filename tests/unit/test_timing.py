@@ -459,3 +459,15 @@ def test_fitted_timeouts_ask_for_the_first_timer_only_when_the_first_try_goes_ou
 
 def test_fitted_timeouts_leave_a_single_endless_wait_alone() -> None:
     assert list(fitted_timeouts(iter([math.inf]), lambda: 0.75)) == [math.inf]
+
+
+def test_an_epoch_heard_again_is_the_same_state_at_the_new_time() -> None:
+    from engine.epochs import EpochState
+
+    first = EpochState(server_epoch=1234, client_time=10.0)
+    again = first.heard_again(10.5)
+    assert again == EpochState(server_epoch=1234, client_time=10.5)
+    assert hash(again) == hash(EpochState(server_epoch=1234, client_time=10.5))
+    assert first.client_time == 10.0  # a new state: the old one is unchanged (frozen)
+    with pytest.raises(AttributeError):
+        again.client_time = 11.0  # type: ignore[misc]

@@ -1,0 +1,169 @@
+"""engine.udp: the connected socket the channel sends and receives through (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+
+from engine.udp import DRAIN, RECEIVE_SIZE, ConnectedUdp
+from tests.support.loopback import LOOPBACK, free_udp_port, until
+
+
+class _Heard:
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[bytes, tuple[object, ...]]] = []
+        self.errors: list[OSError] = []
+
+    def received(self, data: bytes, addr: tuple[object, ...]) -> bool:
+        self.datagrams.append((data, addr))
+        return self.read_on
+
+    read_on = True
+
+    def error(self, exc: OSError) -> None:
+        self.errors.append(exc)
+
+
+def _peer() -> socket.socket:
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((LOOPBACK, 0))
+    return peer
+
+
+async def test_it_sends_to_its_peer_and_hears_its_answers() -> None:
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            assert udp.send(b"ping")
+            data, client = peer.recvfrom(100)
+            assert data == b"ping"
+            assert client == udp.sockname()
+            peer.sendto(b"pong", client)
+            await until(lambda: bool(heard.datagrams))
+            assert heard.datagrams == [(b"pong", peer.getsockname())]
+        finally:
+            udp.close()
+
+
+async def test_a_burst_is_read_in_one_wakeup() -> None:
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            wakeups = 0
+            original = udp._readable
+
+            def counted() -> None:
+                nonlocal wakeups
+                wakeups += 1
+                original()
+
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(udp._fd)
+            loop.add_reader(udp._fd, counted)
+            # Loopback delivers at once: all ten wait in the socket before the loop looks.
+            for number in range(10):
+                peer.sendto(bytes([number]), client)
+            await until(lambda: len(heard.datagrams) == 10)
+            assert wakeups == 1
+            assert DRAIN >= 10
+        finally:
+            udp.close()
+
+
+async def test_a_receiver_expecting_nothing_more_ends_the_wakeup() -> None:
+    heard = _Heard()
+    heard.read_on = False
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            wakeups = 0
+            original = udp._readable
+
+            def counted() -> None:
+                nonlocal wakeups
+                wakeups += 1
+                original()
+
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(udp._fd)
+            loop.add_reader(udp._fd, counted)
+            for number in range(3):
+                peer.sendto(bytes([number]), client)
+            await until(lambda: len(heard.datagrams) == 3)
+            assert wakeups == 3  # one each, none lost: the loop woke again for the rest
+        finally:
+            udp.close()
+
+
+async def test_a_datagram_longer_than_any_message_reads_as_too_long() -> None:
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), None, heard.received,
+                               heard.error)
+        try:
+            udp.send(b"x")
+            _, client = peer.recvfrom(100)
+            peer.sendto(bytes(2000), client)
+            await until(lambda: bool(heard.datagrams))
+            assert len(heard.datagrams[0][0]) == RECEIVE_SIZE == 1101  # decoders refuse > 1100
+        finally:
+            udp.close()
+
+
+async def test_icmp_port_unreachable_is_reported_as_an_error() -> None:
+    heard = _Heard()
+    udp = ConnectedUdp.open((LOOPBACK, free_udp_port()), LOOPBACK, heard.received, heard.error)
+    try:
+        udp.send(b"anyone?")  # nothing listens: the kernel answers ICMP port unreachable
+        await until(lambda: bool(heard.errors))
+        assert isinstance(heard.errors[0], ConnectionRefusedError)
+        assert heard.datagrams == []
+    finally:
+        udp.close()
+
+
+async def test_close_is_idempotent_and_a_closed_socket_refuses_to_send() -> None:
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        udp.close()
+        udp.close()
+        assert udp.is_closing
+        assert udp.sockname() is None
+        with pytest.raises(OSError):
+            udp.send(b"late")
+
+
+async def test_an_address_that_is_not_here_cannot_be_bound() -> None:
+    heard = _Heard()
+    with pytest.raises(OSError):
+        ConnectedUdp.open((LOOPBACK, 9), "192.0.2.1", heard.received, heard.error)
+
+
+async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
+    """As asyncio's datagram transport does: the error goes to ``error`` and the datagram is
+    lost (the sender's retransmission timer covers it); a firewall's EPERM is one such."""
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
+                               heard.error)
+        try:
+            assert not udp.send(bytes(70_000))  # EMSGSIZE: past UDP's largest datagram
+            assert len(heard.errors) == 1
+            assert heard.errors[0].errno == errno.EMSGSIZE
+            assert udp.send(b"still usable")
+        finally:
+            udp.close()
