@@ -65,18 +65,26 @@ def _on_cpus(cpus: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
+#: What the heading says of a pinned run, and of one on shared cores.
+PINNED = (" Pinned: miniupnpd on one CPU, each client on another -- a router is its own machine, "
+          "whose CPU no client takes.")
+SHARED = (" Not pinned: miniupnpd and the client share this machine's two cores (with the "
+          "kernel's and the harness's work), so a client's CPU can delay the gateway.")
+
+
 def one_run(lab: Lab, client: str, count: int, trace: bool = False,
             pin: bool = False) -> dict[str, Any]:
     """Run ``client`` once on a freshly restarted, empty gateway; add the gateway's counts.
     ``trace``: the result carries every packet's time (``lab_client.Run.trace``). ``pin``:
-    miniupnpd on CPU 0, the client on CPU 1, so that neither takes the other's core (what the
+    miniupnpd on one CPU, the client on another, so that neither takes the other's core (what the
     client's pacing achieves, apart from what its CPU costs the gateway on a shared core)."""
-    with _on_cpus({0} if pin else None):
+    gateway_cpu, client_cpu = sorted(os.sched_getaffinity(0))[:2] if pin else (0, 0)
+    with _on_cpus({gateway_cpu} if pin else None):
         lab.restart_gateway(keep_mappings=False)
     lab.reset_counters()  # after the start-up ANNOUNCE
     config = {"client": client, "gateway": lab.gateway_lan, "local": lab.client_address,
               "first_port": FIRST_PORT, "count": count, "trace": trace}
-    with _on_cpus({1} if pin else None):
+    with _on_cpus({client_cpu} if pin else None):
         result: dict[str, Any] = lab.run_python_in_client(LAB_CLIENT, [json.dumps(config)],
                                                           timeout=600)
     counters = lab.counters()
@@ -130,19 +138,20 @@ def _totals(results: dict[str, list[dict[str, Any]]], *clients: str) -> str:
                      f" ms" for c in clients if c in results)
 
 
-def fast_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+def fast_goals(results: dict[str, list[dict[str, Any]]], where: str = "") -> list[Goal]:
     """Issue 15's fast-gateway goals: concurrent natdeck at or under the sequential floor,
-    sequential natdeck at or under py-natpmp, for NAT-PMP and PCP."""
+    sequential natdeck at or under py-natpmp, for NAT-PMP and PCP. ``where`` is said after
+    "fast gateway" (how the run shared the CPUs)."""
     goals = []
     for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
         gather, floor = f"natdeck-{kind}-gather", f"floor-{kind}"
-        goals.append(Goal(f"fast gateway, {name}: natdeck concurrent {TIMES} the sequential "
+        goals.append(Goal(f"fast gateway{where}, {name}: natdeck concurrent {TIMES} the sequential "
                           "floor", per_round(results, gather, floor), 1.0, "x",
                           _totals(results, floor, gather)))
     for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
         seq = f"natdeck-{kind}-seq"
         peer = "" if kind == "natpmp" else " (NAT-PMP: it has no PCP)"
-        goals.append(Goal(f"fast gateway, {name}: natdeck sequential {TIMES} py-natpmp "
+        goals.append(Goal(f"fast gateway{where}, {name}: natdeck sequential {TIMES} py-natpmp "
                           f"sequential{peer}", per_round(results, seq, "py-natpmp"), 1.0, "x",
                           _totals(results, "py-natpmp", seq)))
     return goals
@@ -222,7 +231,7 @@ def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
 
 
 def render(results: dict[str, list[dict[str, Any]]], count: int,
-           console: Console = "fast") -> str:
+           console: Console = "fast", pinned: bool = False) -> str:
     """The Markdown table (medians over rounds) and its notes."""
     rounds = len(next(iter(results.values())))
     table = Table(["client", "create ms", "delete ms", "total ms", "rounds' range ms",
@@ -252,7 +261,8 @@ def render(results: dict[str, list[dict[str, Any]]], count: int,
         "bare UDP client of the same protocol (pre-encoded requests, one at a time), i.e. over the "
         "gateway's own service time. *requests at gateway*: counted by nftables at port 5351 "
         f"(the least is {2 * count}: one per create, one per delete). *client CPU*: "
-        "`time.process_time()` of the client process, plus its children's for natpmpc.",
+        "`time.process_time()` of the client process, plus its children's for natpmpc."
+        + (PINNED if pinned else SHARED),
         "",
         table.render(),
     ])
@@ -299,19 +309,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write every run's packet times there (JSON), with the "
                              "gaps in which the gateway waited for the client")
     parser.add_argument("--pin", action="store_true",
-                        help="miniupnpd on CPU 0 and each client on CPU 1 (needs 2 cores): the "
+                        help="miniupnpd on one CPU and each client on another (needs 2 cores): the "
                              "pacing alone, without the client's CPU taking the gateway's core")
     args = parser.parse_args(argv)
     with Lab.create() as lab:
         results = measure(lab, args.count, args.rounds, tuple(args.clients), args.console,
                           trace=args.trace is not None, pin=args.pin)
-    if args.pin:
-        print("Pinned: miniupnpd on CPU 0, each client on CPU 1.\n")
     if args.trace is not None:
         args.trace.write_text(json.dumps(results))
         print(trace_summary(results))
         print()
-    print(render(results, args.count, args.console))
+    print(render(results, args.count, args.console, pinned=args.pin))
     print()
     print("\n".join(notes(results, args.count)))
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 import traceback
@@ -75,6 +76,10 @@ QUICK = Plan(lab_count=10, lab_rounds=1, slow_count=5, slow_rounds=1, recovery_c
              codec_number=2_000, fallback_rounds=1, tui_ticks=3, scale_counts=(100,),
              oneshot_runs=2)
 
+#: Whether the lab's throughput runs pin miniupnpd and the client to a core each: only with
+#: two cores or more to pin to.
+PIN = len(os.sched_getaffinity(0)) >= 2
+
 GOALS: list[Goal] = []
 """Every goal measured in this run, for the summary table at the end."""
 
@@ -115,11 +120,19 @@ def lab_sections(plan: Plan) -> None:
         return
     with lab:
         def fast() -> Outcome:
-            results = lab_throughput.measure(lab, plan.lab_count, plan.lab_rounds,
-                                             console="fast")
-            notes = lab_throughput.notes(results, plan.lab_count)
-            return (lab_throughput.render(results, plan.lab_count, "fast") + "\n\n"
-                    + "\n".join(notes), lab_throughput.fast_goals(results))
+            # Pinned (miniupnpd and the client each on a core of their own, as a router is a
+            # machine of its own) for the goals; then the same rounds on shared cores, which
+            # is what this 2-core machine does unasked, for comparison.
+            pinned = lab_throughput.measure(lab, plan.lab_count, plan.lab_rounds,
+                                            console="fast", pin=PIN)
+            shared = lab_throughput.measure(lab, plan.lab_count, plan.lab_rounds,
+                                            console="fast")
+            return ("\n\n".join([
+                lab_throughput.render(pinned, plan.lab_count, "fast", pinned=PIN),
+                "\n".join(lab_throughput.notes(pinned, plan.lab_count)),
+                lab_throughput.render(shared, plan.lab_count, "fast"),
+            ]), lab_throughput.fast_goals(pinned, " (pinned)" if PIN else "")
+                + lab_throughput.fast_goals(shared, " (shared cores)"))
 
         def recover() -> str:
             lab.restart_gateway(console="fast")
@@ -130,11 +143,13 @@ def lab_sections(plan: Plan) -> None:
         def slow() -> Outcome:
             try:
                 results = lab_throughput.measure(lab, plan.slow_count, plan.slow_rounds,
-                                                 lab_throughput.SLOW_CLIENTS, console="slow")
+                                                 lab_throughput.SLOW_CLIENTS, console="slow",
+                                                 pin=PIN)
             finally:
                 lab.console = "fast"
             notes = lab_throughput.notes(results, plan.slow_count)
-            return (lab_throughput.render(results, plan.slow_count, "slow") + "\n\n"
+            return (lab_throughput.render(results, plan.slow_count, "slow", pinned=PIN)
+                    + "\n\n"
                     + "\n".join(notes), lab_throughput.slow_goals(results))
 
         section("1. mapping throughput on a fast miniupnpd", fast)
