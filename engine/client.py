@@ -51,7 +51,7 @@ from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce, 
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
 from .upnp.mapper import UpnpMapper
-from .upnp.ssdp import SSDP_PORT
+from .upnp import SSDP_PORT
 from .wire import pcp
 from .wire.addresses import IPAddress
 

@@ -16,7 +16,7 @@ from .protocols import Protocol
 from .request import DEFAULT_LIFETIME
 from .transport import SERVER_PORT
 from .types import Via
-from .upnp.ssdp import SSDP_PORT
+from .upnp import SSDP_PORT
 from .wire import pcp
 from .wire.addresses import IPAddress
 

@@ -11,7 +11,7 @@ lifetime out of range.
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -42,7 +42,9 @@ VIAS: tuple[Via, ...] = ("auto", "pcp", "natpmp", "upnp")
 
 def new_nonce() -> bytes:
     """A fresh mapping nonce (RFC 6887 §11.1: random, so an off-path attacker cannot guess it)."""
-    return secrets.token_bytes(pcp.NONCE_SIZE)
+    # os.urandom is what secrets.token_bytes returns (the kernel's CSPRNG), without the
+    # import of secrets (hmac, hashlib and OpenSSL's bindings) in every one-shot process.
+    return os.urandom(pcp.NONCE_SIZE)
 
 
 def nonce_for(via: str) -> bytes | None:

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from .listing import MadeBy, RouterMapping, made_by
     from .mapper import UpnpMapper
 
+#: SSDP's port (UPnP Device Architecture §1.1.2), here and not only in :mod:`.ssdp` so that
+#: naming the default costs no import of the SSDP code (a client whose gateway speaks PCP).
+SSDP_PORT = 1900
+
 _WHERE: dict[str, str] = {
     "PORT_IN_USE_CODES": ".codes", "UpnpErrorCode": ".codes", "upnp_error_name": ".codes",
     "DeviceInfo": ".connection",
@@ -44,6 +48,7 @@ _WHERE: dict[str, str] = {
 
 __all__ = [
     "MAX_LEASE",
+    "SSDP_PORT",
     "PORT_IN_USE_CODES",
     "DeviceInfo",
     "ExternalAddress",

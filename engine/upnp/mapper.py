@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from ..errors import GatewayError
 from ..wire.addresses import IPAddress
-from .errors import UpnpReplyError, UpnpTimeout, UpnpTransportError
 
 if TYPE_CHECKING:
     from ..dialects.base import Grant, Heard
@@ -111,6 +110,8 @@ class UpnpMapper:
     async def _run(self, what: str, timeout: float | None,
                    operation: Callable[[UpnpGateway], Awaitable[_T]]) -> _T:
         """``operation`` within ``timeout``; what it shows is recorded in the negotiation."""
+        from .errors import UpnpTimeout, UpnpTransportError  # the UPnP stack, on first use
+
         igd = await self._gateway()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -226,6 +227,8 @@ class UpnpMapper:
         external = await self._run("UPnP external address", timeout,
                                    lambda igd: igd.external_address())
         if external.address is None:
+            from .errors import UpnpReplyError
+
             raise UpnpReplyError(f"external address: {external.warning}")
         self.link.negotiation.external_address = external.address
         return external.address

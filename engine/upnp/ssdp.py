@@ -15,6 +15,7 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from ..wire.addresses import IPAddress
+from . import SSDP_PORT
 
 __all__ = [
     "IGD_SEARCH_TARGETS",
@@ -26,7 +27,6 @@ __all__ = [
     "url_on_gateway",
 ]
 
-SSDP_PORT = 1900
 MULTICAST_V4 = "239.255.255.250"
 #: What we search, in order: every device, then the IGD device types (v2, v1).
 IGD_SEARCH_TARGETS = (

@@ -44,7 +44,7 @@ def test_router_view(snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch)
     # The listing shows natdeck's PCP nonces (miniupnpd's "PCP MAP <nonce hex>"), which
     # are random: count them instead, for the snapshot only.
     counter = itertools.count(1)
-    # engine.request.new_nonce draws from its module's `secrets`; every caller goes through it.
-    counter_source = types.SimpleNamespace(token_bytes=lambda n: next(counter).to_bytes(n, "big"))
-    monkeypatch.setattr("engine.request.secrets", counter_source)
+    # engine.request.new_nonce draws from its module's `os.urandom`; every caller goes through it.
+    counter_source = types.SimpleNamespace(urandom=lambda n: next(counter).to_bytes(n, "big"))
+    monkeypatch.setattr("engine.request.os", counter_source)
     assert snap_compare(router_demo(), terminal_size=(80, 24), run_before=scene)

@@ -16,7 +16,7 @@ from typing import Literal, NoReturn
 from engine.client import DEFAULT_LIFETIME, DEFAULT_TIMEOUT
 from engine.protocols import parse_protocol
 from engine.transport import SERVER_PORT
-from engine.upnp.ssdp import SSDP_PORT
+from engine.upnp import SSDP_PORT
 from engine.wire.addresses import IPAddress, to_address
 from tui.exit_codes import EXIT_CODES, EXIT_USAGE
 
