@@ -50,8 +50,8 @@ from .protocols import Protocol
 from .request import DEFAULT_LIFETIME, MapRequest, checked_protocol, new_nonce, nonce_for
 from .transport import SERVER_PORT
 from .types import MappingProtocol, ProtocolName, Via
-from .upnp.mapper import UpnpMapper
 from .upnp import SSDP_PORT
+from .upnp.mapper import UpnpMapper
 from .wire import pcp
 from .wire.addresses import IPAddress
 

@@ -76,9 +76,13 @@ class State(Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """A request's accepted answer, with what it cost."""
+    """A request's accepted answer, with what it cost.
+
+    Not frozen (issue 15: one per request): a frozen dataclass sets each field through
+    ``object.__setattr__``, four times the cost of building this plain slotted one. Nothing
+    changes an Outcome once built; it is not hashed."""
 
     message: Message
     tries: int

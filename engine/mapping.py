@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .errors import InvalidRequest
 from .protocols import Protocol, as_protocol, protocol_name
-from .request import DEFAULT_LIFETIME, MapRequest, new_nonce
+from .request import DEFAULT_LIFETIME, MapRequest, from_fields, new_nonce
 from .transport import SERVER_PORT
 from .types import MappingProtocol
 from .wire import pcp
@@ -226,15 +226,14 @@ class MappingCall:
 def request_for(mapping: PortMapping, lifetime: int) -> MapRequest:
     """The request that renews (or, with lifetime 0, deletes) ``mapping``: the same nonce,
     the port held (RFC 6887 §11.2.1, RFC 6886 §3.3), the options sent."""
-    return MapRequest(
+    via = mapping.via
+    return from_fields(
         as_protocol(int(mapping.protocol)), mapping.internal_port,
         mapping.external_port or mapping.suggested_external_port,
-        mapping.external_address if mapping.via == "pcp" else None, lifetime,
-        via=mapping.via,
+        mapping.external_address if via == "pcp" else None, lifetime, via, False, (), None,
         # Only PCP sends a nonce: no draw for a NAT-PMP or UPnP mapping's every renewal.
-        nonce=mapping.nonce or (new_nonce() if mapping.via == "pcp" else None),
-        remote_address=mapping.remote_address,
-        remote_port=mapping.remote_port, extra_options=mapping.options)
+        mapping.nonce or (new_nonce() if via == "pcp" else None),
+        mapping.remote_address, mapping.remote_port, mapping.options)
 
 
 def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequest,
@@ -245,21 +244,34 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
     epoch = grant.epoch or 0
     expires_at = math.inf if grant.permanent else now + grant.lifetime
     if mapping is None:
+        # Every field, in the class's order: positionally, a third of the cost of by name
+        # (issue 15: one per mapping); tests/unit/test_mapping_fields.py pins the order.
         return PortMapping(
-            gateway=client.gateway, gateway_port=client.port, local_address=local,
-            protocol=as_protocol(int(request.protocol)), internal_port=request.internal_port,
-            external_port=grant.external_port, external_address=grant.external_address,
-            lifetime=grant.lifetime, expires_at=expires_at, granted_at=now,
-            via=via, epoch=epoch, nonce=request.nonce if via == "pcp" else None,
-            requested_lifetime=request.lifetime,
-            suggested_external_port=request.suggested_external_port,
-            suggested_external_address=request.external_address,
+            client.gateway,  # gateway
+            local,  # local_address
+            as_protocol(int(request.protocol)),  # protocol
+            request.internal_port,  # internal_port
+            grant.external_port,  # external_port
+            grant.external_address,  # external_address
+            grant.lifetime,  # lifetime
+            expires_at,  # expires_at
+            via,  # via
+            epoch,  # epoch
+            request.nonce if via == "pcp" else None,  # nonce
+            request.lifetime,  # requested_lifetime
+            now,  # granted_at
+            request.suggested_external_port,  # suggested_external_port
+            request.external_address,  # suggested_external_address
             # A success means every option we sent was processed (all are mandatory,
             # RFC 6887 §7.3); a gateway that does not echo them must not make the
             # renewal and the deletion forget THIRD_PARTY or the FILTERs.
-            options=grant.options or request.options,
-            remote_address=request.remote_address, remote_port=request.remote_port,
-            permanent=grant.permanent, client=client)
+            grant.options or request.options,  # options
+            request.remote_address,  # remote_address
+            request.remote_port,  # remote_port
+            client.port,  # gateway_port
+            False,  # deleted
+            grant.permanent,  # permanent
+            client)  # client
     mapping.external_port = grant.external_port
     mapping.external_address = grant.external_address
     mapping.lifetime = grant.lifetime

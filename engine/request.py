@@ -30,6 +30,7 @@ __all__ = [
     "check_address",
     "check_port",
     "checked_protocol",
+    "from_fields",
     "new_nonce",
     "nonce_for",
 ]
@@ -112,7 +113,7 @@ class MapRequest:
              remote_address: str | IPAddress | None = None,
              remote_port: int | None = None) -> MapRequest:
         """Build a request from loose input (strings for addresses) and validate it."""
-        request = cls(
+        request = (from_fields if cls is MapRequest else cls)(
             checked_protocol(protocol), internal_port, external_port,
             check_address("external address", external_address) if external_address else None,
             lifetime, via, prefer_failure, tuple(filters),
@@ -282,3 +283,36 @@ class MapRequest:
         if self.internal_port == 0 and self.lifetime != 0:
             return "internal port must be 1-65535"
         return None
+
+
+_new = object.__new__
+(_set_protocol, _set_internal_port, _set_external_port, _set_external_address, _set_lifetime,
+ _set_via, _set_prefer_failure, _set_filters, _set_third_party, _set_nonce, _set_remote_address,
+ _set_remote_port, _set_extra_options) = (MapRequest.__dict__[name].__set__
+                                          for name in MapRequest.__slots__)
+
+
+def from_fields(protocol: Protocol | int, internal_port: int, external_port: int | None,
+           external_address: IPAddress | None, lifetime: int, via: Via, prefer_failure: bool,
+           filters: tuple[pcp.Filter, ...], third_party: IPAddress | None, nonce: bytes | None,
+           remote_address: IPAddress | None, remote_port: int | None,
+           extra_options: tuple[pcp.Option, ...] = ()) -> MapRequest:
+    """``MapRequest(...)`` with every field given, built at about half its cost (issue 15:
+    one per request): each slot set through its descriptor, not through the frozen
+    dataclass's ``object.__setattr__`` by name. Checked by the caller, as the constructor
+    leaves it to :meth:`MapRequest.validate`."""
+    made: MapRequest = _new(MapRequest)
+    _set_protocol(made, protocol)
+    _set_internal_port(made, internal_port)
+    _set_external_port(made, external_port)
+    _set_external_address(made, external_address)
+    _set_lifetime(made, lifetime)
+    _set_via(made, via)
+    _set_prefer_failure(made, prefer_failure)
+    _set_filters(made, filters)
+    _set_third_party(made, third_party)
+    _set_nonce(made, nonce)
+    _set_remote_address(made, remote_address)
+    _set_remote_port(made, remote_port)
+    _set_extra_options(made, extra_options)
+    return made

@@ -112,6 +112,12 @@ def _draw_rand(source: RandSource) -> float:
     return value
 
 
+#: The timeouts of each schedule without jitter and with a last try, once worked out, by
+#: the schedule's ``id`` (the schedule kept with them, so that its id is not reused).
+_FIXED: dict[int, tuple[RetransmitSchedule, tuple[float, ...]]] = {}
+_FIXED_KEPT = 16
+
+
 def _rng(rng: random.Random | None) -> random.Random:
     return random.Random() if rng is None else rng
 
@@ -188,7 +194,18 @@ class RetransmitSchedule:
         returning a number in [-0.1, +0.1], or ``None`` for a fresh OS-seeded generator. It is not
         consulted at all when ``jitter`` is 0.
         """
-        source = _as_rand_source(rand) if self.jitter else None
+        if not self.jitter and self.max_tries is not None:
+            # Fixed (NAT-PMP's nine doublings): worked out once, not by a generator per
+            # request (issue 15).
+            known = _FIXED.get(id(self))  # by identity: hashing the fields costs more
+            if known is None or known[0] is not self:
+                known = (self, tuple(self._drawn(None)))
+                if len(_FIXED) < _FIXED_KEPT:  # a program making schedules by the thousand
+                    _FIXED[id(self)] = known
+            return iter(known[1])
+        return self._drawn(_as_rand_source(rand) if self.jitter else None)
+
+    def _drawn(self, source: RandSource | None) -> Iterator[float]:
         scale = self.jitter / PCP_RAND_LIMIT
         previous: float | None = None
         tries = 0

@@ -22,6 +22,7 @@ from ..request import MapRequest, new_nonce
 from ..types import DatagramProtocol
 from ..wire.addresses import IPAddress
 from .base import Ask, DatagramDialect, Grant, Heard
+from .base import grant as make_grant
 from .natpmp import NatPmpDialect
 
 __all__ = ["DatagramLink", "DatagramMapper"]
@@ -96,7 +97,7 @@ class DatagramMapper:
                 except (GatewayTimeout, ResultCodeError) as exc:
                     log.info("mapped, but the external address is unknown: %s", exc)
             # Built, not dataclasses.replace(): this runs for every NAT-PMP mapping.
-            grant = Grant(grant.mapping_protocol, grant.epoch, grant.external_port,
+            grant = make_grant(grant.mapping_protocol, grant.epoch, grant.external_port,
                           negotiation.external_address, grant.lifetime, grant.options)
         return grant
 

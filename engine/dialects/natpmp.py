@@ -25,7 +25,7 @@ from ..timing import NATPMP_RETRANSMIT
 from ..types import DatagramProtocol
 from ..wire import natpmp, pcp
 from ..wire.addresses import IPAddress
-from .base import Ask, Grant, Heard
+from .base import Ask, Grant, Heard, grant
 
 __all__ = ["NatPmpDialect", "address_matcher", "map_matcher"]
 
@@ -151,7 +151,7 @@ class NatPmpDialect:
             raise ResultCodeError("natpmp", message.result, request=describe,
                                   gateway=self.gateway, epoch=message.epoch)
         if isinstance(message, natpmp.MapResponse):
-            return Grant("natpmp", message.epoch, message.external_port, None, message.lifetime)
+            return grant("natpmp", message.epoch, message.external_port, None, message.lifetime)
         if isinstance(message, natpmp.ExternalAddressResponse):
             return Grant("natpmp", message.epoch, external_address=message.external_address)
         return Grant("natpmp", message.epoch)  # pragma: no cover - errors have a result code

@@ -27,7 +27,7 @@ from ..timing import PCP_RETRANSMIT
 from ..types import DatagramProtocol
 from ..wire import natpmp, pcp
 from ..wire.addresses import IPAddress
-from .base import Ask, Grant, Heard
+from .base import Ask, Grant, Heard, grant
 
 __all__ = ["HEADER_ONLY_ERRORS", "PcpDialect", "matcher"]
 
@@ -160,6 +160,6 @@ class PcpDialect:
         data = message.data
         if data is None:
             return Grant("pcp", message.epoch)
-        return Grant("pcp", message.epoch, data.external_port, data.external_address,
+        return grant("pcp", message.epoch, data.external_port, data.external_address,
                      message.lifetime, message.options)
 

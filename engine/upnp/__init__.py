@@ -48,8 +48,8 @@ _WHERE: dict[str, str] = {
 
 __all__ = [
     "MAX_LEASE",
-    "SSDP_PORT",
     "PORT_IN_USE_CODES",
+    "SSDP_PORT",
     "DeviceInfo",
     "ExternalAddress",
     "MadeBy",
