@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Iterable
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
 
 from .codes import PcpResult
 from .dialects.base import Grant, Heard, Mapper, MapperFactory
@@ -35,7 +36,6 @@ from .mapping import (
     DEFAULT_TIMEOUT,
     MappingCall,
     PortMapping,
-    ProbeResult,
     granted,
     register_client_factory,
     request_for,
@@ -54,6 +54,9 @@ from .upnp import SSDP_PORT
 from .upnp.mapper import UpnpMapper
 from .wire import pcp
 from .wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from .probe_result import ProbeResult as ProbeResult
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -319,6 +322,7 @@ class GatewayClient(GatewayLink):
 
         asked: list[MappingProtocol] = [p for p in ("pcp", "natpmp", "upnp") if p in self.mappers]
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
+        from .probe_result import ProbeResult
         return ProbeResult.of(self.gateway, heard, self.external_address)
 
 
@@ -331,3 +335,13 @@ def _auto_protocols(client: GatewayClient) -> tuple[MappingProtocol, ...]:
 # A PortMapping restored without its client (the state file's) gets one of these.
 register_client_factory(
     lambda gateway, port, local: GatewayClient(gateway, port, local_address=local))
+
+
+def __getattr__(name: str) -> Any:
+    # ProbeResult on first use (PEP 562): see engine.mapping.
+    if name == "ProbeResult":
+        from .probe_result import ProbeResult
+
+        globals()[name] = ProbeResult
+        return ProbeResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""What a granted mapping is (:class:`PortMapping`), what a probe found (:class:`ProbeResult`).
+"""What a granted mapping is (:class:`PortMapping`), what a probe found (:class:`ProbeResult`,
+from :mod:`engine.probe_result` on first use: a one-shot ``natdeck map`` does not probe).
 
 The results of the client layer, and the one-shot handle :func:`~engine.client.map_port`
 returns. Imports only below it; a mapping reaches its :class:`~engine.client.GatewayClient`
@@ -10,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import InvalidRequest
 from .protocols import Protocol, as_protocol, protocol_name
@@ -25,8 +26,8 @@ from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from .client import GatewayClient
-    from .dialects.base import Grant, Heard
-    from .types import DeviceInfo
+    from .dialects.base import Grant
+    from .probe_result import ProbeResult as ProbeResult
 
 __all__ = [
     "DEFAULT_TIMEOUT", "MappingCall", "PortMapping", "ProbeResult", "granted", "request_for",
@@ -48,56 +49,6 @@ log = logging.getLogger("engine.client")
 #: Total seconds a one-shot call may take by default: the RFC schedules, cut there
 #: (PCP's own schedule never ends, RFC 6887 §8.1.1). ``timeout=None`` gives the RFCs' own.
 DEFAULT_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """What a gateway answered to a probe that asks PCP, NAT-PMP and UPnP IGD at once."""
-
-    gateway: IPAddress
-    pcp: bool
-    natpmp: bool
-    external_address: IPAddress | None
-    pcp_epoch: int | None
-    natpmp_epoch: int | None
-    rtt: float | None
-    """Round trip of the fastest answer, seconds."""
-    pcp_version: int | None = None
-    """The version a PCP-speaking gateway named in an UNSUPP_VERSION answer, if any."""
-    upnp: bool = False
-    """Whether a UPnP IGD answered on the gateway's address."""
-    igd: DeviceInfo | None = None
-    """The IGD's friendly name, manufacturer, model, IGD version and service (when it answered)."""
-    upnp_rtt: float | None = None
-    """Seconds from the SSDP search to the IGD's first answer."""
-    warning: str | None = None
-    """What the user should know (the IGD reports no public external address: double NAT)."""
-
-    @classmethod
-    def of(cls, gateway: IPAddress, heard: Mapping[MappingProtocol, Heard],
-           external_address: IPAddress | None) -> ProbeResult:
-        """What a probe of ``gateway`` heard from each protocol (PCP and NAT-PMP always)."""
-        pcp_, natpmp_, upnp = heard["pcp"], heard["natpmp"], heard.get("upnp")
-        rtts = [h.rtt for h in (pcp_, natpmp_) if h.rtt is not None]
-        upnp_spoken = upnp is not None and upnp.spoken is True
-        upnp_rtt = upnp.rtt if upnp is not None and upnp_spoken else None
-        if not rtts and upnp_rtt is not None:
-            rtts.append(upnp_rtt)
-        return cls(gateway, pcp_.spoken is True, natpmp_.spoken is True, external_address,
-                   pcp_.epoch, natpmp_.epoch, min(rtts) if rtts else None,
-                   pcp_.server_version, upnp=upnp_spoken,
-                   igd=upnp.device if upnp is not None else None, upnp_rtt=upnp_rtt,
-                   warning=upnp.warning if upnp is not None else None)
-
-    @property
-    def reachable(self) -> bool:
-        """Whether the gateway answered any protocol."""
-        return self.pcp or self.natpmp or self.upnp
-
-    @property
-    def via(self) -> MappingProtocol | None:
-        """The protocol ``via="auto"`` would use (PCP, then NAT-PMP, then UPnP IGD)."""
-        return "pcp" if self.pcp else "natpmp" if self.natpmp else "upnp" if self.upnp else None
 
 
 @dataclass(eq=False)
@@ -283,3 +234,14 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
     mapping.options = grant.options or mapping.options
     mapping.client = client
     return mapping
+
+
+def __getattr__(name: str) -> Any:
+    # ProbeResult on first use (PEP 562): issue 15's one-shot import builds no dataclass it
+    # does not use.
+    if name == "ProbeResult":
+        from .probe_result import ProbeResult
+
+        globals()[name] = ProbeResult
+        return ProbeResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

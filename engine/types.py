@@ -13,11 +13,13 @@ different names here:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .protocols import PORTED_PROTOCOLS, Protocol, as_protocol, parse_protocol, protocol_name
 from .wire.addresses import IPAddress, to_address
+
+if TYPE_CHECKING:
+    from .device_info import DeviceInfo as DeviceInfo
 
 __all__ = [
     "PORTED_PROTOCOLS",
@@ -55,22 +57,12 @@ def shown_name(protocol: str) -> str:
     return _SHOWN.get(protocol, protocol)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What a UPnP IGD says about itself (for a probe and the gateway panel); here, below
-    every layer that carries it, so that a probe's result can name it without importing the
-    UPnP stack."""
+def __getattr__(name: str) -> Any:
+    # DeviceInfo on first use (PEP 562): only a UPnP probe makes one, and a one-shot
+    # ``natdeck map`` need not build its dataclass at import (issue 15).
+    if name == "DeviceInfo":
+        from .device_info import DeviceInfo
 
-    location: str
-    friendly_name: str
-    manufacturer: str
-    model_name: str
-    model_number: str
-    igd_version: int
-    """1 or 2 (``InternetGatewayDevice:N``)."""
-    service_type: str
-    """The port-mapping service in use (``...:WANIPConnection:2``)."""
-    actions: frozenset[str]
-    """Actions the service declares (``AddAnyPortMapping``, ``GetListOfPortMappings``...)."""
-    pinholes: bool
-    """Whether the IGD offers WANIPv6FirewallControl (IPv6 pinholes)."""
+        globals()[name] = DeviceInfo
+        return DeviceInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,7 +33,10 @@ def _setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
 def decoded(cls: type[T], *values: Any) -> T:
     """An instance of the slotted frozen dataclass ``cls`` with ``values`` for its fields in
     order (every field given), without running ``__post_init__``."""
+    setters = _setters(cls)
+    if len(values) != len(setters):  # checked once: zip(strict=True) costs more per field
+        raise ValueError(f"{cls.__name__} has {len(setters)} fields, not {len(values)}")
     message = _new(cls)
-    for set_field, value in zip(_setters(cls), values, strict=True):
+    for set_field, value in zip(setters, values, strict=False):  # lengths checked above
         set_field(message, value)
     return message

@@ -41,6 +41,7 @@ CLASS_LINES = 250
 LAYERS: tuple[Layer, ...] = (
     Layer("names: the shared vocabulary, errors, RFC timing (pure)", (
         "engine.protocols", "engine.codes", "engine.wire.addresses", "engine.types",
+        "engine.device_info",
         "engine.lazy_exports",
         "engine.errors", "engine.epochs", "engine.timing",
     )),
@@ -54,7 +55,7 @@ LAYERS: tuple[Layer, ...] = (
         "engine.transport", "engine.udp", "engine.announce", "engine.discovery", "engine.upnp.*",
     )),
     Layer("client: the link to a gateway, GatewayClient, PortMapping, one-shot calls", (
-        "engine.link", "engine.mapping", "engine.client", "engine.oneshot",
+        "engine.link", "engine.mapping", "engine.probe_result", "engine.client", "engine.oneshot",
     )),
     Layer("manager: events, the mapping state table and its glue, records, the router view", (
         "engine.events", "engine.manager.*", "engine.mapping_record", "engine.statefile",
