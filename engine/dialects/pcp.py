@@ -120,7 +120,7 @@ class PcpDialect:
             opdata = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                                  request.suggested_external_port, suggested)
             describe = f"PCP {what} {request.describe()}"
-        packet = pcp.Request(opcode, request.lifetime, local, opdata, request.options).encode()
+        packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
         return Ask("pcp", packet, describe, _Matcher(opcode, opdata),
                    lambda message: self.read(message, describe), ("pcp", request.nonce))
 

@@ -53,6 +53,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "encode_options",
+    "encode_request",
     "option_code",
 ]
 
@@ -218,13 +219,28 @@ class Request:
 
     def encode(self) -> bytes:
         """The request as sent; raises :class:`ValueError` past 1100 octets."""
-        packet = (_HEADER.pack(self.version, self.opcode, 0, self.lifetime)
-                  + encode_address(self.client_address)
-                  + (self.data.encode() if self.data is not None else b"")
-                  + (encode_options(self.options) if self.options else b""))
-        if len(packet) > MAX_PACKET_SIZE:
-            raise ValueError(f"PCP request of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
-        return packet
+        return _encode_request(self.version, self.opcode, self.lifetime, self.client_address,
+                               self.data, self.options)
+
+
+def _encode_request(version: int, opcode: int, lifetime: int, client_address: IPAddress,
+                    data: OpData | None, options: tuple[Option, ...]) -> bytes:
+    packet = (_HEADER.pack(version, opcode, 0, lifetime) + encode_address(client_address)
+              + (data.encode() if data is not None else b"")
+              + (encode_options(options) if options else b""))
+    if len(packet) > MAX_PACKET_SIZE:
+        raise ValueError(f"PCP request of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
+    return packet
+
+
+def encode_request(opcode: int, lifetime: int, client_address: IPAddress,
+                   data: OpData | None = None, options: tuple[Option, ...] = ()) -> bytes:
+    """``Request(opcode, lifetime, client_address, data, options).encode()``, with the same
+    checks, without building the :class:`Request` (issue 15: one per request sent)."""
+    if (0 <= opcode <= 0x7F and 0 <= lifetime <= 0xFFFFFFFF
+            and (opcode not in _DATA_SIZE or _opdata_matches(opcode, data))):
+        return _encode_request(PCP_VERSION, opcode, lifetime, client_address, data, options)
+    return Request(opcode, lifetime, client_address, data, options).encode()  # it says why
 
 
 _NO_RESERVED = bytes(12)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from ipaddress import IPv4Address
 from typing import Any, cast
@@ -75,3 +76,18 @@ def test_a_fixed_schedule_is_the_same_every_time_and_a_jittered_one_draws() -> N
     draws = iter([0.1, -0.1])
     pcp_waits = PCP_RETRANSMIT.timeouts(lambda: next(draws))
     assert [next(pcp_waits), next(pcp_waits)] == pytest.approx([3.3, 2 * 3.3 - 0.1 * 3.3])
+
+
+def test_a_pcp_request_encodes_the_same_without_its_dataclass() -> None:
+    data = pcp.MapData(b"n" * 12, 6, 80, 8080, IPv4Address("0.0.0.0"))
+    for args in ((pcp.Opcode.MAP, 3600, LOCAL, data, ()),
+                 (pcp.Opcode.MAP, 0, LOCAL, data, (pcp.PreferFailure(),)),
+                 (pcp.Opcode.ANNOUNCE, 0, LOCAL, None, ())):
+        assert pcp.encode_request(*args) == pcp.Request(*args).encode()
+    for bad in ((pcp.Opcode.MAP, 1 << 32, LOCAL, data, ()),
+                (pcp.Opcode.PEER, 60, LOCAL, data, ()),
+                (200, 60, LOCAL, None, ())):
+        with pytest.raises(ValueError) as expected:
+            pcp.Request(*bad)
+        with pytest.raises(ValueError, match=re.escape(str(expected.value))):
+            pcp.encode_request(*bad)
