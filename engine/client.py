@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +108,7 @@ class GatewayClient(GatewayLink):
     # -- requests ------------------------------------------------------------------------
 
     @holding_channel
-    async def map(self, protocol: int, internal_port: int, *,
+    def map(self, protocol: int, internal_port: int, *,
                   external_port: int | None = None,
                   external_address: str | IPAddress | None = None,
                   lifetime: int = DEFAULT_LIFETIME, via: Via = "auto",
@@ -117,14 +117,14 @@ class GatewayClient(GatewayLink):
                   third_party: str | IPAddress | None = None,
                   nonce: bytes | None = None,
                   timeout: float | None = DEFAULT_TIMEOUT,
-                  fallback_on_silence: bool = True) -> PortMapping:
+                  fallback_on_silence: bool = True) -> Coroutine[Any, Any, PortMapping]:
         """Create a mapping; see :func:`map_port`."""
         request = MapRequest.make(
             protocol, internal_port, external_port=external_port,
             external_address=external_address, lifetime=lifetime, via=via,
             prefer_failure=prefer_failure, filters=filters, third_party=third_party,
             nonce=nonce or nonce_for(via))
-        return await self._map(request, timeout, fallback_on_silence)
+        return self._map(request, timeout, fallback_on_silence)
 
     @holding_channel
     async def map_request(self, request: MapRequest, *, timeout: float | None = DEFAULT_TIMEOUT,

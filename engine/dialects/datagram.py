@@ -12,7 +12,8 @@ import asyncio
 import dataclasses
 import logging
 import random
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from ..errors import GatewayError, GatewayTimeout, ResultCodeError
 from ..exchange import Outcome
@@ -101,14 +102,16 @@ class DatagramMapper:
                           negotiation.external_address, grant.lifetime, grant.options)
         return grant
 
-    async def map(self, request: MapRequest, *, timeout: float | None) -> Grant:
+    # map and renew return _request's coroutine (awaitable as the Mapper's async methods),
+    # not a coroutine of their own awaiting it: one frame less on every request (issue 15).
+    def map(self, request: MapRequest, *, timeout: float | None) -> Coroutine[Any, Any, Grant]:
         """Create the mapping ``request`` asks for."""
-        return await self._request(request, "map", timeout)
+        return self._request(request, "map", timeout)
 
-    async def renew(self, request: MapRequest, *, timeout: float | None,
-                    retransmit: bool = True) -> Grant:
+    def renew(self, request: MapRequest, *, timeout: float | None,
+              retransmit: bool = True) -> Coroutine[Any, Any, Grant]:
         """Ask again for a granted mapping (RFC 6887 §11.2.1, RFC 6886 §3.3)."""
-        return await self._request(request, "renew", timeout, retransmit)
+        return self._request(request, "renew", timeout, retransmit)
 
     async def delete(self, request: MapRequest, *, timeout: float | None) -> None:
         """Lifetime 0 (RFC 6887 §15, RFC 6886 §3.4)."""
