@@ -35,7 +35,11 @@ Received = Callable[[bytes, tuple[str | object, ...]], bool]
 
 def _sockaddr(family: int, host: str, port: int) -> Any:
     """The socket address of a numeric host (an IPv6 ``%scope`` resolved to its index)."""
-    info = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST)
+    # As bytes: a str host is first encoded with the "idna" codec, whose import (with
+    # stringprep and unicodedata) costs a one-shot process ~1 ms. The hosts here are the
+    # text of IP addresses: ASCII.
+    info = socket.getaddrinfo(host.encode("ascii"), port, family, socket.SOCK_DGRAM, 0,
+                              socket.AI_NUMERICHOST)
     return info[0][4]
 
 
