@@ -13,24 +13,28 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..codes import PcpResult
 from ..errors import MalformedPacket
 from .addresses import IPAddress, decode_address, encode_address
+from .bits import check_bits
 from .decoded import decoded
-from .pcp_options import (
-    Filter,
-    Option,
-    OptionCode,
-    PreferFailure,
-    ThirdParty,
-    UnknownOption,
-    check_bits,
-    decode_options,
-    encode_options,
-    option_code,
-)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from .pcp_options import (
+        Filter,
+        Option,
+        OptionCode,
+        PreferFailure,
+        ThirdParty,
+        UnknownOption,
+        decode_options,
+        encode_options,
+        option_code,
+    )
 
 __all__ = [
     "HEADER_SIZE",
@@ -227,7 +231,7 @@ def _encode_request(version: int, opcode: int, lifetime: int, client_address: IP
                     data: OpData | None, options: tuple[Option, ...]) -> bytes:
     packet = (_HEADER.pack(version, opcode, 0, lifetime) + encode_address(client_address)
               + (data.encode() if data is not None else b"")
-              + (encode_options(options) if options else b""))
+              + (_options().encode_options(options) if options else b""))
     if len(packet) > MAX_PACKET_SIZE:
         raise ValueError(f"PCP request of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
     return packet
@@ -311,7 +315,7 @@ class Response:
                               self.result, self.lifetime, self.epoch)
                   + self.reserved
                   + (self.data.encode() if self.data is not None else b"")
-                  + encode_options(self.options))
+                  + (_options().encode_options(self.options) if self.options else b""))
         if len(packet) > MAX_PACKET_SIZE:
             raise ValueError(f"PCP response of {len(packet)} octets exceeds {MAX_PACKET_SIZE}")
         return packet
@@ -319,7 +323,10 @@ class Response:
     @property
     def unknown_mandatory_options(self) -> tuple[UnknownOption, ...]:
         """Options in the mandatory-to-process range (0-127) that this code does not know."""
-        return tuple(o for o in self.options if isinstance(o, UnknownOption) and o.mandatory)
+        if not self.options:
+            return ()
+        unknown = _options().UnknownOption
+        return tuple(o for o in self.options if isinstance(o, unknown) and o.mandatory)
 
 
 def _size_problem(data: bytes, what: str) -> str | None:
@@ -370,7 +377,7 @@ def decode_response(data: bytes) -> Response:
         raise MalformedPacket(f"PCP {Opcode(opcode).name} response is missing its opcode data")
     # What Response's own checks would refuse was refused above, and the fields fit by width.
     return decoded(Response, opcode, result, lifetime, epoch,
-                   _decode_opdata(opcode, body[:size]), decode_options(body[size:]),
+                   _decode_opdata(opcode, body[:size]), _decode_options(body[size:]),
                    PCP_VERSION, reserved)
 
 
@@ -387,8 +394,29 @@ class RequestRejected(MalformedPacket):
         self.opcode = opcode
 
 
-#: Options that may appear at most once in a request (§13.1, §13.2: "Maximum occurrences: 1").
-_ONCE_ONLY = (ThirdParty, PreferFailure)
+def _options() -> ModuleType:
+    """:mod:`.pcp_options`, imported on first use: a one-shot request builds none of its
+    dataclasses (issue 15)."""
+    from . import pcp_options
+
+    return pcp_options
+
+
+def _decode_options(data: bytes) -> tuple[Option, ...]:
+    return _options().decode_options(data) if data else ()
+
+
+_OPTION_NAMES = frozenset({"Filter", "Option", "OptionCode", "PreferFailure", "ThirdParty",
+                           "UnknownOption", "decode_options", "encode_options", "option_code"})
+
+
+def __getattr__(name: str) -> Any:
+    # The re-exported option names (PEP 562), from their module on first use.
+    if name in _OPTION_NAMES:
+        value = getattr(_options(), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def decode_request(data: bytes) -> Request:
@@ -430,14 +458,17 @@ def decode_request(data: bytes) -> Request:
         raise RequestRejected("PCP request is missing its opcode data",
                               PcpResult.MALFORMED_REQUEST, opcode)
     try:
-        options = decode_options(body[size:])
+        options = _decode_options(body[size:])
     except MalformedPacket as exc:
         raise RequestRejected(str(exc), PcpResult.MALFORMED_OPTION, opcode) from None
-    for kind in _ONCE_ONLY:
+    kinds = _options()
+    # At most once in a request (§13.1, §13.2: "Maximum occurrences: 1").
+    for kind in (kinds.ThirdParty, kinds.PreferFailure):
         if sum(isinstance(option, kind) for option in options) > 1:
             raise RequestRejected(f"PCP request has more than one {kind.__name__} option",
                                   PcpResult.MALFORMED_OPTION, opcode)
-    if opcode == Opcode.PEER and any(isinstance(option, PreferFailure) for option in options):
+    if opcode == Opcode.PEER and any(isinstance(option, kinds.PreferFailure)
+                                     for option in options):
         raise RequestRejected("PREFER_FAILURE is not allowed in a PEER request",
                               PcpResult.MALFORMED_REQUEST, opcode)
     return Request(opcode, lifetime, client, _decode_opdata(opcode, body[:size]), options)

@@ -1,5 +1,6 @@
 """PCP options (RFC 6887 §7.3, §13): THIRD_PARTY, PREFER_FAILURE, FILTER and the ones natdeck
-does not know, with their encoding and decoding. :mod:`engine.wire.pcp` re-exports every name.
+does not know, with their encoding and decoding. :mod:`engine.wire.pcp` re-exports every name,
+importing this module on first use (most requests and answers carry no option).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from ipaddress import IPv4Address
 
 from ..errors import MalformedPacket
 from .addresses import IPAddress, decode_address, encode_address
+from .bits import check_bits
 
 __all__ = [
     "Filter",
@@ -34,9 +36,6 @@ class OptionCode(IntEnum):
     FILTER = 3
 
 
-def check_bits(name: str, value: int, bits: int) -> None:
-    if not 0 <= value < (1 << bits):
-        raise ValueError(f"{name} must be 0-{(1 << bits) - 1}, not {value}")
 
 
 @dataclass(frozen=True, slots=True)
