@@ -8,8 +8,12 @@ import socket
 
 import pytest
 
+from engine.errors import TransportError
+from engine.transport import GatewayChannel
 from engine.udp import DRAIN, RECEIVE_SIZE, ConnectedUdp
+from engine.wire import natpmp
 from tests.support.loopback import LOOPBACK, free_udp_port, until
+from tests.support.manager_rig import open_fds
 
 
 class _Heard:
@@ -167,3 +171,46 @@ async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
             assert udp.send(b"still usable")
         finally:
             udp.close()
+
+
+async def test_a_socket_closed_by_its_receiver_reads_no_further_and_stops_being_watched() -> None:
+    with _peer() as peer:
+        heard: list[bytes] = []
+        udp: ConnectedUdp | None = None
+
+        def received(data: bytes, addr: tuple[object, ...]) -> bool:
+            heard.append(data)
+            assert udp is not None
+            udp.close()  # the channel closed from an observer, say
+            return True  # more expected: the drain must still stop
+
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, received,
+                                lambda exc: None)
+        udp.send(b"hello")
+        _, client = peer.recvfrom(100)
+        for number in range(5):
+            peer.sendto(bytes([number]), client)
+        await until(lambda: bool(heard))
+        await asyncio.sleep(0.01)
+        assert heard == [b"\x00"]
+        loop = asyncio.get_running_loop()
+        assert not loop.remove_reader(udp._fd)  # already removed by close()
+
+
+async def test_many_channels_opened_and_closed_leave_no_descriptor_nor_reader() -> None:
+    with _peer() as peer:
+        port = peer.getsockname()[1]
+        before = open_fds()
+        loop = asyncio.get_running_loop()
+        for _ in range(200):
+            channel = GatewayChannel(LOOPBACK, port)
+            await channel.open()
+            assert channel._transport is not None
+            fd = channel._transport._fd
+            channel._send(natpmp.ExternalAddressRequest().encode(), "address")
+            channel.close()
+            assert not loop.remove_reader(fd)
+        for _ in range(50):  # an address that is not here: the open fails, nothing is kept
+            with pytest.raises(TransportError):
+                await GatewayChannel(LOOPBACK, port, local_address="192.0.2.1").open()
+        assert open_fds() == before
