@@ -214,3 +214,33 @@ async def test_many_channels_opened_and_closed_leave_no_descriptor_nor_reader() 
             with pytest.raises(TransportError):
                 await GatewayChannel(LOOPBACK, port, local_address="192.0.2.1").open()
         assert open_fds() == before
+
+
+def test_a_channel_whose_loop_closed_opens_a_new_socket_on_the_next_loop() -> None:
+    # A channel left open when its loop ended (asyncio.run returned) kept a socket whose
+    # reader was on the closed loop: on the next loop it still counted as open, sent, and
+    # never read an answer (every request timed out).
+    with _peer() as peer:
+        channel = GatewayChannel(LOOPBACK, peer.getsockname()[1])
+        asyncio.run(channel.open())
+        first = channel._transport
+        assert first is not None
+        fds = open_fds()
+        assert not channel.is_open  # its loop is gone: it can never read again
+
+        async def again() -> tuple[bytes, tuple[object, ...]] | None:
+            heard: list[tuple[bytes, tuple[object, ...]]] = []
+            await channel.open()
+            assert channel._transport is not first
+            assert channel._transport is not None
+            channel._transport._received = lambda data, addr: bool(heard.append((data, addr)))
+            channel._send(natpmp.ExternalAddressRequest().encode(), "address")
+            _, client = peer.recvfrom(100)
+            peer.sendto(b"answer", client)
+            await until(lambda: bool(heard))
+            channel.close()
+            return heard[0]
+
+        assert asyncio.run(again()) == (b"answer", peer.getsockname())
+        assert first.is_closing
+        assert open_fds() == fds - 1  # the first socket closed, the second too
