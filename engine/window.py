@@ -216,11 +216,15 @@ class InFlightWindow:
         after a retransmission alone: on a lossy link that is the usual case, and a backed-off
         timer stretches every later try of the schedule too.
 
-        A gateway answers each try at most once: beyond the tries not yet answered, such an
-        answer is not the gateway's (a host spoofing its address), and shows no queue --
-        else a flood of them, one a first timer, would hold every try for ever."""
-        if self.matched + self.strays < self.tries:
-            self.strays += 1
+        A gateway answers each try at most once: beyond the tries not yet answered (the
+        last ``limit`` of them at most: an older one is lost), such an answer is not the
+        gateway's (a host spoofing its address), and shows no queue -- else a flood of
+        them, one a first timer, would hold every try for ever."""
+        unanswered = self.tries - self.matched - self.strays
+        if unanswered > 0:
+            # Only the last tries may still be answered: a try lost long ago is not one
+            # (without the bound, a day of losses let a paced flood hold a try for hours).
+            self.strays += 1 + max(0, unanswered - self.limit)
             self.answered_at = now
         if self.rtt_min is None:
             self.backoff = min(2 * self.backoff, float(MAX_STRETCH))

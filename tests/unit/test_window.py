@@ -383,3 +383,24 @@ def test_answers_no_request_takes_count_once_for_each_try_not_answered() -> None
         10.2 + window.first_timer())
     window.heard(10.4)  # no try is left to answer: not the gateway
     assert window.hold_until(second, sent_at=10.0, now=10.47) is None
+
+
+def test_tries_lost_long_ago_give_a_flood_no_more_hold() -> None:
+    # A day on a lossy link: a thousand tries never answered. An answer to one of them can
+    # no longer come, so they cannot let a paced flood (one answer a first timer) hold a
+    # new try a thousand first timers: at most a window's worth of answers counts.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    for _ in range(1000):
+        window.sent()
+    number = window.sent()
+    sent_at = 10.0
+    now = sent_at + window.first_timer()
+    holds = 0
+    while (until := window.hold_until(number, sent_at, now)) is not None or holds == 0:
+        if until is not None:
+            now = until
+            holds += 1
+        window.heard(now - 0.001)  # just before the try is due again
+        assert holds <= 1000
+    assert holds <= window.limit + 1
