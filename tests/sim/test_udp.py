@@ -244,3 +244,38 @@ def test_a_channel_whose_loop_closed_opens_a_new_socket_on_the_next_loop() -> No
         assert asyncio.run(again()) == (b"answer", peer.getsockname())
         assert first.is_closing
         assert open_fds() == fds - 1  # the first socket closed, the second too
+
+
+FLOOD = 192  # three wakeups' worth: what a socket's default buffer holds
+
+
+async def test_a_flood_is_read_at_most_drain_datagrams_a_wakeup() -> None:
+    # Datagrams keep coming from the peer's address while answers are expected: the loop
+    # still runs its other work between wakeups.
+    with _peer() as peer:
+        order: list[str] = []
+
+        def received(data: bytes, addr: tuple[object, ...]) -> bool:
+            order.append("d")
+            return True
+
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, received,
+                                lambda exc: None)
+        try:
+            udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            for number in range(FLOOD):
+                peer.sendto(bytes([number % 256]), client)
+            loop = asyncio.get_running_loop()
+
+            def other_work() -> None:
+                order.append("w")
+                if order.count("d") < FLOOD:
+                    loop.call_soon(other_work)
+
+            loop.call_soon(other_work)
+            await until(lambda: order.count("d") == FLOOD)
+            runs = "".join(order).split("w")
+            assert max(len(run) for run in runs) <= DRAIN
+        finally:
+            udp.close()
