@@ -233,7 +233,12 @@ def test_a_channel_whose_loop_closed_opens_a_new_socket_on_the_next_loop() -> No
             await channel.open()
             assert channel._transport is not first
             assert channel._transport is not None
-            channel._transport._received = lambda data, addr: bool(heard.append((data, addr)))
+
+            def received(data: bytes, addr: tuple[object, ...]) -> bool:
+                heard.append((data, addr))
+                return False
+
+            channel._transport._received = received
             channel._send(natpmp.ExternalAddressRequest().encode(), "address")
             _, client = peer.recvfrom(100)
             peer.sendto(b"answer", client)
