@@ -39,10 +39,11 @@ class EngineLogHandler(logging.Handler):
         self._post = post
         # Per kind (logger, format string: a few dozen in the engine): the second counted
         # from, the records in it, and the wall time of the last one.
-        self._kinds: dict[tuple[str, object], list[float]] = {}
+        self._kinds: dict[tuple[str, str], list[float]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        kind = (record.name, record.msg)
+        msg = record.msg
+        kind = (record.name, msg if isinstance(msg, str) else type(msg).__name__)  # hashable
         seen = self._kinds.get(kind)
         if seen is None or record.created - seen[0] >= 1.0:
             if seen is not None and seen[1] > BURST:

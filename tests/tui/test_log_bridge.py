@@ -45,3 +45,13 @@ def test_other_records_are_not_held_back_by_a_flood_of_one_kind() -> None:
     handler.emit(other)
     assert isinstance(posted[-1], LogLine)
     assert "retransmitting map" in posted[-1].text
+
+
+def test_a_record_whose_message_is_not_a_string_is_still_shown() -> None:
+    posted: list[Message] = []
+    handler = EngineLogHandler(posted.append)
+    record = logging.LogRecord("engine.manager", logging.INFO, __file__, 1,
+                               {"unhashable": 1}, None, None)
+    handler.emit(record)
+    assert isinstance(posted[0], LogLine)
+    assert "unhashable" in posted[0].text
