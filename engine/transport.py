@@ -230,7 +230,10 @@ class _Timer:
             self._fire(pending, when, now)
         while heap and heap[0][2].exchange.done:
             heapq.heappop(heap)
-        if heap and self._handle is None:
+        # A try armed while ringing armed the timer for itself: an earlier one may be left.
+        if heap and (self._handle is None or heap[0][0] < self._at):
+            if self._handle is not None:
+                self._handle.cancel()
             self._rearm(loop, heap[0][0])
 
 

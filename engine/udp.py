@@ -88,7 +88,11 @@ class ConnectedUdp:
 
     @property
     def is_closing(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether :meth:`close` was called, or the loop it reads on was closed: it can never
+        read again, so it is closed now (a channel left open when ``asyncio.run`` returned
+        opens a new socket on the next loop instead of sending where no answer is read)."""
+        if self._sock is not None and self._loop.is_closed():
+            self.close()
         return self._sock is None
 
     def sockname(self) -> tuple[str | int, ...] | None:

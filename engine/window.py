@@ -63,8 +63,8 @@ class InFlightWindow:
     """How many requests of one mapping protocol may be out to one gateway at once."""
 
     __slots__ = ("answered_at", "answered_try", "backoff", "first_timeout", "in_flight", "limit",
-                 "rtt_min", "rtt_peak", "rtt_smoothed", "rtt_variance", "service_variance",
-                 "srtt", "tries", "window")
+                 "matched", "rtt_min", "rtt_peak", "rtt_smoothed", "rtt_variance",
+                 "service_variance", "srtt", "strays", "tries", "window")
 
     def __init__(self, limit: int, first_timeout: float, *, initial: int = 1) -> None:
         if limit < 1:
@@ -83,6 +83,11 @@ class InFlightWindow:
         """The number of the last try known answered (see :meth:`sent`, :meth:`progress`)."""
         self.tries = 0
         """Tries sent so far: each try's number, in the order they went out."""
+        self.matched = 0
+        """Answers a request took (:meth:`progress`)."""
+        self.strays = 0
+        """Answers no request took that were believed (:meth:`heard`): with :attr:`matched`,
+        never more than :attr:`tries` -- a gateway sends one answer a try."""
         self.rtt_smoothed: float | None = None
         """RFC 6298's SRTT: the smoothed round trip itself, queueing included."""
         self.rtt_variance = 0.0
@@ -209,8 +214,18 @@ class InFlightWindow:
         be sent twice, never giving a sample: the next first timers double until a round trip
         is measured (RFC 6298 §5.5 and §5.7), within :data:`MAX_STRETCH`. Not on an answer
         after a retransmission alone: on a lossy link that is the usual case, and a backed-off
-        timer stretches every later try of the schedule too."""
-        self.answered_at = now
+        timer stretches every later try of the schedule too.
+
+        A gateway answers each try at most once: beyond the tries not yet answered (the
+        last ``limit`` of them at most: an older one is lost), such an answer is not the
+        gateway's (a host spoofing its address), and shows no queue -- else a flood of
+        them, one a first timer, would hold every try for ever."""
+        unanswered = self.tries - self.matched - self.strays
+        if unanswered > 0:
+            # Only the last tries may still be answered: a try lost long ago is not one
+            # (without the bound, a day of losses let a paced flood hold a try for hours).
+            self.strays += 1 + max(0, unanswered - self.limit)
+            self.answered_at = now
         if self.rtt_min is None:
             self.backoff = min(2 * self.backoff, float(MAX_STRETCH))
 
@@ -218,6 +233,7 @@ class InFlightWindow:
         """The gateway answered, at ``now``, a try numbered ``number`` or later: a request's
         only try, or the first of a request sent more than once (its answer may be to any of
         its tries: taking the last would call every request sent between them lost)."""
+        self.matched += 1
         self.answered_at = now
         self.answered_try = max(self.answered_try, number)
 

@@ -205,7 +205,7 @@ class MappingManager:
             return result
         finally:
             self.client.close()
-            self.records.flush()  # the changes of the last moments (deletes) too
+            self.records.close()  # the changes of the last moments (deletes) too
             self._hub.close()
 
     def events(self) -> AsyncIterator[Event]:

@@ -3,7 +3,8 @@
 The same file ``natdeck map`` writes, so that ``natdeck unmap`` can delete, with
 the right PCP nonce, a mapping the TUI or a library user left behind (``keep``,
 an exit that could not delete everything, a crash). A write that fails is
-logged, never raised: the mapping itself is fine.
+logged, never raised: the mapping itself is fine; its changes are kept and written
+again every :data:`RETRY_DELAY` seconds until a write succeeds.
 
 Writes are batched: the file is rewritten whole, so writing each change at once
 cost n rewrites of n records for n mappings added (10,000 adds: 10,000 rewrites of
@@ -25,7 +26,7 @@ import time
 from ..client import PortMapping
 from ..statefile import MappingRecord, StateBatch, StateFile, record_key
 
-__all__ = ["FLUSH_DELAY", "REFRESH_AFTER", "Records"]
+__all__ = ["FLUSH_DELAY", "REFRESH_AFTER", "RETRY_DELAY", "Records"]
 
 log = logging.getLogger("engine.manager")
 
@@ -35,6 +36,10 @@ REFRESH_AFTER = 3600.0
 #: Changes are written at most this long (seconds, loop time) after they are made; writes
 #: are at least this far apart, so a burst of changes costs one write per delay.
 FLUSH_DELAY = 0.25
+#: A write that failed (disk full, a directory made read-only) is tried again this long
+#: (seconds, loop time) after, until one succeeds: its changes must not wait for the next
+#: one (a renewal writes only hourly) to reach the disk.
+RETRY_DELAY = 5.0
 
 
 class Records:
@@ -58,6 +63,8 @@ class Records:
         self._timer: asyncio.TimerHandle | None = None
         self._last_write = float("-inf")
         self._waiters: list[asyncio.Future[None]] = []
+        self._failing = False
+        self._retrying = False  # the timer is a retry's (a new change is written sooner)
 
     @property
     def pending(self) -> int:
@@ -102,6 +109,7 @@ class Records:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._retrying = False
         waiters, self._waiters = self._waiters, []
         try:
             if self._batch is not None and len(self._batch):
@@ -111,22 +119,50 @@ class Records:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def close(self) -> None:
+        """Write every pending change now, once: no retry is left behind if it fails."""
+        self.flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _write(self, batch: StateBatch) -> None:
         assert self.state_file is not None
         self.writes += 1
         try:
             warnings = batch.flush()
         except OSError as exc:
-            log.warning("could not update %s: %s", self.state_file.path, exc)
+            # Said once a spell of failures (retried every RETRY_DELAY s), not each time.
+            log.log(logging.DEBUG if self._failing else logging.WARNING,
+                    "could not update %s: %s (%d changes kept, tried again every %g s)",
+                    self.state_file.path, exc, len(batch), RETRY_DELAY)
+            self._failing = True
+            self._retry()
             return
         finally:
             self._last_write = _loop_time()
+        if self._failing:
+            self._failing = False
+            log.warning("updated %s again", self.state_file.path)
         for warning in warnings:
             log.warning("%s", warning)
 
+    def _retry(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: the next change (or flush) tries again
+            return
+        if self._timer is None:
+            self._timer = loop.call_at(loop.time() + RETRY_DELAY, self.flush)
+            self._retrying = True
+
     def _schedule(self) -> None:
         if self._timer is not None:
-            return
+            if not self._retrying:
+                return
+            self._timer.cancel()  # a change made: tried as any other, not after the retry's wait
+            self._timer = None
+        self._retrying = False
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: nothing will flush later, so write now

@@ -315,3 +315,29 @@ def test_manager_notices_a_restart_from_the_ipv6_announce(lab6: Lab) -> None:
     run_in_client(lab6, scenario)
 
     assert seen["rules"] == [pinhole(TCP, 41040)]
+
+
+def _gateway_link_local(lab: Lab) -> str:
+    """The gateway's link-local address on its LAN veth (what it sends ANNOUNCE from)."""
+    shown = lab.run_in_gateway(["ip", "-6", "-o", "addr", "show", "dev", "lan0", "scope", "link"],
+                               check=True).stdout
+    return shown.split()[3].split("/")[0]
+
+
+def test_pcp_map_and_delete_to_the_gateways_link_local_address(lab6: Lab) -> None:
+    # The channel's connected socket with a %scope (engine/udp.py resolves it to the
+    # interface's index): the answers come from the link-local address and are taken.
+    gateway = f"{_gateway_link_local(lab6)}%lan1"
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> engine.PortMapping:
+        mapping = await engine.map_port(gateway, 41010, TCP, via="pcp", lifetime=600,
+                                        local_address=CLIENT_ADDRESS6, timeout=10.0)
+        seen["after_map"] = lab6.pinholes()
+        await mapping.delete(timeout=10.0)
+        return mapping
+
+    mapping = run_in_client(lab6, scenario)
+    assert (mapping.via, mapping.external_port) == ("pcp", 41010)
+    assert seen["after_map"] == [pinhole(TCP, 41010)]
+    assert lab6.pinholes() == []

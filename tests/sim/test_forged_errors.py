@@ -18,10 +18,10 @@ import pytest
 from engine import GatewayClient, Protocol, ResultCodeError
 from engine.codes import PcpResult
 from engine.simulator import GatewayConfig, SimulatedGateway
-from engine.wire import pcp
+from engine.wire import natpmp, pcp
 from tests.support.forgery import forged_natpmp, forged_pcp
 
-from .conftest import StartSim
+from .conftest import StartSim, on_virtual_clock
 
 FORGED = 300
 TIMEOUT = 5.0
@@ -102,3 +102,50 @@ async def test_a_genuine_error_with_our_nonce_still_ends_the_request(
         with pytest.raises(ResultCodeError) as caught:
             await client.map(Protocol.TCP, 8080, via="pcp", timeout=TIMEOUT)
     assert caught.value.code == PcpResult.NOT_AUTHORIZED
+
+
+def test_a_flood_of_unmatched_answers_does_not_stall_a_retransmission() -> None:
+    """Answers that look genuine but answer nothing out (a success for another internal
+    port), sent from the gateway's address every 50 ms, once held a due try for ever: each
+    counted as the gateway still busy (RFC 6298 §5.3's restart), so the lost first try was
+    never sent again, and without a deadline the request never ended. A gateway answers a
+    try at most once: past that they show nothing, and the retransmission goes out."""
+
+    async def scenario(start_sim: StartSim) -> None:
+        dropped: list[bytes] = []
+
+        def lose_the_first_map(request: bytes, answers: list[bytes]) -> list[bytes]:
+            if request[:2] == b"\x00\x02" and not dropped:
+                dropped.append(request)
+                return []
+            return answers
+
+        gw = await start_sim(tamper=lose_the_first_map)
+        host, port = gw.address
+        async with GatewayClient(host, port) as client:
+            await client.get_external_address(via="natpmp", timeout=TIMEOUT)  # a round trip
+            client_end = client.channel.local_endpoint()
+            assert client_end is not None
+            stray = natpmp.MapResponse(natpmp.protocol_for(2), 0, 1, 9999, 9999, 60).encode()
+
+            async def flood() -> None:
+                while True:
+                    gw.inject(stray, client_end)
+                    await asyncio.sleep(0.05)
+
+            flooding = asyncio.get_running_loop().create_task(flood())
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            try:
+                mapping = await asyncio.wait_for(
+                    client.map(Protocol.TCP, 8080, via="natpmp", timeout=None), 30.0)
+            finally:
+                flooding.cancel()
+            assert dropped
+            assert mapping.external_port == 8080
+            # The RFC's first timer (0.25 s, +10 ms), held at most a first timer more for
+            # the one answer a try may still have: not the flood's length.
+            assert loop.time() - began < 1.0
+            assert client.channel.dropped > 5
+
+    on_virtual_clock(scenario)

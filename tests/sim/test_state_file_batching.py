@@ -18,7 +18,7 @@ import pytest
 
 from engine.client import PortMapping
 from engine.events import MappingRenewed
-from engine.manager.records import FLUSH_DELAY, Records
+from engine.manager.records import FLUSH_DELAY, RETRY_DELAY, Records
 from engine.protocols import Protocol
 from engine.statefile import StateFile
 from tests.support.manager_rig import rig, run_fast_virtual
@@ -134,3 +134,35 @@ def test_a_process_killed_after_a_grant_and_the_flush_delay_left_the_record(
     child.join(timeout=30)
     assert child.exitcode == -signal.SIGKILL
     assert ports(StateFile(tmp_path)) == {1, 2}
+
+
+def test_a_failed_write_is_reported_and_retried_without_another_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The disk is full while mappings are granted: add() returns (it does not hang on a write
+    # that cannot happen, nor wait for a retry) and the failure is logged. Once there is room
+    # again, the records reach the disk on their own -- before, they waited for the next
+    # change (a renewal writes only hourly) or close(), and a process killed meanwhile left
+    # natdeck unmap nothing.
+    state = StateFile(tmp_path)
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    async def scenario() -> None:
+        async with rig(lifetime=7200, state_file=state, record=False) as r:
+            monkeypatch.setattr("engine.statefile.os.replace", full)
+            await asyncio.wait_for(r.manager.add(TCP, 20000), 5.0)
+            assert "No space left on device" in caplog.text
+            assert r.manager.records.pending == 1
+            assert ports(state) == set()
+            start = now()  # another add while the disk is still full
+            await asyncio.wait_for(r.manager.add(TCP, 20001), 5.0)
+            assert now() - start < 1.0
+            assert r.manager.records.pending == 2
+            monkeypatch.undo()
+            await asyncio.sleep(RETRY_DELAY + FLUSH_DELAY)
+            assert ports(state) == {20000, 20001}
+            assert r.manager.records.pending == 0
+
+    run_fast_virtual(scenario)

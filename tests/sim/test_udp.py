@@ -8,8 +8,12 @@ import socket
 
 import pytest
 
+from engine.errors import TransportError
+from engine.transport import GatewayChannel
 from engine.udp import DRAIN, RECEIVE_SIZE, ConnectedUdp
+from engine.wire import natpmp
 from tests.support.loopback import LOOPBACK, free_udp_port, until
+from tests.support.manager_rig import open_fds
 
 
 class _Heard:
@@ -165,5 +169,118 @@ async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
             assert len(heard.errors) == 1
             assert heard.errors[0].errno == errno.EMSGSIZE
             assert udp.send(b"still usable")
+        finally:
+            udp.close()
+
+
+async def test_a_socket_closed_by_its_receiver_reads_no_further_and_stops_being_watched() -> None:
+    with _peer() as peer:
+        heard: list[bytes] = []
+        udp: ConnectedUdp | None = None
+
+        def received(data: bytes, addr: tuple[object, ...]) -> bool:
+            heard.append(data)
+            assert udp is not None
+            udp.close()  # the channel closed from an observer, say
+            return True  # more expected: the drain must still stop
+
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, received,
+                                lambda exc: None)
+        udp.send(b"hello")
+        _, client = peer.recvfrom(100)
+        for number in range(5):
+            peer.sendto(bytes([number]), client)
+        await until(lambda: bool(heard))
+        await asyncio.sleep(0.01)
+        assert heard == [b"\x00"]
+        loop = asyncio.get_running_loop()
+        assert not loop.remove_reader(udp._fd)  # already removed by close()
+
+
+async def test_many_channels_opened_and_closed_leave_no_descriptor_nor_reader() -> None:
+    with _peer() as peer:
+        port = peer.getsockname()[1]
+        before = open_fds()
+        loop = asyncio.get_running_loop()
+        for _ in range(200):
+            channel = GatewayChannel(LOOPBACK, port)
+            await channel.open()
+            assert channel._transport is not None
+            fd = channel._transport._fd
+            channel._send(natpmp.ExternalAddressRequest().encode(), "address")
+            channel.close()
+            assert not loop.remove_reader(fd)
+        for _ in range(50):  # an address that is not here: the open fails, nothing is kept
+            with pytest.raises(TransportError):
+                await GatewayChannel(LOOPBACK, port, local_address="192.0.2.1").open()
+        assert open_fds() == before
+
+
+def test_a_channel_whose_loop_closed_opens_a_new_socket_on_the_next_loop() -> None:
+    # A channel left open when its loop ended (asyncio.run returned) kept a socket whose
+    # reader was on the closed loop: on the next loop it still counted as open, sent, and
+    # never read an answer (every request timed out).
+    with _peer() as peer:
+        channel = GatewayChannel(LOOPBACK, peer.getsockname()[1])
+        asyncio.run(channel.open())
+        first = channel._transport
+        assert first is not None
+        fds = open_fds()
+        assert not channel.is_open  # its loop is gone: it can never read again
+
+        async def again() -> tuple[bytes, tuple[object, ...]] | None:
+            heard: list[tuple[bytes, tuple[object, ...]]] = []
+            await channel.open()
+            assert channel._transport is not first
+            assert channel._transport is not None
+
+            def received(data: bytes, addr: tuple[object, ...]) -> bool:
+                heard.append((data, addr))
+                return False
+
+            channel._transport._received = received
+            channel._send(natpmp.ExternalAddressRequest().encode(), "address")
+            _, client = peer.recvfrom(100)
+            peer.sendto(b"answer", client)
+            await until(lambda: bool(heard))
+            channel.close()
+            return heard[0]
+
+        assert asyncio.run(again()) == (b"answer", peer.getsockname())
+        assert first.is_closing
+        assert open_fds() == fds - 1  # the first socket closed, the second too
+
+
+FLOOD = 192  # three wakeups' worth: what a socket's default buffer holds
+
+
+async def test_a_flood_is_read_at_most_drain_datagrams_a_wakeup() -> None:
+    # Datagrams keep coming from the peer's address while answers are expected: the loop
+    # still runs its other work between wakeups.
+    with _peer() as peer:
+        order: list[str] = []
+
+        def received(data: bytes, addr: tuple[object, ...]) -> bool:
+            order.append("d")
+            return True
+
+        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, received,
+                                lambda exc: None)
+        try:
+            udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            for number in range(FLOOD):
+                peer.sendto(bytes([number % 256]), client)
+            loop = asyncio.get_running_loop()
+
+            def other_work() -> None:
+                order.append("w")
+                if order.count("d") < FLOOD:
+                    loop.call_soon(other_work)
+
+            loop.call_soon(other_work)
+            await until(lambda: order.count("d") == FLOOD)
+            runs = "".join(order).split("w")
+            assert max(len(run) for run in runs) <= DRAIN
         finally:
             udp.close()

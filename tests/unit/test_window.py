@@ -343,3 +343,64 @@ def test_the_first_timer_is_never_stretched_past_four_times_the_rfcs() -> None:
     window.answered(0.003)
     window.answered_late(12.0, 0.0001)
     assert window.first_timer() == pytest.approx(4 * 0.25)
+
+
+def test_a_flood_of_answers_no_request_takes_cannot_hold_a_try_for_ever() -> None:
+    # A host spoofing the gateway's address sends valid-looking answers that match nothing,
+    # one every 100 ms. Each used to count as the gateway still busy (heard), so a due try
+    # was held a first timer past the latest: never retransmitted, and without a deadline
+    # never failed. A gateway sends at most one answer a try: beyond the tries not yet
+    # answered, such an answer is no sign of a queue.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    number = window.sent()
+    sent_at = 10.0
+    now = sent_at + window.first_timer()
+    held = 0
+    flood = sent_at
+    while True:
+        while flood < now:
+            flood += 0.1
+            window.heard(flood)
+        until = window.hold_until(number, sent_at, now)
+        if until is None:
+            break
+        held += 1
+        assert held < 100, "the flood holds the try for ever"
+        now = until
+    # One stray was possible (the try's own answer, to a try sent before): one hold at most.
+    assert now <= sent_at + 3 * window.first_timer()
+
+
+def test_answers_no_request_takes_count_once_for_each_try_not_answered() -> None:
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    first = window.sent()
+    second = window.sent()
+    window.progress(first, now=10.1)  # the first try's answer: one stray possible, not more
+    window.heard(10.2)
+    assert window.hold_until(second, sent_at=10.0, now=10.26) == pytest.approx(
+        10.2 + window.first_timer())
+    window.heard(10.4)  # no try is left to answer: not the gateway
+    assert window.hold_until(second, sent_at=10.0, now=10.47) is None
+
+
+def test_tries_lost_long_ago_give_a_flood_no_more_hold() -> None:
+    # A day on a lossy link: a thousand tries never answered. An answer to one of them can
+    # no longer come, so they cannot let a paced flood (one answer a first timer) hold a
+    # new try a thousand first timers: at most a window's worth of answers counts.
+    window = InFlightWindow(32, 0.25)
+    window.answered(0.003)
+    for _ in range(1000):
+        window.sent()
+    number = window.sent()
+    sent_at = 10.0
+    now = sent_at + window.first_timer()
+    holds = 0
+    while (until := window.hold_until(number, sent_at, now)) is not None or holds == 0:
+        if until is not None:
+            now = until
+            holds += 1
+        window.heard(now - 0.001)  # just before the try is due again
+        assert holds <= 1000
+    assert holds <= window.limit + 1
