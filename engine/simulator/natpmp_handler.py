@@ -129,6 +129,8 @@ def _map(state: GatewayState, config: GatewayConfig, request: MapRequest, client
     if port is None:
         return _map_error(request, NatPmpResult.OUT_OF_RESOURCES, epoch)
     lifetime = config.granted_lifetime(request.lifetime)
+    if existing is not None:
+        client = existing.internal_address  # (the key's: equal)
     state.put(Mapping(internal_address=client, protocol=protocol,
                       internal_port=request.internal_port, external_port=port,
                       lifetime=lifetime, expires_at=now + lifetime, via="natpmp",

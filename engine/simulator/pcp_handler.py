@@ -32,7 +32,7 @@ from ..wire.pcp import (
     zero_address,
 )
 from .config import GatewayConfig
-from .state import GatewayState, Mapping
+from .state import GatewayState, Mapping, kept_address
 
 __all__ = ["error_lifetime", "handle_pcp", "pcp_announcement"]
 
@@ -225,6 +225,9 @@ def _map(state: GatewayState, config: GatewayConfig, request: Request, data: Map
     if config.max_filters is not None and len(kept) > config.max_filters:
         return _error(request, PcpResult.EXCESSIVE_REMOTE_PEERS, config, epoch)
     lifetime = config.granted_lifetime(request.lifetime)
+    if existing is not None:
+        internal = existing.internal_address  # (the key's: equal)
+        client = kept_address(existing.requested_by, client)
     state.put(Mapping(internal_address=internal, protocol=protocol, internal_port=internal_port,
                       external_port=port, lifetime=lifetime, expires_at=now + lifetime,
                       via="pcp", nonce=data.nonce, filters=tuple(kept), requested_by=client))

@@ -16,7 +16,7 @@ from typing import Literal
 from ..wire.addresses import IPAddress
 from ..wire.pcp import Filter
 
-__all__ = ["Endpoint", "GatewayState", "Mapping", "MappingKey", "Via"]
+__all__ = ["Endpoint", "GatewayState", "Mapping", "MappingKey", "Via", "kept_address"]
 
 Via = Literal["natpmp", "pcp", "upnp"]
 
@@ -85,6 +85,12 @@ class Mapping:
         return self.expires_at - now
 
 
+def kept_address(kept: IPAddress | None, parsed: IPAddress) -> IPAddress:
+    """``kept`` (an address the table holds already) when it equals ``parsed``: a renewal
+    stores no new address object, which would live as long as its mapping (issue 15)."""
+    return kept if kept is not None and kept == parsed else parsed
+
+
 @dataclass(slots=True)
 class _PortUse:
     """Who holds an external port, and through how many mappings (one MAP plus its PEERs)."""
@@ -107,9 +113,14 @@ class GatewayState:
         self._table: dict[MappingKey, Mapping] = {}
         self._ports: dict[tuple[int, int], _PortUse] = {}
         self._endpoint_ports: dict[Endpoint, int] = {}
-        # (expires_at, sequence, key): lazy expiry. A renewal pushes a new entry; the old one is
-        # skipped when popped because the table's mapping no longer carries that expiry time.
-        self._expiry: list[tuple[float, int, MappingKey]] = []
+        # (expires_at, sequence): lazy expiry. A renewal pushes a new entry; the old one's
+        # sequence is forgotten, so it is skipped when popped. Pairs of a float and an int,
+        # which the garbage collector stops tracking (issue 15: a tuple holding the key was
+        # one more long-lived object per renewal, whose collection the benchmark charged to
+        # the client); the current sequence of each mapping finds it.
+        self._expiry: list[tuple[float, int]] = []
+        self._expiring: dict[int, Mapping] = {}
+        self._sequence_of: dict[MappingKey, int] = {}
         self._sequence = 0
 
     # --- epoch ------------------------------------------------------------------------------
@@ -134,6 +145,8 @@ class GatewayState:
         self._ports.clear()
         self._endpoint_ports.clear()
         self._expiry.clear()
+        self._expiring.clear()
+        self._sequence_of.clear()
         self.reset_epoch(now)
 
     # --- the table --------------------------------------------------------------------------
@@ -165,12 +178,22 @@ class GatewayState:
         """Add or replace a mapping; its endpoint must own its external port (or it has none)."""
         key = mapping.key
         old = self._table.get(key)
-        if old is not None:
+        # A renewal keeps its port: its port records stay as they are (releasing and claiming
+        # again made two new long-lived objects a renewal).
+        same_port = (old is not None and old.external_port == mapping.external_port
+                     and old.protocol == mapping.protocol)
+        if old is not None and not same_port:
             self._release_port(old)
         self._table[key] = mapping
-        self._claim_port(mapping)
-        self._sequence += 1
-        heapq.heappush(self._expiry, (mapping.expires_at, self._sequence, key))
+        if not same_port:
+            self._claim_port(mapping)
+        old_sequence = self._sequence_of.get(key)
+        if old_sequence is not None:
+            del self._expiring[old_sequence]
+        self._sequence = sequence = self._sequence + 1
+        self._sequence_of[key] = sequence  # (an existing entry keeps its key object)
+        self._expiring[sequence] = mapping
+        heapq.heappush(self._expiry, (mapping.expires_at, sequence))
         if len(self._expiry) > 4 * len(self._table) + 64:
             self._compact_expiry()
 
@@ -179,16 +202,19 @@ class GatewayState:
         mapping = self._table.pop(key, None)
         if mapping is not None:
             self._release_port(mapping)
+            sequence = self._sequence_of.pop(key, None)
+            if sequence is not None:
+                del self._expiring[sequence]
         return mapping
 
     def expire(self, now: float) -> list[Mapping]:
         """Remove the mappings whose lifetime has run out at ``now``; return them."""
         gone: list[Mapping] = []
-        while self._expiry and self._expiry[0][0] <= now:
-            expires_at, _, key = heapq.heappop(self._expiry)
-            mapping = self._table.get(key)
-            if mapping is not None and mapping.expires_at == expires_at:
-                self.remove(key)
+        expiry, expiring = self._expiry, self._expiring
+        while expiry and expiry[0][0] <= now:
+            mapping = expiring.get(heapq.heappop(expiry)[1])
+            if mapping is not None:  # (else replaced or removed since: skipped)
+                self.remove(mapping.key)
                 gone.append(mapping)
         return gone
 
@@ -258,12 +284,6 @@ class GatewayState:
             del self._endpoint_ports[use.endpoint]
 
     def _compact_expiry(self) -> None:
-        # Fresh sequence numbers keep every entry unique, so a tie on expiry time never falls
-        # through to comparing keys (IPv4 and IPv6 addresses do not compare).
-        entries = []
-        for key, mapping in self._table.items():
-            self._sequence += 1
-            entries.append((mapping.expires_at, self._sequence, key))
+        entries = [(mapping.expires_at, sequence) for sequence, mapping in self._expiring.items()]
         heapq.heapify(entries)
         self._expiry = entries
-
