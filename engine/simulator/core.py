@@ -58,6 +58,10 @@ class Counters:
                         Counter(self.requests), self.busy)
 
 
+#: Parsed source addresses kept (a bound: sources are the test's few hosts).
+_CLIENTS_KEPT = 256
+
+
 def client_address(host: str) -> IPAddress:
     """The address a datagram came from, as the handlers compare it: without a ``%scope``, and
     an IPv4-mapped IPv6 source (a dual-stack socket) as the IPv4 address it stands for."""
@@ -86,6 +90,9 @@ class GatewayCore:
         self._served = 0
         self.state = GatewayState(external_address, now, config.initial_epoch)
         self.counters = Counters()
+        # Each source's address parsed once (issue 15): 10,000 mappings from one host held
+        # 10,000 equal address objects, each one more for the garbage collector to walk.
+        self._clients: dict[str, IPAddress] = {}
 
     @property
     def config(self) -> GatewayConfig:
@@ -142,7 +149,13 @@ class GatewayCore:
     def process(self, datagram: bytes, source: tuple[str, int], now: float) -> list[bytes]:
         """Act on a datagram that :meth:`accept` let through; return the answers."""
         self.state.expire(now)
-        answer = self._dispatch(datagram, client_address(source[0]), now)
+        host = source[0]
+        client = self._clients.get(host)
+        if client is None:
+            if len(self._clients) >= _CLIENTS_KEPT:
+                self._clients.clear()
+            client = self._clients[host] = client_address(host)
+        answer = self._dispatch(datagram, client, now)
         if answer is None:
             self.counters.ignored += 1
             return []
