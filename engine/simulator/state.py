@@ -266,8 +266,9 @@ class GatewayState:
         slot = (mapping.protocol, mapping.external_port)
         use = self._ports.get(slot)
         if use is None:
-            self._ports[slot] = _PortUse(mapping.endpoint, 1)
-            self._endpoint_ports[mapping.endpoint] = mapping.external_port
+            endpoint = mapping.endpoint  # (one tuple for both: a property makes a new one)
+            self._ports[slot] = _PortUse(endpoint, 1)
+            self._endpoint_ports[endpoint] = mapping.external_port
         elif use.endpoint == mapping.endpoint:
             use.count += 1
         else:
