@@ -712,3 +712,31 @@ def test_natpmp_forced_map_error_reads_the_internal_port() -> None:
     raw = ask(core, natpmp.MapPacket(UDP, 4321, 0, 60).encode())
     assert raw is not None
     assert struct.unpack_from("!H", raw, 8)[0] == 4321
+
+
+def test_a_mapping_removed_and_added_again_expires_at_its_new_time_only() -> None:
+    state = GatewayState(IPv4Address(1), 0.0)
+    address = IPv4Address("10.0.0.1")
+    state.put(Mapping(address, TCP, 80, 80, 10, 10.0, "natpmp"))
+    state.remove((TCP, address, 80, None))
+    state.put(Mapping(address, TCP, 80, 80, 30, 30.0, "natpmp"))
+    assert state.expire(20.0) == []  # the first one's entry is left behind, not acted on
+    assert [m.expires_at for m in state.expire(30.0)] == [30.0]
+    assert len(state) == 0
+    assert state.port_of((TCP, address, 80)) is None
+
+
+def test_a_renewal_keeps_what_the_table_holds_instead_of_new_equal_objects() -> None:
+    # Issue 15: each object a renewal left behind lived for hours, walked by every full
+    # garbage collection (charged to the manager in tests/bench/manager_scale.py).
+    core = make(GatewayConfig(min_lifetime=1))
+    pcp_ask(core, pcp_map_request(lifetime=100))
+    (first,) = core.mappings(T0)
+    use = core.state._ports[(TCP, first.external_port)]
+    pcp_ask(core, pcp_map_request(lifetime=100), at=T0 + 50)
+    (renewed,) = core.mappings(T0 + 50)
+    assert renewed.expires_at == T0 + 150
+    assert renewed.internal_address is first.internal_address
+    assert renewed.requested_by is first.requested_by
+    assert core.state._ports[(TCP, first.external_port)] is use
+    assert all(type(entry) is tuple and len(entry) == 2 for entry in core.state._expiry)
