@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from engine.errors import TransportError
 from engine.transport import GatewayChannel
-from engine.udp import DRAIN, RECEIVE_SIZE, ConnectedUdp
+from engine.udp import DRAIN, RECEIVE_SIZE, ConnectedUdp, Received
 from engine.wire import natpmp
 from tests.support.loopback import LOOPBACK, free_udp_port, until
 from tests.support.manager_rig import open_fds
@@ -37,12 +39,36 @@ def _peer() -> socket.socket:
     return peer
 
 
+@contextlib.contextmanager
+def _connected(peer: socket.socket, received: Received, error: Callable[[OSError], None],
+               local: str | None = LOOPBACK) -> Iterator[ConnectedUdp]:
+    """A socket connected to ``peer``, closed afterwards."""
+    udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), local, received, error)
+    try:
+        yield udp
+    finally:
+        udp.close()
+
+
+def _count_wakeups(udp: ConnectedUdp) -> list[int]:
+    """Re-register ``udp``'s reader so that each wakeup is counted in the one-item list."""
+    wakeups = [0]
+    original = udp._readable
+
+    def counted() -> None:
+        wakeups[0] += 1
+        original()
+
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(udp._fd)
+    loop.add_reader(udp._fd, counted)
+    return wakeups
+
+
 async def test_it_sends_to_its_peer_and_hears_its_answers() -> None:
     heard = _Heard()
     with _peer() as peer:
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
-                               heard.error)
-        try:
+        with _connected(peer, heard.received, heard.error) as udp:
             assert udp.send(b"ping")
             data, client = peer.recvfrom(100)
             assert data == b"ping"
@@ -50,80 +76,46 @@ async def test_it_sends_to_its_peer_and_hears_its_answers() -> None:
             peer.sendto(b"pong", client)
             await until(lambda: bool(heard.datagrams))
             assert heard.datagrams == [(b"pong", peer.getsockname())]
-        finally:
-            udp.close()
 
 
 async def test_a_burst_is_read_in_one_wakeup() -> None:
     heard = _Heard()
     with _peer() as peer:
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
-                               heard.error)
-        try:
+        with _connected(peer, heard.received, heard.error) as udp:
             udp.send(b"hello")
             _, client = peer.recvfrom(100)
-            wakeups = 0
-            original = udp._readable
-
-            def counted() -> None:
-                nonlocal wakeups
-                wakeups += 1
-                original()
-
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(udp._fd)
-            loop.add_reader(udp._fd, counted)
+            wakeups = _count_wakeups(udp)
             # Loopback delivers at once: all ten wait in the socket before the loop looks.
             for number in range(10):
                 peer.sendto(bytes([number]), client)
             await until(lambda: len(heard.datagrams) == 10)
-            assert wakeups == 1
+            assert wakeups == [1]
             assert DRAIN >= 10
-        finally:
-            udp.close()
 
 
 async def test_a_receiver_expecting_nothing_more_ends_the_wakeup() -> None:
     heard = _Heard()
     heard.read_on = False
     with _peer() as peer:
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
-                               heard.error)
-        try:
+        with _connected(peer, heard.received, heard.error) as udp:
             udp.send(b"hello")
             _, client = peer.recvfrom(100)
-            wakeups = 0
-            original = udp._readable
-
-            def counted() -> None:
-                nonlocal wakeups
-                wakeups += 1
-                original()
-
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(udp._fd)
-            loop.add_reader(udp._fd, counted)
+            wakeups = _count_wakeups(udp)
             for number in range(3):
                 peer.sendto(bytes([number]), client)
             await until(lambda: len(heard.datagrams) == 3)
-            assert wakeups == 3  # one each, none lost: the loop woke again for the rest
-        finally:
-            udp.close()
+            assert wakeups == [3]  # one each, none lost: the loop woke again for the rest
 
 
 async def test_a_datagram_longer_than_any_message_reads_as_too_long() -> None:
     heard = _Heard()
     with _peer() as peer:
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), None, heard.received,
-                               heard.error)
-        try:
+        with _connected(peer, heard.received, heard.error, local=None) as udp:
             udp.send(b"x")
             _, client = peer.recvfrom(100)
             peer.sendto(bytes(2000), client)
             await until(lambda: bool(heard.datagrams))
             assert len(heard.datagrams[0][0]) == RECEIVE_SIZE == 1101  # decoders refuse > 1100
-        finally:
-            udp.close()
 
 
 async def test_icmp_port_unreachable_is_reported_as_an_error() -> None:
@@ -162,15 +154,11 @@ async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
     lost (the sender's retransmission timer covers it); a firewall's EPERM is one such."""
     heard = _Heard()
     with _peer() as peer:
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.received,
-                               heard.error)
-        try:
+        with _connected(peer, heard.received, heard.error) as udp:
             assert not udp.send(bytes(70_000))  # EMSGSIZE: past UDP's largest datagram
             assert len(heard.errors) == 1
             assert heard.errors[0].errno == errno.EMSGSIZE
             assert udp.send(b"still usable")
-        finally:
-            udp.close()
 
 
 async def test_a_socket_closed_by_its_receiver_reads_no_further_and_stops_being_watched() -> None:
@@ -264,9 +252,7 @@ async def test_a_flood_is_read_at_most_drain_datagrams_a_wakeup() -> None:
             order.append("d")
             return True
 
-        udp = ConnectedUdp.open((LOOPBACK, peer.getsockname()[1]), LOOPBACK, received,
-                                lambda exc: None)
-        try:
+        with _connected(peer, received, lambda exc: None) as udp:
             udp.send(b"hello")
             _, client = peer.recvfrom(100)
             for number in range(FLOOD):
@@ -282,5 +268,3 @@ async def test_a_flood_is_read_at_most_drain_datagrams_a_wakeup() -> None:
             await until(lambda: order.count("d") == FLOOD)
             runs = "".join(order).split("w")
             assert max(len(run) for run in runs) <= DRAIN
-        finally:
-            udp.close()
