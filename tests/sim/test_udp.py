@@ -67,55 +67,51 @@ def _count_wakeups(udp: ConnectedUdp) -> list[int]:
 
 async def test_it_sends_to_its_peer_and_hears_its_answers() -> None:
     heard = _Heard()
-    with _peer() as peer:
-        with _connected(peer, heard.received, heard.error) as udp:
-            assert udp.send(b"ping")
-            data, client = peer.recvfrom(100)
-            assert data == b"ping"
-            assert client == udp.sockname()
-            peer.sendto(b"pong", client)
-            await until(lambda: bool(heard.datagrams))
-            assert heard.datagrams == [(b"pong", peer.getsockname())]
+    with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
+        assert udp.send(b"ping")
+        data, client = peer.recvfrom(100)
+        assert data == b"ping"
+        assert client == udp.sockname()
+        peer.sendto(b"pong", client)
+        await until(lambda: bool(heard.datagrams))
+        assert heard.datagrams == [(b"pong", peer.getsockname())]
 
 
 async def test_a_burst_is_read_in_one_wakeup() -> None:
     heard = _Heard()
-    with _peer() as peer:
-        with _connected(peer, heard.received, heard.error) as udp:
-            udp.send(b"hello")
-            _, client = peer.recvfrom(100)
-            wakeups = _count_wakeups(udp)
-            # Loopback delivers at once: all ten wait in the socket before the loop looks.
-            for number in range(10):
-                peer.sendto(bytes([number]), client)
-            await until(lambda: len(heard.datagrams) == 10)
-            assert wakeups == [1]
-            assert DRAIN >= 10
+    with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
+        udp.send(b"hello")
+        _, client = peer.recvfrom(100)
+        wakeups = _count_wakeups(udp)
+        # Loopback delivers at once: all ten wait in the socket before the loop looks.
+        for number in range(10):
+            peer.sendto(bytes([number]), client)
+        await until(lambda: len(heard.datagrams) == 10)
+        assert wakeups == [1]
+        assert DRAIN >= 10
 
 
 async def test_a_receiver_expecting_nothing_more_ends_the_wakeup() -> None:
     heard = _Heard()
     heard.read_on = False
-    with _peer() as peer:
-        with _connected(peer, heard.received, heard.error) as udp:
-            udp.send(b"hello")
-            _, client = peer.recvfrom(100)
-            wakeups = _count_wakeups(udp)
-            for number in range(3):
-                peer.sendto(bytes([number]), client)
-            await until(lambda: len(heard.datagrams) == 3)
-            assert wakeups == [3]  # one each, none lost: the loop woke again for the rest
+    with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
+        udp.send(b"hello")
+        _, client = peer.recvfrom(100)
+        wakeups = _count_wakeups(udp)
+        for number in range(3):
+            peer.sendto(bytes([number]), client)
+        await until(lambda: len(heard.datagrams) == 3)
+        assert wakeups == [3]  # one each, none lost: the loop woke again for the rest
 
 
 async def test_a_datagram_longer_than_any_message_reads_as_too_long() -> None:
     heard = _Heard()
-    with _peer() as peer:
-        with _connected(peer, heard.received, heard.error, local=None) as udp:
-            udp.send(b"x")
-            _, client = peer.recvfrom(100)
-            peer.sendto(bytes(2000), client)
-            await until(lambda: bool(heard.datagrams))
-            assert len(heard.datagrams[0][0]) == RECEIVE_SIZE == 1101  # decoders refuse > 1100
+    with _peer() as peer, _connected(peer, heard.received, heard.error, local=None) as udp:
+        udp.send(b"x")
+        _, client = peer.recvfrom(100)
+        peer.sendto(bytes(2000), client)
+        await until(lambda: bool(heard.datagrams))
+        assert len(heard.datagrams[0][0]) == RECEIVE_SIZE == 1101  # decoders refuse > 1100
 
 
 async def test_icmp_port_unreachable_is_reported_as_an_error() -> None:
@@ -153,12 +149,11 @@ async def test_a_send_the_os_refuses_is_reported_and_lost_not_raised() -> None:
     """As asyncio's datagram transport does: the error goes to ``error`` and the datagram is
     lost (the sender's retransmission timer covers it); a firewall's EPERM is one such."""
     heard = _Heard()
-    with _peer() as peer:
-        with _connected(peer, heard.received, heard.error) as udp:
-            assert not udp.send(bytes(70_000))  # EMSGSIZE: past UDP's largest datagram
-            assert len(heard.errors) == 1
-            assert heard.errors[0].errno == errno.EMSGSIZE
-            assert udp.send(b"still usable")
+    with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
+        assert not udp.send(bytes(70_000))  # EMSGSIZE: past UDP's largest datagram
+        assert len(heard.errors) == 1
+        assert heard.errors[0].errno == errno.EMSGSIZE
+        assert udp.send(b"still usable")
 
 
 async def test_a_socket_closed_by_its_receiver_reads_no_further_and_stops_being_watched() -> None:
