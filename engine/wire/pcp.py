@@ -188,6 +188,13 @@ def _opdata_matches(opcode: int, data: OpData | None) -> bool:
     return data is None
 
 
+def _well_formed(version: int, opcode: int, lifetime: int, data: OpData | None) -> bool:
+    """A request's one check, which :class:`Request` and :func:`encode_request` both make: each
+    field within its width, and opcode data of the opcode's kind (Request says which failed)."""
+    return (0 <= version <= 0xFF and 0 <= opcode <= 0x7F and 0 <= lifetime <= 0xFFFFFFFF
+            and (opcode not in _DATA_SIZE or _opdata_matches(opcode, data)))
+
+
 def _decode_opdata(opcode: int, body: bytes) -> OpData | None:
     if opcode == Opcode.MAP:
         return MapData.decode(body)
@@ -213,12 +220,10 @@ class Request:
     version: int = PCP_VERSION
 
     def __post_init__(self) -> None:
-        if not (0 <= self.version <= 0xFF and 0 <= self.opcode <= 0x7F
-                and 0 <= self.lifetime <= 0xFFFFFFFF):
+        if not _well_formed(self.version, self.opcode, self.lifetime, self.data):
             check_bits("version", self.version, 8)
             check_bits("opcode", self.opcode, 7)
             check_bits("lifetime", self.lifetime, 32)
-        if self.opcode in _DATA_SIZE and not _opdata_matches(self.opcode, self.data):
             raise ValueError(f"PCP opcode {self.opcode} does not take {type(self.data).__name__}")
 
     def encode(self) -> bytes:
@@ -241,8 +246,7 @@ def encode_request(opcode: int, lifetime: int, client_address: IPAddress,
                    data: OpData | None = None, options: tuple[Option, ...] = ()) -> bytes:
     """``Request(opcode, lifetime, client_address, data, options).encode()``, with the same
     checks, without building the :class:`Request` (issue 15: one per request sent)."""
-    if (0 <= opcode <= 0x7F and 0 <= lifetime <= 0xFFFFFFFF
-            and (opcode not in _DATA_SIZE or _opdata_matches(opcode, data))):
+    if _well_formed(PCP_VERSION, opcode, lifetime, data):
         return _encode_request(PCP_VERSION, opcode, lifetime, client_address, data, options)
     return Request(opcode, lifetime, client_address, data, options).encode()  # it says why
 
