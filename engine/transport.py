@@ -481,7 +481,7 @@ class GatewayChannel:
         # ICMP port unreachable: nothing listens on the gateway's port. Say so at once
         # rather than wait out the schedule (issue 13; the lab's enable_natpmp=no).
         log.info("gateway %s: ICMP port unreachable on port %s", self.gateway, self.port)
-        now = asyncio.get_running_loop().time()
+        now = self.time()
         for pending in list(self._out.all):
             pending.exchange.refused(now)
             self._finish(pending, now)
