@@ -4,6 +4,7 @@ command to the engine worker, or opens a screen (the map dialog, the router view
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from .app_base import NatDeckBase
 from .engine_link import (
@@ -18,6 +19,9 @@ from .engine_link import (
 from .map_request import MapRequest
 from .screens import MapDialog
 from .screens.router import RouterScreen, show_in_table
+
+if TYPE_CHECKING:
+    from engine.events import MappingKey
 
 __all__ = ["KeyActions"]
 
@@ -44,21 +48,23 @@ class KeyActions(NatDeckBase):
 
     def action_unmap(self) -> None:
         """Delete the selected mapping at once."""
-        key = self.main.table.selected_key()
-        if key is None:
-            self.notify("No mapping selected to unmap; press m to map a port.",
-                        severity="warning")
-            return
-        self.send(RemoveMapping(key))
+        key = self._selected("unmap")
+        if key is not None:
+            self.send(RemoveMapping(key))
 
     def action_renew(self) -> None:
         """Renew the selected mapping now."""
+        key = self._selected("renew")
+        if key is not None:
+            self.send(RenewMapping(key))
+
+    def _selected(self, verb: str) -> MappingKey | None:
+        """The mapping under the cursor; with none, a warning saying what could not be done."""
         key = self.main.table.selected_key()
         if key is None:
-            self.notify("No mapping selected to renew; press m to map a port.",
+            self.notify(f"No mapping selected to {verb}; press m to map a port.",
                         severity="warning")
-            return
-        self.send(RenewMapping(key))
+        return key
 
     def action_refresh_address(self) -> None:
         """Ask the gateway for its external address."""
