@@ -293,10 +293,11 @@ _new = object.__new__
 
 
 def from_fields(protocol: Protocol | int, internal_port: int, external_port: int | None,
-           external_address: IPAddress | None, lifetime: int, via: Via, prefer_failure: bool,
-           filters: tuple[pcp.Filter, ...], third_party: IPAddress | None, nonce: bytes | None,
-           remote_address: IPAddress | None, remote_port: int | None,
-           extra_options: tuple[pcp.Option, ...] = ()) -> MapRequest:
+                external_address: IPAddress | None, lifetime: int, via: Via,
+                prefer_failure: bool, filters: tuple[pcp.Filter, ...],
+                third_party: IPAddress | None, nonce: bytes | None,
+                remote_address: IPAddress | None, remote_port: int | None,
+                extra_options: tuple[pcp.Option, ...] = ()) -> MapRequest:
     """``MapRequest(...)`` with every field given, built at about half its cost (issue 15:
     one per request): each slot set through its descriptor, not through the frozen
     dataclass's ``object.__setattr__`` by name. Checked by the caller, as the constructor
