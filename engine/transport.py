@@ -25,6 +25,7 @@ import logging
 import operator
 from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv6Address
+from typing import Any
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
@@ -95,7 +96,7 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
-    __slots__ = ("exchange", "first", "future", "key", "number", "started", "window")
+    __slots__ = ("exchange", "first", "future", "key", "number", "started", "ticket", "window")
 
     def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
                  window: InFlightWindow, key: Hashable | None) -> None:
@@ -106,9 +107,15 @@ class _Pending:
         self.started = False
         self.first = 0  # the number of its first try (InFlightWindow.sent)
         self.number = 0  # of its last try
+        self.ticket: _Entry | None = None  # its entry in the channel's timer heap
 
 
 _exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
+
+#: A timer heap entry: [due time, sequence number, the request or None once it is over]. A
+#: list, so that a request answered or re-armed lets go of its entry in O(1), without a search
+#: of the heap: the entry stays until its time, but holds nothing of the request.
+_Entry = list[Any]  # [float, int, _Pending | None]
 
 
 class _Out:
@@ -177,13 +184,13 @@ def _learn(pending: _Pending, outcome: Outcome, now: float) -> None:
 
 class _Timer:
     """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
-    the earliest. Entries are never removed; :meth:`GatewayChannel._fire` skips stale ones."""
+    the earliest. An entry is let go of (:meth:`drop`), never searched for and removed."""
 
     __slots__ = ("_at", "_fire", "_handle", "_heap", "_limit", "_loop", "_seq")
 
     def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
         self._fire = fire
-        self._heap: list[tuple[float, int, _Pending]] = []
+        self._heap: list[_Entry] = []
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._at = 0.0
@@ -194,7 +201,10 @@ class _Timer:
         heap = self._heap
         if len(heap) >= self._limit:
             self._compact()
-        heapq.heappush(heap, (when, next(self._seq), pending))
+        if pending.ticket is not None:
+            pending.ticket[2] = None  # re-armed: its earlier entry is stale
+        pending.ticket = entry = [when, next(self._seq), pending]
+        heapq.heappush(heap, entry)
         # A handle armed on a loop that no longer runs (closed: a channel may outlive its
         # loop) never fires. The loop armed on is the running one while it runs: asked only
         # when it is not (asyncio.get_running_loop() costs a getpid() system call on 3.11).
@@ -204,14 +214,21 @@ class _Timer:
                 self._handle.cancel()
             self._rearm(asyncio.get_running_loop(), when)
 
+    @staticmethod
+    def drop(pending: _Pending) -> None:
+        """``pending`` is over: its entry no longer holds it. Answered requests used to stay
+        in the heap until their timer's time (seconds: PCP's first timer is 3 s), and with
+        them their exchange, future, packet and matcher: at thousands of requests a second,
+        thousands of objects for the garbage collector to walk (issue 15's renewal CPU)."""
+        if pending.ticket is not None:
+            pending.ticket[2] = None
+            pending.ticket = None
+
     def _compact(self) -> None:
-        # Answered requests leave their entry until its time comes (seconds: PCP's first
-        # timer is 3 s); at thousands of requests a second that keeps thousands of answered
-        # exchanges alive for the garbage collector to walk. Drop the stale ones now and then:
-        # amortized O(log n) a push.
+        # Entries let go of stay until their time: drop them now and then (amortized
+        # O(log n) a push).
         heap = self._heap
-        heap[:] = [entry for entry in heap
-                   if not entry[2].exchange.done and entry[2].exchange.timer() == entry[0]]
+        heap[:] = [entry for entry in heap if entry[2] is not None]
         heapq.heapify(heap)
         self._limit = max(_COMPACT_AT, 2 * len(heap))
 
@@ -227,8 +244,10 @@ class _Timer:
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, pending = heapq.heappop(heap)
-            self._fire(pending, when, now)
-        while heap and heap[0][2].exchange.done:
+            if pending is not None:
+                pending.ticket = None
+                self._fire(pending, when, now)
+        while heap and heap[0][2] is None:
             heapq.heappop(heap)
         # A try armed while ringing armed the timer for itself: an earlier one may be left.
         if heap and (self._handle is None or heap[0][0] < self._at):
@@ -398,6 +417,7 @@ class GatewayChannel:
 
     def _finish(self, pending: _Pending, now: float) -> None:
         exchange = pending.exchange
+        self._timer.drop(pending)
         if pending.started:
             pending.started = False
             pending.window.give()
