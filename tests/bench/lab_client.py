@@ -305,6 +305,7 @@ def timed_phases(run: Run, create: Callable[[int], None], delete: Callable[[int]
                 if phase == "delete":
                     run.ok += 1
         run.phases[phase] = time.perf_counter() - start
+        run.mark("|")
 
 
 def natpmpc(run: Run, gateway: str, ports: range, lifetime: int) -> None:
@@ -326,12 +327,22 @@ def py_natpmp(run: Run, gateway: str, ports: range, lifetime: int) -> None:
 
     send = peer.send_request
 
+    read = peer.read_response
+
     def counted(sock: socket.socket, request: Any) -> None:
         # Its retry loop resends through this module global: count every datagram.
         run.sent = (run.sent or 0) + 1
         send(sock, request)
+        run.mark(">")
+
+    def traced(sock: socket.socket, timeout: float, response_size: int = 16) -> Any:
+        answer = read(sock, timeout, response_size)
+        run.mark("<" if answer[0] else "R")  # nothing by the timeout: it sends again
+        return answer
 
     peer.send_request = counted
+    if run.trace is not None:  # its receive, through the module global too
+        peer.read_response = traced
 
     def call(public: int, private: int, life: int) -> None:
         peer.map_port(peer.NATPMP_PROTOCOL_TCP, public, private, life, gateway_ip=gateway)

@@ -44,3 +44,26 @@ def test_a_trace_says_when_the_gateway_waited_for_the_client() -> None:
     assert gaps["delete lead"] == pytest.approx(0.001)
     assert gaps["delete resent"] == 1
     assert gaps["delete most out"] == 2
+
+
+def test_the_pcp_sequential_row_compares_each_client_over_its_own_protocols_floor() -> None:
+    from tests.bench.lab_throughput import fast_goals
+
+    # Two rounds. The gateway serves PCP 2 % slower than NAT-PMP; natdeck PCP adds 1 % to the
+    # PCP floor, py-natpmp 2 % to the NAT-PMP floor: natdeck adds less, whatever PCP costs.
+    def runs(*totals: float) -> list[dict[str, float]]:
+        return [{"total": total} for total in totals]
+
+    results = {"floor-natpmp": runs(100.0, 110.0), "floor-pcp": runs(102.0, 112.2),
+               "natdeck-pcp-seq": runs(103.02, 113.322), "py-natpmp": runs(102.0, 112.2),
+               "natdeck-natpmp-seq": runs(101.0, 111.1), "natdeck-natpmp-gather": runs(99, 109),
+               "natdeck-pcp-gather": runs(101, 111)}
+    goals = {goal.name.split(": ", 1)[1]: goal for goal in fast_goals(results)}
+    pcp = next(goal for name, goal in goals.items() if name.startswith("natdeck sequential")
+               and "its protocol's floor" in name)
+    assert pcp.value == pytest.approx(1.01 / 1.02)
+    assert pcp.met is True
+    assert "rounds 0.990–0.990" in pcp.detail
+    natpmp = next(goal for goal in fast_goals(results)
+                  if goal.name.startswith("fast gateway, NAT-PMP: natdeck sequential"))
+    assert natpmp.value == pytest.approx(101.0 / 102.0)
