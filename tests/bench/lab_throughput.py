@@ -43,6 +43,9 @@ _DESCRIPTION = {
 }
 #: The clients of the slow-gateway run: the floors and natdeck concurrent (issue 15's goal).
 SLOW_CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-natpmp-gather", "natdeck-pcp-gather")
+#: The clients of the traced fast-gateway rounds: the floors, py-natpmp and natdeck both ways.
+TRACED_CLIENTS = ("floor-natpmp", "floor-pcp", "py-natpmp", "natdeck-natpmp-seq",
+                  "natdeck-pcp-seq", "natdeck-natpmp-gather", "natdeck-pcp-gather")
 #: What each console setting stands for, for the tables' titles.
 SPEED = {"fast": "fast miniupnpd (log to /dev/null)",
          "slow": "slow miniupnpd (log to the real /dev/console)"}
@@ -227,6 +230,7 @@ def trace_gaps(trace: list[tuple[float, str]]) -> dict[str, float]:
         since = at
         if what == ">":
             out += 1
+            summary[f"{name} sent"] += 1
             summary[f"{name} most out"] = max(summary[f"{name} most out"], out)
         else:
             out = max(0, out - 1)
@@ -238,9 +242,11 @@ def trace_gaps(trace: list[tuple[float, str]]) -> dict[str, float]:
 
 
 def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
-    """A table of :func:`trace_gaps` per client (medians over rounds), in milliseconds."""
-    table = Table(["client", "phase", "lead ms", "busy ms", "idle ms", "mean answer gap ms",
-                   "most out", "resent"])
+    """A table of :func:`trace_gaps` per client (medians over rounds), in milliseconds; and
+    the idle time per request sent, in microseconds: for a client with one request out at a
+    time, how long it takes from an answer to its next request (its turnaround)."""
+    table = Table(["client", "phase", "lead ms", "busy ms", "idle ms", "idle µs / request",
+                   "mean answer gap ms", "most out", "resent"])
     for client, runs in results.items():
         gaps = [trace_gaps(r.get("trace") or []) for r in runs]
         for phase in ("create", "delete"):
@@ -248,9 +254,12 @@ def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
                 return median(g.get(f"{phase} {key}", 0.0) for g in gaps)
             mean_gap = median(g.get(f"{phase} answer gaps", 0.0)
                               / max(1.0, g.get(f"{phase} answers", 0.0)) for g in gaps)
+            per_request = median(g.get(f"{phase} idle", 0.0) / max(1.0, g.get(f"{phase} sent", 0.0))
+                                 for g in gaps)
             table.add(_DESCRIPTION.get(client, client), phase, f"{med('lead') * 1e3:.2f}",
                       f"{med('busy') * 1e3:.1f}", f"{med('idle') * 1e3:.2f}",
-                      f"{mean_gap * 1e3:.3f}", f"{med('most out'):.0f}", f"{med('resent'):.0f}")
+                      f"{per_request * 1e6:.0f}", f"{mean_gap * 1e3:.3f}",
+                      f"{med('most out'):.0f}", f"{med('resent'):.0f}")
     return table.render()
 
 

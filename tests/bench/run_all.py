@@ -51,6 +51,7 @@ class Plan:
 
     lab_count: int
     lab_rounds: int
+    traced_rounds: int
     slow_count: int
     slow_rounds: int
     recovery_count: int
@@ -70,14 +71,14 @@ class Plan:
 # 1-3 % with the gateway: 100 and 100 in 9 rounds narrow the median of the per-round ratios
 # (about 3 minutes for both core layouts). The slow gateway serves 20-180 ms a request, so
 # fewer rounds there.
-FULL = Plan(lab_count=100, lab_rounds=9, slow_count=50, slow_rounds=3, recovery_count=100,
-            recovery_rounds=1, address_changes=2, loopback_count=300, loopback_rounds=3,
-            codec_number=20_000, fallback_rounds=5, tui_ticks=20, scale_counts=(100, 1000),
-            oneshot_runs=10)
-QUICK = Plan(lab_count=10, lab_rounds=1, slow_count=5, slow_rounds=1, recovery_count=20,
-             recovery_rounds=1, address_changes=1, loopback_count=50, loopback_rounds=1,
-             codec_number=2_000, fallback_rounds=1, tui_ticks=3, scale_counts=(100,),
-             oneshot_runs=2)
+FULL = Plan(lab_count=100, lab_rounds=9, traced_rounds=3, slow_count=50, slow_rounds=3,
+            recovery_count=100, recovery_rounds=1, address_changes=2, loopback_count=300,
+            loopback_rounds=3, codec_number=20_000, fallback_rounds=5, tui_ticks=20,
+            scale_counts=(100, 1000), oneshot_runs=10)
+QUICK = Plan(lab_count=10, lab_rounds=1, traced_rounds=1, slow_count=5, slow_rounds=1,
+             recovery_count=20, recovery_rounds=1, address_changes=1, loopback_count=50,
+             loopback_rounds=1, codec_number=2_000, fallback_rounds=1, tui_ticks=3,
+             scale_counts=(100,), oneshot_runs=2)
 
 #: Whether the lab's throughput runs pin miniupnpd and the client to a core each: only with
 #: two cores or more to pin to.
@@ -137,6 +138,22 @@ def lab_sections(plan: Plan) -> None:
             ]), lab_throughput.fast_goals(pinned, " (pinned)" if PIN else "")
                 + lab_throughput.fast_goals(shared, " (shared cores)"))
 
+        def traced() -> str:
+            # Separate rounds: marking each packet costs the client about a microsecond,
+            # which the goals' rounds are not to carry.
+            results = lab_throughput.measure(lab, plan.lab_count, plan.traced_rounds,
+                                             lab_throughput.TRACED_CLIENTS, console="fast",
+                                             trace=True, pin=PIN)
+            return (f"### Where the fast gateway's time went: {plan.lab_count} creates then "
+                    f"{plan.lab_count} deletes, every packet's time taken at the client\n\n"
+                    f"Median of {plan.traced_rounds} interleaved rounds"
+                    f"{', pinned as above' if PIN else ''}. *busy*: time with a request out; "
+                    "*idle*: time with none out, in which the gateway waited for the client; "
+                    "per request sent, that is a one-at-a-time client's turnaround, from an "
+                    "answer to its next request. *mean answer gap*: the gateway's service time "
+                    "while it is kept busy. *most out*: requests out at once.\n\n"
+                    + lab_throughput.trace_summary(results))
+
         def recover() -> str:
             lab.restart_gateway(console="fast")
             results = recovery.measure(lab, plan.recovery_count, plan.recovery_rounds,
@@ -156,6 +173,7 @@ def lab_sections(plan: Plan) -> None:
                     + "\n".join(notes), lab_throughput.slow_goals(results))
 
         section("1. mapping throughput on a fast miniupnpd", fast)
+        section("1. where the fast gateway's time went (traced)", traced)
         section("4. recovery on miniupnpd", recover)
         section("1. mapping throughput on a slow miniupnpd", slow)
         # Last: it leaves miniupnpd UPnP-only (enable_natpmp=no).
