@@ -73,7 +73,7 @@ class Plan:
 # fewer rounds there.
 FULL = Plan(lab_count=100, lab_rounds=9, traced_rounds=3, slow_count=50, slow_rounds=3,
             recovery_count=100, recovery_rounds=1, address_changes=2, loopback_count=300,
-            loopback_rounds=3, codec_number=20_000, fallback_rounds=5, tui_ticks=20,
+            loopback_rounds=5, codec_number=20_000, fallback_rounds=5, tui_ticks=20,
             scale_counts=(100, 1000), oneshot_runs=10)
 QUICK = Plan(lab_count=10, lab_rounds=1, traced_rounds=1, slow_count=5, slow_rounds=1,
              recovery_count=20, recovery_rounds=1, address_changes=1, loopback_count=50,
