@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import heapq
-import itertools
 import logging
 import operator
 from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv6Address
-from typing import Any
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
+from .timer_heap import Entry, TimerHeap
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
 from .types import DatagramProtocol, ProtocolName
 from .udp import ConnectedUdp
@@ -55,8 +53,6 @@ packet_log = logging.getLogger("engine.packets")
 
 SERVER_PORT = 5351
 _NONE: list[_Pending] = []
-#: The timer's heap is compacted when it reaches this many entries (then twice what is live).
-_COMPACT_AT = 64
 
 #: The first retransmission timer of each protocol: the window fits the queue in half of it.
 _FIRST_TIMEOUT: dict[DatagramProtocol, float] = {
@@ -107,15 +103,11 @@ class _Pending:
         self.started = False
         self.first = 0  # the number of its first try (InFlightWindow.sent)
         self.number = 0  # of its last try
-        self.ticket: _Entry | None = None  # its entry in the channel's timer heap
+        self.ticket: Entry | None = None  # its entry in the channel's timer heap
 
 
 _exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
 
-#: A timer heap entry: [due time, sequence number, the request or None once it is over]. A
-#: list, so that a request answered or re-armed lets go of its entry in O(1), without a search
-#: of the heap: the entry stays until its time, but holds nothing of the request.
-_Entry = list[Any]  # [float, int, _Pending | None]
 
 
 class _Out:
@@ -182,80 +174,6 @@ def _learn(pending: _Pending, outcome: Outcome, now: float) -> None:
     window.progress(pending.first, now)
 
 
-class _Timer:
-    """One ``call_at`` for every exchange of a channel: a heap of due times, re-armed for
-    the earliest. An entry is let go of (:meth:`drop`), never searched for and removed."""
-
-    __slots__ = ("_at", "_fire", "_handle", "_heap", "_limit", "_loop", "_seq")
-
-    def __init__(self, fire: Callable[[_Pending, float, float], None]) -> None:
-        self._fire = fire
-        self._heap: list[_Entry] = []
-        self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
-        self._at = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._limit = _COMPACT_AT
-
-    def push(self, when: float, pending: _Pending) -> None:
-        heap = self._heap
-        if len(heap) >= self._limit:
-            self._compact()
-        if pending.ticket is not None:
-            pending.ticket[2] = None  # re-armed: its earlier entry is stale
-        pending.ticket = entry = [when, next(self._seq), pending]
-        heapq.heappush(heap, entry)
-        # A handle armed on a loop that no longer runs (closed: a channel may outlive its
-        # loop) never fires. The loop armed on is the running one while it runs: asked only
-        # when it is not (asyncio.get_running_loop() costs a getpid() system call on 3.11).
-        loop = self._loop
-        if self._handle is None or when < self._at or loop is None or not loop.is_running():
-            if self._handle is not None:
-                self._handle.cancel()
-            self._rearm(asyncio.get_running_loop(), when)
-
-    @staticmethod
-    def drop(pending: _Pending) -> None:
-        """``pending`` is over: its entry no longer holds it. Answered requests used to stay
-        in the heap until their timer's time (seconds: PCP's first timer is 3 s), and with
-        them their exchange, future, packet and matcher: at thousands of requests a second,
-        thousands of objects for the garbage collector to walk (issue 15's renewal CPU)."""
-        if pending.ticket is not None:
-            pending.ticket[2] = None
-            pending.ticket = None
-
-    def _compact(self) -> None:
-        # Entries let go of stay until their time: drop them now and then (amortized
-        # O(log n) a push).
-        heap = self._heap
-        heap[:] = [entry for entry in heap if entry[2] is not None]
-        heapq.heapify(heap)
-        self._limit = max(_COMPACT_AT, 2 * len(heap))
-
-    def _rearm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        self._handle = loop.call_at(when, self._run)
-        self._at = when
-        self._loop = loop
-
-    def _run(self) -> None:
-        self._handle = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, pending = heapq.heappop(heap)
-            if pending is not None:
-                pending.ticket = None
-                self._fire(pending, when, now)
-        while heap and heap[0][2] is None:
-            heapq.heappop(heap)
-        # A try armed while ringing armed the timer for itself: an earlier one may be left.
-        if heap and (self._handle is None or heap[0][0] < self._at):
-            if self._handle is not None:
-                self._handle.cancel()
-            self._rearm(loop, heap[0][0])
-
-
 def _connect(channel: GatewayChannel) -> ConnectedUdp:
     """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
     gateway = channel.gateway
@@ -294,7 +212,7 @@ class GatewayChannel:
         #: One in-flight window per mapping protocol (issue 15's slow start in each).
         self.windows: dict[DatagramProtocol, InFlightWindow] = {
             p: InFlightWindow(max_in_flight, _FIRST_TIMEOUT[p]) for p in ("pcp", "natpmp")}
-        self._timer = _Timer(self._fire)
+        self._timer: TimerHeap[_Pending] = TimerHeap(self._fire)
         #: Called with every accepted message (epoch tracking, last contact).
         self.observers: list[Callable[[Message], None]] = []
         self.dropped = 0

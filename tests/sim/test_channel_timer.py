@@ -1,4 +1,4 @@
-"""The channel's one timer (engine.transport._Timer) rings for the earliest try due, whatever
+"""The channel's one timer (engine.timer_heap.TimerHeap) rings for the earliest try due, whatever
 was armed while it rang. A silent peer on loopback, on a virtual clock (exact times)."""
 
 from __future__ import annotations
