@@ -52,7 +52,8 @@ LAYERS: tuple[Layer, ...] = (
         "engine.exchange", "engine.window", "engine.negotiation", "engine.dialects.*",
     )),
     Layer("I/O: UDP transport, the announcement listener, discovery, UPnP over HTTP", (
-        "engine.transport", "engine.udp", "engine.announce", "engine.discovery", "engine.upnp.*",
+        "engine.transport", "engine.timer_heap", "engine.udp", "engine.announce",
+        "engine.discovery", "engine.upnp.*",
     )),
     Layer("client: the link to a gateway, GatewayClient, PortMapping, one-shot calls", (
         "engine.link", "engine.mapping", "engine.probe_result", "engine.client", "engine.oneshot",
