@@ -16,8 +16,10 @@ most :data:`FLUSH_DELAY` after the last write: a granted mapping is on disk with
 that delay (plus the write itself), so a process that dies later leaves its record
 for ``natdeck unmap``. :meth:`~engine.manager.MappingManager.add` and ``remove``
 return only once their change is written -- while the disk is full they wait for the
-retry that succeeds, or for the manager to close; :meth:`Records.flush` writes at once
-(on demand, and when the manager closes).
+retry that succeeds, the manager to close, or at most their request timeout (a state
+file that cannot be written at all must not hold them for ever; the changes are still
+tried again); :meth:`Records.flush` writes at once (on demand, and when the manager
+closes).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class Records:
         self._queued: dict[tuple[int, int], float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_write = float("-inf")
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
         self._failing = False
         self._retrying = False  # the timer is a retry's (a new change is written sooner)
         self._closed = False  # nothing writes after close(): waiting is pointless
@@ -105,16 +107,24 @@ class Records:
                                       int(mapping.protocol), mapping.internal_port))
         self._schedule()
 
-    async def written(self) -> None:
-        """Return once every change made so far is written. A write that fails does not
-        return (it is logged and tried again every :data:`RETRY_DELAY` s); :meth:`close`
-        does, whatever its write did."""
-        if not self.pending or self._closed:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def written(self, timeout: float | None = None) -> bool:
+        """Return True once every change made so far is written. A write that fails does
+        not end the wait (it is logged and tried again every :data:`RETRY_DELAY` s);
+        :meth:`close` does, whatever its write did (False if it failed: nothing will write
+        the changes now). After ``timeout`` seconds, False: the changes are not on disk
+        yet (they stay pending, tried again)."""
+        if self._closed or not self.pending:
+            return not self.pending
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._schedule()  # (changes a failed write left pending have no write scheduled)
-        await waiter
+        if timeout is None:
+            return await waiter
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter  # (cancelled on timeout: a release skips it)
+        except TimeoutError:
+            return False
 
     def flush(self) -> None:
         """Write every pending change now (one read-modify-write of the file); if that
@@ -141,15 +151,15 @@ class Records:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._release()
+            self._release(written=not self.pending)
 
-    def _release(self, error: Exception | None = None) -> None:
+    def _release(self, error: Exception | None = None, *, written: bool = True) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if waiter.done():
                 continue
             if error is None:
-                waiter.set_result(None)
+                waiter.set_result(written)
             else:
                 waiter.set_exception(error)
 

@@ -168,33 +168,57 @@ def test_a_failed_write_is_reported_and_retried_and_add_returns_once_it_is_writt
     run_fast_virtual(scenario)
 
 
+def test_a_state_file_that_cannot_be_written_holds_add_and_remove_only_their_timeout(
+        tmp_path: Path) -> None:
+    state = FullDisk(tmp_path)
+    state.full = True  # for good (a read-only directory)
+
+    async def scenario() -> None:
+        async with rig(lifetime=7200, state_file=state, record=False, timeout=3.0) as r:
+            start = now()
+            await r.manager.add(TCP, 20000)
+            assert 3.0 <= now() - start < 3.5
+            assert r.manager.records.pending == 1  # not on disk, still tried
+            start = now()
+            await r.manager.remove(next(iter(r.manager.mappings)))
+            assert 3.0 <= now() - start < 3.5
+            assert r.manager.records.pending == 1  # the record's removal, now
+            assert ports(state) == set()
+
+    run_fast_virtual(scenario)
+
+
 def test_written_waits_through_failed_writes_and_close_releases_it(tmp_path: Path) -> None:
     state = FullDisk(tmp_path)
 
     async def scenario() -> None:
         records = Records(state)
-        await records.written()  # nothing pending: at once
+        assert await records.written()  # nothing pending: at once
         state.full = True
         records.record(_mapping(1))
+        assert not await records.written(timeout=1.0)  # the first write failed
         waiter = asyncio.ensure_future(records.written())
-        await asyncio.sleep(3 * RETRY_DELAY - 1)  # the first write and two retries failed
-        assert records.writes == 3
+        failed = records.writes
+        await asyncio.sleep(2 * RETRY_DELAY + 1)
+        assert records.writes == failed + 3  # at once for the waiter, then two retries
         assert not waiter.done()
         state.full = False
         await asyncio.sleep(RETRY_DELAY)
         assert waiter.done()
+        assert waiter.result()
         assert ports(state) == {1}
         # A write that fails as the manager closes is not retried: its waiters are let go.
         state.full = True
         records.drop(_mapping(1))
         waiter = asyncio.ensure_future(records.written())
         await asyncio.sleep(0)
+        before = records.writes
         records.close()
-        assert records.writes == 5  # three failed, one succeeded, close()'s failed
-        await asyncio.wait_for(waiter, 0.01)
+        assert records.writes == before + 1
+        assert not await asyncio.wait_for(waiter, 0.01)  # let go, told it is not written
         assert records.pending == 1
-        await asyncio.wait_for(records.written(), 0.01)  # closed: nothing will write it
+        assert not await asyncio.wait_for(records.written(), 0.01)  # closed: never written
         await asyncio.sleep(2 * RETRY_DELAY)
-        assert records.writes == 5  # and no retry was left behind
+        assert records.writes == before + 1  # and no retry was left behind
 
     run_fast_virtual(scenario)
