@@ -19,7 +19,7 @@ from engine.events import GatewayStatus, ManagedMapping, MappingState
 from engine.protocols import protocol_name
 
 from .formatting import PROTOCOL_LABELS, countdown, duration, endpoint, rtt, since
-from .safe_text import sanitize
+from .safe_text import clip, sanitize
 
 __all__ = [
     "MAPPING_COLUMNS",
@@ -90,7 +90,13 @@ _STATE_WORDS = {
 }
 
 
-def _state_cell(mapping: ManagedMapping, brief: bool = False) -> Cell:
+def _state_cell(mapping: ManagedMapping, brief: bool = False,
+                cells: int | None = None) -> Cell:
+    text, style = _state_words(mapping, brief)
+    return (text if cells is None else clip(text, cells), style)
+
+
+def _state_words(mapping: ManagedMapping, brief: bool) -> Cell:
     state = mapping.state
     style = _STATE_STYLE.get(state, "")
     if brief:
@@ -170,13 +176,15 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
     return (countdown(until), "")
 
 
-def mapping_cells(mapping: ManagedMapping, now: float, *,
-                  suggested: int | None = None, brief: bool = False) -> Cells:
+def mapping_cells(mapping: ManagedMapping, now: float, *, suggested: int | None = None,
+                  brief: bool = False, state_cells: int | None = None) -> Cells:
     """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
 
     A grant on another external port than the suggested one (the engine's record, else
     ``suggested``) says so in the External cell. ``brief``: the State cell is one word
     ("failed", not "failed: NOT_AUTHORIZED for 30m00s"), so that a row fits 80 columns.
+    ``state_cells``: the State cell is cut to that many cells (an ellipsis ends it), the
+    room the other columns leave it.
     """
     if mapping.external_port is not None:
         where = endpoint(mapping.external_address, mapping.external_port)
@@ -201,7 +209,7 @@ def mapping_cells(mapping: ManagedMapping, now: float, *,
         lifetime,
         _expires_cell(mapping, now),
         _renewal_cell(mapping, now),
-        _state_cell(mapping, brief),
+        _state_cell(mapping, brief, state_cells),
     )
 
 

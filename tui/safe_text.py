@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["MAX_LINE", "sanitize"]
+from rich.cells import cell_len
+from rich.text import Text
+
+__all__ = ["MAX_LINE", "clip", "sanitize"]
 
 #: Longest line the event log shows; longer text is cut with an ellipsis.
 MAX_LINE = 400
@@ -47,3 +50,13 @@ def sanitize(text: str, *, limit: int = MAX_LINE) -> str:
     if len(result) > limit:
         result = result[: max(limit - 1, 0)] + "…"
     return result
+
+
+def clip(text: str, cells: int) -> str:
+    """``text`` cut to ``cells`` terminal cells, ending in an ellipsis where it was cut
+    (measured in cells, not characters: a wide character takes two)."""
+    if cell_len(text) <= cells:
+        return text
+    cut = Text(text)
+    cut.truncate(cells, overflow="ellipsis")
+    return cut.plain

@@ -240,7 +240,7 @@ class MappingManager:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
         Raises what the first request raised (the mapping is then not kept) and emits
-        :class:`~engine.events.MappingFailed`. Returns once its record is written."""
+        :class:`~engine.events.MappingFailed`. Returns once its record is written (or timeout)."""
         self._check_open()
         key = MappingKey(int(as_protocol(int(protocol))), internal_port)
         if key in self.table.entries:
@@ -262,7 +262,7 @@ class MappingManager:
         entry.task = task = asyncio.ensure_future(
             first_request(self.table, entry, self.timeout if timeout is None else timeout))
         await task
-        await self.records.written()  # on disk for `natdeck unmap` before we say it is mapped
+        await self.records.written(self.timeout if timeout is None else timeout)  # for unmap
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -293,7 +293,7 @@ class MappingManager:
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise
         self.table.forget(key, deleted=True)
-        await self.records.written()
+        await self.records.written(self.timeout)
 
     def save_state(self) -> None:
         """Write the state file's pending changes now (else within ``records.FLUSH_DELAY``)."""

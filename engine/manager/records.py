@@ -4,7 +4,9 @@ The same file ``natdeck map`` writes, so that ``natdeck unmap`` can delete, with
 the right PCP nonce, a mapping the TUI or a library user left behind (``keep``,
 an exit that could not delete everything, a crash). A write that fails is
 logged, never raised: the mapping itself is fine; its changes are kept and written
-again every :data:`RETRY_DELAY` seconds until a write succeeds.
+again every :data:`RETRY_DELAY` seconds until a write succeeds. A record counts as
+written (for :data:`REFRESH_AFTER`, and for :meth:`Records.written`) only once a write
+that carried it succeeded.
 
 Writes are batched: the file is rewritten whole, so writing each change at once
 cost n rewrites of n records for n mappings added (10,000 adds: 10,000 rewrites of
@@ -13,8 +15,11 @@ written for :data:`FLUSH_DELAY` seconds, else with the others made meanwhile, at
 most :data:`FLUSH_DELAY` after the last write: a granted mapping is on disk within
 that delay (plus the write itself), so a process that dies later leaves its record
 for ``natdeck unmap``. :meth:`~engine.manager.MappingManager.add` and ``remove``
-return only once their change is written; :meth:`Records.flush` writes at once (on
-demand, and when the manager closes).
+return only once their change is written -- while the disk is full they wait for the
+retry that succeeds, the manager to close, or at most their request timeout (a state
+file that cannot be written at all must not hold them for ever; the changes are still
+tried again); :meth:`Records.flush` writes at once (on demand, and when the manager
+closes).
 """
 
 from __future__ import annotations
@@ -59,12 +64,16 @@ class Records:
         self.writes = 0
         """How many times the file was written (each write: every change pending)."""
         self._batch = StateBatch(state_file) if state_file is not None else None
+        # When the content on disk for each mapping was recorded (its record's `updated`),
+        # and that of the changes not yet on disk: moved over when a write succeeds.
         self._written: dict[tuple[int, int], float] = {}
+        self._queued: dict[tuple[int, int], float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._last_write = float("-inf")
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
         self._failing = False
         self._retrying = False  # the timer is a retry's (a new change is written sooner)
+        self._closed = False  # nothing writes after close(): waiting is pointless
 
     @property
     def pending(self) -> int:
@@ -72,7 +81,8 @@ class Records:
         return len(self._batch) if self._batch is not None else 0
 
     def stale(self, mapping: PortMapping) -> bool:
-        """Whether ``mapping``'s record was written more than :data:`REFRESH_AFTER` s ago."""
+        """Whether ``mapping``'s record on disk was recorded more than :data:`REFRESH_AFTER`
+        s ago (a newer one whose write failed does not count)."""
         if not self._written:
             return False
         written = self._written.get(mapping.key)
@@ -82,8 +92,9 @@ class Records:
         """Remember ``mapping`` (its nonce, ports, lifetime)."""
         if self._batch is None:
             return
-        self._written[mapping.key] = time.time()
-        self._batch.record(MappingRecord.from_mapping(mapping, pid=self.pid))
+        record = MappingRecord.from_mapping(mapping, pid=self.pid)
+        self._queued[mapping.key] = record.updated
+        self._batch.record(record)
         self._schedule()
 
     def drop(self, mapping: PortMapping) -> None:
@@ -91,42 +102,69 @@ class Records:
         if self._batch is None:
             return
         self._written.pop(mapping.key, None)
+        self._queued.pop(mapping.key, None)
         self._batch.remove(record_key(mapping.gateway, mapping.gateway_port,
                                       int(mapping.protocol), mapping.internal_port))
         self._schedule()
 
-    async def written(self) -> None:
-        """Return once every change made so far is written (or its write failed: logged)."""
-        if not self.pending:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    async def written(self, timeout: float | None = None) -> bool:
+        """Return True once every change made so far is written. A write that fails does
+        not end the wait (it is logged and tried again every :data:`RETRY_DELAY` s);
+        :meth:`close` does, whatever its write did (False if it failed: nothing will write
+        the changes now). After ``timeout`` seconds, False: the changes are not on disk
+        yet (they stay pending, tried again)."""
+        if self._closed or not self.pending:
+            return not self.pending
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._schedule()  # (changes a failed write left pending have no write scheduled)
-        await waiter
+        if timeout is None:
+            return await waiter
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter  # (cancelled on timeout: a release skips it)
+        except TimeoutError:
+            return False
 
     def flush(self) -> None:
-        """Write every pending change now (one read-modify-write of the file)."""
+        """Write every pending change now (one read-modify-write of the file); if that
+        fails, it is tried again in :data:`RETRY_DELAY` s and :meth:`written` waits on."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._retrying = False
-        waiters, self._waiters = self._waiters, []
         try:
-            if self._batch is not None and len(self._batch):
-                self._write(self._batch)
-        finally:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            if self._batch is not None and len(self._batch) and not self._write(self._batch):
+                return
+        except Exception as exc:  # not a failed write (OSError: retried) but a bug: said
+            self._release(exc)
+            raise
+        self._release()
 
     def close(self) -> None:
-        """Write every pending change now, once: no retry is left behind if it fails."""
-        self.flush()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Write every pending change now, once: no retry is left behind if it fails, and
+        :meth:`written` returns (nothing will write the changes now)."""
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._release(written=not self.pending)
 
-    def _write(self, batch: StateBatch) -> None:
+    def _release(self, error: Exception | None = None, *, written: bool = True) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(written)
+            else:
+                waiter.set_exception(error)
+
+    def _write(self, batch: StateBatch) -> bool:
+        """Write ``batch``; whether it reached the disk (else it is kept and retried)."""
         assert self.state_file is not None
         self.writes += 1
         try:
@@ -137,15 +175,20 @@ class Records:
                     "could not update %s: %s (%d changes kept, tried again every %g s)",
                     self.state_file.path, exc, len(batch), RETRY_DELAY)
             self._failing = True
-            self._retry()
-            return
+            if not self._closed:
+                self._retry()
+            return False
         finally:
             self._last_write = _loop_time()
+        # The write is synchronous: every change queued is in it.
+        self._written.update(self._queued)
+        self._queued.clear()
         if self._failing:
             self._failing = False
             log.warning("updated %s again", self.state_file.path)
         for warning in warnings:
             log.warning("%s", warning)
+        return True
 
     def _retry(self) -> None:
         try:

@@ -3,7 +3,9 @@ the one loop timer that rings at the earliest of them (:class:`Alarm`, the async
 
 One timer serves every mapping: 10,000 mappings cost 10,000 heap entries, not
 10,000 sleeping tasks. Setting a key's due time again replaces the old one (the
-old heap entry is left behind and skipped when it comes up).
+old heap entry is left behind and skipped when it comes up); once the entries left
+behind outnumber the live ones (and :data:`COMPACT_FLOOR`), the heap is rebuilt from
+the live ones, so that a key moved later again and again (a renewal) does not grow it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import heapq
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["Alarm", "DueTimes"]
+__all__ = ["COMPACT_FLOOR", "Alarm", "DueTimes"]
+
+#: Entries left behind that never cause a rebuild, however few keys are due: a rebuild
+#: costs the live entries, so it waits until at least as many were left behind as there
+#: are live ones, plus these (amortised, each set() pays for one entry of a rebuild).
+COMPACT_FLOOR = 64
 
 K = TypeVar("K", bound=Hashable)
 
@@ -33,11 +40,18 @@ class DueTimes(Generic[K]):
     def __len__(self) -> int:
         return len(self._due)
 
+    @property
+    def entries(self) -> int:
+        """Entries in the heap, those left behind by a later :meth:`set` included."""
+        return len(self._heap)
+
     def set(self, key: K, at: float | None) -> bool:
         """Make ``key`` due at ``at`` (None: not due). True when it is now the earliest."""
         old = self._due.pop(key, None)
         if old is not None:
             del self._keys[old[1]]
+            if len(self._heap) > 2 * len(self._due) + COMPACT_FLOOR:
+                self._compact()
         if at is None:
             return False
         self._sequence = sequence = self._sequence + 1
@@ -45,6 +59,11 @@ class DueTimes(Generic[K]):
         self._keys[sequence] = key
         heapq.heappush(self._heap, (at, sequence))
         return self._heap[0][1] == sequence
+
+    def _compact(self) -> None:
+        """Keep only the live entries (the same pairs, so the order is unchanged)."""
+        self._heap = list(self._due.values())
+        heapq.heapify(self._heap)
 
     def at(self, key: K) -> float | None:
         """When ``key`` is due, or None."""

@@ -22,6 +22,7 @@ from engine.manager.records import FLUSH_DELAY, RETRY_DELAY, Records
 from engine.protocols import Protocol
 from engine.statefile import StateFile
 from tests.support.manager_rig import rig, run_fast_virtual
+from tests.support.records import FullDisk
 from tests.support.virtual_time import now
 
 TCP = Protocol.TCP
@@ -136,33 +137,88 @@ def test_a_process_killed_after_a_grant_and_the_flush_delay_left_the_record(
     assert ports(StateFile(tmp_path)) == {1, 2}
 
 
-def test_a_failed_write_is_reported_and_retried_without_another_change(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    # The disk is full while mappings are granted: add() returns (it does not hang on a write
-    # that cannot happen, nor wait for a retry) and the failure is logged. Once there is room
-    # again, the records reach the disk on their own -- before, they waited for the next
-    # change (a renewal writes only hourly) or close(), and a process killed meanwhile left
-    # natdeck unmap nothing.
-    state = StateFile(tmp_path)
-
-    def full(*_: object) -> None:
-        raise OSError(28, "No space left on device")
+def test_a_failed_write_is_reported_and_retried_and_add_returns_once_it_is_written(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The disk is full while mappings are granted: the failure is logged, the records kept
+    # and tried again every RETRY_DELAY without another change (a renewal writes only
+    # hourly), and add() returns only once its record is on disk for `natdeck unmap` --
+    # before, the failed write released it as if the record had been written.
+    state = FullDisk(tmp_path)
+    state.full = True
 
     async def scenario() -> None:
         async with rig(lifetime=7200, state_file=state, record=False) as r:
-            monkeypatch.setattr("engine.statefile.os.replace", full)
-            await asyncio.wait_for(r.manager.add(TCP, 20000), 5.0)
+            first = asyncio.ensure_future(r.manager.add(TCP, 20000))
+            await asyncio.sleep(2 * RETRY_DELAY)
             assert "No space left on device" in caplog.text
+            assert not first.done()
             assert r.manager.records.pending == 1
+            start = now()  # another add while the disk is still full: tried at once
+            second = asyncio.ensure_future(r.manager.add(TCP, 20001))
+            await asyncio.sleep(1.0)
+            assert not second.done()
+            assert r.manager.records.writes >= 4
             assert ports(state) == set()
-            start = now()  # another add while the disk is still full
-            await asyncio.wait_for(r.manager.add(TCP, 20001), 5.0)
-            assert now() - start < 1.0
-            assert r.manager.records.pending == 2
-            monkeypatch.undo()
-            await asyncio.sleep(RETRY_DELAY + FLUSH_DELAY)
+            state.full = False
+            await asyncio.wait_for(asyncio.gather(first, second), RETRY_DELAY + FLUSH_DELAY)
+            assert now() - start < 1.0 + RETRY_DELAY + FLUSH_DELAY
             assert ports(state) == {20000, 20001}
             assert r.manager.records.pending == 0
+
+    run_fast_virtual(scenario)
+
+
+def test_a_state_file_that_cannot_be_written_holds_add_and_remove_only_their_timeout(
+        tmp_path: Path) -> None:
+    state = FullDisk(tmp_path)
+    state.full = True  # for good (a read-only directory)
+
+    async def scenario() -> None:
+        async with rig(lifetime=7200, state_file=state, record=False, timeout=3.0) as r:
+            start = now()
+            await r.manager.add(TCP, 20000)
+            assert 3.0 <= now() - start < 3.5
+            assert r.manager.records.pending == 1  # not on disk, still tried
+            start = now()
+            await r.manager.remove(next(iter(r.manager.mappings)))
+            assert 3.0 <= now() - start < 3.5
+            assert r.manager.records.pending == 1  # the record's removal, now
+            assert ports(state) == set()
+
+    run_fast_virtual(scenario)
+
+
+def test_written_waits_through_failed_writes_and_close_releases_it(tmp_path: Path) -> None:
+    state = FullDisk(tmp_path)
+
+    async def scenario() -> None:
+        records = Records(state)
+        assert await records.written()  # nothing pending: at once
+        state.full = True
+        records.record(_mapping(1))
+        assert not await records.written(timeout=1.0)  # the first write failed
+        waiter = asyncio.ensure_future(records.written())
+        failed = records.writes
+        await asyncio.sleep(2 * RETRY_DELAY + 1)
+        assert records.writes == failed + 3  # at once for the waiter, then two retries
+        assert not waiter.done()
+        state.full = False
+        await asyncio.sleep(RETRY_DELAY)
+        assert waiter.done()
+        assert waiter.result()
+        assert ports(state) == {1}
+        # A write that fails as the manager closes is not retried: its waiters are let go.
+        state.full = True
+        records.drop(_mapping(1))
+        waiter = asyncio.ensure_future(records.written())
+        await asyncio.sleep(0)
+        before = records.writes
+        records.close()
+        assert records.writes == before + 1
+        assert not await asyncio.wait_for(waiter, 0.01)  # let go, told it is not written
+        assert records.pending == 1
+        assert not await asyncio.wait_for(records.written(), 0.01)  # closed: never written
+        await asyncio.sleep(2 * RETRY_DELAY)
+        assert records.writes == before + 1  # and no retry was left behind
 
     run_fast_virtual(scenario)

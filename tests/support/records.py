@@ -1,13 +1,15 @@
-"""Mapping records as the state file keeps them, made up for tests (engine.statefile)."""
+"""Mapping records as the state file keeps them, made up for tests, and a state file whose
+writes fail (engine.statefile)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 
-from engine.statefile import MappingRecord
+from engine.statefile import MappingRecord, RecordKey, StateFile
 
-__all__ = ["NONCE", "make_record"]
+__all__ = ["NONCE", "FullDisk", "make_record"]
 
 NONCE = bytes(range(12))
 
@@ -23,3 +25,14 @@ def make_record(port: int = 8080, *, via: str = "pcp", gateway: str = "192.0.2.1
         via=via,  # type: ignore[arg-type]
         lifetime=lifetime, epoch=42, nonce=NONCE if via == "pcp" else None,
         created=now, updated=now, requested_lifetime=lifetime, pid=pid)
+
+
+class FullDisk(StateFile):
+    """A state file whose writes fail as on a full disk while ``full`` is set."""
+
+    full = False
+
+    def apply(self, changes: Mapping[RecordKey, MappingRecord | None]) -> list[str]:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        return super().apply(changes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from rich.cells import cell_len
 
 from engine.errors import GatewayTimeout, ResultCodeError
 from engine.events import GatewayAnswer, GatewayStatus, ManagedMapping, MappingKey, MappingState
@@ -19,7 +20,7 @@ from tui.presentation import (
     mapping_cells,
     short_error,
 )
-from tui.safe_text import sanitize
+from tui.safe_text import clip, sanitize
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
@@ -56,6 +57,13 @@ def test_sanitize_escapes_controls_and_format_characters() -> None:
     assert sanitize("é ü 中") == "é ü 中"
     long = sanitize("x" * 1000, limit=10)
     assert long == "x" * 9 + "…"
+
+
+def test_clip_cuts_to_cells_with_an_ellipsis() -> None:
+    assert clip("failed: NOT_AUTHORIZED", 40) == "failed: NOT_AUTHORIZED"
+    assert clip("failed: NOT_AUTHORIZED", 10) == "failed: N…"
+    assert cell_len(clip("lost: 中文中文中文", 10)) <= 10  # a wide character takes two cells
+    assert clip("lost: 中文中文中文", 10).endswith("…")
 
 
 def _mapping(state: MappingState, **fields: object) -> ManagedMapping:
@@ -259,3 +267,14 @@ def test_help_defines_every_state_by_what_natdeck_does_and_what_d_and_r_do() -> 
     for name, meaning in _STATES:
         if name not in ("removing…", "removed"):
             assert " d " in f" {meaning} " or "d waits" in meaning, name
+
+
+def test_the_state_cell_is_cut_to_the_room_the_table_gives_it() -> None:
+    error = GatewayTimeout("192.0.2.1", "renew tcp/8080", 9, 12.0, "pcp")
+    renewing = _mapping(MappingState.RENEWING, **{**GRANTED, "error": error, "failures": 3})
+    whole = mapping_cells(renewing, 160.0)[-1]
+    assert whole[0] == "renewing (3 failed): no answer (9 tries)"
+    cut = mapping_cells(renewing, 160.0, state_cells=20)[-1]
+    assert cut == ("renewing (3 failed)…", whole[1])
+    assert mapping_cells(renewing, 160.0, state_cells=len(whole[0]))[-1] == whole
+    assert mapping_cells(renewing, 160.0, brief=True, state_cells=12)[-1][0] == "renewing"

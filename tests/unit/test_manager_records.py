@@ -13,6 +13,7 @@ from engine.client import PortMapping
 from engine.manager.records import REFRESH_AFTER, Records
 from engine.protocols import Protocol
 from engine.statefile import StateFile
+from tests.support.records import FullDisk
 
 GATEWAY = IPv4Address("192.0.2.1")
 
@@ -54,3 +55,29 @@ def test_without_a_state_file_nothing_is_written(tmp_path: Path) -> None:
     none.record(upnp_mapping(permanent=False))
     assert not none.stale(upnp_mapping(permanent=False))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_record_counts_as_written_only_once_its_write_succeeded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, a record counted as written when its change was queued: a rewrite that failed
+    # left the hour-old record on disk, believed fresh, so the next grant did not write it
+    # again until another hour had passed.
+    state = FullDisk(tmp_path)
+    kept = Records(state)
+    mapping = upnp_mapping(permanent=False)
+    now = 1_000_000.0
+    monkeypatch.setattr("engine.manager.records.time.time", lambda: now)
+    kept.record(mapping)  # (no event loop: written at once)
+    now += REFRESH_AFTER + 1
+    assert kept.stale(mapping)
+    state.full = True
+    kept.record(mapping)  # the refresh fails: logged, kept
+    assert kept.pending == 1
+    now += 1
+    assert kept.stale(mapping)  # what the disk holds is still the old record
+    state.full = False
+    kept.flush()
+    assert kept.pending == 0
+    assert not kept.stale(mapping)
+    [record] = StateFile(tmp_path).load().records
+    assert record.updated == 1_000_000.0 + REFRESH_AFTER + 1

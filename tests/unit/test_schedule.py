@@ -42,6 +42,30 @@ def test_a_thousand_reschedules_leave_one_entry_each() -> None:
     assert due.pop_due(float("inf")) == list(range(10))
 
 
+def test_the_heap_stays_bounded_under_many_reschedules_of_one_key() -> None:
+    # A renewal moves a mapping's due time later each time; the entries replaced used to
+    # stay in the heap until their time came, which a later time never lets happen soon.
+    due: DueTimes[str] = DueTimes()
+    due.set("other", 1e9)
+    for step in range(10_000):
+        due.set("renewed", 100.0 + step)
+        assert due.entries <= 2 * len(due) + 64, step
+    assert due.next_at() == 100.0 + 9_999
+    assert due.pop_due(1e9) == ["renewed", "other"]
+
+
+def test_cancelled_keys_leave_no_entries_behind_for_long() -> None:
+    due: DueTimes[int] = DueTimes()
+    for key in range(1000):
+        due.set(key, 1000.0 + key)
+    for key in range(990):
+        due.set(key, None)
+    assert len(due) == 10
+    assert due.entries <= 2 * len(due) + 64
+    assert due.next_at() == 1990.0
+    assert due.pop_due(float("inf")) == list(range(990, 1000))
+
+
 class FakeHandle:
     def __init__(self, when: float, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
         self._when, self.callback, self.args, self.cancelled = when, callback, args, False

@@ -29,7 +29,7 @@ added with the default height).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from rich.cells import cell_len
@@ -117,6 +117,17 @@ class KeyedTable(DataTable[Text]):
                 self._widths[key] = cell_len(label)
 
     # -- rows --------------------------------------------------------------------------------
+
+    @property
+    def shown_cells(self) -> Mapping[str, Cells]:
+        """The cells each row shows now, by row key."""
+        return self._cells
+
+    def column_width(self, column: str) -> int:
+        """The content width of ``column`` now: its fixed width, or what its label and cells
+        need (known at once, where DataTable measures a new row's cells only when idle)."""
+        fixed = self.columns_spec[self.column_keys.index(column)][2]
+        return fixed if fixed is not None else self._widths.get(column, 0)
 
     def selected_row_key(self) -> str | None:
         """The key of the row under the cursor, or None when the table is empty."""
@@ -230,7 +241,11 @@ class KeyedTable(DataTable[Text]):
         if width <= known:
             return False
         self._widths[column] = width
+        self.column_widened(column)
         return True
+
+    def column_widened(self, column: str) -> None:
+        """A content-sized column widened for a longer value (a subclass may make room)."""
 
     # -- cheap repaints ----------------------------------------------------------------------
 

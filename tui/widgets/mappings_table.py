@@ -13,12 +13,19 @@ updated at once wherever it is. A tick therefore costs the same with 10 rows
 as with 10,000. All of that is :class:`~tui.widgets.keyed_table.KeyedTable`'s
 (a changed cell repaints its row and nothing else); this module says which row
 shows which mapping.
+
+The State cell is bounded at every width: under 100 columns it is a word (the
+screen sets :attr:`MappingsTable.brief_states`), and from 100 on it has the
+reason, cut with an ellipsis to the room the other columns leave
+(:attr:`MappingsTable.state_room`): a long reason never pushes the row past the
+table's edge. The detail line and the event log say the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from rich.cells import cell_len
 from textual.binding import Binding
 
 from engine.events import ManagedMapping, MappingKey
@@ -27,7 +34,11 @@ from ..mapping_detail import Asked
 from ..presentation import MAPPING_COLUMNS, mapping_cells
 from .keyed_table import KeyedTable
 
-__all__ = ["MappingsTable"]
+__all__ = ["STATE_MIN_CELLS", "MappingsTable"]
+
+#: The State cell keeps at least this many cells however wide the other columns grow (the
+#: longest state in a word, "confirming…", and one more).
+STATE_MIN_CELLS = 12
 
 
 def _row_key(key: MappingKey) -> str:
@@ -57,6 +68,10 @@ class MappingsTable(KeyedTable):
         self.brief_states = False
         """Whether the State column says each state in a word (the reason is in the
         detail line): a narrow terminal has no room for it."""
+        self.state_room: int | None = None
+        """The most cells a State cell takes: what the other columns leave of the table's
+        width (at least :data:`STATE_MIN_CELLS`); None until the table has a size."""
+        self._room_stale = False  # another column widened: the room is measured again
 
     @property
     def shown_keys(self) -> list[MappingKey]:
@@ -101,7 +116,9 @@ class MappingsTable(KeyedTable):
         self._keys[row] = key
         self.show_cells(row, mapping_cells(
             mapping, now, suggested=None if asked is None else asked.suggested,
-            brief=self.brief_states))
+            brief=self.brief_states, state_cells=self.state_room))
+        if self._room_stale:
+            self.fit_state_room()
 
     def set_brief_states(self, brief: bool) -> None:
         """Say each state in a word (True), or with its reason; every row is shown again
@@ -112,3 +129,35 @@ class MappingsTable(KeyedTable):
         for row in list(self._keys):
             self.show_row(row)
         self.fit_column("state")
+
+    def column_widened(self, column: str) -> None:
+        if column != "state":
+            self._room_stale = True  # (made once the row is shown: not in the middle of it)
+
+    def on_resize(self) -> None:
+        self.fit_state_room()
+
+    def fit_state_room(self) -> None:
+        """Measure the room the other columns leave the State column; if it changed, cut
+        again the rows whose State cell it changes, and narrow the column if it must."""
+        self._room_stale = False
+        width = self.scrollable_content_region.width
+        if width <= 0:
+            return
+        if not self.show_vertical_scrollbar:
+            # Kept for the scroll bar that more rows bring, so that they do not overflow.
+            width -= self.styles.scrollbar_size_vertical
+        padding = 2 * self.cell_padding
+        others = sum(self.column_width(key) + padding for key in self.column_keys
+                     if key != "state")
+        room = max(width - others - padding, STATE_MIN_CELLS)
+        if room == self.state_room:
+            return
+        self.state_room = room
+        state = self.column_keys.index("state")
+        for row, cells in list(self.shown_cells.items()):
+            text = cells[state][0]
+            if cell_len(text) > room or text.endswith("…"):  # too long now, or was cut
+                self.show_row(row)
+        if self.column_width("state") > room:
+            self.fit_column("state")
