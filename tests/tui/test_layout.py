@@ -4,6 +4,7 @@ gateway on loopback: the table's columns, the detail line, the footer, the map d
 from __future__ import annotations
 
 import io
+import itertools
 import socket
 
 import pytest
@@ -128,6 +129,24 @@ async def test_the_footer_is_not_cut(demo_gateway: DemoGateway, size: tuple[int,
         # The demo keys leave a narrow footer but still work.
         assert "Restart GW" not in shown
         assert app.main.check_action("app.demo_restart", ()) is not False
+
+
+@pytest.mark.parametrize("size", [(100, 30), (111, 30), (112, 30), (120, 40)])
+async def test_no_footer_key_hides_another_on_a_wide_screen(demo_gateway: DemoGateway,
+                                                           size: tuple[int, int]) -> None:
+    # From 100 columns the footer shows the command palette's key, docked at its right end:
+    # the demo's two keys (R, A) must leave room for it, or it covers Help and Quit.
+    app = demo_gateway.app(demo=True)
+    async with app.run_test(size=size) as pilot:
+        await started(pilot)
+        await pilot.pause()
+        keys = list(app.main.query(FooterKey))
+        assert {"Help", "Quit", "palette"} <= {key.description for key in keys}
+        for key in keys:
+            assert key.region.right <= size[0], f"{key.description} is cut"
+        spans = sorted((key.region.x, key.region.right, key.description) for key in keys)
+        for (_, right, left_key), (x, _, right_key) in itertools.pairwise(spans):
+            assert right <= x, f"{right_key} covers {left_key}"
 
 
 @pytest.mark.parametrize("size", SMALL)

@@ -53,8 +53,10 @@ MAIN_BINDINGS: list[BindingType] = [
 
 
 #: Bindings shown in the footer only from this many columns on (they work at every width,
-#: and stay in help and the palette).
-_SHOWN_FROM = {"natdeck.demo_restart": 100, "natdeck.demo_address": 100,
+#: and stay in help and the palette). The demo's two keys from 112: every key then takes
+#: 100 columns, and from NARROW on the palette's key (12) is docked at the right end, where
+#: it would cover Help and Quit.
+_SHOWN_FROM = {"natdeck.demo_restart": 112, "natdeck.demo_address": 112,
                "natdeck.external_address": 70}
 
 #: Below this many columns the footer drops the palette key and the demo keys (they stay
