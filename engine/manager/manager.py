@@ -84,8 +84,8 @@ class MappingManager:
     Use as ``async with MappingManager(gateway) as mgr``. Leaving the block deletes
     every mapping (unless ``keep``) within ``close_deadline`` seconds (see
     :meth:`close`) and leaves no task or socket behind. With a ``state_file`` every
-    mapping is recorded there (as ``natdeck map`` does), and dropped once deleted; the
-    writes are batched (:mod:`.records`), :meth:`save_state` writes at once.
+    mapping is recorded there (as ``natdeck map`` does), dropped once deleted, in batches
+    (:mod:`.records`; ``records.error`` while a write fails); :meth:`save_state` writes at once.
     """
 
     def __init__(self, gateway: str | IPAddress, *, gateway_port: int = SERVER_PORT,
@@ -240,7 +240,7 @@ class MappingManager:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
         Raises what the first request raised (the mapping is then not kept) and emits
-        :class:`~engine.events.MappingFailed`. Returns once its record is written (or timeout)."""
+        :class:`~engine.events.MappingFailed`. Returns once its record's write is over."""
         self._check_open()
         key = MappingKey(int(as_protocol(int(protocol))), internal_port)
         if key in self.table.entries:
@@ -262,7 +262,7 @@ class MappingManager:
         entry.task = task = asyncio.ensure_future(
             first_request(self.table, entry, self.timeout if timeout is None else timeout))
         await task
-        await self.records.written(self.timeout if timeout is None else timeout)  # for unmap
+        await self.records.written()  # on disk for `natdeck unmap`, or its write failed
         return view
 
     async def remove(self, key: MappingKey) -> None:
@@ -293,7 +293,7 @@ class MappingManager:
             self.table.fire(entry, Trigger.DELETE_FAILED)
             raise
         self.table.forget(key, deleted=True)
-        await self.records.written(self.timeout)
+        await self.records.written()
 
     def save_state(self) -> None:
         """Write the state file's pending changes now (else within ``records.FLUSH_DELAY``)."""

@@ -4,9 +4,9 @@ The same file ``natdeck map`` writes, so that ``natdeck unmap`` can delete, with
 the right PCP nonce, a mapping the TUI or a library user left behind (``keep``,
 an exit that could not delete everything, a crash). A write that fails is
 logged, never raised: the mapping itself is fine; its changes are kept and written
-again every :data:`RETRY_DELAY` seconds until a write succeeds. A record counts as
-written (for :data:`REFRESH_AFTER`, and for :meth:`Records.written`) only once a write
-that carried it succeeded.
+again every :data:`RETRY_DELAY` seconds until a write succeeds (:attr:`Records.error`
+says why meanwhile). A record counts as written (for :data:`REFRESH_AFTER`, and for
+:meth:`Records.written`) only once a write that carried it succeeded.
 
 Writes are batched: the file is rewritten whole, so writing each change at once
 cost n rewrites of n records for n mappings added (10,000 adds: 10,000 rewrites of
@@ -15,11 +15,11 @@ written for :data:`FLUSH_DELAY` seconds, else with the others made meanwhile, at
 most :data:`FLUSH_DELAY` after the last write: a granted mapping is on disk within
 that delay (plus the write itself), so a process that dies later leaves its record
 for ``natdeck unmap``. :meth:`~engine.manager.MappingManager.add` and ``remove``
-return only once their change is written -- while the disk is full they wait for the
-retry that succeeds, the manager to close, or at most their request timeout (a state
-file that cannot be written at all must not hold them for ever; the changes are still
-tried again); :meth:`Records.flush` writes at once (on demand, and when the manager
-closes).
+return once their change is written, or once a write of it failed (the disk is full, the
+directory read-only: the mapping is fine, its record is tried again, and
+:attr:`Records.error` says why, for the front end to warn that ``natdeck unmap`` would not
+know it yet -- waiting for the retry held ``natdeck map --hold`` silent for its whole
+timeout); :meth:`Records.flush` writes at once (on demand, and when the manager closes).
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ class Records:
         self._last_write = float("-inf")
         self._waiters: list[asyncio.Future[bool]] = []
         self._failing = False
+        self.error: str | None = None
+        """Why the last write failed, while the changes it carried wait for a retry; None
+        once a write succeeds."""
         self._retrying = False  # the timer is a retry's (a new change is written sooner)
         self._closed = False  # nothing writes after close(): waiting is pointless
 
@@ -108,11 +111,10 @@ class Records:
         self._schedule()
 
     async def written(self, timeout: float | None = None) -> bool:
-        """Return True once every change made so far is written. A write that fails does
-        not end the wait (it is logged and tried again every :data:`RETRY_DELAY` s);
-        :meth:`close` does, whatever its write did (False if it failed: nothing will write
-        the changes now). After ``timeout`` seconds, False: the changes are not on disk
-        yet (they stay pending, tried again)."""
+        """Whether every change made so far reached the disk: True once a write carried
+        them; False as soon as a write of them fails (they stay pending, logged and tried
+        again every :data:`RETRY_DELAY` s; :attr:`error` says why), after ``timeout``
+        seconds, or when :meth:`close`'s one write failed."""
         if self._closed or not self.pending:
             return not self.pending
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -128,18 +130,17 @@ class Records:
 
     def flush(self) -> None:
         """Write every pending change now (one read-modify-write of the file); if that
-        fails, it is tried again in :data:`RETRY_DELAY` s and :meth:`written` waits on."""
+        fails, it is tried again in :data:`RETRY_DELAY` s, and :meth:`written` says False."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._retrying = False
         try:
-            if self._batch is not None and len(self._batch) and not self._write(self._batch):
-                return
+            done = self._batch is None or not len(self._batch) or self._write(self._batch)
         except Exception as exc:  # not a failed write (OSError: retried) but a bug: said
             self._release(exc)
             raise
-        self._release()
+        self._release(written=done)
 
     def close(self) -> None:
         """Write every pending change now, once: no retry is left behind if it fails, and
@@ -175,6 +176,7 @@ class Records:
                     "could not update %s: %s (%d changes kept, tried again every %g s)",
                     self.state_file.path, exc, len(batch), RETRY_DELAY)
             self._failing = True
+            self.error = exc.strerror or str(exc)
             if not self._closed:
                 self._retry()
             return False
@@ -185,6 +187,7 @@ class Records:
         self._queued.clear()
         if self._failing:
             self._failing = False
+            self.error = None
             log.warning("updated %s again", self.state_file.path)
         for warning in warnings:
             log.warning("%s", warning)

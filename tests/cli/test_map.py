@@ -166,6 +166,31 @@ async def test_hold_renews_then_deletes_when_stopped(make_sim: Any, run: Any,
     assert state.load().records == []
 
 
+async def test_hold_with_a_state_file_it_cannot_write_maps_at_once_and_warns(
+        sim: Sim, run: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A state directory that cannot be made (a file where a directory should be): the mapping
+    # is fine and is said at once, with the warning the one-shot map gives. Before, --hold
+    # waited silently for a retry of the write for its whole timeout (30 s by default).
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(blocker / "state"))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    task = asyncio.ensure_future(run("map", "tcp", "2323", "--hold", "--no-listen",
+                                     "--timeout", "20", *sim.target, stop=stop))
+    await until(lambda: (6, 2323) in sim.mapped(), 10.0, 0.02)
+    await asyncio.sleep(0.5)
+    stop.set()
+    result = await task
+    assert loop.time() - start < 5.0
+    assert result.code == 0, result.err
+    assert result.lines[0].startswith("mapped tcp 2323 -> ")
+    assert "could not write the state file" in result.err
+    assert "'natdeck unmap' will not know this mapping" in result.err
+    assert sim.mapped() == {}
+
+
 async def test_hold_cancelled_in_process_still_deletes(sim: Sim, run: Any,
                                                        state_dir: Any) -> None:
     task = asyncio.ensure_future(run("map", "tcp", "2222", "--hold", "--no-listen",

@@ -29,6 +29,7 @@ from engine.events import (
     MappingRenewed,
 )
 from engine.manager import MappingManager
+from engine.manager.records import RETRY_DELAY
 from engine.protocols import protocol_name
 from engine.statefile import MappingRecord
 from tui.exit_codes import EXIT_OK, exit_code_for
@@ -79,6 +80,11 @@ async def hold(ctx: Context, record: MappingRecord | None) -> int:
         view = await manager.add(protocol, port, external_port=external_port, nonce=nonce)
         fields = _view_fields("mapped", view, ctx, manager)
         ctx.out.result(fields, mapping_text("mapped", fields))
+        if manager.records.error is not None and ctx.state is not None:
+            # As the one-shot map says it (the engine's log line is not shown by default).
+            ctx.out.warn(f"could not write the state file {ctx.state.path}: "
+                         f"{manager.records.error}; 'natdeck unmap' will not know this "
+                         f"mapping until a retry succeeds (every {RETRY_DELAY:g} s)")
         if listen and manager.status.listen_error:
             ctx.out.warn(f"not hearing the gateway's announcements: "
                          f"{manager.status.listen_error}")
