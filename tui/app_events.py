@@ -33,8 +33,9 @@ from .app_base import NatDeckBase
 from .formatting import countdown
 from .mapping_detail import Asked
 from .messages import CommandDone, CommandFailed, EngineEvent, EngineStarted, EngineStopped, LogLine
-from .presentation import EngineNote, other_port
+from .presentation import EngineNote, other_port, short_error
 from .safe_text import sanitize
+from .screens.main import NARROW
 
 __all__ = ["EngineMessages"]
 
@@ -114,6 +115,10 @@ class EngineMessages(NatDeckBase):
                          if isinstance(message.error, NatDeckError) else str(message.error))
         if not message.in_events:
             self.log_line(time.time(), f"{sanitize(message.what)} failed: {error}", "bold red")
+        if self.size.width < NARROW and isinstance(message.error, NatDeckError):
+            # A toast is half the screen wide: the sentence took 7 of 24 rows a toast, and a
+            # few failures hid the table. The event log, under the table, keeps the sentence.
+            error = short_error(message.error)
         self.notify(error, title=f"Could not {sanitize(message.what, limit=60)}",
                     severity="error", timeout=8)
 

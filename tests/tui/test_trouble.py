@@ -39,6 +39,29 @@ async def test_a_refused_port_is_a_sentence_not_a_crash(demo_gateway: DemoGatewa
         assert MappingKey(Protocol.UDP, 5000) not in app.manager.mappings
 
 
+async def test_on_a_narrow_screen_a_failure_toast_is_a_few_words_not_the_sentence(
+        demo_gateway: DemoGateway) -> None:
+    # At 80x24 a toast is 40 columns wide: the whole sentence took 7 rows a toast, and three
+    # failures hid the table. Narrow, the toast says the code (and its error lifetime); the
+    # event log keeps the sentence. Wide, the toast has room for the sentence.
+    demo_gateway.gateway.configure(unsupported_protocols=frozenset({Protocol.UDP}))
+    for size, short in (((80, 24), True), ((120, 34), False)):
+        app = demo_gateway.app()
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await started(pilot)
+            app.send(AddMapping(MapRequest(Protocol.UDP, 5000 + size[0], via="pcp")))
+            await app_until(pilot, lambda app=app: any(  # type: ignore[misc]
+                n.title.startswith("Could not map udp") for n in app._notifications),
+                "the toast")
+            [toast] = [n for n in app._notifications if n.title.startswith("Could not map")]
+            await app_until(pilot, lambda app=app: logged(  # type: ignore[misc]
+                app, "the gateway says this lasts 1800 s"), "the whole sentence in the log")
+            if short:
+                assert toast.message == "UNSUPP_PROTOCOL for 30m00s"
+            else:
+                assert "the gateway says this lasts 1800 s" in toast.message
+
+
 async def test_a_refused_renewal_leaves_the_row_failed_with_the_reason(
         demo_gateway: DemoGateway) -> None:
     app = demo_gateway.app(initial_maps=[MapRequest(Protocol.TCP, 8080)])
