@@ -5,6 +5,7 @@ case needs one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widgets._footer import FooterKey
 
 from engine.errors import NatDeckError
 from engine.events import MappingKey, MappingState
@@ -236,6 +238,22 @@ async def test_delete_asks_first_and_names_host_and_port() -> None:
         await app_until(pilot, lambda: logged(app, "deleted tcp 32400 of 198.18.0.12: the gateway "
                                                "said OK"), "the answer in the log")
         assert "Gateway's answer: deleted tcp 32400" in str(screen.status_line.render())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40)])
+async def test_no_footer_key_hides_another(size: tuple[int, int]) -> None:
+    # The command palette's key is docked at the footer's right end: at 80 columns it covered
+    # Quit. As on the main screen, it is shown from 100 columns on.
+    app = demo()
+    async with app.run_test(size=size) as pilot:
+        screen = await open_router(pilot, app)
+        keys = list(screen.query(FooterKey))
+        assert {"Back", "Delete", "Help", "Quit"} <= {key.description for key in keys}
+        spans = sorted((key.region.x, key.region.right, key.description) for key in keys)
+        for _, right, description in spans:
+            assert right <= size[0], f"{description} is cut"
+        for (_, right, left_key), (x, _, right_key) in itertools.pairwise(spans):
+            assert right <= x, f"{right_key} covers {left_key}"
 
 
 async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -48,6 +48,7 @@ from ..safe_text import sanitize
 from ..widgets.router_table import RouterTableView
 from .confirm_delete import ConfirmDelete
 from .help import HelpScreen
+from .main import NARROW
 
 __all__ = ["ROUTER_BINDINGS", "RouterDeleted", "RouterListed", "RouterScreen", "show_in_table"]
 
@@ -164,6 +165,11 @@ class RouterScreen(Screen[MappingKey | None]):
         yield self.table
         yield self.filter_input
         yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # As on the main screen: the palette's key, docked at the footer's right end, only
+        # where the keys leave it room (it covered Quit at 80 columns); ctrl+p still works.
+        self.query_one(Footer).show_command_palette = event.size.width >= NARROW
 
     def on_mount(self) -> None:
         self.table.focus()
