@@ -83,15 +83,21 @@ async def test_watch_prints_the_table_then_changes(lan: Lan) -> None:
     out, err = io.StringIO(), io.StringIO()
     newcomer = Neighbour("198.18.0.44", 17, 9987, 9987, 90, "upnp", "TeamSpeak")
 
+    async def printed(lines: int) -> None:
+        while len(out.getvalue().splitlines()) < lines:
+            await asyncio.sleep(0.005)
+
     async def meanwhile() -> None:
-        await asyncio.sleep(0.08)
+        # Each change after the listing before it has been printed, not on a timer: under
+        # load the first listing outran a fixed 80 ms and showed the newcomer in the table.
+        await printed(len(DEMO_LAN) + 2)  # the header, the rows, the summary
         lan.others.open(newcomer, lan.now())
-        await asyncio.sleep(0.1)
+        await printed(len(DEMO_LAN) + 3)  # its "opened" line
         await lan.source.delete_mapping(next(r for r in await lan.source.list_mappings()
                                              if r.external_port == 32400))
 
     task = asyncio.create_task(meanwhile())
-    assert await watch(lan.source, out, err, interval=0.05, listings=6,
+    assert await watch(lan.source, out, err, interval=0.05, listings=8,
                        stamp=lambda _: "12:00:00") == 0
     await task
     text = out.getvalue().splitlines()
