@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 from ipaddress import ip_address
-from typing import Any
 
 import pytest
 
@@ -19,7 +18,7 @@ from engine.router_source import (
     UpnpRouterListing,
 )
 from engine.router_view import RouterMapping
-from engine.upnp.ssdp import IGD_SEARCH_TARGETS
+from tests.support.ssdp import silent_ssdp
 
 from .conftest import on_virtual_clock
 
@@ -117,17 +116,6 @@ def test_the_interval_must_be_positive() -> None:
         RouterPoller(None, interval=0)
 
 
-class SilentSsdp(asyncio.DatagramProtocol):
-    """A gateway without UPnP IGD: its SSDP port takes every M-SEARCH and answers none."""
-
-    def __init__(self) -> None:
-        self.searches = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if data.startswith(b"M-SEARCH * HTTP/1.1"):
-            self.searches += 1
-
-
 async def watch_for(poller: RouterPoller, seconds: float) -> list[Listing]:
     loop = asyncio.get_running_loop()
     ends = loop.time() + seconds
@@ -146,28 +134,25 @@ def test_a_gateway_without_upnp_is_searched_ever_less_often() -> None:
     # back-off that was a 3 s search every 2 s + 3 s, 120 of them.
     async def scenario(_: object) -> None:
         loop = asyncio.get_running_loop()
-        transport, silent = await loop.create_datagram_endpoint(
-            SilentSsdp, local_addr=("127.0.0.1", 0))
-        port = int(transport.get_extra_info("sockname")[1])
-        source = UpnpRouterListing.on("127.0.0.1", ssdp_port=port, local_address="127.0.0.1",
-                                      timeout=3.0)
-        try:
-            poller = RouterPoller(source, interval=2.0)
-            started = loop.time()
-            seen = await watch_for(poller, 600.0)
-            assert all(isinstance(listing.error, ListingUnavailable) for listing in seen)
-            searches = silent.searches // len(IGD_SEARCH_TARGETS)
-            assert searches == len(seen)
-            # Waits of 2, 4, 8, ... 256 s, then 300 s: 9 searches in ten minutes.
-            assert 8 <= searches <= 10, searches
-            assert poller.failures == len(seen)
-            assert poller.delay() == MAX_BACKOFF
-            gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
-            assert gaps == sorted(gaps)
-            assert loop.time() - started < 600.0 + MAX_BACKOFF
-        finally:
-            await source.close()
-            transport.close()
+        async with silent_ssdp("127.0.0.1") as (silent, port):
+            source = UpnpRouterListing.on("127.0.0.1", ssdp_port=port,
+                                          local_address="127.0.0.1", timeout=3.0)
+            try:
+                poller = RouterPoller(source, interval=2.0)
+                started = loop.time()
+                seen = await watch_for(poller, 600.0)
+                assert all(isinstance(listing.error, ListingUnavailable) for listing in seen)
+                searches = silent.searches
+                assert searches == len(seen)
+                # Waits of 2, 4, 8, ... 256 s, then 300 s: 9 searches in ten minutes.
+                assert 8 <= searches <= 10, searches
+                assert poller.failures == len(seen)
+                assert poller.delay() == MAX_BACKOFF
+                gaps = [b.at - a.at for a, b in itertools.pairwise(seen)]
+                assert gaps == sorted(gaps)
+                assert loop.time() - started < 600.0 + MAX_BACKOFF
+            finally:
+                await source.close()
 
     on_virtual_clock(scenario)
 

@@ -3,15 +3,13 @@ searches next, and searches at once when asked (r) or when the gateway changed."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
-from engine.upnp.ssdp import IGD_SEARCH_TARGETS
+from tests.support.ssdp import silent_ssdp
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.map_request import MapRequest
@@ -20,38 +18,13 @@ from tui.screens.router import RouterScreen
 from .conftest import HOST, DemoGateway, app_until
 
 
-class SilentSsdp(asyncio.DatagramProtocol):
-    """The SSDP port of a gateway without UPnP IGD: counts the searches, answers none."""
-
-    def __init__(self) -> None:
-        self.datagrams = 0
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if data.startswith(b"M-SEARCH * HTTP/1.1"):
-            self.datagrams += 1
-
-    @property
-    def searches(self) -> int:
-        return self.datagrams // len(IGD_SEARCH_TARGETS)
-
-
-@asynccontextmanager
-async def silent_ssdp() -> AsyncIterator[tuple[SilentSsdp, int]]:
-    transport, silent = await asyncio.get_running_loop().create_datagram_endpoint(
-        SilentSsdp, local_addr=(HOST, 0))
-    try:
-        yield silent, int(transport.get_extra_info("sockname")[1])
-    finally:
-        transport.close()
-
-
 def status(screen: RouterScreen) -> str:
     return str(screen.status_line.render())
 
 
 async def test_no_upnp_backs_off_says_when_and_r_searches_now(
         demo_gateway: DemoGateway) -> None:
-    async with silent_ssdp() as (silent, port):
+    async with silent_ssdp(HOST) as (silent, port):
         source = UpnpRouterListing.on(HOST, ssdp_port=port, local_address=HOST, timeout=0.1)
 
         @asynccontextmanager
