@@ -233,16 +233,20 @@ async def test_another_external_port_than_suggested_is_said(demo_gateway: DemoGa
         assert said in app.main.detail.plain
 
 
+def _words(widget: Static) -> str:
+    """What ``widget`` shows, as one line of words (rendered wide: no wrapping)."""
+    console = Console(width=400, file=io.StringIO())
+    console.print(widget.content)
+    return " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+
+
 async def test_help_says_what_natdeck_does_about_a_lost_mapping(demo_gateway: DemoGateway) -> None:
     app = demo_gateway.app()
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
-        states = app.screen.query_one("#help-states", Static)
-        console = Console(width=400, file=io.StringIO())
-        console.print(states.content)
-        text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+        text = _words(app.screen.query_one("#help-states", Static))
         assert "lost" in text
         assert "natdeck asks for it again on its own" in text
         assert "nothing to do. r asks now" in text
@@ -322,10 +326,7 @@ async def test_announcements_off_fits_the_gateway_panel_at_60x20(
                 assert app.main.max_scroll_y == 0, "the screen scrolls"
                 await pilot.press("question_mark")
                 await pilot.pause()
-                notes = app.screen.query_one("#help-notes", Static)
-                console = Console(width=400, file=io.StringIO())
-                console.print(notes.content)
-                text = " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
+                text = _words(app.screen.query_one("#help-notes", Static))
                 assert text.startswith("Announcements off: cannot listen")
                 assert f"cannot listen on {HOST} port {taken}: Address already in use" in text
                 assert "Warning: external address 203.0.113.7 is not public:" in text
