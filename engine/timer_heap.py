@@ -35,12 +35,12 @@ A = TypeVar("A", bound=Armed)
 
 class TimerHeap(Generic[A]):
     """One ``call_at`` for every request of a channel: a heap of due times, re-armed for the
-    earliest, ringing ``fire(item, when, now)`` for each item due. An entry is let go of
+    earliest, ringing ``fire(item, now)`` for each item due. An entry is let go of
     (:meth:`drop`), never searched for and removed."""
 
     __slots__ = ("_at", "_fire", "_handle", "_heap", "_limit", "_loop", "_seq")
 
-    def __init__(self, fire: Callable[[A, float, float], None]) -> None:
+    def __init__(self, fire: Callable[[A, float], None]) -> None:
         self._fire = fire
         self._heap: list[Entry] = []
         self._seq = itertools.count()
@@ -96,10 +96,10 @@ class TimerHeap(Generic[A]):
         now = loop.time()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            when, _, pending = heapq.heappop(heap)
+            pending = heapq.heappop(heap)[2]
             if pending is not None:
                 pending.ticket = None
-                self._fire(pending, when, now)
+                self._fire(pending, now)
         while heap and heap[0][2] is None:
             heapq.heappop(heap)
         # A try armed while ringing armed the timer for itself: an earlier one may be left.

@@ -365,10 +365,10 @@ class GatewayChannel:
         if when is not None:
             self._timer.push(when, pending)
 
-    def _fire(self, pending: _Pending, when: float, now: float) -> None:
+    def _fire(self, pending: _Pending, now: float) -> None:
+        # Only a request's live entry rings: answered or re-armed, it let go of the old one
+        # (TimerHeap.drop, TimerHeap.push).
         exchange = pending.exchange
-        if exchange.done or exchange.timer() != when:
-            return  # a stale entry: answered, or re-armed since
         if pending.started and _held(pending, now):
             self._arm(pending)
             return
