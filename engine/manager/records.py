@@ -71,7 +71,6 @@ class Records:
         self._timer: asyncio.TimerHandle | None = None
         self._last_write = float("-inf")
         self._waiters: list[asyncio.Future[bool]] = []
-        self._failing = False
         self.error: str | None = None
         """Why the last write failed, while the changes it carried wait for a retry; None
         once a write succeeds."""
@@ -172,10 +171,9 @@ class Records:
             warnings = batch.flush()
         except OSError as exc:
             # Said once a spell of failures (retried every RETRY_DELAY s), not each time.
-            log.log(logging.DEBUG if self._failing else logging.WARNING,
+            log.log(logging.DEBUG if self.error is not None else logging.WARNING,
                     "could not update %s: %s (%d changes kept, tried again every %g s)",
                     self.state_file.path, exc, len(batch), RETRY_DELAY)
-            self._failing = True
             self.error = exc.strerror or str(exc)
             if not self._closed:
                 self._retry()
@@ -185,8 +183,7 @@ class Records:
         # The write is synchronous: every change queued is in it.
         self._written.update(self._queued)
         self._queued.clear()
-        if self._failing:
-            self._failing = False
+        if self.error is not None:
             self.error = None
             log.warning("updated %s again", self.state_file.path)
         for warning in warnings:
