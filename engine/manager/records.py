@@ -109,23 +109,18 @@ class Records:
                                       int(mapping.protocol), mapping.internal_port))
         self._schedule()
 
-    async def written(self, timeout: float | None = None) -> bool:
+    async def written(self) -> bool:
         """Whether every change made so far reached the disk: True once a write carried
         them; False as soon as a write of them fails (they stay pending, logged and tried
-        again every :data:`RETRY_DELAY` s; :attr:`error` says why), after ``timeout``
-        seconds, or when :meth:`close`'s one write failed."""
+        again every :data:`RETRY_DELAY` s; :attr:`error` says why), or when :meth:`close`'s
+        one write failed. A write is at most :data:`FLUSH_DELAY` away, so this never waits
+        longer."""
         if self._closed or not self.pending:
             return not self.pending
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._schedule()  # (changes a failed write left pending have no write scheduled)
-        if timeout is None:
-            return await waiter
-        try:
-            async with asyncio.timeout(timeout):
-                return await waiter  # (cancelled on timeout: a release skips it)
-        except TimeoutError:
-            return False
+        return await waiter
 
     def flush(self) -> None:
         """Write every pending change now (one read-modify-write of the file); if that
