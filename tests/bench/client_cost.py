@@ -192,13 +192,17 @@ _LAYOUT: dict[Cores, tuple[str, str]] = {
 }
 
 
+#: How a goal row names the layout it was measured in.
+_CORES_LABEL: dict[Cores, str] = {"one": "one core", "shared": "shared cores"}
+
+
 def _cpu(results: dict[str, list[dict[str, Any]]], client: str) -> float:
     """The median client CPU per request of ``client`` over its rounds (NaN: not run)."""
     runs = results.get(client, [])
     return median(r["cpu"] / r["operations"] for r in runs) if runs else float("nan")
 
 
-def goals(results: dict[str, list[dict[str, Any]]], where: str = "") -> list[Goal]:
+def goals(results: dict[str, list[dict[str, Any]]], cores: Cores = "one") -> list[Goal]:
     """Issue 15: natdeck's CPU per request at most twice the bare client's, per protocol, and
     at most its absolute bound (60 µs NAT-PMP, 75 µs PCP) sequentially; concurrently
     (``asyncio.gather``, one wakeup serving many datagrams) at most twice the bare blocking
@@ -215,7 +219,7 @@ def goals(results: dict[str, list[dict[str, Any]]], where: str = "") -> list[Goa
         def over(value: float, reference: float) -> float:
             return value / reference if reference > 0 else float("nan")
 
-        row = f"loopback{where}, {name}: natdeck"
+        row = f"loopback ({_CORES_LABEL[cores]}), {name}: natdeck"
         found += [
             Goal(f"{row} sequential client CPU per request {TIMES} the bare blocking client",
                  over(seq, bare), 2.0, "x", same),
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     results, skipped = measure(args.count, args.rounds, args.cores)
     print(render(results, args.count, skipped, args.cores))
     print()
-    print(goal_table(goals(results, f" ({args.cores} core{'s' if args.cores != 'one' else ''})")))
+    print(goal_table(goals(results, args.cores)))
     print()
     print(codec_table(args.number))
     return 0

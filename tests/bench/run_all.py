@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             client_cost.render(one, plan.loopback_count, skipped, "one"),
             client_cost.render(shared, plan.loopback_count, skipped, "shared"),
             client_cost.codec_table(plan.codec_number),
-        ]), client_cost.goals(one, " (one core)") + client_cost.goals(shared, " (shared cores)"))
+        ]), client_cost.goals(one, "one") + client_cost.goals(shared, "shared"))
 
     def one_shot() -> Outcome:
         times = oneshot.measure(plan.oneshot_runs)
