@@ -102,6 +102,31 @@ def test_cli_refusal_and_silence_have_their_exit_status(lab: Lab, tmp_path: Path
     assert time.monotonic() - started < 6  # Python starting up, not the timeout
 
 
+def test_cli_map_hold_with_a_state_file_it_cannot_write_maps_at_once_and_deletes(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file where the state directory should be: the record cannot be written. The mapping
+    # is said at once (not after the request timeout, waiting for a retry), with a warning;
+    # the gateway's rules are what natdeck says, and SIGINT still deletes it.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(blocker / "state"))
+    started = time.monotonic()
+    holder = lab.spawn_python_in_client(
+        "import sys; from tui.cli import main; sys.exit(main(sys.argv[1:]))",
+        ["map", "udp", "40503", "--hold", "--json", "--gateway", lab.gateway_lan])
+    mapped = holder.receive(timeout=15)
+    assert mapped["event"] == "mapped"
+    assert time.monotonic() - started < 10  # the request timeout is 30 s
+    assert lab.dnat_rules() == [rule(UDP, mapped["external_port"], 40503)]
+
+    os.kill(holder.pid, signal.SIGINT)
+
+    assert holder.receive(timeout=10)["event"] == "deleted"
+    assert holder.close(timeout=10) == 0
+    assert "could not write the state file" in holder.stderr
+    assert lab.dnat_rules() == []
+
+
 def test_cli_map_hold_recovers_after_a_restart_and_deletes_on_sigint(
         lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     age_gateway(lab, 3)  # so that the restart's epoch 0 is recognisably a reboot
