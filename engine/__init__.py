@@ -12,6 +12,13 @@
         async for event in mgr.events():
             print(event.summary)
 
+Without an event loop (a script, a thread), :class:`~engine.blocking.BlockingClient`
+runs the same requests on a blocking socket::
+
+    with engine.BlockingClient("192.168.1.1") as client:
+        mapping = client.map(engine.Protocol.TCP, 8080)
+        client.delete(mapping)
+
 Nothing here imports Textual; the wire layer (:mod:`engine.wire`) and the
 timing rules (:mod:`engine.timing`) are pure code without I/O.
 
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
         Announcement,
         AnnouncementListener,
     )
+    from .blocking import BlockingClient
     from .client import (
         DEFAULT_LIFETIME,
         DEFAULT_TIMEOUT,
@@ -115,6 +123,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "Announcement": ".announce",
     "AnnouncementListener": ".announce",
+    "BlockingClient": ".blocking",
     "DEFAULT_LIFETIME": ".client",
     "DEFAULT_TIMEOUT": ".client",
     "GatewayClient": ".client",
@@ -180,6 +189,7 @@ __all__ = [
     "Announcement",
     "AnnouncementListener",
     "AnnouncementsOff",
+    "BlockingClient",
     "Discovered",
     "ErrorLifetime",
     "Event",

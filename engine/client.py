@@ -151,7 +151,7 @@ class GatewayClient(GatewayLink):
         for index, step in enumerate(steps):
             if step.protocol in skipped:
                 continue
-            mapper = self.mappers[step.protocol]
+            mapper = _mapper(self, step.protocol)
             refusal = mapper.refusal(request)
             if refusal is not None:
                 raise InvalidRequest(refusal)
@@ -244,7 +244,7 @@ class GatewayClient(GatewayLink):
 
     async def _again(self, mapping: PortMapping, request: MapRequest, via: MappingProtocol,
                      timeout: float | None, retransmit: bool) -> PortMapping:
-        mapper = self.mappers[via]
+        mapper = _mapper(self, via)
         refusal = mapper.refusal(request)
         if refusal is not None:
             raise InvalidRequest(refusal)
@@ -257,7 +257,7 @@ class GatewayClient(GatewayLink):
         """Delete ``mapping`` (lifetime 0, same nonce). On failure the mapping is unchanged."""
         if mapping.deleted:
             return
-        await self.mappers[mapping.via].delete(request_for(mapping, 0), timeout=timeout)
+        await _mapper(self, mapping.via).delete(request_for(mapping, 0), timeout=timeout)
         mapping.deleted = True
         mapping.expires_at = self.channel.time()
 
@@ -324,6 +324,16 @@ class GatewayClient(GatewayLink):
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         from .probe_result import ProbeResult
         return ProbeResult.of(self.gateway, heard, self.external_address)
+
+
+def _mapper(client: GatewayClient, protocol: MappingProtocol) -> Mapper:
+    """The client's mapper of ``protocol``; :class:`InvalidRequest` when it has none (a
+    client made with ``upnp=False``, or a blocking one, asked for UPnP IGD)."""
+    mapper = client.mappers.get(protocol)
+    if mapper is None:
+        raise InvalidRequest(f"this client does not speak {protocol}: it speaks "
+                             f"{', '.join(client.mappers)}")
+    return mapper
 
 
 def _auto_protocols(client: GatewayClient) -> tuple[MappingProtocol, ...]:

@@ -15,7 +15,7 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Concatenate, ParamSpec, Self, TypeVar
+from typing import ClassVar, Concatenate, ParamSpec, Self, TypeVar
 
 from . import timing
 from .dialects.base import Ask
@@ -62,6 +62,13 @@ def holding_channel(
 class GatewayLink:
     """One client's channel to one gateway and what it learnt (see the module)."""
 
+    #: The channel's class: :class:`~engine.blocking.BlockingChannel` for a client driven
+    #: without an event loop (:class:`~engine.blocking.BlockingClient`).
+    channel_type: ClassVar[type[GatewayChannel]] = GatewayChannel
+    #: Whether requests may be out at once (an event loop runs them); ``False``: one at a
+    #: time, so a lookup several would share has nobody to share it with.
+    concurrent: ClassVar[bool] = True
+
     def __init__(self, gateway: str | IPAddress, port: int = SERVER_PORT, *,
                  local_address: str | IPAddress | None = None,
                  max_in_flight: int | None = None,
@@ -72,7 +79,7 @@ class GatewayLink:
                                 if local_address is not None else None)
         # An explicit local address is bound: the PCP client address field must be the
         # packet's source, or the gateway answers ADDRESS_MISMATCH (RFC 6887 §8.3).
-        self.channel = GatewayChannel(
+        self.channel = self.channel_type(
             self.gateway, port, local_address=self._explicit_local,
             max_in_flight=DEFAULT_MAX_IN_FLIGHT if max_in_flight is None else max_in_flight)
         self.channel.observers.append(self._observe)

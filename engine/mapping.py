@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -97,9 +98,14 @@ class PortMapping:
         return (int(self.protocol), self.internal_port)
 
     def remaining(self, now: float | None = None) -> float:
-        """Seconds until the mapping expires (negative once it has)."""
+        """Seconds until the mapping expires (negative once it has); ``now`` on the loop's
+        clock, by default the running loop's time, or :func:`time.monotonic` (the clock
+        asyncio's loops read) without one (a :class:`~engine.blocking.BlockingClient`'s)."""
         if now is None:
-            now = asyncio.get_running_loop().time()
+            try:
+                now = asyncio.get_running_loop().time()
+            except RuntimeError:
+                now = time.monotonic()
         return self.expires_at - now
 
     def describe(self) -> str:

@@ -23,6 +23,7 @@ import logging
 import operator
 from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv6Address
+from typing import Protocol
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
@@ -89,12 +90,26 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
     return peer == target
 
 
+class Answer(Protocol):
+    """Where a request's end is told: an :class:`asyncio.Future` here, a plain holder in the
+    blocking channel (:mod:`engine.blocking`), which has no event loop to make a future on."""
+
+    def done(self) -> bool:
+        """Whether the end was told."""
+
+    def set_result(self, result: Outcome, /) -> None:
+        """The accepted answer."""
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        """The error that ended the request."""
+
+
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
     __slots__ = ("exchange", "first", "future", "key", "number", "started", "ticket", "window")
 
-    def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
+    def __init__(self, exchange: Exchange, future: Answer,
                  window: InFlightWindow, key: Hashable | None) -> None:
         self.exchange = exchange
         self.future = future
@@ -292,7 +307,8 @@ class GatewayChannel:
         waits = fitted_timeouts(iter(schedule), window.first_timer)
         exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name)
-        pending = _Pending(exchange, loop.create_future(), window, key)
+        future: asyncio.Future[Outcome] = loop.create_future()
+        pending = _Pending(exchange, future, window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:
             self._start(pending, now)
@@ -300,7 +316,7 @@ class GatewayChannel:
             queue.append(pending)
             self._arm(pending)
         try:
-            return await pending.future
+            return await future
         finally:
             if not exchange.done:  # cancelled by the caller
                 exchange.abort(None)

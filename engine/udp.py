@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRAIN", "RECEIVE_SIZE", "ConnectedUdp"]
+__all__ = ["DRAIN", "RECEIVE_SIZE", "ConnectedUdp", "numeric_sockaddr"]
 
 #: One octet more than the largest PCP message (RFC 6887 §7) or NAT-PMP message.
 RECEIVE_SIZE = 1101
@@ -33,7 +33,7 @@ Received = Callable[[bytes, tuple[str | object, ...]], bool]
 """Hears a datagram; says whether to read on in this wakeup (more answers are expected)."""
 
 
-def _sockaddr(family: int, host: str, port: int) -> Any:
+def numeric_sockaddr(family: int, host: str, port: int) -> Any:
     """The socket address of a numeric host (an IPv6 ``%scope`` resolved to its index)."""
     # As bytes: a str host is first encoded with the "idna" codec, whose import (with
     # stringprep and unicodedata) costs a one-shot process ~1 ms. The hosts here are the
@@ -74,8 +74,8 @@ class ConnectedUdp:
         try:
             sock.setblocking(False)
             if local is not None:
-                sock.bind(_sockaddr(family, local, 0))
-            sock.connect(_sockaddr(family, *remote))
+                sock.bind(numeric_sockaddr(family, local, 0))
+            sock.connect(numeric_sockaddr(family, *remote))
             udp = cls(sock, loop, received, error)
             try:
                 loop.add_reader(udp._fd, udp._readable)

@@ -36,6 +36,9 @@ class DatagramLink(Protocol):
 
     negotiation: Negotiation
     rng: random.Random
+    @property
+    def concurrent(self) -> bool:
+        """Whether requests may be out at once; ``False`` (no event loop): one at a time."""
 
     async def run(self, ask: Ask, *, timeout: float | None,
                   retransmit: bool = True) -> Outcome:
@@ -148,6 +151,10 @@ class DatagramMapper:
     async def _shared_address(self, timeout: float | None) -> IPAddress:
         """One address request for all the mappings that need it at once (a hundred
         concurrent first NAT-PMP mappings would otherwise ask a hundred times)."""
+        if not self.link.concurrent:
+            # Driven without an event loop (engine.blocking): nothing runs beside this
+            # request, and a future could not be made.
+            return await self.external_address(timeout=timeout)
         lookup = self._address_lookup
         if lookup is None or lookup.done():
             lookup = asyncio.ensure_future(self.external_address(timeout=timeout))

@@ -38,8 +38,9 @@ HOST = "127.0.0.2"
 LOCAL = "127.0.0.1"
 FIRST_PORT = 20000
 CLIENTS = ("floor-natpmp", "floor-pcp", "asyncio-natpmp", "asyncio-pcp", "natdeck-pcp-seq",
-           "natdeck-natpmp-seq", "natdeck-pcp-gather", "natdeck-natpmp-gather", "natdeck-manager",
-           "py-natpmp", "natpmpc")
+           "natdeck-natpmp-seq", "natdeck-pcp-gather", "natdeck-natpmp-gather",
+           "natdeck-pcp-blocking", "natdeck-natpmp-blocking", "natdeck-manager", "py-natpmp",
+           "natpmpc")
 #: Issue 15's absolute bound on natdeck's sequential client CPU per request, seconds: about
 #: twice a bare client's when it was filed.
 SEQUENTIAL_BOUND = {"natpmp": 60e-6, "pcp": 75e-6}
@@ -62,6 +63,9 @@ def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
             run, host, LOCAL, lab_client.floor_packets(kind, LOCAL, ports, 3600), port))
     elif client == "natdeck-manager":
         asyncio.run(lab_client.manager(run, host, LOCAL, ports, 3600, port))
+    elif client.endswith("-blocking"):
+        lab_client.blocking(run, host, LOCAL, ports, 3600, client.split("-")[1],  # type: ignore[arg-type]
+                            port)
     elif client.startswith("natdeck-"):
         _, via, mode, *_ = client.split("-")
         asyncio.run(lab_client.natdeck(run, host, LOCAL, ports, 3600, via,  # type: ignore[arg-type]
@@ -134,6 +138,8 @@ _NAMES = {
     "natdeck-natpmp-seq": "natdeck NAT-PMP, sequential",
     "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
     "natdeck-natpmp-gather": "natdeck NAT-PMP, asyncio.gather",
+    "natdeck-pcp-blocking": "natdeck PCP, `BlockingClient` (no event loop)",
+    "natdeck-natpmp-blocking": "natdeck NAT-PMP, `BlockingClient` (no event loop)",
     "natdeck-manager": "natdeck MappingManager (PCP)",
     "py-natpmp": "py-natpmp `map_port`, sequential",
     "natpmpc": "natpmpc, one process per request",
@@ -210,10 +216,11 @@ def goals(results: dict[str, list[dict[str, Any]]], cores: Cores = "one") -> lis
     found = []
     for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
         seq, gather = _cpu(results, f"natdeck-{kind}-seq"), _cpu(results, f"natdeck-{kind}-gather")
+        blocking = _cpu(results, f"natdeck-{kind}-blocking")
         bare, loop_only = _cpu(results, f"floor-{kind}"), _cpu(results, f"asyncio-{kind}")
         peer = _cpu(results, "py-natpmp") if kind == "natpmp" else float("nan")
-        same = (f"natdeck sequential {us(seq)} µs, gather {us(gather)} µs, bare blocking "
-                f"{us(bare)} µs, bare asyncio {us(loop_only)} µs"
+        same = (f"natdeck sequential {us(seq)} µs, gather {us(gather)} µs, BlockingClient "
+                f"{us(blocking)} µs, bare blocking {us(bare)} µs, bare asyncio {us(loop_only)} µs"
                 + (f", py-natpmp {us(peer)} µs" if peer == peer else ""))
 
         def over(value: float, reference: float) -> float:
@@ -229,6 +236,10 @@ def goals(results: dict[str, list[dict[str, Any]]], cores: Cores = "one") -> lis
                  "client", over(gather, bare), 2.0, "x", same),
             Goal(f"{row} asyncio.gather client CPU per request {TIMES} a bare asyncio client "
                  "(nothing checked)", over(gather, loop_only), 2.0, "x", same),
+            Goal(f"{row} `BlockingClient` client CPU per request {TIMES} the bare blocking "
+                 "client", over(blocking, bare), 2.0, "x", same),
+            Goal(f"{row} `BlockingClient` client CPU per request",
+                 blocking, SEQUENTIAL_BOUND[kind], "us", same),
         ]
     return found
 

@@ -22,6 +22,8 @@ Clients (``CLIENTS``):
 - ``natdeck-{pcp,natpmp}-gather``: the same, all maps in one ``asyncio.gather`` (the transport
   bounds requests in flight, 32 by default), then all deletes; ``-gather-4``: with
   ``GatewayClient(max_in_flight=4)``.
+- ``natdeck-{pcp,natpmp}-blocking``: one :class:`engine.BlockingClient` (no event loop), each
+  map, then each delete: what a script without asyncio runs.
 - ``natdeck-manager``: a :class:`engine.MappingManager` (no listener, no start-up probe, so
   that only mapping requests are counted), ``add`` gathered, then ``remove`` gathered.
 - ``natpmpc``: libnatpmp's command-line client, one process per request, as a shell user runs
@@ -52,6 +54,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import engine
+import engine.blocking
 import engine.client
 import engine.manager  # imported here, before the clock starts: a run's CPU is its requests'
 from engine.protocols import Protocol
@@ -70,6 +73,8 @@ CLIENTS = (
     "natdeck-pcp-gather",
     "natdeck-natpmp-gather",
     "natdeck-natpmp-gather-4",
+    "natdeck-pcp-blocking",
+    "natdeck-natpmp-blocking",
     "natdeck-manager",
     "natpmpc",
     "py-natpmp",
@@ -286,6 +291,26 @@ async def natdeck(run: Run, gateway: str, local: str, ports: range, lifetime: in
     run.requests = 2 * len(ports) + (1 if via == "natpmp" else 0)
 
 
+def blocking(run: Run, gateway: str, local: str, ports: range, lifetime: int,
+             via: engine.blocking.BlockingVia, port: int = NATPMP_PORT) -> None:
+    """natdeck without an event loop: one BlockingClient, each map, then each delete."""
+    client = engine.BlockingClient(gateway, port, local_address=local)
+    if run.trace is not None:
+        _trace_channel(run, client.client.channel)
+    with client:
+        mappings: dict[int, engine.PortMapping] = {}
+
+        def create(number: int) -> None:
+            mappings[number] = client.map(TCP, number, lifetime=lifetime, via=via)
+
+        def delete(number: int) -> None:
+            client.delete(mappings.pop(number))
+
+        timed_phases(run, create, delete, ports)
+        run.sent = client.client.channel.sent
+    run.requests = 2 * len(ports) + (1 if via == "natpmp" else 0)
+
+
 async def manager(run: Run, gateway: str, local: str, ports: range, lifetime: int,
                   port: int = NATPMP_PORT) -> None:
     loop = asyncio.get_running_loop()
@@ -395,6 +420,9 @@ def main() -> None:
                                                                       lifetime)))
     elif client == "natdeck-manager":
         asyncio.run(manager(run, gateway, local, ports, lifetime))
+    elif client.endswith("-blocking"):
+        blocking(run, gateway, local, ports, lifetime,
+                 client.split("-")[1])  # type: ignore[arg-type]
     elif client.startswith("natdeck-"):
         _, via, mode, *bound = client.split("-")
         in_flight = int(bound[0]) if bound else config.get("max_in_flight")

@@ -37,6 +37,8 @@ _DESCRIPTION = {
     "natdeck-pcp-gather": "natdeck PCP, asyncio.gather",
     "natdeck-natpmp-gather": "natdeck NAT-PMP, asyncio.gather",
     "natdeck-natpmp-gather-4": "natdeck NAT-PMP, asyncio.gather, `max_in_flight=4`",
+    "natdeck-pcp-blocking": "natdeck PCP, `BlockingClient` (no event loop)",
+    "natdeck-natpmp-blocking": "natdeck NAT-PMP, `BlockingClient` (no event loop)",
     "natdeck-manager": "natdeck MappingManager (PCP), gathered add/remove",
     "natpmpc": "natpmpc, one process per request",
     "py-natpmp": "py-natpmp `map_port`, sequential",
@@ -45,7 +47,8 @@ _DESCRIPTION = {
 SLOW_CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-natpmp-gather", "natdeck-pcp-gather")
 #: The clients of the traced fast-gateway rounds: the floors, py-natpmp and natdeck both ways.
 TRACED_CLIENTS = ("floor-natpmp", "floor-pcp", "py-natpmp", "natdeck-natpmp-seq",
-                  "natdeck-pcp-seq", "natdeck-natpmp-gather", "natdeck-pcp-gather")
+                  "natdeck-pcp-seq", "natdeck-natpmp-blocking", "natdeck-pcp-blocking",
+                  "natdeck-natpmp-gather", "natdeck-pcp-gather")
 #: What each console setting stands for, for the tables' titles.
 SPEED = {"fast": "fast miniupnpd (log to /dev/null)",
          "slow": "slow miniupnpd (log to the real /dev/console)"}
@@ -168,19 +171,22 @@ def fast_goals(results: dict[str, list[dict[str, Any]]], where: str = "") -> lis
         goals.append(Goal(f"fast gateway{where}, {name}: natdeck concurrent {TIMES} the sequential "
                           "floor", median(ratios), 1.0, "x",
                           f"{_totals(results, floor, gather)}; {_spread(ratios)}"))
-    ratios = round_ratios(results, "natdeck-natpmp-seq", "py-natpmp")
-    goals.append(Goal(f"fast gateway{where}, NAT-PMP: natdeck sequential {TIMES} py-natpmp "
-                      "sequential", median(ratios), 1.0, "x",
-                      f"{_totals(results, 'py-natpmp', 'natdeck-natpmp-seq')}; "
-                      f"{_spread(ratios)}"))
-    ours = round_ratios(results, "natdeck-pcp-seq", "floor-pcp")
-    theirs = round_ratios(results, "py-natpmp", "floor-natpmp")
-    ratios = [a / b for a, b in zip(ours, theirs, strict=False)]
-    goals.append(Goal(f"fast gateway{where}, PCP: natdeck sequential {TIMES} py-natpmp "
-                      "sequential, each over its protocol's floor (py-natpmp has no PCP)",
-                      median(ratios), 1.0, "x",
-                      f"natdeck PCP {median(ours):.3f}{TIMES} the PCP floor, py-natpmp "
-                      f"{median(theirs):.3f}{TIMES} the NAT-PMP floor; {_spread(ratios)}"))
+    for mode, how in (("seq", "sequential"), ("blocking", "`BlockingClient` (no event loop)")):
+        ours_natpmp = f"natdeck-natpmp-{mode}"
+        if ours_natpmp not in results or "py-natpmp" not in results:
+            continue
+        ratios = round_ratios(results, ours_natpmp, "py-natpmp")
+        goals.append(Goal(f"fast gateway{where}, NAT-PMP: natdeck {how} {TIMES} py-natpmp "
+                          "sequential", median(ratios), 1.0, "x",
+                          f"{_totals(results, 'py-natpmp', ours_natpmp)}; {_spread(ratios)}"))
+        ours = round_ratios(results, f"natdeck-pcp-{mode}", "floor-pcp")
+        theirs = round_ratios(results, "py-natpmp", "floor-natpmp")
+        ratios = [a / b for a, b in zip(ours, theirs, strict=False)]
+        goals.append(Goal(f"fast gateway{where}, PCP: natdeck {how} {TIMES} py-natpmp "
+                          "sequential, each over its protocol's floor (py-natpmp has no PCP)",
+                          median(ratios), 1.0, "x",
+                          f"natdeck PCP {median(ours):.3f}{TIMES} the PCP floor, py-natpmp "
+                          f"{median(theirs):.3f}{TIMES} the NAT-PMP floor; {_spread(ratios)}"))
     return goals
 
 

@@ -55,8 +55,10 @@ LAYERS: tuple[Layer, ...] = (
         "engine.transport", "engine.timer_heap", "engine.udp", "engine.announce",
         "engine.discovery", "engine.upnp.*",
     )),
-    Layer("client: the link to a gateway, GatewayClient, PortMapping, one-shot calls", (
+    Layer("client: the link to a gateway, GatewayClient, PortMapping, one-shot calls, and the "
+          "same client driven without an event loop (BlockingClient)", (
         "engine.link", "engine.mapping", "engine.probe_result", "engine.client", "engine.oneshot",
+        "engine.blocking",
     )),
     Layer("manager: events, the mapping state table and its glue, records, the router view", (
         "engine.events", "engine.manager.*", "engine.mapping_record", "engine.statefile",
