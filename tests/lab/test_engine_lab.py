@@ -100,6 +100,32 @@ def test_natpmp_map_renew_delete(lab: Lab) -> None:
     assert lab.dnat_rules() == []
 
 
+def test_blocking_client_without_an_event_loop(lab: Lab) -> None:
+    # engine.BlockingClient: the same requests on a blocking socket, no event loop at all.
+    seen: dict[str, Any] = {}
+    with lab.client_namespace(), engine.BlockingClient(lab.gateway_lan) as client:
+        with pytest.raises(RuntimeError):
+            asyncio.get_running_loop()
+        tcp = client.map(TCP, 40010, via="pcp", lifetime=600)
+        udp = client.map(UDP, 40011, via="natpmp", lifetime=600)
+        seen["after_map"] = lab.dnat_rules()
+        client.renew(tcp, lifetime=300)
+        seen["renewed"] = tcp.lifetime
+        seen["address"] = client.get_external_address(via="natpmp")
+        with pytest.raises(ResultCodeError):  # the lab's permission line: ports under 1024
+            client.map(TCP, 80, via="pcp", lifetime=600)
+        client.delete(tcp)
+        client.delete(udp)
+    assert (tcp.via, udp.via) == ("pcp", "natpmp")
+    assert str(tcp.external_address) == str(udp.external_address) == lab.wan_address
+    assert str(seen["address"]) == lab.wan_address
+    assert seen["after_map"] == [rule(TCP, 40010, 40010), rule(UDP, 40011, 40011)]
+    assert seen["renewed"] == 300
+    assert tcp.deleted
+    assert udp.deleted
+    assert lab.dnat_rules() == []
+
+
 def test_auto_speaks_pcp_first(lab: Lab) -> None:
     sniffer = Sniffer(lab)
 
