@@ -269,6 +269,44 @@ def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
     return table.render()
 
 
+def _idle(results: dict[str, list[dict[str, Any]]], client: str) -> tuple[float, float]:
+    """Median over ``client``'s traced rounds of the gateway's wait for it: seconds a run,
+    and seconds per request sent (a one-at-a-time client's turnaround). NaN: not traced."""
+    runs = [trace_gaps(r.get("trace") or []) for r in results.get(client, [])]
+    if not runs:
+        return float("nan"), float("nan")
+    idle = [g.get("create idle", 0.0) + g.get("delete idle", 0.0) for g in runs]
+    sent = [max(1.0, g.get("create sent", 0.0) + g.get("delete sent", 0.0)) for g in runs]
+    return median(idle), median(i / n for i, n in zip(idle, sent, strict=True))
+
+
+def traced_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
+    """The fast-gateway goals by what a client controls, from the traced rounds: the time the
+    gateway waits for it. A client cannot shorten the gateway's service time (the mean answer
+    gap is the same for every client), so a concurrent client is ahead of the sequential
+    floor by the floor's wait, and one sequential client ahead of another by the difference
+    of their turnarounds -- differences of a fraction of a percent of a run, which the ratio
+    rows cannot resolve from 9 rounds on this machine, and these measure outright."""
+    goals = []
+    for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+        ours, _ = _idle(results, f"natdeck-{kind}-gather")
+        floor, _ = _idle(results, f"floor-{kind}")
+        goals.append(Goal(f"fast gateway (traced), {name}: the gateway's wait for natdeck "
+                          f"concurrent {TIMES} its wait for the sequential floor, a run",
+                          ours / floor if floor > 0 else float("nan"), 1.0, "x",
+                          f"natdeck {ours * 1e3:.2f} ms, floor {floor * 1e3:.2f} ms"))
+    _, peer = _idle(results, "py-natpmp")
+    for mode, how in (("seq", "sequential"), ("blocking", "`BlockingClient`")):
+        for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
+            _, turnaround = _idle(results, f"natdeck-{kind}-{mode}")
+            goals.append(Goal(f"fast gateway (traced), {name}: natdeck {how} turnaround "
+                              f"{TIMES} py-natpmp's (NAT-PMP)",
+                              turnaround / peer if peer > 0 else float("nan"), 1.0, "x",
+                              f"natdeck {turnaround * 1e6:.0f} µs, py-natpmp "
+                              f"{peer * 1e6:.0f} µs a request"))
+    return goals
+
+
 def render(results: dict[str, list[dict[str, Any]]], count: int,
            console: Console = "fast", pinned: bool = False) -> str:
     """The Markdown table (medians over rounds) and its notes."""

@@ -138,7 +138,7 @@ def lab_sections(plan: Plan) -> None:
             ]), lab_throughput.fast_goals(pinned, " (pinned)" if PIN else "")
                 + lab_throughput.fast_goals(shared, " (shared cores)"))
 
-        def traced() -> str:
+        def traced() -> Outcome:
             # Separate rounds: marking each packet costs the client about a microsecond,
             # which the goals' rounds are not to carry.
             results = lab_throughput.measure(lab, plan.lab_count, plan.traced_rounds,
@@ -152,7 +152,8 @@ def lab_sections(plan: Plan) -> None:
                     "per request sent, that is a one-at-a-time client's turnaround, from an "
                     "answer to its next request. *mean answer gap*: the gateway's service time "
                     "while it is kept busy. *most out*: requests out at once.\n\n"
-                    + lab_throughput.trace_summary(results))
+                    + lab_throughput.trace_summary(results),
+                    lab_throughput.traced_goals(results))
 
         def recover() -> str:
             lab.restart_gateway(console="fast")

@@ -67,3 +67,49 @@ def test_the_pcp_sequential_row_compares_each_client_over_its_own_protocols_floo
     natpmp = next(goal for goal in fast_goals(results)
                   if goal.name.startswith("fast gateway, NAT-PMP: natdeck sequential"))
     assert natpmp.value == pytest.approx(101.0 / 102.0)
+
+
+def test_the_traced_rows_compare_what_each_client_makes_the_gateway_wait() -> None:
+    from tests.bench.lab_throughput import traced_goals
+
+    def one_at_a_time(turnaround: float) -> dict[str, list[tuple[float, str]]]:
+        # Two requests a phase, each answered after 3 ms; `turnaround` from answer to send.
+        trace, at = [], 0.0
+        for phase in range(2):
+            for _ in range(2):
+                trace += [(at, ">"), (at + 0.003, "<")]
+                at += 0.003 + turnaround
+            if not phase:
+                trace.append((at, "|"))
+        return {"trace": trace}
+
+    concurrent = {"trace": [(0.0, ">"), (0.0, ">"), (0.003, "<"), (0.006, "<"), (0.006, "|"),
+                            (0.006, ">"), (0.006, ">"), (0.009, "<"), (0.012, "<")]}
+    results = {"floor-natpmp": [one_at_a_time(10e-6)], "floor-pcp": [one_at_a_time(20e-6)],
+               "py-natpmp": [one_at_a_time(40e-6)],
+               "natdeck-natpmp-seq": [one_at_a_time(80e-6)],
+               "natdeck-pcp-seq": [one_at_a_time(30e-6)],
+               "natdeck-natpmp-blocking": [one_at_a_time(40e-6)],
+               "natdeck-natpmp-gather": [concurrent]}
+    goals = {goal.name: goal for goal in traced_goals(results)}
+    waits = goals["fast gateway (traced), NAT-PMP: the gateway's wait for natdeck concurrent "
+                  f"{TIMES} its wait for the sequential floor, a run"]
+    # Never waited for natdeck; for the floor, a turnaround within each phase (the wait
+    # before a phase's first request is its lead, not counted): 20 µs a run.
+    assert waits.value == 0.0
+    assert waits.met is True
+    assert "floor 0.02 ms" in waits.detail
+    seq = goals[f"fast gateway (traced), NAT-PMP: natdeck sequential turnaround {TIMES} "
+                "py-natpmp's (NAT-PMP)"]
+    assert seq.value == pytest.approx(2.0)
+    assert seq.met is False
+    pcp = goals[f"fast gateway (traced), PCP: natdeck sequential turnaround {TIMES} "
+                "py-natpmp's (NAT-PMP)"]
+    assert pcp.value == pytest.approx(0.75)
+    blocking = goals[f"fast gateway (traced), NAT-PMP: natdeck `BlockingClient` turnaround "
+                     f"{TIMES} py-natpmp's (NAT-PMP)"]
+    assert blocking.value == pytest.approx(1.0)
+    assert blocking.met is True
+    untraced = goals[f"fast gateway (traced), PCP: the gateway's wait for natdeck concurrent "
+                     f"{TIMES} its wait for the sequential floor, a run"]
+    assert untraced.met is None  # natdeck PCP concurrent was not in these rounds
