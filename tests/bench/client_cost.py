@@ -37,7 +37,8 @@ from tests.support.loopback import port_free, simulator
 HOST = "127.0.0.2"
 LOCAL = "127.0.0.1"
 FIRST_PORT = 20000
-CLIENTS = ("floor-natpmp", "floor-pcp", "asyncio-natpmp", "asyncio-pcp", "natdeck-pcp-seq",
+CLIENTS = ("floor-natpmp", "floor-pcp", "codec-natpmp", "codec-pcp", "asyncio-natpmp",
+           "asyncio-pcp", "natdeck-pcp-seq",
            "natdeck-natpmp-seq", "natdeck-pcp-gather", "natdeck-natpmp-gather",
            "natdeck-pcp-blocking", "natdeck-natpmp-blocking", "natdeck-manager", "py-natpmp",
            "natpmpc")
@@ -57,6 +58,8 @@ def one_run(client: str, host: str, port: int, count: int) -> dict[str, Any]:
     if client.startswith("floor-"):
         kind = client.removeprefix("floor-")
         lab_client.floor(run, host, lab_client.floor_packets(kind, LOCAL, ports, 3600), port)
+    elif client.startswith("codec-"):
+        lab_client.codec(run, host, client.removeprefix("codec-"), LOCAL, ports, 3600, port)
     elif client.startswith("asyncio-"):
         kind = client.removeprefix("asyncio-")
         asyncio.run(lab_client.asyncio_floor(
@@ -132,6 +135,8 @@ def measure(count: int, rounds: int, cores: Cores = "one",
 _NAMES = {
     "floor-natpmp": "floor: bare UDP, NAT-PMP",
     "floor-pcp": "floor: bare UDP, PCP",
+    "codec-natpmp": "bare UDP + natdeck's wire codec, NAT-PMP (every field checked)",
+    "codec-pcp": "bare UDP + natdeck's wire codec, PCP (every field checked)",
     "asyncio-natpmp": "bare asyncio UDP, NAT-PMP (no checks)",
     "asyncio-pcp": "bare asyncio UDP, PCP (no checks)",
     "natdeck-pcp-seq": "natdeck PCP, sequential",
@@ -177,7 +182,10 @@ def render(results: dict[str, list[dict[str, Any]]], count: int, skipped: str | 
         f"client of the same protocol. *bare asyncio*: the same pre-encoded requests through "
         "an asyncio datagram endpoint, a future and `asyncio.wait_for` per answer, nothing "
         "checked: what the event loop and that endpoint cost (it receives each datagram into "
-        "a new 256 KiB buffer; natdeck's socket does not). natpmpc made "
+        "a new 256 KiB buffer; natdeck's socket does not). *wire codec*: the bare blocking "
+        "client building each request and decoding and matching each answer with natdeck's "
+        "codec, every field checked, and nothing else of natdeck's: what the checks cost. "
+        "natpmpc made "
         f"{natpmpc_count} mappings per round (one process per request).",
         "",
         table.render(),
@@ -218,9 +226,11 @@ def goals(results: dict[str, list[dict[str, Any]]], cores: Cores = "one") -> lis
         seq, gather = _cpu(results, f"natdeck-{kind}-seq"), _cpu(results, f"natdeck-{kind}-gather")
         blocking = _cpu(results, f"natdeck-{kind}-blocking")
         bare, loop_only = _cpu(results, f"floor-{kind}"), _cpu(results, f"asyncio-{kind}")
+        checked = _cpu(results, f"codec-{kind}")
         peer = _cpu(results, "py-natpmp") if kind == "natpmp" else float("nan")
         same = (f"natdeck sequential {us(seq)} µs, gather {us(gather)} µs, BlockingClient "
-                f"{us(blocking)} µs, bare blocking {us(bare)} µs, bare asyncio {us(loop_only)} µs"
+                f"{us(blocking)} µs, bare blocking {us(bare)} µs, bare + natdeck's wire codec "
+                f"{us(checked)} µs, bare asyncio {us(loop_only)} µs"
                 + (f", py-natpmp {us(peer)} µs" if peer == peer else ""))
 
         def over(value: float, reference: float) -> float:

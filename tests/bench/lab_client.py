@@ -17,6 +17,8 @@ Clients (``CLIENTS``):
 - ``floor-natpmp`` / ``floor-pcp``: a bare blocking UDP socket sending pre-encoded requests one
   at a time and waiting for each answer: the gateway's own service time plus one kernel round
   trip, the least any client can take.
+- ``codec-{natpmp,pcp}``: the floor's loop with natdeck's wire codec in it (each request built
+  and encoded, each answer decoded and matched, every field checked), nothing else of natdeck's.
 - ``natdeck-{pcp,natpmp}-seq``: one :class:`engine.GatewayClient`, ``await`` each map, then each
   delete.
 - ``natdeck-{pcp,natpmp}-gather``: the same, all maps in one ``asyncio.gather`` (the transport
@@ -58,6 +60,7 @@ import engine.blocking
 import engine.client
 import engine.manager  # imported here, before the clock starts: a run's CPU is its requests'
 from engine.protocols import Protocol
+from engine.transport import decode_message
 from engine.wire import natpmp, pcp
 
 NATPMP_PORT = 5351
@@ -159,6 +162,67 @@ def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP
             run.phases[phase] = time.perf_counter() - start
             run.mark("|")
             run.requests += len(batch)
+
+
+def codec(run: Run, gateway: str, kind: str, local: str, ports: range, lifetime: int,
+          port: int = NATPMP_PORT) -> None:
+    """The floor's loop with natdeck's wire codec in it, and nothing else of natdeck's: each
+    request built and encoded as natdeck does (every field checked), each answer decoded in
+    full (every field checked) and matched to its request (NAT-PMP: protocol and internal
+    port; PCP: nonce, protocol and internal port), a datagram that does not match dropped.
+    What checking every field costs, without natdeck's orchestration (negotiation, in-flight
+    window, epochs, retransmission schedules, typed results)."""
+    address, anywhere = IPv4Address(local), IPv4Address(0)
+    nonces = {number: os.urandom(pcp.NONCE_SIZE) for number in ports}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect((gateway, port))
+        sock.settimeout(FLOOR_WAIT)
+        for phase, life in (("create", lifetime), ("delete", 0)):
+            start = time.perf_counter()
+            for number in ports:
+                if kind == "natpmp":
+                    packet = natpmp.MapPacket(TCP, number, number if life else 0, life).encode()
+                else:
+                    packet = pcp.encode_request(pcp.Opcode.MAP, life, address, pcp.MapData(
+                        nonces[number], TCP, number, number if life else 0, anywhere))
+                message = _exchange(run, sock, packet, kind, number, nonces[number])
+                if message.result:
+                    run.errors.append(f"result {message.result}")
+                else:
+                    run.ok += 1
+            run.phases[phase] = time.perf_counter() - start
+            run.mark("|")
+            run.requests += len(ports)
+
+
+def _exchange(run: Run, sock: socket.socket, packet: bytes, kind: str, number: int,
+              nonce: bytes) -> natpmp.Response | pcp.Response:
+    """Send ``packet`` until an answer to it comes (:func:`codec`)."""
+    while True:
+        sock.send(packet)
+        run.mark(">")
+        run.sent = (run.sent or 0) + 1
+        while True:
+            try:
+                answer = sock.recv(1101)
+            except TimeoutError:
+                run.resends += 1
+                run.mark("R")
+                break
+            try:
+                message = decode_message(answer)
+            except engine.MalformedPacket:
+                continue
+            if kind == "natpmp":
+                if isinstance(message, natpmp.MapResponse) and message.protocol == TCP \
+                        and message.internal_port == number:
+                    run.mark("<")
+                    return message
+            elif isinstance(message, pcp.Response) and message.data is not None \
+                    and message.data.nonce == nonce and message.data.protocol == TCP \
+                    and message.data.internal_port == number:
+                run.mark("<")
+                return message
 
 
 def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[list[bytes]]:
@@ -414,6 +478,8 @@ def main() -> None:
     if client.startswith("floor-"):
         kind = client.removeprefix("floor-")
         floor(run, gateway, floor_packets(kind, local, ports, lifetime))
+    elif client.startswith("codec-"):
+        codec(run, gateway, client.removeprefix("codec-"), local, ports, lifetime)
     elif client.startswith("asyncio-"):
         kind = client.removeprefix("asyncio-")
         asyncio.run(asyncio_floor(run, gateway, local, floor_packets(kind, local, ports,
