@@ -38,7 +38,15 @@ from .exchange import Exchange, Match, Message, Outcome
 from .mapping import DEFAULT_TIMEOUT, PortMapping
 from .request import DEFAULT_LIFETIME
 from .timing import fitted_timeouts
-from .transport import SERVER_PORT, GatewayChannel, _Pending
+from .transport import (
+    DEFAULT_MAX_IN_FLIGHT,
+    SERVER_PORT,
+    GatewayChannel,
+    accepted,
+    held,
+    learn,
+    refusal,
+)
 from .types import DatagramProtocol
 from .udp import RECEIVE_SIZE, numeric_sockaddr
 from .wire import pcp
@@ -66,25 +74,6 @@ def run_to_end(awaitable: Awaitable[T]) -> T:
     raise RuntimeError("a blocking request awaited the event loop")
 
 
-class _Answer:
-    """A request's end, told by the channel (``asyncio.Future``'s three methods used)."""
-
-    __slots__ = ("error", "outcome")
-
-    def __init__(self) -> None:
-        self.outcome: Outcome | None = None
-        self.error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self.outcome is not None or self.error is not None
-
-    def set_result(self, result: Outcome, /) -> None:
-        self.outcome = result
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self.error = exception
-
-
 class BlockingChannel(GatewayChannel):
     """:class:`~engine.transport.GatewayChannel` on a blocking socket: one request at a time.
 
@@ -97,11 +86,12 @@ class BlockingChannel(GatewayChannel):
 
     def __init__(self, gateway: str | IPAddress, port: int = SERVER_PORT, *,
                  local_address: str | IPAddress | None = None,
-                 max_in_flight: int = 1) -> None:
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         super().__init__(gateway, port, local_address=local_address,
                          max_in_flight=max_in_flight)
         self._sock: socket.socket | None = None
         self._poll: select.poll | None = None
+        self._current: Exchange | None = None  # the request exchange() drives
 
     @property
     def is_open(self) -> bool:
@@ -164,25 +154,43 @@ class BlockingChannel(GatewayChannel):
                  protocol: DatagramProtocol, key: Hashable | None = None) -> Outcome:
         """Send ``packet`` and retransmit it on ``schedule`` until an answer matches, or the
         schedule or ``deadline`` ends; the same arguments and errors as
-        :meth:`GatewayChannel.request`."""
+        :meth:`GatewayChannel.request`.
+
+        One request, so none of the asyncio channel's bookkeeping of many (its futures, its
+        index of the requests out, its timer heap): the exchange and its protocol's window
+        are driven here directly, the same calls in the same order -- each datagram checked
+        and decoded by :func:`~engine.transport.accepted`, a try held while the gateway is
+        still answering (:func:`~engine.transport.held`), the window told of each try, of a
+        first retransmission and of the answer (:func:`~engine.transport.learn`)."""
         sock = self.connect()
         poll = self._poll
         assert poll is not None
         now = time.monotonic()
         window = self.windows[protocol]
-        waits = fitted_timeouts(iter(schedule), window.first_timer)
-        exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
-                            describe=describe, protocol=protocol, gateway=self._name)
-        answer = _Answer()
-        pending = _Pending(exchange, answer, window, key)
+        exchange = Exchange(packet, match, fitted_timeouts(iter(schedule), window.first_timer),
+                            now=now, deadline=deadline, describe=describe, protocol=protocol,
+                            gateway=self._name)
+        first = number = 0
+        window.take()
+        self._current = exchange
         try:
-            self._start(pending, now)
-            while not exchange.done:
+            exchange.start(now)
+            while True:
+                for datagram in exchange.datagrams_to_send(now):
+                    number = window.sent()
+                    first = first or number
+                    self._send(datagram, describe)
+                if exchange.done:
+                    break
                 when = exchange.timer()
                 # poll() counts whole milliseconds: rounded up, never woken before the timer.
                 wait = -1 if when is None else math.ceil((when - time.monotonic()) * 1000)
                 if (when is not None and wait <= 0) or not poll.poll(wait):
-                    self._fire(pending, time.monotonic())  # a try, or the end, is due
+                    now = time.monotonic()  # a try, or the end, is due
+                    if not held(exchange, window, number, now):
+                        exchange.on_timer(now)
+                        if exchange.retransmissions == 1 and exchange.tries == 2:
+                            window.retransmitted()  # once per request
                     continue
                 try:
                     data, addr = sock.recvfrom(RECEIVE_SIZE)
@@ -191,19 +199,32 @@ class BlockingChannel(GatewayChannel):
                 except OSError as exc:  # ICMP port unreachable and the like
                     self._error(exc)
                     continue
-                self._received(data, addr)
+                message = accepted(self, data, addr)
+                if message is None:
+                    continue
+                now = time.monotonic()
+                if exchange.match(message) is Match.NO:
+                    self._unmatched(message, now)
+                    continue
+                exchange.receive(message, now)
+                for observer in self.observers:
+                    observer(message)
         finally:
+            self._current = None
+            window.give()
             if not exchange.done:  # interrupted (KeyboardInterrupt)
                 exchange.abort(None)
-                self._finish(pending, time.monotonic())
-        if answer.outcome is None:
-            assert answer.error is not None
-            raise answer.error
-        return answer.outcome
+        outcome = exchange.outcome
+        if outcome is None:
+            assert exchange.error is not None
+            raise exchange.error
+        learn(window, first, outcome, now)
+        return outcome
 
-    def _arm(self, pending: _Pending) -> None:
-        # No loop timer: exchange() waits for the exchange's own timer.
-        pass
+    def _error(self, exc: Exception) -> None:
+        # The request out, if any, is the one exchange() drives.
+        if refusal(self, exc) and self._current is not None:
+            self._current.refused(time.monotonic())
 
     def _send(self, packet: bytes, describe: str) -> None:
         sock = self._sock
@@ -228,8 +249,10 @@ class _LooplessClient(GatewayClient):
 
     def __init__(self, gateway: str | IPAddress, port: int, *,
                  local_address: str | IPAddress | None, rng: random.Random | None) -> None:
-        super().__init__(gateway, port, local_address=local_address, max_in_flight=1,
-                         rng=rng, upnp=False)
+        # The window's limit as the asyncio client's: one request is out at a time here
+        # anyway, and the window's estimates take the limit as how many tries may still be
+        # answered (a limit of 1 took a retransmitted request's first try for lost).
+        super().__init__(gateway, port, local_address=local_address, rng=rng, upnp=False)
         self._held = True  # one socket for the client's life, not one per request
 
 

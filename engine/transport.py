@@ -23,7 +23,6 @@ import logging
 import operator
 from collections.abc import Callable, Hashable, Iterable
 from ipaddress import IPv6Address
-from typing import Protocol
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
@@ -45,8 +44,12 @@ __all__ = [
     "Message",
     "Outcome",
     "ProtocolName",
+    "accepted",
     "decode_message",
+    "held",
     "is_gateway_address",
+    "learn",
+    "refusal",
 ]
 
 log = logging.getLogger("engine.transport")
@@ -90,26 +93,12 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
     return peer == target
 
 
-class Answer(Protocol):
-    """Where a request's end is told: an :class:`asyncio.Future` here, a plain holder in the
-    blocking channel (:mod:`engine.blocking`), which has no event loop to make a future on."""
-
-    def done(self) -> bool:
-        """Whether the end was told."""
-
-    def set_result(self, result: Outcome, /) -> None:
-        """The accepted answer."""
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        """The error that ended the request."""
-
-
 class _Pending:
     """An exchange with its future and what the channel counts for it."""
 
     __slots__ = ("exchange", "first", "future", "key", "number", "started", "ticket", "window")
 
-    def __init__(self, exchange: Exchange, future: Answer,
+    def __init__(self, exchange: Exchange, future: asyncio.Future[Outcome],
                  window: InFlightWindow, key: Hashable | None) -> None:
         self.exchange = exchange
         self.future = future
@@ -166,27 +155,31 @@ class _Out:
 
 
 def _held(pending: _Pending, now: float) -> bool:
-    """Whether a try that is due waits on instead, because the gateway is still answering
-    the requests sent before it (:meth:`InFlightWindow.hold_until`); it is then postponed."""
-    exchange = pending.exchange
+    return held(pending.exchange, pending.window, pending.number, now)
+
+
+def held(exchange: Exchange, window: InFlightWindow, number: int, now: float) -> bool:
+    """Whether a try of ``exchange`` that is due (its last, try ``number`` of ``window``)
+    waits on instead, because the gateway is still answering the requests sent before it
+    (:meth:`InFlightWindow.hold_until`); it is then postponed."""
     if exchange.deadline_at is not None and now >= exchange.deadline_at:
         return False
-    until = pending.window.hold_until(pending.number, exchange.sent_at, now)
+    until = window.hold_until(number, exchange.sent_at, now)
     if until is None:
         return False
     exchange.postpone(until)
     return True
 
 
-def _learn(pending: _Pending, outcome: Outcome, now: float) -> None:
-    """What the window learns from an answer: a round trip (Karn's rule: a first try's),
-    perhaps a late one, and how far the gateway has got."""
-    window = pending.window
+def learn(window: InFlightWindow, first: int, outcome: Outcome, now: float) -> None:
+    """What the window learns from an answer to a request whose first try was try ``first``:
+    a round trip (Karn's rule: a first try's), perhaps a late one, and how far the gateway
+    has got."""
     if outcome.rtt is not None:
         window.answered(outcome.rtt, now)
     elif outcome.since_previous is not None:
         window.answered_late(outcome.since_previous, outcome.since_last)
-    window.progress(pending.first, now)
+    window.progress(first, now)
 
 
 def _connect(channel: GatewayChannel) -> ConnectedUdp:
@@ -201,6 +194,40 @@ def _connect(channel: GatewayChannel) -> ConnectedUdp:
     except OSError as exc:
         raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
                              f"{exc.strerror or exc}", cause=exc) from None
+
+
+def accepted(channel: GatewayChannel, data: bytes,
+             addr: tuple[str | object, ...]) -> Message | None:
+    """The message a datagram carries, if it comes from the channel's gateway (its address
+    and port) and decodes; else ``None``, counted and logged as dropped."""
+    host, port = str(addr[0]), addr[1]
+    # The common case is the exact text of our own gateway: skip parsing it.
+    if port != channel.port or (host != channel._gateway_text
+                                and not is_gateway_address(host, channel.gateway)):
+        channel.dropped += 1
+        log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
+                 channel.gateway, channel.port)
+        return None
+    try:
+        message = decode_message(data)
+    except MalformedPacket as exc:
+        channel.dropped += 1
+        log.info("dropped a malformed datagram from gateway %s: %s", channel.gateway, exc)
+        return None
+    if packet_log.isEnabledFor(logging.DEBUG):
+        packet_log.debug("<- %s %r", channel.gateway, message)
+    return message
+
+
+def refusal(channel: GatewayChannel, exc: Exception) -> bool:
+    """Whether a socket error is an ICMP port unreachable: nothing listens on the gateway's
+    port. Said at once rather than the schedule waited out (issue 13; the lab's
+    enable_natpmp=no). Other errors are logged; the socket is read on."""
+    if not isinstance(exc, ConnectionRefusedError):
+        log.debug("gateway %s: socket error %s", channel.gateway, exc)
+        return False
+    log.info("gateway %s: ICMP port unreachable on port %s", channel.gateway, channel.port)
+    return True
 
 
 class GatewayChannel:
@@ -307,8 +334,7 @@ class GatewayChannel:
         waits = fitted_timeouts(iter(schedule), window.first_timer)
         exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name)
-        future: asyncio.Future[Outcome] = loop.create_future()
-        pending = _Pending(exchange, future, window, key)
+        pending = _Pending(exchange, loop.create_future(), window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:
             self._start(pending, now)
@@ -316,7 +342,7 @@ class GatewayChannel:
             queue.append(pending)
             self._arm(pending)
         try:
-            return await future
+            return await pending.future
         finally:
             if not exchange.done:  # cancelled by the caller
                 exchange.abort(None)
@@ -359,7 +385,7 @@ class GatewayChannel:
         if not pending.future.done():
             outcome = exchange.outcome
             if outcome is not None:
-                _learn(pending, outcome, now)
+                learn(pending.window, pending.first, outcome, now)
                 pending.future.set_result(outcome)
             elif exchange.error is not None:
                 pending.future.set_exception(exchange.error)
@@ -398,43 +424,30 @@ class GatewayChannel:
     # -- I/O -----------------------------------------------------------------------------
 
     def _received(self, data: bytes, addr: tuple[str | object, ...]) -> bool:
-        host, port = str(addr[0]), addr[1]
-        # The common case is the exact text of our own gateway: skip parsing it.
-        if port != self.port or (host != self._gateway_text
-                                 and not is_gateway_address(host, self.gateway)):
-            self.dropped += 1
-            log.info("dropped a datagram from %s:%s: not gateway %s:%s", host, port,
-                     self.gateway, self.port)
-            return bool(self._out.all)
-        try:
-            message = decode_message(data)
-        except MalformedPacket as exc:
-            self.dropped += 1
-            log.info("dropped a malformed datagram from gateway %s: %s", self.gateway, exc)
-            return bool(self._out.all)
-        if packet_log.isEnabledFor(logging.DEBUG):
-            packet_log.debug("<- %s %r", self.gateway, message)
-        taken = takers(self._out.offered(answer_key(message)), message, _exchange_of)
-        now = self.time()
-        if not taken:
-            self.dropped += 1
-            log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
-            self.windows["pcp" if data[0] else "natpmp"].heard(now)  # a duplicate's, often
-            return bool(self._out.all)
-        for pending in taken:
-            pending.exchange.receive(message, now)
-            self._finish(pending, now)
-        for observer in self.observers:
-            observer(message)
+        message = accepted(self, data, addr)
+        if message is not None:
+            taken = takers(self._out.offered(answer_key(message)), message, _exchange_of)
+            now = self.time()
+            if not taken:
+                self._unmatched(message, now)
+            else:
+                for pending in taken:
+                    pending.exchange.receive(message, now)
+                    self._finish(pending, now)
+                for observer in self.observers:
+                    observer(message)
         return bool(self._out.all)  # whether to read on: more answers are expected
 
+    def _unmatched(self, message: Message, now: float) -> None:
+        """A valid message from the gateway that no request out takes: dropped, and heard by
+        the window of its protocol (often a duplicate's answer: the gateway is still busy)."""
+        self.dropped += 1
+        log.info("dropped an unmatched answer from gateway %s: %r", self.gateway, message)
+        self.windows["pcp" if isinstance(message, pcp.Response) else "natpmp"].heard(now)
+
     def _error(self, exc: Exception) -> None:
-        if not isinstance(exc, ConnectionRefusedError):
-            log.debug("gateway %s: socket error %s", self.gateway, exc)
+        if not refusal(self, exc):
             return
-        # ICMP port unreachable: nothing listens on the gateway's port. Say so at once
-        # rather than wait out the schedule (issue 13; the lab's enable_natpmp=no).
-        log.info("gateway %s: ICMP port unreachable on port %s", self.gateway, self.port)
         now = self.time()
         for pending in list(self._out.all):
             pending.exchange.refused(now)

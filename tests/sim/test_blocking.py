@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import pytest
 
+import engine.blocking
 from engine import (
     GatewayClient,
     GatewayTimeout,
@@ -213,23 +214,23 @@ def test_run_to_end_refuses_a_coroutine_that_waits_on_a_loop() -> None:
         run_to_end(waits())
 
 
-def test_an_interrupted_request_leaves_the_channel_clean() -> None:
-    # Ctrl-C while waiting for a gateway that never answers: the request is abandoned, its
-    # window slot given back and nothing left out, so the next request goes out at once.
+def test_an_interrupted_request_leaves_the_channel_clean(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C while waiting for a gateway that never answers (here: at the first timer): the
+    # request is abandoned, its window slot given back, and the next request goes out.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind((HOST4, 0))
         client = BlockingClient(HOST4, silent.getsockname()[1], local_address=HOST4)
         channel = client.client.channel
 
-        def interrupted(pending: object, now: float) -> None:
+        def interrupted(*args: object) -> bool:
             raise KeyboardInterrupt
 
-        channel._fire = interrupted  # type: ignore[method-assign]
-        with pytest.raises(KeyboardInterrupt):
-            client.map(Protocol.TCP, 8080, via="natpmp", timeout=5.0)
-        assert not channel._out.all
+        with monkeypatch.context() as patch:
+            patch.setattr(engine.blocking, "held", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                client.map(Protocol.TCP, 8080, via="natpmp", timeout=5.0)
         assert channel.windows["natpmp"].room == 1
-        del channel._fire
         with pytest.raises(GatewayTimeout):
             client.map(Protocol.TCP, 8080, via="natpmp", timeout=0.1)
         silent.settimeout(1.0)
@@ -237,3 +238,32 @@ def test_an_interrupted_request_leaves_the_channel_clean() -> None:
         assert first == second
         assert natpmp.decode_request(first) == natpmp.MapPacket(Protocol.TCP, 8080, 8080, 7200)
         client.close()
+
+
+async def test_a_slow_gateway_gets_what_the_asyncio_client_sends(start_sim: StartSim) -> None:
+    # A gateway slower than NAT-PMP's first timer (0.25 s): both clients retransmit the first
+    # request, learn from the duplicate answers, and hold later tries while the gateway is
+    # still answering -- the same tries, the same drops, request after request.
+    def counts(gw: SimulatedGateway, sent: int, dropped: int) -> tuple[int, int, int]:
+        return gw.counters.received, sent, dropped
+
+    ours = await start_sim(GatewayConfig(delay=0.3))
+    theirs = await start_sim(GatewayConfig(delay=0.3))
+    host, port = theirs.address
+    async with GatewayClient(host, port, local_address=HOST4, upnp=False) as client:
+        expected = []
+        for number in (8080, 8081, 8082):
+            await client.map(Protocol.TCP, number, via="natpmp", timeout=10)
+            expected.append(counts(theirs, client.channel.sent, client.channel.dropped))
+
+    def script() -> list[tuple[int, int, int]]:
+        seen = []
+        with client_for(ours) as blocking:
+            for number in (8080, 8081, 8082):
+                blocking.map(Protocol.TCP, number, via="natpmp", timeout=10)
+                channel = blocking.client.channel
+                seen.append(counts(ours, channel.sent, channel.dropped))
+        return seen
+
+    assert await off_loop(script) == expected
+    assert expected[0][0] > 2  # the first request was sent again: the case is exercised
