@@ -20,6 +20,7 @@ gateway never heard from (two PCP tries, 9.5 s, then NAT-PMP).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,6 +61,13 @@ class Plan:
     """The steps of one request, in order."""
 
     steps: tuple[Step, ...]
+
+
+@functools.lru_cache(maxsize=64)
+def _one_step(via: MappingProtocol, timeout: float | None) -> Plan:
+    """The plan of a request that names its protocol: that one, for the whole deadline. The
+    same few (protocol, deadline) pairs request after request: built once each (issue 15)."""
+    return Plan((Step(via, timeout),))
 
 
 #: A step whose silence does not fall back: only answers (UNSUPP_VERSION, ICMP) do.
@@ -132,7 +140,7 @@ class Negotiation:
         can carry the request (``natpmp_can_carry``, ``upnp_can_carry``).
         """
         if via != "auto":
-            return Plan((Step(via, timeout),))
+            return _one_step(via, timeout)
         carries: dict[MappingProtocol, bool] = {"pcp": True, "natpmp": natpmp_can_carry,
                                                 "upnp": upnp_can_carry}
         order = [p for p in AUTO_ORDER if p in available]
