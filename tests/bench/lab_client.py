@@ -298,18 +298,23 @@ def _trace_channel(run: Run, channel: Any) -> None:
     """Mark every datagram the channel sends and receives in the run's trace, by wrapping its
     two I/O methods before it opens its socket: about a microsecond a packet, where a DEBUG
     packet log (what the trace used before) cost natdeck tens of microseconds a request, which
-    the trace then showed as the gateway waiting for natdeck."""
-    send, received = channel._send, channel._received
+    the trace then showed as the gateway waiting for natdeck. A blocking channel receives
+    through ``_accept``, the asyncio one through ``_received``."""
+    send = channel._send
 
     def traced_send(packet: bytes, describe: str) -> None:
         send(packet, describe)
         run.mark(">")
 
-    def traced_received(data: bytes, addr: tuple[Any, ...]) -> bool:
-        run.mark("<")
-        return bool(received(data, addr))
+    channel._send = traced_send
+    name = "_accept" if isinstance(channel, engine.blocking.BlockingChannel) else "_received"
+    received = getattr(channel, name)
 
-    channel._send, channel._received = traced_send, traced_received
+    def traced_received(data: bytes, addr: tuple[Any, ...]) -> Any:
+        run.mark("<")
+        return received(data, addr)
+
+    setattr(channel, name, traced_received)
 
 
 async def natdeck(run: Run, gateway: str, local: str, ports: range, lifetime: int,
