@@ -141,27 +141,45 @@ def floor(run: Run, gateway: str, packets: list[list[bytes]], port: int = NATPMP
         for phase, batch in zip(("create", "delete"), packets, strict=True):
             start = time.perf_counter()
             for packet in batch:
-                while True:
-                    sock.send(packet)
-                    run.mark(">")
-                    run.sent = (run.sent or 0) + 1
-                    try:
-                        answer = sock.recv(1100)
-                    except TimeoutError:
-                        run.resends += 1
-                        run.mark("R")
-                        continue
-                    run.mark("<")
-                    break
+                answer = None
+                while answer is None:
+                    _send(run, sock, packet)
+                    answer = _receive(run, sock)
+                run.mark("<")
                 # Result code: NAT-PMP octets 2-3, PCP octet 3.
-                code = int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3]
-                if code:
-                    run.errors.append(f"result {code}")
-                else:
-                    run.ok += 1
-            run.phases[phase] = time.perf_counter() - start
-            run.mark("|")
-            run.requests += len(batch)
+                _count(run, int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3])
+            _phase_done(run, phase, start, len(batch))
+
+
+def _send(run: Run, sock: socket.socket, packet: bytes) -> None:
+    sock.send(packet)
+    run.mark(">")
+    run.sent = (run.sent or 0) + 1
+
+
+def _receive(run: Run, sock: socket.socket) -> bytes | None:
+    """The next datagram; ``None`` when none came within the socket's timeout (the caller
+    sends again: counted as a resend)."""
+    try:
+        return sock.recv(1101)
+    except TimeoutError:
+        run.resends += 1
+        run.mark("R")
+        return None
+
+
+def _count(run: Run, code: int) -> None:
+    """One answer's result code: an error, or one more mapping operation done."""
+    if code:
+        run.errors.append(f"result {code}")
+    else:
+        run.ok += 1
+
+
+def _phase_done(run: Run, phase: str, start: float, requests: int) -> None:
+    run.phases[phase] = time.perf_counter() - start
+    run.mark("|")
+    run.requests += requests
 
 
 def codec(run: Run, gateway: str, kind: str, local: str, ports: range, lifetime: int,
@@ -185,30 +203,16 @@ def codec(run: Run, gateway: str, kind: str, local: str, ports: range, lifetime:
                 else:
                     packet = pcp.encode_request(pcp.Opcode.MAP, life, address, pcp.MapData(
                         nonces[number], TCP, number, number if life else 0, anywhere))
-                message = _exchange(run, sock, packet, kind, number, nonces[number])
-                if message.result:
-                    run.errors.append(f"result {message.result}")
-                else:
-                    run.ok += 1
-            run.phases[phase] = time.perf_counter() - start
-            run.mark("|")
-            run.requests += len(ports)
+                _count(run, _exchange(run, sock, packet, kind, number, nonces[number]).result)
+            _phase_done(run, phase, start, len(ports))
 
 
 def _exchange(run: Run, sock: socket.socket, packet: bytes, kind: str, number: int,
               nonce: bytes) -> natpmp.Response | pcp.Response:
     """Send ``packet`` until an answer to it comes (:func:`codec`)."""
     while True:
-        sock.send(packet)
-        run.mark(">")
-        run.sent = (run.sent or 0) + 1
-        while True:
-            try:
-                answer = sock.recv(1101)
-            except TimeoutError:
-                run.resends += 1
-                run.mark("R")
-                break
+        _send(run, sock, packet)
+        while (answer := _receive(run, sock)) is not None:
             try:
                 message = decode_message(answer)
             except engine.MalformedPacket:
