@@ -30,9 +30,10 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .client import GatewayClient
+from .dialects.base import Heard
 from .errors import InvalidRequest, TransportError
 from .exchange import Exchange, Match, Message, Outcome
 from .mapping import DEFAULT_TIMEOUT, PortMapping
@@ -47,10 +48,13 @@ from .transport import (
     learn,
     refusal,
 )
-from .types import DatagramProtocol
+from .types import DatagramProtocol, MappingProtocol
 from .udp import RECEIVE_SIZE, numeric_sockaddr
 from .wire import pcp
 from .wire.addresses import IPAddress
+
+if TYPE_CHECKING:
+    from .probe_result import ProbeResult
 
 __all__ = ["BlockingChannel", "BlockingClient", "run_to_end"]
 
@@ -332,6 +336,20 @@ class BlockingClient:
         """The gateway's external address (NAT-PMP's own request, else a short PCP MAP)."""
         _check_via(via)
         return run_to_end(self.client.get_external_address(via=via, timeout=timeout))
+
+    def probe(self, *, timeout: float = 3.0) -> ProbeResult:
+        """Whether the gateway speaks PCP (an ANNOUNCE) and NAT-PMP (the external address
+        request), asked one after the other, each within half of ``timeout``; never raises
+        for silence (a protocol that did not answer is reported as not spoken). What it hears
+        is learnt: ``via="auto"`` then goes straight to a protocol the gateway speaks."""
+        client = self.client
+        heard: dict[MappingProtocol, Heard] = {}
+        for protocol in ("pcp", "natpmp"):
+            heard[protocol] = run_to_end(client.mappers[protocol].probe(timeout=timeout / 2))
+            client.negotiation.after_probe((heard[protocol],))
+        from .probe_result import ProbeResult  # as GatewayClient.probe: on first use
+
+        return ProbeResult.of(client.gateway, heard, client.external_address)
 
     def close(self) -> None:
         """Close the socket (idempotent); the next request opens another."""

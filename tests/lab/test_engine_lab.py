@@ -106,6 +106,7 @@ def test_blocking_client_without_an_event_loop(lab: Lab) -> None:
     with lab.client_namespace(), engine.BlockingClient(lab.gateway_lan) as client:
         with pytest.raises(RuntimeError):
             asyncio.get_running_loop()
+        probed = client.probe()
         tcp = client.map(TCP, 40010, via="pcp", lifetime=600)
         udp = client.map(UDP, 40011, via="natpmp", lifetime=600)
         seen["after_map"] = lab.dnat_rules()
@@ -116,6 +117,8 @@ def test_blocking_client_without_an_event_loop(lab: Lab) -> None:
             client.map(TCP, 80, via="pcp", lifetime=600)
         client.delete(tcp)
         client.delete(udp)
+    assert (probed.pcp, probed.natpmp, str(probed.external_address)) == (
+        True, True, lab.wan_address)
     assert (tcp.via, udp.via) == ("pcp", "natpmp")
     assert str(tcp.external_address) == str(udp.external_address) == lab.wan_address
     assert str(seen["address"]) == lab.wan_address

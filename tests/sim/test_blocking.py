@@ -267,3 +267,36 @@ async def test_a_slow_gateway_gets_what_the_asyncio_client_sends(start_sim: Star
 
     assert await off_loop(script) == expected
     assert expected[0][0] > 2  # the first request was sent again: the case is exercised
+
+
+async def test_probe_asks_both_protocols_and_auto_then_goes_where_it_was_answered(
+        start_sim: StartSim) -> None:
+    gw = await start_sim(GatewayConfig(speak_pcp=False))
+
+    def script() -> tuple[object, ...]:
+        with client_for(gw) as client:
+            result = client.probe(timeout=1.0)
+            before = gw.counters.received
+            mapping = client.map(Protocol.TCP, 8080, timeout=ANSWERED)  # auto
+            return (result.pcp, result.natpmp, result.via, result.external_address,
+                    mapping.via, gw.counters.received - before)
+
+    pcp_spoken, natpmp_spoken, via, address, mapped_via, sent = await off_loop(script)
+    assert (pcp_spoken, natpmp_spoken, via) == (False, True, "natpmp")
+    assert address == EXTERNAL
+    assert mapped_via == "natpmp"
+    assert sent == 1  # no PCP try first: the probe heard it refused
+
+
+async def test_probe_of_a_silent_gateway_says_so_within_its_timeout(start_sim: StartSim) -> None:
+    gw = await start_sim(GatewayConfig(silent=True))
+
+    def script() -> tuple[bool, float]:
+        start = time.monotonic()
+        with client_for(gw) as client:
+            result = client.probe(timeout=0.6)
+        return result.reachable, time.monotonic() - start
+
+    reachable, elapsed = await off_loop(script)
+    assert not reachable
+    assert 0.6 <= elapsed < 0.9
