@@ -300,3 +300,19 @@ async def test_probe_of_a_silent_gateway_says_so_within_its_timeout(start_sim: S
     reachable, elapsed = await off_loop(script)
     assert not reachable
     assert 0.6 <= elapsed < 0.9
+
+
+async def test_an_ipv6_gateway(sim6: SimulatedGateway) -> None:
+    host, port = sim6.address
+
+    def script() -> PortMapping:
+        with BlockingClient(host, port, local_address="::1") as client:
+            mapping = client.map(Protocol.UDP, 5000, via="pcp", timeout=ANSWERED)
+            client.delete(mapping)
+            return mapping
+
+    mapping = await off_loop(script)
+    assert str(mapping.external_address) == "2001:db8::7"
+    assert str(mapping.local_address) == "::1"
+    assert mapping.deleted
+    assert not sim6.mappings
