@@ -56,7 +56,7 @@ from .wire.addresses import IPAddress
 if TYPE_CHECKING:
     from .probe_result import ProbeResult
 
-__all__ = ["BlockingChannel", "BlockingClient", "run_to_end"]
+__all__ = ["BlockingChannel", "BlockingClient", "BlockingVia", "run_to_end"]
 
 T = TypeVar("T")
 
