@@ -4,7 +4,7 @@ Not a second client: the very code of :class:`~engine.client.GatewayClient` (the
 :class:`~engine.request.MapRequest` validation, "PCP, else NAT-PMP", the RFC schedules, the
 matching rule, the typed errors, the epochs), driven without an event loop. Its coroutines
 await nothing but their channel, and this module's channel never suspends: it sends, then
-waits in ``poll()`` on a blocking socket until the request's :class:`~engine.exchange.
+waits in ``poll()`` on its socket until the request's :class:`~engine.exchange.
 Exchange` has its answer or its timer is due. So each coroutine runs to its end in one
 ``send(None)`` (:func:`run_to_end`), as h11 lets a blocking server and an asyncio one share
 a protocol.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import random
 import select
-import socket
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .client import GatewayClient
 from .dialects.base import Heard
-from .errors import InvalidRequest, TransportError
+from .errors import InvalidRequest
 from .exchange import Exchange, Match, Message, Outcome
 from .mapping import DEFAULT_TIMEOUT, PortMapping
 from .request import DEFAULT_LIFETIME
@@ -46,10 +45,11 @@ from .transport import (
     accepted,
     held,
     learn,
+    open_socket,
     refusal,
 )
 from .types import DatagramProtocol, MappingProtocol
-from .udp import RECEIVE_SIZE, numeric_sockaddr
+from .udp import ConnectedUdp
 from .wire import pcp
 from .wire.addresses import IPAddress
 
@@ -79,12 +79,13 @@ def run_to_end(awaitable: Awaitable[T]) -> T:
 
 
 class BlockingChannel(GatewayChannel):
-    """:class:`~engine.transport.GatewayChannel` on a blocking socket: one request at a time.
+    """:class:`~engine.transport.GatewayChannel` without an event loop: one request at a time.
 
     Everything but the waiting is the channel's own: the exchange and its window, the
-    check of each datagram's source, the decoding, the matching, the counters and the
-    observers. Where the asyncio channel arms a loop timer, :meth:`request` waits in
-    ``poll()`` for the exchange's next timer; ``time()`` is :func:`time.monotonic` (the
+    check of each datagram's source, the decoding, the matching, the counters, the observers
+    and the socket (:meth:`~engine.udp.ConnectedUdp.unwatched`: the same one, read by no
+    loop). Where the asyncio channel arms a loop timer, :meth:`exchange` waits in ``poll()``
+    for an answer until the exchange's next timer; ``time()`` is :func:`time.monotonic` (the
     clock ``loop.time()`` reads, so mappings' times mean the same).
     """
 
@@ -93,57 +94,25 @@ class BlockingChannel(GatewayChannel):
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
         super().__init__(gateway, port, local_address=local_address,
                          max_in_flight=max_in_flight)
-        self._sock: socket.socket | None = None
-        self._poll: select.poll | None = None
+        self._poll: select.poll | None = None  # waits on the socket, which no loop reads
         self._current: Exchange | None = None  # the request exchange() drives
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the socket is open."""
-        return self._sock is not None
 
     async def open(self) -> None:
         """Open the socket (never suspends: see the module)."""
         self.connect()
 
-    def connect(self) -> socket.socket:
+    def connect(self) -> ConnectedUdp:
         """The connected UDP socket, opened now if need be. Raises :class:`TransportError`."""
-        if self._sock is not None:
-            return self._sock
-        family = socket.AF_INET6 if self.gateway.version == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            # Non-blocking: the wait is poll()'s, with the exchange's timer as its timeout
-            # (a socket timeout would cost an ioctl a request to set).
-            sock.setblocking(False)
-            if self.local_address is not None:
-                sock.bind(numeric_sockaddr(family, str(self.local_address), 0))
-            sock.connect(numeric_sockaddr(family, str(self.gateway), self.port))
-        except OSError as exc:
-            sock.close()
-            raise TransportError(f"cannot open a UDP socket to gateway {self.gateway}:"
-                                 f"{self.port}: {exc.strerror or exc}", cause=exc) from None
-        poll = select.poll()
-        poll.register(sock, select.POLLIN)
-        self._sock, self._poll = sock, poll
-        return sock
-
-    def close(self) -> None:
-        """Close the socket (idempotent)."""
-        sock, self._sock, self._poll = self._sock, None, None
-        if sock is not None:
-            sock.close()
+        transport = self._transport
+        if transport is None or transport.is_closing:
+            transport = self._transport = open_socket(self, on_loop=False)
+            self._poll = select.poll()
+            self._poll.register(transport.fileno(), select.POLLIN)
+        return transport
 
     def time(self) -> float:
         """:func:`time.monotonic`: the clock of ``loop.time()``."""
         return time.monotonic()
-
-    def local_endpoint(self) -> tuple[str, int] | None:
-        """The socket's own (address, port), once open."""
-        if self._sock is None:
-            return None
-        name = self._sock.getsockname()
-        return (str(name[0]), int(name[1]))
 
     async def request(self, packet: bytes, match: Callable[[Message], Match],
                       schedule: Iterable[float], *, deadline: float | None, describe: str,
@@ -151,14 +120,15 @@ class BlockingChannel(GatewayChannel):
         """:meth:`GatewayChannel.request`, which returns without suspending: see
         :meth:`exchange`."""
         return self.exchange(packet, match, schedule, deadline=deadline, describe=describe,
-                             protocol=protocol, key=key)
+                             protocol=protocol)
 
     def exchange(self, packet: bytes, match: Callable[[Message], Match],
                  schedule: Iterable[float], *, deadline: float | None, describe: str,
-                 protocol: DatagramProtocol, key: Hashable | None = None) -> Outcome:
+                 protocol: DatagramProtocol) -> Outcome:
         """Send ``packet`` and retransmit it on ``schedule`` until an answer matches, or the
         schedule or ``deadline`` ends; the same arguments and errors as
-        :meth:`GatewayChannel.request`.
+        :meth:`GatewayChannel.request` (no ``key``: with one request out, every answer is
+        offered to it).
 
         One request, so none of the asyncio channel's bookkeeping of many (its futures, its
         index of the requests out, its timer heap): the exchange and its protocol's window
@@ -166,7 +136,7 @@ class BlockingChannel(GatewayChannel):
         and decoded by :func:`~engine.transport.accepted`, a try held while the gateway is
         still answering (:func:`~engine.transport.held`), the window told of each try, of a
         first retransmission and of the answer (:func:`~engine.transport.learn`)."""
-        sock = self.connect()
+        transport = self.connect()
         poll = self._poll
         assert poll is not None
         now = time.monotonic()
@@ -196,14 +166,10 @@ class BlockingChannel(GatewayChannel):
                         if exchange.retransmissions == 1 and exchange.tries == 2:
                             window.retransmitted()  # once per request
                     continue
-                try:
-                    data, addr = sock.recvfrom(RECEIVE_SIZE)
-                except (BlockingIOError, InterruptedError):
+                datagram_from = transport.receive()  # an error is told to _error
+                if datagram_from is None:
                     continue
-                except OSError as exc:  # ICMP port unreachable and the like
-                    self._error(exc)
-                    continue
-                message = self._accept(data, addr)
+                message = self._accept(*datagram_from)
                 if message is None:
                     continue
                 now = time.monotonic()
@@ -234,19 +200,6 @@ class BlockingChannel(GatewayChannel):
         # The request out, if any, is the one exchange() drives.
         if refusal(self, exc) and self._current is not None:
             self._current.refused(time.monotonic())
-
-    def _send(self, packet: bytes, describe: str) -> None:
-        sock = self._sock
-        if sock is None:
-            raise TransportError(f"the socket to gateway {self.gateway} is closed")
-        try:
-            sock.send(packet)
-        except (BlockingIOError, InterruptedError):
-            return  # the socket's buffer is full: lost, as on the wire; the timer covers it
-        except OSError as exc:  # an earlier datagram's ICMP error, a firewall's EPERM
-            self._error(exc)
-            return
-        self.sent += 1
 
 
 class _LooplessClient(GatewayClient):

@@ -49,6 +49,7 @@ __all__ = [
     "held",
     "is_gateway_address",
     "learn",
+    "open_socket",
     "refusal",
 ]
 
@@ -113,7 +114,6 @@ class _Pending:
 _exchange_of: Callable[[_Pending], Exchange] = operator.attrgetter("exchange")
 
 
-
 class _Out:
     """The requests out, in the order sent, indexed by the key of the answers they can match
     by their data (:func:`~engine.dialects.base.answer_key`): an answer is offered to those,
@@ -154,10 +154,6 @@ class _Out:
         return [*same, *self.unkeyed] if self.unkeyed else same
 
 
-def _held(pending: _Pending, now: float) -> bool:
-    return held(pending.exchange, pending.window, pending.number, now)
-
-
 def held(exchange: Exchange, window: InFlightWindow, number: int, now: float) -> bool:
     """Whether a try of ``exchange`` that is due (its last, try ``number`` of ``window``)
     waits on instead, because the gateway is still answering the requests sent before it
@@ -182,15 +178,18 @@ def learn(window: InFlightWindow, first: int, outcome: Outcome, now: float) -> N
     window.progress(first, now)
 
 
-def _connect(channel: GatewayChannel) -> ConnectedUdp:
-    """A UDP socket connected to the channel's gateway. Raises :class:`TransportError`."""
+def open_socket(channel: GatewayChannel, *, on_loop: bool = True) -> ConnectedUdp:
+    """A UDP socket connected to the channel's gateway, read on the running loop (``on_loop``)
+    or by the channel itself (:mod:`engine.blocking`). Raises :class:`TransportError`."""
     gateway = channel.gateway
+    remote = (str(gateway), channel.port)
     local = str(channel.local_address) if channel.local_address is not None else None
     try:
         # connect(): the kernel then delivers only datagrams from the gateway's address and
-        # port, and reports its ICMP errors; GatewayChannel._received checks again.
-        return ConnectedUdp.open((str(gateway), channel.port), local, channel._received,
-                                 channel._error)
+        # port, and reports its ICMP errors; accepted() checks again.
+        if on_loop:
+            return ConnectedUdp.open(remote, local, channel._received, channel._error)
+        return ConnectedUdp.unwatched(remote, local, channel._error)
     except OSError as exc:
         raise TransportError(f"cannot open a UDP socket to gateway {gateway}:{channel.port}: "
                              f"{exc.strerror or exc}", cause=exc) from None
@@ -274,7 +273,7 @@ class GatewayChannel:
         async with self._opening:
             if self.is_open:
                 return
-            self._transport = _connect(self)
+            self._transport = open_socket(self)
             self._loop = asyncio.get_running_loop()
 
     def close(self) -> None:
@@ -411,7 +410,7 @@ class GatewayChannel:
         # Only a request's live entry rings: answered or re-armed, it let go of the old one
         # (TimerHeap.drop, TimerHeap.push).
         exchange = pending.exchange
-        if pending.started and _held(pending, now):
+        if pending.started and held(exchange, pending.window, pending.number, now):
             self._arm(pending)
             return
         exchange.on_timer(now)

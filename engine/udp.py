@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DRAIN", "RECEIVE_SIZE", "ConnectedUdp", "numeric_sockaddr"]
+__all__ = ["DRAIN", "RECEIVE_SIZE", "ConnectedUdp"]
 
 #: One octet more than the largest PCP message (RFC 6887 §7) or NAT-PMP message.
 RECEIVE_SIZE = 1101
@@ -33,7 +33,7 @@ Received = Callable[[bytes, tuple[str | object, ...]], bool]
 """Hears a datagram; says whether to read on in this wakeup (more answers are expected)."""
 
 
-def numeric_sockaddr(family: int, host: str, port: int) -> Any:
+def _sockaddr(family: int, host: str, port: int) -> Any:
     """The socket address of a numeric host (an IPv6 ``%scope`` resolved to its index)."""
     # As bytes: a str host is first encoded with the "idna" codec, whose import (with
     # stringprep and unicodedata) costs a one-shot process ~1 ms. The hosts here are the
@@ -41,6 +41,27 @@ def numeric_sockaddr(family: int, host: str, port: int) -> Any:
     info = socket.getaddrinfo(host.encode("ascii"), port, family, socket.SOCK_DGRAM, 0,
                               socket.AI_NUMERICHOST)
     return info[0][4]
+
+
+def _connected(remote: tuple[str, int], local: str | None) -> socket.socket:
+    """A non-blocking UDP socket bound to ``local`` (any address: ``None``) and connected to
+    ``remote``. Raises :class:`OSError`, the socket closed."""
+    family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        if local is not None:
+            sock.bind(_sockaddr(family, local, 0))
+        sock.connect(_sockaddr(family, *remote))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _read_by_owner(data: bytes, addr: tuple[str | object, ...]) -> bool:
+    # The received() of an unwatched socket: no loop reads it, so this is never called.
+    return False
 
 
 class ConnectedUdp:
@@ -55,10 +76,10 @@ class ConnectedUdp:
 
     __slots__ = ("_error", "_fd", "_loop", "_received", "_sock")
 
-    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop,
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop | None,
                  received: Received, error: Callable[[OSError], None]) -> None:
         self._sock: socket.socket | None = sock
-        self._loop = loop
+        self._loop = loop  # None: not read by a loop, but by its owner (see unwatched())
         self._received = received
         self._error = error
         self._fd = sock.fileno()
@@ -69,13 +90,8 @@ class ConnectedUdp:
         """Open, bind, connect and start reading on the running loop. Raises :class:`OSError`
         (``NotImplementedError`` is raised as one: a loop without ``add_reader``)."""
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in remote[0] else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = _connected(remote, local)
         try:
-            sock.setblocking(False)
-            if local is not None:
-                sock.bind(numeric_sockaddr(family, local, 0))
-            sock.connect(numeric_sockaddr(family, *remote))
             udp = cls(sock, loop, received, error)
             try:
                 loop.add_reader(udp._fd, udp._readable)
@@ -86,12 +102,39 @@ class ConnectedUdp:
             raise
         return udp
 
+    @classmethod
+    def unwatched(cls, remote: tuple[str, int], local: str | None,
+                  error: Callable[[OSError], None]) -> ConnectedUdp:
+        """Open, bind and connect, read by no loop: its owner waits on :meth:`fileno` and
+        reads with :meth:`receive` (:mod:`engine.blocking`). Raises :class:`OSError`."""
+        return cls(_connected(remote, local), None, _read_by_owner, error)
+
+    def fileno(self) -> int:
+        """The socket's descriptor, to wait on (``poll()``)."""
+        return self._fd
+
+    def receive(self) -> tuple[bytes, tuple[str | object, ...]] | None:
+        """One datagram and its source, read now; ``None`` when none is waiting, or when the
+        socket reported an error instead (told to ``error``, as :meth:`send` does) or is
+        closed."""
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            data, addr = sock.recvfrom(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:  # ICMP port unreachable and the like
+            self._error(exc)
+            return None
+        return data, addr
+
     @property
     def is_closing(self) -> bool:
         """Whether :meth:`close` was called, or the loop it reads on was closed: it can never
         read again, so it is closed now (a channel left open when ``asyncio.run`` returned
         opens a new socket on the next loop instead of sending where no answer is read)."""
-        if self._sock is not None and self._loop.is_closed():
+        if self._sock is not None and self._loop is not None and self._loop.is_closed():
             self.close()
         return self._sock is None
 
@@ -121,7 +164,7 @@ class ConnectedUdp:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if not self._loop.is_closed():
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
         sock.close()
 

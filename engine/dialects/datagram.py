@@ -36,6 +36,7 @@ class DatagramLink(Protocol):
 
     negotiation: Negotiation
     rng: random.Random
+
     @property
     def concurrent(self) -> bool:
         """Whether requests may be out at once; ``False`` (no event loop): one at a time."""

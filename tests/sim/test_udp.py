@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import select
 import socket
 from collections.abc import Callable, Iterator
 
@@ -77,31 +78,49 @@ async def test_it_sends_to_its_peer_and_hears_its_answers() -> None:
         assert heard.datagrams == [(b"pong", peer.getsockname())]
 
 
-async def test_a_burst_is_read_in_one_wakeup() -> None:
-    heard = _Heard()
+async def _wakeups_for_a_burst(heard: _Heard, count: int) -> list[int]:
+    """How many wakeups of the loop read ``count`` datagrams the peer sends at once."""
     with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
         udp.send(b"hello")
         _, client = peer.recvfrom(100)
         wakeups = _count_wakeups(udp)
-        # Loopback delivers at once: all ten wait in the socket before the loop looks.
-        for number in range(10):
+        # Loopback delivers at once: all of them wait in the socket before the loop looks.
+        for number in range(count):
             peer.sendto(bytes([number]), client)
-        await until(lambda: len(heard.datagrams) == 10)
-        assert wakeups == [1]
-        assert DRAIN >= 10
+        await until(lambda: len(heard.datagrams) == count)
+        return wakeups
+
+
+async def test_a_burst_is_read_in_one_wakeup() -> None:
+    assert await _wakeups_for_a_burst(_Heard(), 10) == [1]
+    assert DRAIN >= 10
 
 
 async def test_a_receiver_expecting_nothing_more_ends_the_wakeup() -> None:
     heard = _Heard()
     heard.read_on = False
-    with _peer() as peer, _connected(peer, heard.received, heard.error) as udp:
-        udp.send(b"hello")
-        _, client = peer.recvfrom(100)
-        wakeups = _count_wakeups(udp)
-        for number in range(3):
-            peer.sendto(bytes([number]), client)
-        await until(lambda: len(heard.datagrams) == 3)
-        assert wakeups == [3]  # one each, none lost: the loop woke again for the rest
+    # One each, none lost: the loop woke again for the rest.
+    assert await _wakeups_for_a_burst(heard, 3) == [3]
+
+
+def test_an_unwatched_socket_is_read_by_its_owner() -> None:
+    # engine.blocking's socket: no loop reads it; receive() reads one datagram or says none.
+    heard = _Heard()
+    with _peer() as peer:
+        udp = ConnectedUdp.unwatched((LOOPBACK, peer.getsockname()[1]), LOOPBACK, heard.error)
+        try:
+            assert udp.receive() is None  # nothing waiting: no exception, no error
+            assert udp.send(b"hello")
+            _, client = peer.recvfrom(100)
+            peer.sendto(b"answer", client)
+            assert select.select([udp.fileno()], [], [], 1.0)[0]  # what the owner waits on
+            assert udp.receive() == (b"answer", peer.getsockname())
+            assert heard.errors == []
+            assert heard.datagrams == []  # received() is a loop's: never called here
+        finally:
+            udp.close()
+        assert udp.is_closing
+        assert udp.receive() is None
 
 
 async def test_a_datagram_longer_than_any_message_reads_as_too_long() -> None:
