@@ -280,7 +280,7 @@ class GatewayClient(GatewayLink):
                                                available=tuple(self.mappers))
         for index, protocol in enumerate(order):
             try:
-                return await self.mappers[protocol].external_address(timeout=timeout)
+                return await _mapper(self, protocol).external_address(timeout=timeout)
             except GatewayError as exc:
                 if index == len(order) - 1 or not falls_back(via, ANSWERS_ONLY, exc):
                     raise

@@ -316,3 +316,12 @@ async def test_an_ipv6_gateway(sim6: SimulatedGateway) -> None:
     assert str(mapping.local_address) == "::1"
     assert mapping.deleted
     assert not sim6.mappings
+
+
+async def test_a_client_without_a_upnp_mapper_refuses_the_upnp_address(
+        sim: SimulatedGateway) -> None:
+    # get_external_address(via="upnp") on such a client was a KeyError too.
+    host, port = sim.address
+    async with GatewayClient(host, port, upnp=False) as client:
+        with pytest.raises(InvalidRequest, match="does not speak upnp"):
+            await client.get_external_address(via="upnp", timeout=ANSWERED)
