@@ -424,6 +424,15 @@ class DnatRule:
         return str(self.protocol)
 
 
+def upnp_lease(read_back: int, asked: int) -> bool:
+    """Whether a UPnP lease natdeck read back from miniupnpd is the one it asked for.
+
+    natdeck reports the lease the gateway holds (GetSpecificPortMappingEntry after the add),
+    and miniupnpd counts it in whole seconds of its clock: when a second ticks between the
+    add and the read-back, 3600 asked is 3599 held. One second less is the same lease."""
+    return asked - 1 <= read_back <= asked
+
+
 def _as_ipv4(value: Any) -> str | None:
     """nft shows raw ``@nh,96,32`` matches as integers and ``ip saddr`` ones as text."""
     if isinstance(value, int) and not isinstance(value, bool):
