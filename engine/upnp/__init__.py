@@ -2,7 +2,8 @@
 
 The pure parts (:mod:`.ssdp`, :mod:`.soap`, :mod:`.igd`, :mod:`.listing`, :mod:`.codes`) decide;
 :class:`UpnpGateway` moves bytes; :class:`~.mapper.UpnpMapper` is the client's mapper over it
-(``via="upnp"``). async-upnp-client (and aiohttp) are imported only once a UPnP operation runs,
+(``via="upnp"``). async-upnp-client (and aiohttp) are imported only once a UPnP operation runs
+(the first search's, in a thread while the gateway answers: :mod:`.ssdp`'s bytes need neither),
 and the names below only on first use (PEP 562): the client holds a UPnP mapper by default, and
 a user whose gateway speaks PCP pays neither for the library nor for the XML parsers.
 """

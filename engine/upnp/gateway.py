@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from ..wire.addresses import IPAddress, to_address
 from . import pinholes, portmap, router
 from .codes import UpnpErrorCode
-from .connection import DeviceInfo, IgdConnection
+from .connection import DeviceInfo, IgdConnection, http_stack_loading
 from .errors import (
     UpnpInvalidRequest,
     UpnpReplyError,
@@ -46,7 +46,7 @@ from .listing import RouterMapping, upnp_protocol
 from .portmap import AddRequest
 from .results import RouterListing, UpnpMapping, UpnpProbe
 from .search import search_gateway
-from .ssdp import SSDP_PORT
+from .ssdp import SSDP_PORT, SsdpAnswer
 
 if TYPE_CHECKING:
     from .http import BoundedRequester
@@ -135,6 +135,9 @@ class UpnpGateway:
             return self._connection
 
     async def _discover(self) -> IgdConnection:
+        answers = None
+        if self._location is None and self._found is None:
+            answers = await self._search()  # before the HTTP stack's import: see _search
         from .http import BoundedRequester
 
         await self.close()  # a failed discovery before may have left its connections
@@ -144,76 +147,51 @@ class UpnpGateway:
         self._requester = requester
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
-        if self._found is not None:
+        if answers is None:
+            assert self._found is not None  # else searched above
             try:
                 return await IgdConnection.open(requester, self._found)
             except (UpnpReplyError, UpnpTimeout, UpnpTransportError):
                 self._found = None  # the IGD moved (a reboot, another HTTP port): search again
-        connection = await self._search(requester)
+            answers = await self._search()
+        connection = await _described(requester, answers)
         self._found = connection.info.location
         return connection
 
-    async def _search(self, requester: BoundedRequester) -> IgdConnection:
-        answers, self.search_rtt = await search_gateway(
-            self.gateway, port=self.ssdp_port, local_address=self._local,
-            multicast=self.multicast, timeout=self.timeout)
-        connections: list[IgdConnection] = []
-        failure: Exception | None = None
-        for answer in answers[:MAX_CANDIDATES]:
-            try:
-                connections.append(await IgdConnection.open(requester, answer.location))
-            except (UpnpReplyError, UpnpTimeout) as exc:
-                failure = exc
-        if not connections:
-            assert failure is not None
-            raise failure
-        if len(connections) == 1:
-            return connections[0]
-        by_location = {c.info.location: c for c in connections}
-        ranked = [IgdCandidate(c.info.location, *await self._wan_state(c)) for c in connections]
-        best = best_igd(ranked)
-        assert best is not None
-        return by_location[best.location]
+    async def _search(self) -> list[SsdpAnswer]:
+        # The first search of a process imports the HTTP stack (~100 ms) in a thread, from
+        # when the searches are out, while the gateway takes its time to answer (miniupnpd
+        # ~51 ms): a cold ``natdeck map`` on a UPnP router waits for the longer of the two,
+        # not for both one after the other.
+        loading: list[asyncio.Future[None]] = []
 
-    async def _wan_state(self, connection: IgdConnection) -> tuple[bool, ExternalAddress]:
-        connected = await self._connected(connection, "rank IGDs")
-        try:
-            external = await self._external(connection, "rank IGDs")
-        except (UpnpResultError, UpnpReplyError):
-            external = ExternalAddress(None, False, None)
-        return bool(connected), external
+        def load() -> None:
+            future = http_stack_loading()
+            if future is not None:
+                loading.append(future)
 
-    async def _connected(self, connection: IgdConnection, request: str) -> bool | None:
-        if not connection.has("GetStatusInfo"):
-            return None
         try:
-            status = await connection.call("GetStatusInfo", request)
-        except (UpnpResultError, UpnpReplyError):
-            return False
-        return status.get("NewConnectionStatus", "") == "Connected"
-
-    async def _external(self, connection: IgdConnection, request: str) -> ExternalAddress:
-        reply = await connection.call("GetExternalIPAddress", request)
-        try:
-            return read_external_address(reply.get("NewExternalIPAddress", ""))
-        except ValueError:
-            raise UpnpReplyError(f"{request}: GetExternalIPAddress answered "
-                                 f"{reply.get('NewExternalIPAddress', '')[:40]!r}, "
-                                 "not an address") from None
+            answers, self.search_rtt = await search_gateway(
+                self.gateway, port=self.ssdp_port, local_address=self._local,
+                multicast=self.multicast, timeout=self.timeout, searched=load)
+        finally:
+            for future in loading:
+                await future  # an ImportError is raised here
+        return answers
 
     # --- what the gateway is ----------------------------------------------------------------
 
     async def probe(self) -> UpnpProbe:
         """Find the IGD and ask its WAN state: name, model, IGD version, service, address."""
         connection = await self.connect()
-        external = await self._external(connection, "probe")
-        connected = await self._connected(connection, "probe")
+        external = await _external(connection, "probe")
+        connected = await _connected(connection, "probe")
         return UpnpProbe(connection.info, external, connected, self.search_rtt)
 
     async def external_address(self) -> ExternalAddress:
         """The IGD's external address, judged: ``address`` ``None`` or ``public`` False come
         with the double-NAT ``warning`` (an empty answer is not an error)."""
-        return await self._external(await self.connect(), "external address")
+        return await _external(await self.connect(), "external address")
 
     # --- mappings ---------------------------------------------------------------------------
 
@@ -230,7 +208,7 @@ class UpnpGateway:
         lease = _checked_lease(lifetime)
         connection = await self.connect()
         # Asked before adding, as tailscale does: a failing query must not leak a rule a try.
-        external = await self._external(connection, request)
+        external = await _external(connection, request)
         asked = AddRequest(protocol, external_port or internal_port, self.local_address,
                            internal_port, lease, description,
                            connection.has("AddAnyPortMapping"))
@@ -250,7 +228,7 @@ class UpnpGateway:
         name = upnp_protocol(mapping.protocol)
         request = f"renew {name} {mapping.internal_port}"
         connection = await self.connect()
-        external = await self._external(connection, request)
+        external = await _external(connection, request)
         asked = AddRequest(mapping.protocol, mapping.external_port, self.local_address,
                            mapping.internal_port, lease, mapping.description, False)
         try:
@@ -334,3 +312,54 @@ def _checked_lease(lifetime: int | None) -> int:
         return lease_seconds(lifetime)
     except ValueError as exc:
         raise UpnpInvalidRequest(str(exc)) from None
+
+
+async def _described(requester: BoundedRequester, answers: list[SsdpAnswer]) -> IgdConnection:
+    """The IGD of the first answers (:data:`MAX_CANDIDATES`), described; of several, the
+    best by their WAN state (connected, a public address)."""
+    connections: list[IgdConnection] = []
+    failure: Exception | None = None
+    for answer in answers[:MAX_CANDIDATES]:
+        try:
+            connections.append(await IgdConnection.open(requester, answer.location))
+        except (UpnpReplyError, UpnpTimeout) as exc:
+            failure = exc
+    if not connections:
+        assert failure is not None
+        raise failure
+    if len(connections) == 1:
+        return connections[0]
+    by_location = {c.info.location: c for c in connections}
+    ranked = [IgdCandidate(c.info.location, *await _wan_state(c)) for c in connections]
+    best = best_igd(ranked)
+    assert best is not None
+    return by_location[best.location]
+
+
+async def _wan_state(connection: IgdConnection) -> tuple[bool, ExternalAddress]:
+    connected = await _connected(connection, "rank IGDs")
+    try:
+        external = await _external(connection, "rank IGDs")
+    except (UpnpResultError, UpnpReplyError):
+        external = ExternalAddress(None, False, None)
+    return bool(connected), external
+
+
+async def _connected(connection: IgdConnection, request: str) -> bool | None:
+    if not connection.has("GetStatusInfo"):
+        return None
+    try:
+        status = await connection.call("GetStatusInfo", request)
+    except (UpnpResultError, UpnpReplyError):
+        return False
+    return status.get("NewConnectionStatus", "") == "Connected"
+
+
+async def _external(connection: IgdConnection, request: str) -> ExternalAddress:
+    reply = await connection.call("GetExternalIPAddress", request)
+    try:
+        return read_external_address(reply.get("NewExternalIPAddress", ""))
+    except ValueError:
+        raise UpnpReplyError(f"{request}: GetExternalIPAddress answered "
+                             f"{reply.get('NewExternalIPAddress', '')[:40]!r}, "
+                             "not an address") from None

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import sys
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from ..wire.addresses import IPAddress
@@ -86,11 +87,15 @@ _IPV6_RECVERR = 25
 
 async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
                          local_address: IPAddress | None = None, multicast: bool = False,
-                         timeout: float = 2.0) -> tuple[list[SsdpAnswer], float]:
+                         timeout: float = 2.0,
+                         searched: Callable[[], object] | None = None,
+                         ) -> tuple[list[SsdpAnswer], float]:
     """The IGD descriptions the gateway announces (distinct LOCATIONs, first answer first), and
     the seconds to the first believed answer.
 
-    Raises :class:`UpnpTimeout` when nothing believable came within ``timeout``.
+    ``searched`` is called once the unicast searches are out: work to do while the gateway
+    takes its time to answer. Raises :class:`UpnpTimeout` when nothing believable came
+    within ``timeout``.
     """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET if isinstance(gateway, IPv4Address) else socket.AF_INET6
@@ -114,6 +119,8 @@ async def search_gateway(gateway: IPAddress, *, port: int = SSDP_PORT,
         for target in IGD_SEARCH_TARGETS:
             transport.sendto(build_search(target, str(gateway), port), (str(gateway), port))
             tries += 1
+        if searched is not None:
+            searched()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(protocol.arrived.wait(), min(UNICAST_WAIT, timeout))
         if protocol.refused and not protocol.answers and not multicast:

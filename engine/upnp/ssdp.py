@@ -5,11 +5,20 @@ answer is taken only from the gateway's address, and only if its LOCATION names 
 address too. Anyone on the link can answer an M-SEARCH, and a LOCATION elsewhere would make us
 fetch (and later POST to) another host. We search ``ssdp:all`` and the IGD device types, because
 some devices answer ``ssdp:all`` with their first descriptor only (as tailscale's portmapper
-notes). The byte work is async-upnp-client's, imported when a search is built or read.
+notes).
+
+The bytes are this module's own, not async-upnp-client's: its SSDP code parses headers with
+aiohttp's parser, so building a search would import all of aiohttp (~100 ms in a fresh
+process). Without it the search goes out first and the HTTP stack, needed only once an answer
+names a description, is imported while the gateway takes its time to answer
+(:func:`~engine.upnp.connection.http_stack_loading`). An M-SEARCH is four header lines (UPnP
+Device Architecture 1.1 §1.3.2), and an answer's headers are read strictly: one malformed
+line and the whole answer is dropped.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from ipaddress import ip_address
 from urllib.parse import urlsplit
@@ -51,11 +60,44 @@ class SsdpAnswer:
     server: str
 
 
-def build_search(search_target: str, host: str, port: int = SSDP_PORT) -> bytes:
-    """The M-SEARCH datagram for ``search_target``, addressed (HOST header) to ``host:port``."""
-    from async_upnp_client.ssdp import build_ssdp_search_packet
+#: A header name: an RFC 9110 §5.6.2 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: What a header value may not hold: control characters other than tab.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-    return build_ssdp_search_packet((host, port), SEARCH_MX, search_target)
+
+def build_search(search_target: str, host: str, port: int = SSDP_PORT) -> bytes:
+    """The M-SEARCH datagram for ``search_target``, addressed (HOST header) to ``host:port``
+    (an IPv6 ``host`` in brackets). The same bytes as async-upnp-client's."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (f"M-SEARCH * HTTP/1.1\r\nHOST:{where}\r\nMAN:\"ssdp:discover\"\r\n"
+            f"MX:{SEARCH_MX}\r\nST:{search_target}\r\n\r\n").encode()
+
+
+def _headers(data: bytes) -> dict[str, str] | None:
+    """The headers of an SSDP answer, names in lower case, or ``None`` if one line is not a
+    header (no colon, a name that is not a token, a control character in a value, text that
+    is not UTF-8) or LOCATION comes twice (which one would we believe?). Lines end in CRLF
+    or LF; the headers end at the first empty line, or with the datagram."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    headers: dict[str, str] = {}
+    for ending in text.split("\n")[1:]:
+        line = ending.removesuffix("\r")
+        if not line:
+            break
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
+            return None
+        key = name.lower()
+        if key in headers:
+            if key == "location":
+                return None
+            continue  # the first one counts
+        headers[key] = value.strip(" \t")
+    return headers
 
 
 def url_on_gateway(url: str, gateway: IPAddress) -> bool:
@@ -87,16 +129,11 @@ def parse_answer(data: bytes, source: tuple[str, int], gateway: IPAddress) -> Ss
         return None
     if len(data) > MAX_ANSWER or not data.startswith(b"HTTP/1.1 200"):
         return None
-    from async_upnp_client.ssdp import decode_ssdp_packet
-
-    try:
-        _, headers = decode_ssdp_packet(data, None, source)
-        location = str(headers.get("location", "")).strip()
-        search_target = str(headers.get("st", ""))
-        usn = str(headers.get("usn", ""))
-        server = str(headers.get("server", ""))
-    except Exception:  # hostile bytes: aiohttp's header parser raises its own classes
+    headers = _headers(data)
+    if headers is None:
         return None
+    location = headers.get("location", "")
     if not url_on_gateway(location, gateway):
         return None
-    return SsdpAnswer(location, search_target, usn, server)
+    return SsdpAnswer(location, headers.get("st", ""), headers.get("usn", ""),
+                      headers.get("server", ""))

@@ -82,3 +82,47 @@ def test_url_on_gateway_compares_addresses_not_text() -> None:
     assert not url_on_gateway("http://192.168.1.10:5000/ctl/IPConn", GW)
     assert url_on_gateway("http://[::1]:80/x", ip_address("::1"))
     assert not url_on_gateway("http://169.254.169.254/latest/meta-data", GW)
+
+
+# --- the bytes are ours (so that a search imports no aiohttp): the library's, read the same ---
+
+@pytest.mark.parametrize(("target", "host", "port"), [
+    ("ssdp:all", "192.168.1.1", 1900),
+    ("urn:schemas-upnp-org:device:InternetGatewayDevice:2", "239.255.255.250", 1900),
+    ("urn:schemas-upnp-org:device:InternetGatewayDevice:1", "2001:db8::1", 1900),
+    ("ssdp:all", "127.0.0.1", 40123),
+])
+def test_the_search_is_the_same_bytes_as_async_upnp_clients(target: str, host: str,
+                                                            port: int) -> None:
+    from async_upnp_client.ssdp import build_ssdp_search_packet
+
+    assert build_search(target, host, port) == build_ssdp_search_packet((host, port), 1, target)
+
+
+@pytest.mark.parametrize("data", [
+    ANSWER,
+    ANSWER.replace(b"\r\n", b"\n"),                         # bare LF line ends
+    ANSWER.removesuffix(b"\r\n"),                           # headers not terminated
+    ANSWER.replace(b"LOCATION: ", b"location:\t"),          # any case, tab before the value
+    ANSWER + b"X-BODY: after the empty line is not a header\r\n",
+])
+def test_an_answer_is_read_as_async_upnp_client_reads_it(data: bytes) -> None:
+    from async_upnp_client.ssdp import decode_ssdp_packet
+
+    _, headers = decode_ssdp_packet(data, None, ("192.168.1.1", 1900))
+    answer = parse_answer(data, ("192.168.1.1", 1900), GW)
+    assert answer is not None
+    assert (answer.location, answer.search_target, answer.usn, answer.server) == (
+        headers["location"].strip(), headers["st"], headers["usn"], headers["server"])
+
+
+@pytest.mark.parametrize("data", [
+    ANSWER.replace(b"EXT:\r\n", b"EXT:\r\n folded continuation\r\n"),   # obs-fold
+    ANSWER.replace(b"EXT:", b"E T:"),                                     # not a token
+    ANSWER.replace(b"EXT:", b"EXT: \x01"),                                # a control character
+    ANSWER.replace(b"EXT:", b"EXT: \r"),                                  # a lone CR
+    ANSWER.replace(b"EXT:", b"LOCATION: http://192.168.1.1:6000/other.xml\r\nEXT:"),  # twice
+])
+def test_an_answer_with_one_bad_header_line_is_dropped(data: bytes) -> None:
+    assert parse_answer(data, ("192.168.1.1", 1900), GW) is None
+
