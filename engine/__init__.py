@@ -65,6 +65,7 @@ if TYPE_CHECKING:
         NoGatewayError,
         PortUnreachable,
         ResultCodeError,
+        SilentBesideIgd,
         TransportError,
         UnsupportedVersion,
     )
@@ -147,6 +148,7 @@ _EXPORTS: dict[str, str] = {
     "NoGatewayError": ".errors",
     "PortUnreachable": ".errors",
     "ResultCodeError": ".errors",
+    "SilentBesideIgd": ".errors",
     "TransportError": ".errors",
     "UnsupportedVersion": ".errors",
     "AnnouncementsOff": ".events",
@@ -233,6 +235,7 @@ __all__ = [
     "ProbeResult",
     "Protocol",
     "ResultCodeError",
+    "SilentBesideIgd",
     "ThirdParty",
     "TransportError",
     "UnsupportedVersion",

@@ -29,8 +29,10 @@ from .errors import (
     GatewayTimeout,
     InvalidRequest,
     ResultCodeError,
+    SilentBesideIgd,
     joined_silence,
 )
+from .igd_scout import IgdScout, unless_igd_answers
 from .link import GatewayLink, holding_channel
 from .mapping import (
     DEFAULT_TIMEOUT,
@@ -42,7 +44,9 @@ from .mapping import (
 )
 from .negotiation import (
     ANSWERS_ONLY,
+    DATAGRAM,
     PCP_SILENCE_FALLBACK,
+    Step,
     falls_back,
     skips_after,
 )
@@ -148,6 +152,7 @@ class GatewayClient(GatewayLink):
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
         steps = plan.steps
+        scout = _igd_scout(self, steps)
         for index, step in enumerate(steps):
             if step.protocol in skipped:
                 continue
@@ -165,7 +170,12 @@ class GatewayClient(GatewayLink):
                     budget = step.budget if budget is None else min(budget, step.budget)
                 log.info("gateway %s: %s; trying %s", self.gateway, last, step.protocol)
             try:
-                grant = await mapper.map(request, timeout=budget)
+                work = mapper.map(request, timeout=budget)
+                if scout is not None and step.protocol == "pcp" and step.silence_falls_back:
+                    work = unless_igd_answers(work, scout, clock=self.channel.time,
+                                              gateway=str(self.gateway),
+                                              request=f"PCP map {request.describe()}")
+                grant = await work
             except GatewayError as exc:
                 last = exc
                 if isinstance(exc, GatewayTimeout):
@@ -175,32 +185,16 @@ class GatewayClient(GatewayLink):
                 skipped |= skips_after(exc)
                 continue
             if silences and silences[-1].protocol != step.protocol:
-                self.negotiation.silent_then_answered(silences[-1].protocol, step.protocol)
-            return await self._new_mapping(request, grant, timeout)
+                silent = silences[-1]
+                for each in DATAGRAM if isinstance(silent, SilentBesideIgd) \
+                        else (silent.protocol,):
+                    self.negotiation.silent_then_answered(each, step.protocol)
+            return await _new_mapping(self, request, grant, timeout)
         assert last is not None
         if len(silences) > 1 and last is silences[-1]:
             # Silent on every step: one error that counts every try over the whole call.
             raise joined_silence(silences, self.channel.time() - start) from None
         raise last
-
-    async def _new_mapping(self, request: MapRequest, grant: Grant,
-                           timeout: float | None) -> PortMapping:
-        mapping = await self._granted(None, request, grant)
-        if not request.honoured_by(mapping.external_port, mapping.external_address):
-            # RFC 6887 §13.2: with PREFER_FAILURE the server must not assign another port
-            # or address. Some do (Debian's miniupnpd 2.3.1 when the port is in use): give
-            # the caller what the option promises, and take the unwanted mapping back.
-            try:
-                await self.delete(mapping, timeout=timeout)
-            except GatewayError as exc:
-                log.info("could not delete the mapping PREFER_FAILURE refused: %s", exc)
-            raise ResultCodeError(
-                "pcp", PcpResult.CANNOT_PROVIDE_EXTERNAL,
-                request=f"PCP map {request.describe()}", gateway=str(self.gateway),
-                epoch=grant.epoch,
-                detail=f"the gateway offered {mapping.external_address}:"
-                       f"{mapping.external_port} despite PREFER_FAILURE; it was deleted")
-        return mapping
 
     async def _granted(self, mapping: PortMapping | None, request: MapRequest,
                        grant: Grant) -> PortMapping:
@@ -324,6 +318,35 @@ class GatewayClient(GatewayLink):
         heard = dict(zip(asked, await asyncio.gather(*map(ask, asked)), strict=True))
         from .probe_result import ProbeResult
         return ProbeResult.of(self.gateway, heard, self.external_address)
+
+
+async def _new_mapping(client: GatewayClient, request: MapRequest, grant: Grant,
+                       timeout: float | None) -> PortMapping:
+    mapping = await client._granted(None, request, grant)
+    if not request.honoured_by(mapping.external_port, mapping.external_address):
+        # RFC 6887 §13.2: with PREFER_FAILURE the server must not assign another port
+        # or address. Some do (Debian's miniupnpd 2.3.1 when the port is in use): give
+        # the caller what the option promises, and take the unwanted mapping back.
+        try:
+            await client.delete(mapping, timeout=timeout)
+        except GatewayError as exc:
+            log.info("could not delete the mapping PREFER_FAILURE refused: %s", exc)
+        raise ResultCodeError(
+            "pcp", PcpResult.CANNOT_PROVIDE_EXTERNAL,
+            request=f"PCP map {request.describe()}", gateway=str(client.gateway),
+            epoch=grant.epoch,
+            detail=f"the gateway offered {mapping.external_address}:"
+                   f"{mapping.external_port} despite PREFER_FAILURE; it was deleted")
+    return mapping
+
+
+def _igd_scout(client: GatewayClient, steps: tuple[Step, ...]) -> IgdScout | None:
+    """The UPnP mapper, when ``steps`` give a silent PCP step a UPnP step to move on to: it
+    then asks, while PCP is silent, whether the gateway has an IGD (:mod:`.igd_scout`)."""
+    if not any(step.protocol == "upnp" for step in steps[1:]):
+        return None
+    mapper = client.mappers.get("upnp")
+    return mapper if isinstance(mapper, IgdScout) else None
 
 
 def _mapper(client: GatewayClient, protocol: MappingProtocol) -> Mapper:

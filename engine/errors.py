@@ -20,6 +20,7 @@ __all__ = [
     "NoGatewayError",
     "PortUnreachable",
     "ResultCodeError",
+    "SilentBesideIgd",
     "TransportError",
     "UnsupportedVersion",
     "joined_silence",
@@ -110,6 +111,16 @@ class PortUnreachable(GatewayTimeout):
         return (f"{self.request}: gateway {self.gateway} refused it (ICMP port unreachable): "
                 f"nothing listens for {nothing} there; is {_enabled(self.protocol)} "
                 "enabled on it?")
+
+
+class SilentBesideIgd(GatewayTimeout):
+    """Under ``via="auto"``: the gateway left PCP unanswered while its UPnP IGD answered an
+    SSDP search; UPnP is asked without waiting out PCP's silence budget (NAT-PMP, on the
+    same port, is skipped too). See :mod:`engine.igd_scout`."""
+
+    def _sentence(self) -> str:
+        return (f"{self.request}: no answer from {shown_name(self.protocol)} gateway "
+                f"{self.gateway} in {self.elapsed:.1f} s, while its UPnP IGD answered")
 
 
 def _enabled(protocol: ProtocolName) -> str:

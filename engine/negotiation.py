@@ -26,18 +26,34 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import timing
-from .errors import GatewayError, GatewayTimeout, PortUnreachable, UnsupportedVersion
+from .errors import (
+    GatewayError,
+    GatewayTimeout,
+    PortUnreachable,
+    SilentBesideIgd,
+    UnsupportedVersion,
+)
 from .types import DatagramProtocol, MappingProtocol, Via
 from .wire.addresses import IPAddress
 
 if TYPE_CHECKING:
     from .dialects.base import Heard
 
-__all__ = ["PCP_SILENCE_FALLBACK", "Negotiation", "Plan", "Step", "falls_back"]
+__all__ = ["PCP_SILENCE_FALLBACK", "SCOUT_AFTER", "SILENT_BESIDE_IGD", "Negotiation", "Plan",
+           "Step", "falls_back"]
 
 #: With ``via="auto"``, how long PCP may stay silent, on a gateway never heard from, before
 #: NAT-PMP is tried: two PCP tries (3 s, then 6 s, RFC 6887 §8.1.1).
 PCP_SILENCE_FALLBACK = 9.5
+
+#: With ``via="auto"``, how long PCP may stay silent, on a gateway never heard from, before an
+#: SSDP search asks whether it has a UPnP IGD (:mod:`engine.igd_scout`). A gateway answers PCP
+#: within milliseconds on a LAN: one that answers within this is sent nothing more.
+SCOUT_AFTER = 0.1
+#: How long PCP may stay silent, once the gateway's IGD has answered, before UPnP is asked
+#: instead of waiting out :data:`PCP_SILENCE_FALLBACK` and NAT-PMP's share (NAT-PMP is served
+#: on PCP's port: a gateway silent on one is silent on the other).
+SILENT_BESIDE_IGD = 1.0
 
 #: The order ``via="auto"`` tries (iroh's and tailscale's too: UPnP last, "the most unreliable").
 AUTO_ORDER: tuple[MappingProtocol, ...] = ("pcp", "natpmp", "upnp")
@@ -85,8 +101,9 @@ def falls_back(via: Via, step: Step, error: GatewayError) -> bool:
 
 def skips_after(error: GatewayError) -> frozenset[MappingProtocol]:
     """Protocols the rest of the plan skips after ``error``: ICMP port unreachable from
-    port 5351 says that no datagram protocol is served there."""
-    return DATAGRAM if isinstance(error, PortUnreachable) else frozenset()
+    port 5351 says that no datagram protocol is served there, and so does silence there
+    while the gateway's UPnP IGD answers."""
+    return DATAGRAM if isinstance(error, PortUnreachable | SilentBesideIgd) else frozenset()
 
 
 class Negotiation:

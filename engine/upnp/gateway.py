@@ -91,6 +91,8 @@ class UpnpGateway:
         self._requester: BoundedRequester | None = None
         self._lock = asyncio.Lock()
         self._found: str | None = None
+        self._scouted: list[SsdpAnswer] | None = None  # answers scout() heard, not yet read
+        self._loading: asyncio.Future[None] | None = None
         self.search_rtt = 0.0
 
     async def __aenter__(self) -> UpnpGateway:
@@ -134,10 +136,28 @@ class UpnpGateway:
                 self._connection = await self._discover()
             return self._connection
 
+    async def scout(self) -> bool:
+        """Whether an IGD answers an SSDP search (:mod:`engine.igd_scout`); never raises for
+        silence. The answers are kept for the discovery next, and the HTTP stack loads."""
+        if self._connection is not None or self._location is not None \
+                or self._found is not None:
+            return True
+        try:
+            self._scouted, self.search_rtt = await search_gateway(
+                self.gateway, port=self.ssdp_port, local_address=self._local,
+                multicast=self.multicast, timeout=self.timeout)
+        except (UpnpTimeout, UpnpTransportError):
+            return False
+        self._load_http_stack()
+        return True
+
     async def _discover(self) -> IgdConnection:
-        answers = None
-        if self._location is None and self._found is None:
-            answers = await self._search()  # before the HTTP stack's import: see _search
+        answers, self._scouted = self._scouted, None
+        if answers is None and self._location is None and self._found is None:
+            answers = await self._search()  # the HTTP stack loads meanwhile: _load_http_stack
+        if self._loading is not None:
+            loading, self._loading = self._loading, None
+            await loading
         from .http import BoundedRequester
 
         await self.close()  # a failed discovery before may have left its connections
@@ -159,25 +179,20 @@ class UpnpGateway:
         return connection
 
     async def _search(self) -> list[SsdpAnswer]:
+        answers, self.search_rtt = await search_gateway(
+            self.gateway, port=self.ssdp_port, local_address=self._local,
+            multicast=self.multicast, timeout=self.timeout, searched=self._load_http_stack)
+        return answers
+
+    def _load_http_stack(self) -> None:
         # The first search of a process imports the HTTP stack (~100 ms) in a thread, from
         # when the searches are out, while the gateway takes its time to answer (miniupnpd
         # ~51 ms): a cold ``natdeck map`` on a UPnP router waits for the longer of the two,
-        # not for both one after the other.
-        loading: list[asyncio.Future[None]] = []
-
-        def load() -> None:
-            future = http_stack_loading()
-            if future is not None:
-                loading.append(future)
-
-        try:
-            answers, self.search_rtt = await search_gateway(
-                self.gateway, port=self.ssdp_port, local_address=self._local,
-                multicast=self.multicast, timeout=self.timeout, searched=load)
-        finally:
-            for future in loading:
-                await future  # an ImportError is raised here
-        return answers
+        # not for both. _discover awaits it; a search that fails does not wait for it.
+        if self._loading is None:
+            self._loading = http_stack_loading()
+            if self._loading is not None:
+                self._loading.add_done_callback(_retrieved)
 
     # --- what the gateway is ----------------------------------------------------------------
 
@@ -363,3 +378,10 @@ async def _external(connection: IgdConnection, request: str) -> ExternalAddress:
         raise UpnpReplyError(f"{request}: GetExternalIPAddress answered "
                              f"{reply.get('NewExternalIPAddress', '')[:40]!r}, "
                              "not an address") from None
+
+
+def _retrieved(loading: asyncio.Future[None]) -> None:
+    # An import that failed is raised where the stack is awaited (_discover); read here too,
+    # for when nothing awaits it (the search failed, or PCP answered after the scout).
+    if not loading.cancelled():
+        loading.exception()

@@ -93,6 +93,11 @@ class UpnpMapper:
                     "(or UpnpGateway.add_pinhole)")
         return request.upnp_refusal()
 
+    async def scout(self) -> bool:
+        """Whether the gateway's IGD answers an SSDP search (nothing described yet): see
+        :meth:`~.gateway.UpnpGateway.scout`."""
+        return await (await self._gateway()).scout()
+
     async def close(self) -> None:
         """Release the HTTP connections (the IGD's location is kept for next time)."""
         if self._igd is not None:

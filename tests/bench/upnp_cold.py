@@ -8,6 +8,9 @@ runs every client once, on its own port; the mapping is deleted, untimed, before
 
 - ``natdeck map`` (``--via auto``): PCP refused by ICMP, then SSDP to the gateway, the
   description, GetExternalIPAddress, AddAnyPortMapping, GetSpecificPortMappingEntry;
+- ``natdeck map``, the router dropping what reaches 5351 (no ICMP refusal): PCP silent, an SSDP
+  search after 0.1 s of it, UPnP asked after 1 s (``engine.igd_scout``), not after PCP's and
+  NAT-PMP's silence budgets;
 - ``natdeck map --via upnp``: the same without the PCP step;
 - ``upnpc -a`` with its own discovery (SSDP multicast, its default 2 s wait... as shipped);
 - ``upnpc -u URL -a``: the description URL given, no discovery (the least a UPnP client does).
@@ -59,9 +62,14 @@ def _upnpc(discover: bool) -> Command:
     return argv
 
 
+#: The row of a router whose firewall drops what reaches 5351 instead of refusing it (the lab's
+#: loss rule at 100 %): PCP is silent, and ``auto`` moves on to the IGD its search found.
+DROPPED = "natdeck map (auto), 5351 dropped"
+
 #: Client name -> the command that maps ``port`` from a cold start.
 CLIENTS: dict[str, Command] = {
     "natdeck map (auto)": _natdeck(),
+    DROPPED: _natdeck(),
     "natdeck map --via upnp": _natdeck("--via", "upnp"),
     "upnpc -a (discovery)": _upnpc(True),
     "upnpc -u URL -a": _upnpc(False),
@@ -94,9 +102,13 @@ def _rounds(lab: Lab, rounds: int, env: dict[str, str]) -> dict[str, list[float]
         results[FLOOR].append(time.perf_counter() - started)
         for name, command in CLIENTS.items():
             port += 1
-            started = time.perf_counter()
-            lab.run_in(lab.client_ns, command(lab, port), env=env, timeout=30.0)
-            elapsed = time.perf_counter() - started
+            lab.set_loss(100 if name == DROPPED else 0)
+            try:
+                started = time.perf_counter()
+                lab.run_in(lab.client_ns, command(lab, port), env=env, timeout=30.0)
+                elapsed = time.perf_counter() - started
+            finally:
+                lab.clear_loss()
             if _mapped(lab, port):
                 results[name].append(elapsed)
             lab.upnpc("-d", str(port), "TCP")

@@ -67,6 +67,29 @@ def test_auto_on_a_upnp_only_gateway_maps_via_upnp_at_once_and_unmap_elsewhere_r
     assert lab.dnat_rules() == []
 
 
+def test_auto_on_a_router_that_drops_5351_maps_via_upnp_in_a_second(
+        lab: Lab, tmp_path: Path) -> None:
+    # Its firewall drops what reaches 5351 (no ICMP refusal): PCP is silent. Its IGD answers
+    # the search natdeck sends once PCP has been silent 0.1 s, and UPnP is asked after a
+    # second, not after PCP's 9.5 s and NAT-PMP's share (19.3 s before engine.igd_scout).
+    start(lab, ALL_THREE)
+    lab.set_loss(100)
+    lab.reset_counters()
+    started = time.monotonic()
+    mapped = natdeck(lab, tmp_path, "map", "tcp", "42007", "--json")
+    elapsed = time.monotonic() - started
+    assert mapped.returncode == 0, mapped.stderr
+    [line] = json_lines(mapped)
+    assert (line["via"], line["external_port"]) == ("upnp", 42007)
+    assert lab.dnat_rules() == [rule(42007, 42007)]
+    assert 1.0 < elapsed < 3.0, f"natdeck map took {elapsed:.2f} s"
+    counters = lab.counters()
+    assert counters.requests_dropped == 1   # one PCP try; NAT-PMP was not asked
+    removed = natdeck(lab, tmp_path, "unmap", "tcp", "42007", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert lab.dnat_rules() == []
+
+
 def test_auto_on_a_gateway_that_speaks_all_three_picks_pcp(lab: Lab, tmp_path: Path) -> None:
     start(lab, ALL_THREE)
     mapped = natdeck(lab, tmp_path, "map", "tcp", "42001", "--json")

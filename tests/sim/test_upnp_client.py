@@ -21,7 +21,8 @@ import pytest
 import engine
 from engine.client import GatewayClient
 from engine.errors import InvalidRequest, ResultCodeError
-from engine.simulator import SimulatedGateway
+from engine.negotiation import SCOUT_AFTER, SILENT_BESIDE_IGD
+from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.simulator.state import Mapping
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
 from engine.statefile import MappingRecord
@@ -45,10 +46,12 @@ def closed_udp_port() -> int:
 @pytest.fixture
 async def start_igd(start_sim: StartSim) -> AsyncIterator[StartIgd]:
     """``await start_igd(config, shared=False)``: a simulated IGD (UPnP only unless
-    ``shared``: then over a simulated PCP/NAT-PMP gateway's table, in ``igd.pcp``)."""
+    ``shared``: then over a simulated PCP/NAT-PMP gateway's table, in ``igd.pcp``, configured
+    by ``sim``)."""
     async with AsyncExitStack() as stack:
-        async def start(config: IgdConfig | None = None, *, shared: bool = False) -> SimulatedIgd:
-            gateway: SimulatedGateway | None = await start_sim() if shared else None
+        async def start(config: IgdConfig | None = None, *, shared: bool = False,
+                        sim: GatewayConfig | None = None) -> SimulatedIgd:
+            gateway: SimulatedGateway | None = await start_sim(sim) if shared else None
             igd = SimulatedIgd(HOST, config=config, gateway=gateway)
             await stack.enter_async_context(igd)
             igd.pcp = gateway  # type: ignore[attr-defined]
@@ -105,6 +108,62 @@ async def test_auto_on_a_gateway_that_speaks_all_three_picks_pcp_with_no_added_d
     assert pcp.counters.received == 1   # one PCP request, answered: nothing else was tried
     assert igd.searches == 0
     assert igd.action_log == []
+
+
+async def test_auto_on_a_gateway_silent_on_5351_with_an_igd_maps_with_upnp_in_a_second(
+        start_igd: StartIgd) -> None:
+    # A router whose firewall drops what reaches 5351 (or whose ICMP refusal the kernel's
+    # rate limit swallowed): PCP's silence budget (9.5 s) and NAT-PMP's share are not waited
+    # out once its IGD answers a search.
+    igd = await start_igd(shared=True, sim=GatewayConfig(drop_rate=1.0))
+    pcp: SimulatedGateway = igd.pcp  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    async with client_for(igd) as client:
+        started = loop.time()
+        mapping = await client.map(TCP, 8080, lifetime=3600)
+        elapsed = loop.time() - started
+        assert mapping.via == "upnp"
+        assert SILENT_BESIDE_IGD <= elapsed < SILENT_BESIDE_IGD + 0.5
+        assert pcp.counters.received == 1      # one PCP try, unanswered; no NAT-PMP
+        assert igd.searches == 3               # the scout's search, read by the discovery
+        assert (client.speaks["pcp"], client.speaks["natpmp"]) == (False, False)
+        # The next request goes straight to UPnP.
+        started = loop.time()
+        again = await client.map(TCP, 8081, lifetime=3600)
+        assert again.via == "upnp"
+        assert loop.time() - started < 0.5
+        assert (pcp.counters.received, igd.searches) == (1, 3)
+
+
+async def test_a_slow_pcp_answer_still_wins_over_the_igd_the_scout_found(
+        start_igd: StartIgd) -> None:
+    # Slower than the scout's start, well within its patience: PCP, as preferred. The
+    # search went out (stateless: the IGD holds nothing from it).
+    igd = await start_igd(shared=True, sim=GatewayConfig(delay=0.3))
+    pcp: SimulatedGateway = igd.pcp  # type: ignore[attr-defined]
+    async with client_for(igd) as client:
+        mapping = await client.map(TCP, 8080)
+    assert mapping.via == "pcp"
+    assert pcp.counters.received == 1
+    assert SCOUT_AFTER < 0.3
+    assert igd.searches == 3
+    assert igd.action_log == []
+    assert [m.external_port for m in igd.mappings()] == [8080]
+
+
+async def test_silence_without_an_igd_keeps_the_silence_budget(start_sim: StartSim) -> None:
+    # Nothing answers the search either (nothing listens on the IGD's port): PCP keeps its
+    # share of the deadline, then NAT-PMP, as before the scout.
+    silent = await start_sim(GatewayConfig(drop_rate=1.0))
+    loop = asyncio.get_running_loop()
+    async with GatewayClient(HOST, silent.address[1], local_address=HOST,
+                             ssdp_port=closed_udp_port()) as client:
+        started = loop.time()
+        with pytest.raises(engine.GatewayTimeout) as caught:
+            await client.map(TCP, 8080, timeout=2.0)
+        assert not isinstance(caught.value, engine.SilentBesideIgd)
+        assert loop.time() - started >= 2.0
+    assert silent.counters.received >= 2  # PCP, then NAT-PMP in its share
 
 
 async def test_via_upnp_one_shot_map_renew_delete(start_igd: StartIgd) -> None:

@@ -13,6 +13,13 @@ import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+# The UPnP stack, imported now: its first import in a process runs in a worker thread
+# (engine.upnp.connection.http_stack_loading), in real time, which a virtual clock does not
+# wait for (a probe's UPnP step would then end at a virtual time that depends on the machine).
+import async_upnp_client.client_factory  # noqa: F401
+
+import engine.upnp.http  # noqa: F401
+
 T = TypeVar("T")
 
 
