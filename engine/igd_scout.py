@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .errors import SilentBesideIgd
+from .errors import GatewayTimeout, SilentBesideIgd
 from .negotiation import SCOUT_AFTER, SILENT_BESIDE_IGD
 
 __all__ = ["IgdScout", "unless_igd_answers"]
@@ -38,7 +38,8 @@ async def unless_igd_answers(work: Coroutine[Any, Any, T], scout: IgdScout, *,
     """The result of ``work`` (a PCP request's first step), unless it is still unanswered
     :data:`~engine.negotiation.SILENT_BESIDE_IGD` seconds in while ``scout`` found the
     gateway's IGD: then ``work`` is cancelled and :class:`~engine.errors.SilentBesideIgd`
-    raised. ``scout`` is asked only once ``work`` has been silent for
+    raised (also when ``work`` timed out sooner, on its own deadline, with the IGD found).
+    ``scout`` is asked only once ``work`` has been silent for
     :data:`~engine.negotiation.SCOUT_AFTER`; without an IGD (or if the search fails),
     ``work`` keeps its own deadline."""
     started = clock()
@@ -53,10 +54,15 @@ async def unless_igd_answers(work: Coroutine[Any, Any, T], scout: IgdScout, *,
         if task.done() or not _found(searching):
             return await task
         await asyncio.wait({task}, timeout=max(0.0, SILENT_BESIDE_IGD - (clock() - started)))
-        if task.done():
-            return task.result()
-        # PCP's first timer is 3 s (RFC 6887 §8.1.1), longer than the patience: one try.
-        raise SilentBesideIgd(gateway, request, 1, clock() - started, "pcp")
+        if not task.done():
+            # PCP's first timer is 3 s (RFC 6887 §8.1.1), longer than the patience: one try.
+            raise SilentBesideIgd(gateway, request, 1, clock() - started, "pcp")
+        silence = task.exception()
+        if type(silence) is GatewayTimeout:
+            # Its own deadline (a short timeout) came first: silent beside the IGD all the
+            # same, and NAT-PMP, on the same port, is not worth the rest of the deadline.
+            raise SilentBesideIgd(gateway, request, silence.tries, silence.elapsed, "pcp")
+        return task.result()
     finally:
         # Cancelled, not awaited: the request's own cleanup (its exchange is abandoned) runs
         # as the task ends, and a cancellation of the caller is never swallowed here.

@@ -152,8 +152,11 @@ class UpnpGateway:
         return True
 
     async def _discover(self) -> IgdConnection:
+        # What is known may be stale (answers scout() heard a while ago, the IGD found
+        # before: a reboot onto another HTTP port): searched again once if it fails.
         answers, self._scouted = self._scouted, None
-        if answers is None and self._location is None and self._found is None:
+        searched = answers is None and self._location is None and self._found is None
+        if searched:
             answers = await self._search()  # the HTTP stack loads meanwhile: _load_http_stack
         if self._loading is not None:
             loading, self._loading = self._loading, None
@@ -167,14 +170,13 @@ class UpnpGateway:
         self._requester = requester
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
-        if answers is None:
-            assert self._found is not None  # else searched above
-            try:
-                return await IgdConnection.open(requester, self._found)
-            except (UpnpReplyError, UpnpTimeout, UpnpTransportError):
-                self._found = None  # the IGD moved (a reboot, another HTTP port): search again
-            answers = await self._search()
-        connection = await _described(requester, answers)
+        try:
+            connection = await (_described(requester, answers) if answers is not None
+                                else IgdConnection.open(requester, self._found or ""))
+        except (UpnpReplyError, UpnpTimeout, UpnpTransportError):
+            if searched:
+                raise
+            connection = await _described(requester, await self._search())
         self._found = connection.info.location
         return connection
 

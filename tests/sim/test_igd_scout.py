@@ -104,6 +104,13 @@ def test_the_requests_own_error_is_raised_as_is() -> None:
     assert run_virtual(race(request, scout))[0] == "GatewayTimeout"
 
 
+def test_a_deadline_shorter_than_the_patience_is_silence_beside_the_igd_too() -> None:
+    # natdeck map --timeout 1: PCP's share (0.5 s) ends first; NAT-PMP is skipped all the same.
+    timeout = GatewayTimeout("192.0.2.1", "PCP map tcp 80", 1, 0.5, "pcp")
+    request, scout = Request(0.5, error=timeout), Scout(after=0.05)
+    assert run_virtual(race(request, scout)) == ("SilentBesideIgd", pytest.approx(0.5))
+
+
 def test_the_error_says_what_was_silent_beside_what() -> None:
     error = SilentBesideIgd("192.0.2.1", "PCP map tcp 80", 1, 1.0, "pcp")
     assert isinstance(error, GatewayTimeout)

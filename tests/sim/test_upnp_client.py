@@ -21,6 +21,7 @@ import pytest
 import engine
 from engine.client import GatewayClient
 from engine.errors import InvalidRequest, ResultCodeError
+from engine.igd_scout import IgdScout
 from engine.negotiation import SCOUT_AFTER, SILENT_BESIDE_IGD
 from engine.simulator import GatewayConfig, SimulatedGateway
 from engine.simulator.state import Mapping
@@ -133,6 +134,18 @@ async def test_auto_on_a_gateway_silent_on_5351_with_an_igd_maps_with_upnp_in_a_
         assert again.via == "upnp"
         assert loop.time() - started < 0.5
         assert (pcp.counters.received, igd.searches) == (1, 3)
+
+
+async def test_a_short_deadline_on_a_silent_gateway_with_an_igd_still_maps_with_upnp(
+        start_igd: StartIgd) -> None:
+    # timeout=1: PCP's share (0.5 s) ends before the scout's patience; NAT-PMP is skipped and
+    # UPnP has the other half.
+    igd = await start_igd(shared=True, sim=GatewayConfig(drop_rate=1.0))
+    pcp: SimulatedGateway = igd.pcp  # type: ignore[attr-defined]
+    async with client_for(igd) as client:
+        mapping = await client.map(TCP, 8080, lifetime=3600, timeout=1.0)
+    assert mapping.via == "upnp"
+    assert pcp.counters.received == 1
 
 
 async def test_a_slow_pcp_answer_still_wins_over_the_igd_the_scout_found(
@@ -376,6 +389,23 @@ async def test_an_igd_that_moved_is_found_again(start_igd: StartIgd) -> None:
         assert mapping.lifetime == 900
         assert moved.searches == 3
         assert moved.action_log[-1] == "GetSpecificPortMappingEntry"
+
+
+async def test_answers_the_scout_heard_before_the_igd_moved_are_searched_again(
+        start_igd: StartIgd) -> None:
+    # The scout heard the IGD while PCP was slow, PCP answered; later the IGD restarted on
+    # another HTTP port: the kept answers fail once, and a new search finds it.
+    igd = await start_igd()
+    async with client_for(igd) as client:
+        upnp = client.mappers["upnp"]
+        assert isinstance(upnp, IgdScout)
+        assert await upnp.scout()
+        await igd.close()
+        async with SimulatedIgd(HOST, ssdp_port=igd.ssdp_port) as moved:
+            mapping = await client.map(TCP, 8080, lifetime=600, via="upnp")
+        assert mapping.via == "upnp"
+        assert moved.searches == 3
+        assert [m.external_port for m in moved.mappings()] == [8080]
 
 
 async def test_an_ipv6_gateway_is_refused_for_upnp_before_sending() -> None:
