@@ -8,7 +8,10 @@ one port after another). A PCP request left unanswered for :data:`~engine.negoti
 SCOUT_AFTER` sends an SSDP search (stateless: it asks, it creates nothing); if the gateway's
 IGD answers and PCP still has not after :data:`~engine.negotiation.SILENT_BESIDE_IGD`, the
 PCP request is given up and UPnP asked. A gateway that answers PCP in time is sent nothing
-more, so the preference order holds wherever PCP works.
+more, so the preference order holds wherever PCP works; one whose first PCP answer is lost on
+the way gets its mapping through UPnP rather than PCP's retransmission 3 s later. The second of
+patience is hundreds of LAN round trips: an answer later than that, which would leave a PCP
+mapping natdeck does not hold, is as unlikely as one after PCP's own 9.5 s budget.
 """
 
 from __future__ import annotations
