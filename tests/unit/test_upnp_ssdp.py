@@ -5,6 +5,8 @@ from __future__ import annotations
 from ipaddress import ip_address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.upnp.ssdp import IGD_SEARCH_TARGETS, build_search, parse_answer, url_on_gateway
 
@@ -126,3 +128,19 @@ def test_an_answer_is_read_as_async_upnp_client_reads_it(data: bytes) -> None:
 def test_an_answer_with_one_bad_header_line_is_dropped(data: bytes) -> None:
     assert parse_answer(data, ("192.168.1.1", 1900), GW) is None
 
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from([b"", b"HTTP/1.1 200 OK\r\n", ANSWER[:120]]))
+def test_any_bytes_are_an_answer_or_none_never_an_exception(noise: bytes, head: bytes) -> None:
+    answer = parse_answer(head + noise, ("192.168.1.1", 1900), GW)
+    assert answer is None or url_on_gateway(answer.location, GW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.text(max_size=40)), max_size=8))
+def test_headers_of_any_text_are_read_or_the_answer_dropped(pairs: list[tuple[str, str]]) -> None:
+    lines = "".join(f"{name}:{value}\r\n" for name, value in pairs)
+    data = ("HTTP/1.1 200 OK\r\n" + lines + "LOCATION: http://192.168.1.1/d.xml\r\n\r\n")
+    answer = parse_answer(data.encode("utf-8", "surrogatepass"), ("192.168.1.1", 1900), GW)
+    assert answer is None or answer.location.startswith("http://192.168.1.1")
