@@ -152,7 +152,6 @@ class GatewayClient(GatewayLink):
         skipped: frozenset[MappingProtocol] = frozenset()
         last: GatewayError | None = None
         steps = plan.steps
-        scout = _igd_scout(self, steps)
         for index, step in enumerate(steps):
             if step.protocol in skipped:
                 continue
@@ -171,7 +170,8 @@ class GatewayClient(GatewayLink):
                 log.info("gateway %s: %s; trying %s", self.gateway, last, step.protocol)
             try:
                 work = mapper.map(request, timeout=budget)
-                if scout is not None and step.protocol == "pcp" and step.silence_falls_back:
+                scout = _igd_scout(self, step, steps)
+                if scout is not None:
                     work = unless_igd_answers(work, scout, clock=self.channel.time,
                                               gateway=str(self.gateway),
                                               request=f"PCP map {request.describe()}")
@@ -340,10 +340,13 @@ async def _new_mapping(client: GatewayClient, request: MapRequest, grant: Grant,
     return mapping
 
 
-def _igd_scout(client: GatewayClient, steps: tuple[Step, ...]) -> IgdScout | None:
-    """The UPnP mapper, when ``steps`` give a silent PCP step a UPnP step to move on to: it
-    then asks, while PCP is silent, whether the gateway has an IGD (:mod:`.igd_scout`)."""
-    if not any(step.protocol == "upnp" for step in steps[1:]):
+def _igd_scout(client: GatewayClient, step: Step, steps: tuple[Step, ...]) -> IgdScout | None:
+    """The UPnP mapper, when ``step`` is a PCP step whose silence moves on and ``steps`` have
+    a UPnP step to move on to: it then asks, while PCP is silent, whether the gateway has an
+    IGD (:mod:`.igd_scout`). The step is looked at first: a request that names its protocol
+    (the hot path) pays two attribute reads."""
+    if not (step.silence_falls_back and step.protocol == "pcp") \
+            or not any(later.protocol == "upnp" for later in steps[1:]):
         return None
     mapper = client.mappers.get("upnp")
     return mapper if isinstance(mapper, IgdScout) else None

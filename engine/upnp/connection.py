@@ -48,8 +48,6 @@ def _import_http_stack() -> None:
         importlib.import_module(name)
 
 
-
-
 def _printable(text: str | None, limit: int = 128) -> str:
     text = (text or "")[:limit]
     return text if text.isprintable() else repr(text)

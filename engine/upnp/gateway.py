@@ -143,9 +143,8 @@ class UpnpGateway:
                 or self._found is not None:
             return True
         try:
-            self._scouted, self.search_rtt = await search_gateway(
-                self.gateway, port=self.ssdp_port, local_address=self._local,
-                multicast=self.multicast, timeout=self.timeout)
+            # The HTTP stack only once an IGD answered: PCP may still answer meanwhile.
+            self._scouted = await self._search(load_meanwhile=False)
         except (UpnpTimeout, UpnpTransportError):
             return False
         self._load_http_stack()
@@ -171,8 +170,11 @@ class UpnpGateway:
         if self._location is not None:
             return await IgdConnection.open(requester, self._location)
         try:
-            connection = await (_described(requester, answers) if answers is not None
-                                else IgdConnection.open(requester, self._found or ""))
+            if answers is not None:
+                connection = await _described(requester, answers)
+            else:
+                assert self._found is not None  # else searched above
+                connection = await IgdConnection.open(requester, self._found)
         except (UpnpReplyError, UpnpTimeout, UpnpTransportError):
             if searched:
                 raise
@@ -180,10 +182,11 @@ class UpnpGateway:
         self._found = connection.info.location
         return connection
 
-    async def _search(self) -> list[SsdpAnswer]:
+    async def _search(self, *, load_meanwhile: bool = True) -> list[SsdpAnswer]:
         answers, self.search_rtt = await search_gateway(
             self.gateway, port=self.ssdp_port, local_address=self._local,
-            multicast=self.multicast, timeout=self.timeout, searched=self._load_http_stack)
+            multicast=self.multicast, timeout=self.timeout,
+            searched=self._load_http_stack if load_meanwhile else None)
         return answers
 
     def _load_http_stack(self) -> None:
@@ -194,7 +197,9 @@ class UpnpGateway:
         if self._loading is None:
             self._loading = http_stack_loading()
             if self._loading is not None:
-                self._loading.add_done_callback(_retrieved)
+                # Read even if nothing awaits it (the search failed, or PCP answered after
+                # the scout); a failed import is raised where _discover awaits it.
+                self._loading.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     # --- what the gateway is ----------------------------------------------------------------
 
@@ -380,10 +385,3 @@ async def _external(connection: IgdConnection, request: str) -> ExternalAddress:
         raise UpnpReplyError(f"{request}: GetExternalIPAddress answered "
                              f"{reply.get('NewExternalIPAddress', '')[:40]!r}, "
                              "not an address") from None
-
-
-def _retrieved(loading: asyncio.Future[None]) -> None:
-    # An import that failed is raised where the stack is awaited (_discover); read here too,
-    # for when nothing awaits it (the search failed, or PCP answered after the scout).
-    if not loading.cancelled():
-        loading.exception()
