@@ -102,7 +102,8 @@ class InFlightWindow:
     @property
     def room(self) -> int:
         """How many more requests may be sent now."""
-        return max(1, int(self.window)) - self.in_flight
+        window = int(self.window)
+        return (window if window > 1 else 1) - self.in_flight
 
     @property
     def full(self) -> bool:
@@ -115,7 +116,8 @@ class InFlightWindow:
 
     def give(self) -> None:
         """A request is over (answered, failed or abandoned)."""
-        self.in_flight = max(0, self.in_flight - 1)
+        if self.in_flight > 0:
+            self.in_flight -= 1
 
     def answered(self, rtt: float, at: float | None = None) -> None:
         """A first try was answered after ``rtt`` seconds, at ``at`` (Karn's rule: no other
@@ -130,7 +132,7 @@ class InFlightWindow:
         gateway (miniupnpd writing to a slow console) does not have its queue outlast the
         timers.
         """
-        # _round_trip, _least and _slow_service written out, with the fields read once:
+        # _round_trip and _least written out, with the fields read once:
         # this runs for every answer (issue 15's client CPU), the same arithmetic.
         smoothed = self.rtt_smoothed
         if smoothed is None:
@@ -146,7 +148,9 @@ class InFlightWindow:
         sample = rtt
         before = self.answered_at
         if at is not None and before is not None:
-            sample = max(0.0, min(rtt, at - before))
+            since = at - before  # the answer before it was given since it was sent
+            if since < sample:
+                sample = since if since > 0.0 else 0.0
         srtt = self.srtt
         if srtt is None:
             srtt = sample
@@ -157,8 +161,10 @@ class InFlightWindow:
         self.srtt = srtt
         self.service_variance = variance
         limit = self.limit
-        fit = self.first_timeout / (2 * max(srtt + 2 * variance, 1e-4))
-        self.window = max(float(min(2, limit)), min(float(limit), fit))
+        slow = srtt + 2 * variance
+        fit = self.first_timeout / (2 * (slow if slow > 1e-4 else 1e-4))
+        least = 2.0 if limit >= 2 else float(limit)
+        self.window = least if fit < least else (fit if fit < limit else float(limit))
 
     def _least(self) -> float:
         """The smallest window: one request until a round trip is measured (slow start), then
@@ -167,10 +173,6 @@ class InFlightWindow:
         does not hold every other one back (the lab at 30 % loss: twenty mappings starved
         for a minute behind one)."""
         return 1.0 if self.srtt is None else float(min(2, self.limit))
-
-    def _slow_service(self) -> float:
-        """The service time two mean deviations slower than the smoothed one."""
-        return 0.0 if self.srtt is None else self.srtt + 2 * self.service_variance
 
     def answered_late(self, since_previous: float, since_last: float) -> None:
         """A retransmitted request was answered ``since_last`` seconds after its last try and
@@ -203,15 +205,30 @@ class InFlightWindow:
         6298's ``RTO = SRTT + max(G, 4 * RTTVAR)``, no less than the slowest recent round trip
         plus ``G`` nor than twice the slow service time, never less than the RFC's first timer
         plus ``G`` nor more than :data:`MAX_STRETCH` times it (see the module)."""
-        floor = self.first_timeout + GRANULARITY
-        if self.rtt_smoothed is None:
-            return min(floor * self.backoff, MAX_STRETCH * self.first_timeout)
-        fitted = max(floor, self.rtt_peak + GRANULARITY,
-                     self.rtt_smoothed + max(GRANULARITY, 4 * self.rtt_variance),
-                     2 * self._slow_service())
+        # Written out with the fields read once and no max() of four (issue 15: asked for
+        # every request); the same arithmetic as the docstring's.
+        first = self.first_timeout
+        floor = first + GRANULARITY
+        ceiling = MAX_STRETCH * first
+        smoothed = self.rtt_smoothed
+        if smoothed is None:
+            stretched = floor * self.backoff
+            return stretched if stretched < ceiling else ceiling
+        spread = 4 * self.rtt_variance
+        fitted = smoothed + (spread if spread > GRANULARITY else GRANULARITY)
+        peak = self.rtt_peak + GRANULARITY
+        if peak > fitted:
+            fitted = peak
+        srtt = self.srtt
+        if srtt is not None:  # twice the slow service time: two deviations over the mean
+            slow = 2 * (srtt + 2 * self.service_variance)
+            if slow > fitted:
+                fitted = slow
+        if floor > fitted:
+            fitted = floor
         # Never more than MAX_STRETCH times the RFC's first timer: a bad estimate must not
         # hold a lost request for seconds before its first retransmission.
-        return min(fitted, MAX_STRETCH * self.first_timeout)
+        return fitted if fitted < ceiling else ceiling
 
     def sent(self) -> int:
         """A try goes out: its number (the order of sending, which a gateway serves in)."""
@@ -251,7 +268,8 @@ class InFlightWindow:
         its tries: taking the last would call every request sent between them lost)."""
         self.matched += 1
         self.answered_at = now
-        self.answered_try = max(self.answered_try, number)
+        if number > self.answered_try:
+            self.answered_try = number
 
     def hold_until(self, number: int, sent_at: float, now: float) -> float | None:
         """Until when try ``number``, sent at ``sent_at``, whose timer is due, should wait
