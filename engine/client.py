@@ -156,7 +156,11 @@ class GatewayClient(GatewayLink):
             if step.protocol in skipped:
                 continue
             mapper = _mapper(self, step.protocol)
-            refusal = mapper.refusal(request)
+            # A datagram protocol the request names refuses what the request's validation
+            # (every caller's request is validated) refused already: only another protocol,
+            # or UPnP IGD (which also refuses an IPv6 gateway), is asked here.
+            refusal = None if step.protocol == request.via and step.protocol in DATAGRAM \
+                else mapper.refusal(request)
             if refusal is not None:
                 raise InvalidRequest(refusal)
             budget = step.budget
