@@ -269,15 +269,24 @@ def trace_summary(results: dict[str, list[dict[str, Any]]]) -> str:
     return table.render()
 
 
-def _idle(results: dict[str, list[dict[str, Any]]], client: str) -> tuple[float, float]:
-    """Median over ``client``'s traced rounds of the gateway's wait for it: seconds a run,
-    and seconds per request sent (a one-at-a-time client's turnaround). NaN: not traced."""
+def _idle(results: dict[str, list[dict[str, Any]]], client: str) -> tuple[float, list[float]]:
+    """Median over ``client``'s traced rounds of the gateway's wait for it, seconds a run; and
+    each round's wait per request sent, seconds (a one-at-a-time client's turnaround). NaN
+    and no rounds: not traced."""
     runs = [trace_gaps(r.get("trace") or []) for r in results.get(client, [])]
     if not runs:
-        return float("nan"), float("nan")
+        return float("nan"), []
     idle = [g.get("create idle", 0.0) + g.get("delete idle", 0.0) for g in runs]
     sent = [max(1.0, g.get("create sent", 0.0) + g.get("delete sent", 0.0)) for g in runs]
-    return median(idle), median(i / n for i, n in zip(idle, sent, strict=True))
+    return median(idle), [i / n for i, n in zip(idle, sent, strict=True)]
+
+
+def _turnaround(rounds: list[float]) -> str:
+    """A client's turnaround: the median of its rounds, and their range, in µs."""
+    if not rounds:
+        return "not traced"
+    return (f"{median(rounds) * 1e6:.0f} µs a request (rounds {min(rounds) * 1e6:.0f}–"
+            f"{max(rounds) * 1e6:.0f})")
 
 
 def traced_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
@@ -295,15 +304,17 @@ def traced_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
                           f"concurrent {TIMES} its wait for the sequential floor, a run",
                           ours / floor if floor > 0 else float("nan"), 1.0, "x",
                           f"natdeck {ours * 1e3:.2f} ms, floor {floor * 1e3:.2f} ms"))
-    _, peer = _idle(results, "py-natpmp")
+    _, peer_rounds = _idle(results, "py-natpmp")
+    peer = median(peer_rounds) if peer_rounds else float("nan")
     for mode, how in (("seq", "sequential"), ("blocking", "`BlockingClient`")):
         for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
-            _, turnaround = _idle(results, f"natdeck-{kind}-{mode}")
+            _, rounds = _idle(results, f"natdeck-{kind}-{mode}")
+            turnaround = median(rounds) if rounds else float("nan")
             goals.append(Goal(f"fast gateway (traced), {name}: natdeck {how} turnaround "
                               f"{TIMES} py-natpmp's (NAT-PMP)",
                               turnaround / peer if peer > 0 else float("nan"), 1.0, "x",
-                              f"natdeck {turnaround * 1e6:.0f} µs, py-natpmp "
-                              f"{peer * 1e6:.0f} µs a request"))
+                              f"natdeck {_turnaround(rounds)}, py-natpmp "
+                              f"{_turnaround(peer_rounds)}"))
     return goals
 
 

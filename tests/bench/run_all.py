@@ -70,8 +70,10 @@ class Plan:
 # differences its goals ask about there are a few tenths of a percent, and one run's total moves
 # 1-3 % with the gateway: 100 and 100 in 9 rounds narrow the median of the per-round ratios
 # (about 3 minutes for both core layouts). The slow gateway serves 20-180 ms a request, so
-# fewer rounds there.
-FULL = Plan(lab_count=100, lab_rounds=9, traced_rounds=3, slow_count=50, slow_rounds=3,
+# fewer rounds there. A one-at-a-time client's turnaround after the gateway's 3 ms moves from
+# round to round by a factor of two or three (the virtual CPU's wake-up from idle: py-natpmp
+# 38-110 µs a request, natdeck's BlockingClient 48-151): 9 traced rounds, not 3.
+FULL = Plan(lab_count=100, lab_rounds=9, traced_rounds=9, slow_count=50, slow_rounds=3,
             recovery_count=100, recovery_rounds=1, address_changes=2, loopback_count=300,
             loopback_rounds=5, codec_number=20_000, fallback_rounds=5, tui_ticks=20,
             scale_counts=(100, 1000), oneshot_runs=10)
@@ -151,7 +153,9 @@ def lab_sections(plan: Plan) -> None:
                     "*idle*: time with none out, in which the gateway waited for the client; "
                     "per request sent, that is a one-at-a-time client's turnaround, from an "
                     "answer to its next request. *mean answer gap*: the gateway's service time "
-                    "while it is kept busy. *most out*: requests out at once.\n\n"
+                    "while it is kept busy. *most out*: requests out at once. A turnaround "
+                    "moves from round to round by a factor of two or three here (the virtual "
+                    "CPU waking from idle): the goals give each client's range.\n\n"
                     + lab_throughput.trace_summary(results),
                     lab_throughput.traced_goals(results))
 
