@@ -17,26 +17,39 @@ __all__ = ["decoded"]
 T = TypeVar("T")
 
 _new = object.__new__
-#: Per class, the ``__set__`` of each slot's descriptor, in field order: a slot set through
-#: its descriptor costs about half of ``object.__setattr__``, which looks the name up first.
-_SETTERS: dict[type, tuple[Callable[[Any, Any], None], ...]] = {}
+#: Per class, the function that builds it from its fields in order (:func:`_builder`).
+_BUILDERS: dict[type, Callable[..., Any]] = {}
 
 
-def _setters(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
-    found = _SETTERS.get(cls)
-    if found is None:
-        slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
-        found = _SETTERS[cls] = tuple(cls.__dict__[name].__set__ for name in slots)
-    return found
+def _builder(cls: type) -> Callable[..., Any]:
+    """A function of the class's fields, in order, building an instance of the slotted
+    dataclass ``cls`` with each slot set through its descriptor's ``__set__`` (about half the
+    cost of ``object.__setattr__``, which looks the name up first), one statement a field:
+    generated once per class, as :mod:`dataclasses` generates ``__init__``, since a loop over
+    the fields cost twice the sets themselves. Only the number of fields goes into the code."""
+    slots: tuple[str, ...] = cls.__slots__  # type: ignore[attr-defined]
+    setters = {f"set{i}": cls.__dict__[name].__set__ for i, name in enumerate(slots)}
+    values = [f"value{i}" for i in range(len(slots))]
+    source = "\n".join([f"def build({', '.join(values)}):", "    made = new(cls)",
+                        *(f"    set{i}(made, {value})" for i, value in enumerate(values)),
+                        "    return made"])
+    namespace: dict[str, Any] = {"new": _new, "cls": cls, **setters}
+    exec(source, namespace)  # noqa: S102 - names and counts of our own, no input
+    build: Callable[..., Any] = namespace["build"]
+    return build
 
 
 def decoded(cls: type[T], *values: Any) -> T:
     """An instance of the slotted frozen dataclass ``cls`` with ``values`` for its fields in
     order (every field given), without running ``__post_init__``."""
-    setters = _setters(cls)
-    if len(values) != len(setters):  # checked once: zip(strict=True) costs more per field
-        raise ValueError(f"{cls.__name__} has {len(setters)} fields, not {len(values)}")
-    message = _new(cls)
-    for set_field, value in zip(setters, values, strict=False):  # lengths checked above
-        set_field(message, value)
-    return message
+    build = _BUILDERS.get(cls)
+    if build is None:
+        build = _BUILDERS[cls] = _builder(cls)
+    try:
+        made: T = build(*values)
+    except TypeError:  # the count is checked only when it is wrong: free otherwise
+        fields = len(cls.__slots__)  # type: ignore[attr-defined]
+        if len(values) == fields:
+            raise
+        raise ValueError(f"{cls.__name__} has {fields} fields, not {len(values)}") from None
+    return made
