@@ -64,7 +64,9 @@ _BY_NAME.update({"icmpv6": 58, "ipv6icmp": 58, "udp-lite": 136, "ospfigp": 89, "
 def protocol_name(value: int) -> str:
     """A short lower-case name for a protocol number: IANA's keyword (``tcp``, ``gre``,
     ``ipv6-icmp``), else ``proto-N``."""
-    return IANA_NAMES.get(int(value), f"proto-{int(value)}")
+    number = int(value)
+    name = IANA_NAMES.get(number)  # the fallback's text built only when it is the answer
+    return name if name is not None else f"proto-{number}"
 
 
 def parse_protocol(text: str) -> Protocol | int:
