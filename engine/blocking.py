@@ -37,7 +37,6 @@ from .errors import InvalidRequest
 from .exchange import Exchange, Match, Message, Outcome
 from .mapping import DEFAULT_TIMEOUT, PortMapping
 from .request import DEFAULT_LIFETIME
-from .timing import fitted_timeouts
 from .transport import (
     DEFAULT_MAX_IN_FLIGHT,
     SERVER_PORT,
@@ -141,9 +140,9 @@ class BlockingChannel(GatewayChannel):
         assert poll is not None
         now = time.monotonic()
         window = self.windows[protocol]
-        exchange = Exchange(packet, match, fitted_timeouts(iter(schedule), window.first_timer),
-                            now=now, deadline=deadline, describe=describe, protocol=protocol,
-                            gateway=self._name)
+        exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
+                            describe=describe, protocol=protocol, gateway=self._name,
+                            first_timer=window.first_timer)
         first = number = 0
         window.take()
         self._current = exchange

@@ -25,6 +25,7 @@ from enum import Enum, IntEnum
 from typing import TypeVar
 
 from .errors import GatewayError, GatewayTimeout, PortUnreachable
+from .timing import stretch
 from .types import DatagramProtocol
 from .wire import natpmp, pcp
 
@@ -99,16 +100,24 @@ class Outcome:
 class Exchange:
     """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
 
-    __slots__ = ("_next_try_at", "_outbox", "_waits", "created", "deadline_at", "describe",
-                 "done", "error", "gateway", "match_fn", "outcome", "packet", "previous_sent_at",
-                 "protocol", "retransmissions", "sent_at", "state", "tries")
+    __slots__ = ("_first_timer", "_next_try_at", "_outbox", "_stretch", "_waits", "created",
+                 "deadline_at", "describe", "done", "error", "gateway", "match_fn", "outcome",
+                 "packet", "previous_sent_at", "protocol", "retransmissions", "sent_at", "state",
+                 "tries")
 
     def __init__(self, packet: bytes, match: Callable[[Message], Match],
                  waits: Iterator[float], *, now: float, deadline: float | None,
-                 describe: str, protocol: DatagramProtocol, gateway: str) -> None:
+                 describe: str, protocol: DatagramProtocol, gateway: str,
+                 first_timer: Callable[[], float] | None = None) -> None:
+        """``waits``: how long to wait after each try (the RFC schedule). ``first_timer``: the
+        first timer that fits the gateway, asked when the first try goes out (after any time
+        queued, so the round trips measured by then count); every wait is then stretched by
+        the factor that makes the first at least that (:func:`~engine.timing.stretch`)."""
         self.packet = packet
         self.match_fn = match
         self._waits = waits
+        self._first_timer = first_timer
+        self._stretch = 1.0
         self.created = now
         self.deadline_at = None if deadline is None else now + deadline
         self.describe = describe
@@ -142,6 +151,10 @@ class Exchange:
         if wait is None:
             self._timeout(now)
             return
+        if self._first_timer is not None:  # the first try: fit the schedule to the gateway
+            self._stretch = stretch(wait, self._first_timer())
+            self._first_timer = None
+        wait *= self._stretch
         if self.tries:
             self.retransmissions += 1
             log.info("%s: no answer from %s after %d %s, retransmitting", self.describe,

@@ -55,7 +55,6 @@ __all__ = [
     "RandSource",
     "RetransmitSchedule",
     "announce_response_delay",
-    "fitted_timeouts",
     "natpmp_announcement_schedule",
     "natpmp_epoch_lost",
     "natpmp_renewal_delay",
@@ -63,6 +62,7 @@ __all__ = [
     "pcp_epoch_lost",
     "pcp_renewal_delay",
     "renewal_retry_at",
+    "stretch",
 ]
 
 #: A source of the RFC 3315 ``RAND`` factor: each call returns a number in
@@ -264,22 +264,15 @@ class RetransmitSchedule:
         return sum(self.timeouts())
 
 
-def fitted_timeouts(waits: Iterator[float], first_timer: Callable[[], float]) -> Iterator[float]:
-    """``waits`` stretched so that the first is at least ``first_timer()``, lazily.
-
-    ``first_timer`` is asked when the first wait is drawn, that is when the request is first
-    sent (after any time queued): the round trip measured by then counts. Every later wait is
-    stretched by the same factor, so the schedule keeps its RFC shape (doubling, RFC 3315's
-    ``RAND``) from a first timer that fits the gateway (:meth:`engine.window.InFlightWindow.
-    first_timer`). A wait is never shortened.
-    """
-    first = next(waits, None)
-    if first is None:
-        return
-    factor = max(1.0, first_timer() / first) if first > 0 and math.isfinite(first) else 1.0
-    yield first * factor
-    for wait in waits:
-        yield wait * factor
+def stretch(first: float, first_timer: float) -> float:
+    """The factor by which every wait of a schedule whose first wait is ``first`` is stretched,
+    so that the first is at least ``first_timer`` (the in-flight window's, :meth:`engine.window.
+    InFlightWindow.first_timer`) and the schedule keeps its RFC shape (doubling, RFC 3315's
+    ``RAND``) from there; never below 1 (a wait is never shortened), and 1 for an endless
+    first wait (a request sent once, waiting out its deadline)."""
+    if first > 0 and math.isfinite(first) and first_timer > first:
+        return first_timer / first
+    return 1.0
 
 
 #: RFC 6886 §3.1: wait 250 ms, then 500 ms, "the interval between attempts doubling each time";

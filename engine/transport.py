@@ -28,7 +28,7 @@ from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
 from .exchange import Exchange, Match, Message, Outcome, takers
 from .timer_heap import Entry, TimerHeap
-from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT, fitted_timeouts
+from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
 from .types import DatagramProtocol, ProtocolName
 from .udp import ConnectedUdp
 from .window import DEFAULT_MAX_IN_FLIGHT, InFlightWindow
@@ -330,9 +330,9 @@ class GatewayChannel:
         now = loop.time()
         window = self.windows[protocol]
         # The first timer follows the round trip measured by the time the request goes out.
-        waits = fitted_timeouts(iter(schedule), window.first_timer)
-        exchange = Exchange(packet, match, waits, now=now, deadline=deadline,
-                            describe=describe, protocol=protocol, gateway=self._name)
+        exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
+                            describe=describe, protocol=protocol, gateway=self._name,
+                            first_timer=window.first_timer)
         pending = _Pending(exchange, loop.create_future(), window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:

@@ -5,7 +5,9 @@ Fed bytes and ``now`` only: no socket, no event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import math
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 
 import pytest
@@ -52,6 +54,55 @@ def test_natpmp_follows_rfc_6886_doubling_to_nine_tries() -> None:
     assert ex.state is State.FAILED
     assert isinstance(ex.error, GatewayTimeout)
     assert (ex.error.tries, ex.error.elapsed) == (9, pytest.approx(127.75))
+
+
+def fitted(first_timer: Callable[[], float], waits: Iterator[float] | None = None) -> Exchange:
+    return Exchange(PACKET, yes, waits if waits is not None else NATPMP_RETRANSMIT.timeouts(),
+                    now=100.0, deadline=None, describe="NAT-PMP external address",
+                    protocol="natpmp", gateway="192.0.2.1", first_timer=first_timer)
+
+
+def test_the_first_timer_stretches_the_whole_schedule() -> None:
+    # A round trip of 0.75 s (RFC 6298's RTO after one 250 ms sample): NAT-PMP's doubling
+    # starts there instead of at 250 ms, and keeps its nine tries.
+    ex = fitted(lambda: 0.75)
+    sent = run_to_end(ex)
+    assert len(sent) == 9
+    assert [b - a for a, b in itertools.pairwise(sent)] == pytest.approx(
+        [0.75 * 2 ** k for k in range(8)])
+    assert isinstance(ex.error, GatewayTimeout)
+    assert ex.error.elapsed == pytest.approx(0.75 * (2 ** 9 - 1))
+
+
+def test_the_first_timer_never_shortens_the_rfc_schedule() -> None:
+    assert run_to_end(fitted(lambda: 0.01)) == [0, 0.25, 0.75, 1.75, 3.75, 7.75, 15.75, 31.75,
+                                                63.75]
+
+
+def test_the_first_timer_is_asked_once_when_the_first_try_goes_out() -> None:
+    # A request queued for the in-flight window is sent after round trips were measured:
+    # the timer it gets is the one known then, not when it was queued.
+    asked: list[float] = []
+    measured = [0.26]
+
+    def first_timer() -> float:
+        asked.append(measured[0])
+        return measured[0]
+
+    ex = fitted(first_timer)
+    measured[0] = 0.5
+    assert asked == []
+    ex.start(101.0)
+    assert ex.timer() == pytest.approx(101.5)
+    ex.on_timer(101.5)  # the second try waits twice as long, the first timer not asked again
+    assert ex.timer() == pytest.approx(102.5)
+    assert asked == [0.5]
+
+
+def test_the_first_timer_leaves_a_single_endless_wait_alone() -> None:
+    ex = fitted(lambda: 0.75, iter([math.inf]))
+    ex.start(100.0)
+    assert ex.timer() == math.inf
 
 
 def test_the_deadline_cuts_the_schedule() -> None:

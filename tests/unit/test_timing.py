@@ -22,7 +22,6 @@ from engine.timing import (
     EpochVerdict,
     RetransmitSchedule,
     announce_response_delay,
-    fitted_timeouts,
     natpmp_announcement_schedule,
     natpmp_epoch_lost,
     natpmp_renewal_delay,
@@ -30,6 +29,7 @@ from engine.timing import (
     pcp_epoch_lost,
     pcp_renewal_delay,
     renewal_retry_at,
+    stretch,
 )
 
 
@@ -427,38 +427,12 @@ def test_announce_delay_range(seed: int) -> None:
     assert 0 <= announce_response_delay(random.Random(seed)) <= 5
 
 
-def test_fitted_timeouts_stretch_the_whole_schedule_to_the_measured_first_timer() -> None:
-    # A round trip of 0.75 s (RFC 6298's RTO after one 250 ms sample): NAT-PMP's doubling
-    # starts there instead of at 250 ms, and keeps its nine tries.
-    waits = list(fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), lambda: 0.75))
-    assert waits == pytest.approx([0.75 * 2 ** k for k in range(9)])
-
-
-def test_fitted_timeouts_never_shorten_the_rfc_schedule() -> None:
-    waits = list(fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), lambda: 0.01))
-    assert waits == list(NATPMP_RETRANSMIT.timeouts())
-
-
-def test_fitted_timeouts_ask_for_the_first_timer_only_when_the_first_try_goes_out() -> None:
-    # A request queued for the in-flight window is sent after round trips were measured:
-    # the timer it gets is the one known then, not when it was queued.
-    asked: list[float] = []
-    measured = [0.26]
-
-    def first_timer() -> float:
-        asked.append(measured[0])
-        return measured[0]
-
-    waits = fitted_timeouts(NATPMP_RETRANSMIT.timeouts(), first_timer)
-    measured[0] = 0.5
-    assert asked == []
-    assert next(waits) == pytest.approx(0.5)
-    assert next(waits) == pytest.approx(1.0)
-    assert asked == [0.5]
-
-
-def test_fitted_timeouts_leave_a_single_endless_wait_alone() -> None:
-    assert list(fitted_timeouts(iter([math.inf]), lambda: 0.75)) == [math.inf]
+def test_the_stretch_makes_the_first_wait_the_first_timer_and_never_shortens() -> None:
+    assert stretch(0.25, 0.75) == pytest.approx(3.0)
+    assert stretch(0.25, 0.01) == 1.0
+    assert stretch(3.0, 3.0) == 1.0
+    assert stretch(math.inf, 0.75) == 1.0  # a request sent once waits out its deadline
+    assert stretch(0.0, 0.75) == 1.0
 
 
 def test_an_epoch_heard_again_is_the_same_state_at_the_new_time() -> None:
