@@ -148,7 +148,7 @@ class InFlightWindow:
         sample = rtt
         before = self.answered_at
         if at is not None and before is not None:
-            since = at - before  # the answer before it was given since it was sent
+            since = at - before  # sooner: another answer came after this one was sent
             if since < sample:
                 sample = since if since > 0.0 else 0.0
         srtt = self.srtt
