@@ -201,7 +201,11 @@ class MapRequest:
                 and (self.nonce is None or len(self.nonce) == pcp.NONCE_SIZE)
                 and self.remote_address is None
                 and (via == "auto" or via == "pcp"
-                     or (via == "natpmp" and self.natpmp_refusal() is None)))
+                     # What natpmp_refusal() finds nothing in, given the checks above: no
+                     # option, no external address asked for (one call less, issue 15).
+                     or (via == "natpmp" and self.external_address is None
+                         and self.third_party is None and not self.prefer_failure
+                         and not self.filters and not self.extra_options)))
 
     def problems(self, *, deleting: bool = False) -> list[tuple[str, str]]:
         """Every rule the request breaks, as (field, message): what a form shows at once."""

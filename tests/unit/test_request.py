@@ -121,6 +121,9 @@ def test_the_fast_check_passes_only_what_problems_passes(protocol: int, via: str
             for lifetime in _LIFETIMES:
                 for extra in ({}, {"nonce": b"short"}, {"nonce": bytes(12)},
                               {"prefer_failure": True},
+                              {"third_party": IPv4Address("198.51.100.7")},
+                              {"filters": (pcp.Filter(32, 0, IPv4Address("198.51.100.6")),)},
+                              {"extra_options": (pcp.PreferFailure(),)},
                               {"external_address": IPv4Address("198.51.100.9")},
                               {"remote_address": IPv4Address("198.51.100.8"),
                                "remote_port": 9}):
