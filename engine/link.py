@@ -210,7 +210,7 @@ class GatewayLink:
         self._users += 1
         try:
             outcome = await self.channel.request(ask.packet, ask.match, waits, deadline=timeout,
-                                                 describe=ask.describe, protocol=ask.protocol,
+                                                 describe=ask.description, protocol=ask.protocol,
                                                  key=ask.key)
         finally:
             if self._done_using() and self.closers:

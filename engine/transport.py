@@ -26,7 +26,7 @@ from ipaddress import IPv6Address
 
 from .dialects.base import answer_key
 from .errors import MalformedPacket, TransportError
-from .exchange import Exchange, Match, Message, Outcome, takers
+from .exchange import Description, Exchange, Match, Message, Outcome, described, takers
 from .timer_heap import Entry, TimerHeap
 from .timing import NATPMP_RETRANSMIT, PCP_RETRANSMIT
 from .types import DatagramProtocol, ProtocolName
@@ -312,7 +312,7 @@ class GatewayChannel:
     # -- requests ------------------------------------------------------------------------
 
     async def request(self, packet: bytes, match: Callable[[Message], Match],
-                      schedule: Iterable[float], *, deadline: float | None, describe: str,
+                      schedule: Iterable[float], *, deadline: float | None, describe: Description,
                       protocol: DatagramProtocol, key: Hashable | None = None) -> Outcome:
         """Send ``packet`` and retransmit it on ``schedule`` until an answer matches.
 
@@ -368,7 +368,7 @@ class GatewayChannel:
             pending.number = pending.window.sent()
             pending.first = pending.first or pending.number
             try:
-                self._send(datagram, exchange.describe)
+                self._send(datagram, exchange.description)
             except TransportError as exc:
                 exchange.abort(exc)
                 self._finish(pending, now)
@@ -452,11 +452,12 @@ class GatewayChannel:
             pending.exchange.refused(now)
             self._finish(pending, now)
 
-    def _send(self, packet: bytes, describe: str) -> None:
+    def _send(self, packet: bytes, describe: Description) -> None:
         if self._transport is None:
             raise TransportError(f"the socket to gateway {self.gateway} is closed")
         if packet_log.isEnabledFor(logging.DEBUG):
-            packet_log.debug("-> %s %s (%d bytes)", self.gateway, describe, len(packet))
+            packet_log.debug("-> %s %s (%d bytes)", self.gateway, described(describe),
+                             len(packet))
         try:
             self._transport.send(packet)  # not sent: lost, or an error told to _error
         except OSError as exc:  # closed

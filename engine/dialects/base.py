@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..exchange import Match, Message
+from ..exchange import Description, Match, Message, described
 from ..timing import RetransmitSchedule
 from ..types import DatagramProtocol, MappingProtocol
 from ..wire import natpmp, pcp
@@ -86,13 +86,19 @@ class Ask:
 
     protocol: DatagramProtocol
     packet: bytes
-    describe: str
+    description: Description
+    """What the request is, in words, or a function that says them (only when needed)."""
     match: Callable[[Message], Match]
     read: Callable[[Message], Grant]
     """Reads a matched answer into a :class:`Grant`, or raises the typed error it carries."""
     key: Hashable | None = None
     """What :func:`answer_key` gives for the answers this request can match by their data, so
     the channel offers an answer only to the requests with its key (``None``: every answer)."""
+
+    @property
+    def describe(self) -> str:
+        """What the request is, in words."""
+        return described(self.description)
 
 
 def answer_key(message: Message) -> Hashable | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..codes import NatPmpResult, PcpResult
 from ..errors import ResultCodeError, UnsupportedVersion
-from ..exchange import Match, Message
+from ..exchange import Description, Match, Message, described
 from ..protocols import Protocol
 from ..request import MapRequest
 from ..timing import NATPMP_RETRANSMIT
@@ -103,7 +103,9 @@ class NatPmpDialect:
         external = 0 if request.lifetime == 0 else request.suggested_external_port
         packet = natpmp.MapPacket(int(request.protocol), request.internal_port, external,
                                   request.lifetime)
-        describe = f"NAT-PMP {what} {request.describe()}"
+        def describe() -> str:  # said only when needed
+            return f"NAT-PMP {what} {request.describe()}"
+
         return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),
                    lambda message: self.read(message, describe),
                    ("natpmp", packet.protocol, packet.internal_port))
@@ -139,16 +141,16 @@ class NatPmpDialect:
             return Heard("natpmp", True, message.epoch, rtt)
         return Heard("natpmp", False, None, rtt)
 
-    def read(self, message: Message, describe: str) -> Grant:
+    def read(self, message: Message, describe: Description) -> Grant:
         """A matched answer as a :class:`Grant`, or the error it carries."""
         if isinstance(message, pcp.Response):
-            raise UnsupportedVersion("natpmp", request=describe, gateway=self.gateway,
+            raise UnsupportedVersion("natpmp", request=described(describe), gateway=self.gateway,
                                      server_version=message.version, epoch=message.epoch)
         if message.result == NatPmpResult.UNSUPPORTED_VERSION:
-            raise UnsupportedVersion("natpmp", request=describe, gateway=self.gateway,
+            raise UnsupportedVersion("natpmp", request=described(describe), gateway=self.gateway,
                                      server_version=0, epoch=message.epoch)
         if message.result != NatPmpResult.SUCCESS:
-            raise ResultCodeError("natpmp", message.result, request=describe,
+            raise ResultCodeError("natpmp", message.result, request=described(describe),
                                   gateway=self.gateway, epoch=message.epoch)
         if isinstance(message, natpmp.MapResponse):
             return grant("natpmp", message.epoch, message.external_port, None, message.lifetime)

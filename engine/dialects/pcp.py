@@ -21,7 +21,7 @@ import logging
 
 from ..codes import NatPmpResult, PcpResult
 from ..errors import InvalidRequest, ResultCodeError, UnsupportedVersion
-from ..exchange import Match, Message
+from ..exchange import Description, Match, Message, described
 from ..request import MapRequest
 from ..timing import PCP_RETRANSMIT
 from ..types import DatagramProtocol
@@ -114,12 +114,14 @@ class PcpDialect:
             opdata = pcp.PeerData(request.nonce, int(request.protocol), request.internal_port,
                                   request.suggested_external_port, suggested,
                                   request.remote_port, request.remote_address)
-            describe = f"PCP PEER {request.describe()}"
+            describe: Description = f"PCP PEER {request.describe()}"
         else:
             opcode = pcp.Opcode.MAP
             opdata = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                                  request.suggested_external_port, suggested)
-            describe = f"PCP {what} {request.describe()}"
+            def describe() -> str:  # said only when needed
+                return f"PCP {what} {request.describe()}"
+
         packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
         return Ask("pcp", packet, describe, _Matcher(opcode, opdata),
                    lambda message: self.read(message, describe), ("pcp", request.nonce))
@@ -143,20 +145,21 @@ class PcpDialect:
         version = message.version if isinstance(message, pcp.Response) else 0
         return Heard("pcp", False, None, rtt, server_version=version)
 
-    def read(self, message: Message, describe: str) -> Grant:
+    def read(self, message: Message, describe: Description) -> Grant:
         """A matched answer as a :class:`Grant`, or the error it carries."""
         if isinstance(message, natpmp.ErrorResponse):
             # A NAT-PMP-only gateway (or an Apple router) answering a version-2 packet.
-            raise UnsupportedVersion("pcp", request=describe, gateway=self.gateway,
+            raise UnsupportedVersion("pcp", request=described(describe), gateway=self.gateway,
                                      server_version=0, epoch=message.epoch)
         assert isinstance(message, pcp.Response)
         if message.version != pcp.PCP_VERSION or message.result == PcpResult.UNSUPP_VERSION:
-            raise UnsupportedVersion("pcp", request=describe, gateway=self.gateway,
+            raise UnsupportedVersion("pcp", request=described(describe), gateway=self.gateway,
                                      server_version=message.version,
                                      error_lifetime=message.lifetime, epoch=message.epoch)
         if message.result != PcpResult.SUCCESS:
-            raise ResultCodeError("pcp", message.result, request=describe, gateway=self.gateway,
-                                  error_lifetime=message.lifetime, epoch=message.epoch)
+            raise ResultCodeError("pcp", message.result, request=described(describe),
+                                  gateway=self.gateway, error_lifetime=message.lifetime,
+                                  epoch=message.epoch)
         data = message.data
         if data is None:
             return Grant("pcp", message.epoch)

@@ -52,6 +52,7 @@ def test_a_map_error_echoing_the_internal_port_is_believed(result: int) -> None:
     with pytest.raises(ResultCodeError) as caught:
         sent.read(message)
     assert caught.value.code == result
+    assert caught.value.request == "NAT-PMP map tcp 8080"  # the words, said for the error
 
 
 @pytest.mark.parametrize("forged", [

@@ -65,6 +65,7 @@ def test_an_error_with_our_nonce_is_believed(result: int) -> None:
         sent.read(message)
     assert caught.value.code == result
     assert caught.value.mapping_protocol == "pcp"
+    assert caught.value.request == "PCP map tcp 8080"  # the words, said for the error
 
 
 @pytest.mark.parametrize("forged", [

@@ -270,3 +270,39 @@ def test_postpone_holds_the_next_try_but_never_past_the_deadline_nor_sooner() ->
     ex.on_timer(101.0)
     assert isinstance(ex.error, GatewayTimeout)
     assert ex.tries == 1
+
+
+# -- the request's words are put together only when a log line or an error needs them ------
+
+
+def _counted_description() -> tuple[Callable[[], str], list[int]]:
+    said: list[int] = []
+
+    def describe() -> str:
+        said.append(1)
+        return "NAT-PMP map tcp 8080"
+
+    return describe, said
+
+
+def test_an_answered_request_never_says_its_description() -> None:
+    describe, said = _counted_description()
+    ex = Exchange(PACKET, yes, NATPMP_RETRANSMIT.timeouts(), now=100.0, deadline=None,
+                  describe=describe, protocol="natpmp", gateway="192.0.2.1")
+    ex.start(100.0)
+    ex.datagrams_to_send(100.0)
+    ex.receive(ANSWER, 100.003)
+    assert ex.outcome is not None
+    assert ex.outcome.message is ANSWER
+    assert said == []
+
+
+def test_a_failed_request_says_its_description_once_in_its_error() -> None:
+    describe, said = _counted_description()
+    ex = Exchange(PACKET, yes, iter([0.25, 0.5]), now=100.0, deadline=None,
+                  describe=describe, protocol="natpmp", gateway="192.0.2.1")
+    assert run_to_end(ex) == [0, 0.25]  # the retransmission's log line says it first
+    assert isinstance(ex.error, GatewayTimeout)
+    assert "NAT-PMP map tcp 8080" in str(ex.error)
+    assert ex.describe == "NAT-PMP map tcp 8080"
+    assert said == [1]
