@@ -103,7 +103,7 @@ class NatPmpDialect:
         external = 0 if request.lifetime == 0 else request.suggested_external_port
         packet = natpmp.MapPacket(int(request.protocol), request.internal_port, external,
                                   request.lifetime)
-        def describe() -> str:  # said only when needed
+        def describe() -> str:  # said only when a log line or an error needs it
             return f"NAT-PMP {what} {request.describe()}"
 
         return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),

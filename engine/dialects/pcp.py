@@ -114,13 +114,14 @@ class PcpDialect:
             opdata = pcp.PeerData(request.nonce, int(request.protocol), request.internal_port,
                                   request.suggested_external_port, suggested,
                                   request.remote_port, request.remote_address)
-            describe: Description = f"PCP PEER {request.describe()}"
+            what = "PEER"
         else:
             opcode = pcp.Opcode.MAP
             opdata = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                                  request.suggested_external_port, suggested)
-            def describe() -> str:  # said only when needed
-                return f"PCP {what} {request.describe()}"
+
+        def describe() -> str:  # said only when a log line or an error needs it
+            return f"PCP {what} {request.describe()}"
 
         packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
         return Ask("pcp", packet, describe, _Matcher(opcode, opdata),

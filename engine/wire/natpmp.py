@@ -57,6 +57,10 @@ def opcode_for(protocol: int) -> Opcode:
 #: The opcode of each protocol NAT-PMP maps (what :func:`opcode_for` returns).
 _OPCODES: dict[int, Opcode] = {Protocol.UDP: Opcode.MAP_UDP, Protocol.TCP: Opcode.MAP_TCP}
 _MAP_REQUEST = struct.Struct("!BBHHHI")
+_MAP_RESPONSE = struct.Struct("!BBHIHHI")
+#: The protocol of each map response opcode (128 + the request's).
+_MAPPED: dict[int, Protocol] = {RESPONSE_BIT | Opcode.MAP_UDP: Protocol.UDP,
+                                RESPONSE_BIT | Opcode.MAP_TCP: Protocol.TCP}
 
 
 def protocol_for(opcode: int) -> Protocol:
@@ -238,6 +242,14 @@ def decode_response(data: bytes) -> Response:
     8 for a short error answer (result code other than 0 only).
     """
     size = len(data)
+    if size == 16:
+        # The answer to every map and delete: read in one unpack (issue 15). Anything else of
+        # 16 bytes goes through the checks below, for its own error.
+        version, opcode, result, epoch, internal, external, lifetime = _MAP_RESPONSE.unpack(data)
+        protocol = _MAPPED.get(opcode)
+        if version == NATPMP_VERSION and protocol is not None:
+            # Every field fits by its width (the struct format): nothing left to check.
+            return decoded(MapResponse, protocol, result, epoch, internal, external, lifetime)
     if size < 8:
         raise MalformedPacket(f"NAT-PMP response of {size} bytes is shorter than 8")
     version, opcode, result, epoch = struct.unpack_from("!BBHI", data)

@@ -106,6 +106,10 @@ def _check_common(data: _CommonData) -> None:
 
 
 _COMMON = struct.Struct("!B3xHH")
+#: A MAP answer without options: the header (version, opcode, reserved, result, lifetime,
+#: epoch, reserved 96 bits), then MAP's data (nonce, protocol, 24 reserved bits, the ports, the
+#: external address).
+_MAP_ANSWER = struct.Struct("!BBBBII12s12sB3xHH16s")
 _HEADER = struct.Struct("!BBHI")
 
 
@@ -355,6 +359,16 @@ def decode_response(data: bytes) -> Response:
     :class:`UnknownOption`, whatever their range (§7.3: a client ignores them).
     """
     length = len(data)
+    if length == _MAP_ANSWER.size:
+        # The answer to every MAP (and its renewals and deletes), without options: read in
+        # one unpack (issue 15). Anything else of this size goes through the checks below.
+        (version, r_opcode, _, result, lifetime, epoch, reserved, nonce, protocol, internal,
+         external, address) = _MAP_ANSWER.unpack(data)
+        if version == PCP_VERSION and r_opcode == RESPONSE_BIT | Opcode.MAP:
+            # Every field fits by its width (the struct format): nothing left to check.
+            return decoded(Response, Opcode.MAP, result, lifetime, epoch,
+                           decoded(MapData, nonce, protocol, internal, external,
+                                   decode_address(address)), (), PCP_VERSION, reserved)
     if not (HEADER_SIZE <= length <= MAX_PACKET_SIZE and not length % 4):  # else say which
         raise MalformedPacket(_size_problem(data, "response") or "PCP response of bad size")
     version, r_opcode, _, result, lifetime, epoch = struct.unpack_from("!BBBBII", data)

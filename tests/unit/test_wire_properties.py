@@ -224,6 +224,31 @@ def test_pcp_response_round_trip(message: pcp.Response) -> None:
     assert pcp.decode_response(message.encode()) == message
 
 
+# The answers to maps and deletes are read in one unpack (issue 15): every packet of their
+# size and kind, whatever its other octets, reads as what encodes back to it.
+
+
+@FAST
+@given(st.sampled_from([129, 130]), st.binary(min_size=14, max_size=14))
+def test_every_natpmp_map_answer_reads_as_what_encodes_to_it(opcode: int, rest: bytes) -> None:
+    data = bytes([0, opcode]) + rest
+    message = natpmp.decode_response(data)
+    assert isinstance(message, natpmp.MapResponse)
+    assert message.protocol == (Protocol.UDP if opcode == 129 else Protocol.TCP)
+    assert message.encode() == data
+
+
+@FAST
+@given(st.binary(min_size=58, max_size=58))
+def test_every_pcp_map_answer_without_options_reads_as_what_encodes_to_it(rest: bytes) -> None:
+    data = bytes([pcp.PCP_VERSION, 0x80 | pcp.Opcode.MAP]) + rest
+    message = pcp.decode_response(data)
+    assert isinstance(message.data, pcp.MapData)
+    assert message.options == ()
+    # The reserved octets after the header's opcode and in MAP's data are sent as zero.
+    assert message.encode() == data[:2] + b"\0" + data[3:37] + bytes(3) + data[40:]
+
+
 @FAST
 @given(addresses)
 def test_address_round_trip(address: IPAddress) -> None:
