@@ -106,9 +106,8 @@ def _check_common(data: _CommonData) -> None:
 
 
 _COMMON = struct.Struct("!B3xHH")
-#: A MAP answer without options: the header (version, opcode, reserved, result, lifetime,
-#: epoch, reserved 96 bits), then MAP's data (nonce, protocol, 24 reserved bits, the ports, the
-#: external address).
+#: A MAP answer without options: the header (version, opcode, -, result, lifetime, epoch,
+#: reserved), then MAP's data (nonce, protocol, 24 reserved bits, ports, external address).
 _MAP_ANSWER = struct.Struct("!BBBBII12s12sB3xHH16s")
 _HEADER = struct.Struct("!BBHI")
 
