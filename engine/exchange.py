@@ -19,7 +19,7 @@ to a request sent once gives a round-trip sample.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import TypeVar
@@ -144,7 +144,8 @@ class Exchange:
         self.sent_at = now
         self.previous_sent_at: float | None = None
         self._next_try_at: float | None = None
-        self._outbox: list[bytes] = []
+        # None while there is nothing to send: no list held by every request in flight.
+        self._outbox: list[bytes] | None = None
         self.outcome: Outcome | None = None
         self.error: GatewayError | None = None
 
@@ -184,7 +185,10 @@ class Exchange:
             self.previous_sent_at = self.sent_at
         self.sent_at = now
         self._next_try_at = now + wait
-        self._outbox.append(self.packet)
+        if self._outbox is None:
+            self._outbox = [self.packet]
+        else:  # a try due before the caller took the last one
+            self._outbox.append(self.packet)
 
     def _timeout(self, now: float) -> None:
         self.state = State.FAILED
@@ -193,9 +197,12 @@ class Exchange:
         self.error = GatewayTimeout(self.gateway, self.describe, self.tries, now - self.created,
                                     self.protocol)
 
-    def datagrams_to_send(self, now: float) -> list[bytes]:
+    def datagrams_to_send(self, now: float) -> Sequence[bytes]:
         """What to send now (and forget)."""
-        out, self._outbox = self._outbox, []
+        out = self._outbox
+        if out is None:
+            return ()
+        self._outbox = None
         return out
 
     def timer(self) -> float | None:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..exchange import Description, Match, Message, described
+from ..exchange import Description, Match, Message
 from ..timing import RetransmitSchedule
 from ..types import DatagramProtocol, MappingProtocol
 from ..wire import natpmp, pcp
@@ -82,23 +82,37 @@ class Ask:
 
     Not frozen (issue 15: one per request): a frozen dataclass sets each field through
     ``object.__setattr__``, four times the cost of building this plain slotted one. Nothing
-    changes an Ask once built; it is not hashed."""
+    changes an Ask once built; it is not hashed. No closure in it either: its words and its
+    reading are its methods, so that a request in flight holds two objects fewer for the
+    garbage collector to walk (a hundred requests out at once make it run often)."""
 
     protocol: DatagramProtocol
     packet: bytes
-    description: Description
-    """What the request is, in words, or a function that says them (only when needed)."""
+    words: str
+    """What the request is (``"NAT-PMP map"``), followed by its :attr:`subject`'s words."""
     match: Callable[[Message], Match]
-    read: Callable[[Message], Grant]
-    """Reads a matched answer into a :class:`Grant`, or raises the typed error it carries."""
+    reader: Callable[[Message, Description], Grant]
+    """The dialect's reading of a matched answer (see :meth:`read`)."""
     key: Hashable | None = None
     """What :func:`answer_key` gives for the answers this request can match by their data, so
     the channel offers an answer only to the requests with its key (``None``: every answer)."""
+    subject: MapRequest | None = None
+    """The mapping request it carries, if any, whose words end its description."""
+
+    def description(self) -> str:
+        """What the request is, in words (``"NAT-PMP map tcp 8080"``): a
+        :data:`~engine.exchange.Description`, said only when a log line or an error needs it."""
+        subject = self.subject
+        return self.words if subject is None else f"{self.words} {subject.describe()}"
 
     @property
     def describe(self) -> str:
         """What the request is, in words."""
-        return described(self.description)
+        return self.description()
+
+    def read(self, message: Message) -> Grant:
+        """A matched answer as a :class:`Grant`, or the typed error it carries."""
+        return self.reader(message, self.description)
 
 
 def answer_key(message: Message) -> Hashable | None:

@@ -103,32 +103,24 @@ class NatPmpDialect:
         external = 0 if request.lifetime == 0 else request.suggested_external_port
         packet = natpmp.MapPacket(int(request.protocol), request.internal_port, external,
                                   request.lifetime)
-        def describe() -> str:  # said only when a log line or an error needs it
-            return f"NAT-PMP {what} {request.describe()}"
-
-        return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),
-                   lambda message: self.read(message, describe),
-                   ("natpmp", packet.protocol, packet.internal_port))
+        return Ask("natpmp", packet.encode(), f"NAT-PMP {what}", _MapMatcher(packet), self.read,
+                   ("natpmp", packet.protocol, packet.internal_port), request)
 
     def delete_all(self, protocol: Protocol) -> Ask:
         """Every mapping of ``protocol`` for this client (§3.4): internal port 0, lifetime 0."""
         packet = natpmp.MapPacket(int(protocol), 0, 0, 0)
-        describe = f"NAT-PMP delete all {protocol.name.lower()}"
-        return Ask("natpmp", packet.encode(), describe, _MapMatcher(packet),
-                   lambda message: self.read(message, describe),
-                   ("natpmp", packet.protocol, 0))
+        return Ask("natpmp", packet.encode(), f"NAT-PMP delete all {protocol.name.lower()}",
+                   _MapMatcher(packet), self.read, ("natpmp", packet.protocol, 0))
 
     def address(self) -> Ask | None:
         """Opcode 0 (§3.2): creates no state."""
-        describe = "NAT-PMP external address"
-        return Ask("natpmp", natpmp.ExternalAddressRequest().encode(), describe,
-                   address_matcher, lambda message: self.read(message, describe))
+        return Ask("natpmp", natpmp.ExternalAddressRequest().encode(), "NAT-PMP external address",
+                   address_matcher, self.read)
 
     def probe(self, local: IPAddress) -> Ask:
         """The external address request, as tailscale probes."""
-        describe = "NAT-PMP external address probe"
-        return Ask("natpmp", natpmp.ExternalAddressRequest().encode(), describe,
-                   address_matcher, lambda message: self.read(message, describe))
+        return Ask("natpmp", natpmp.ExternalAddressRequest().encode(),
+                   "NAT-PMP external address probe", address_matcher, self.read)
 
     def heard(self, message: Message, rtt: float | None) -> Heard:
         """Spoken if answered in version 0 by anything but UNSUPPORTED_VERSION."""

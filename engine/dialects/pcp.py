@@ -119,13 +119,9 @@ class PcpDialect:
             opcode = pcp.Opcode.MAP
             opdata = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                                  request.suggested_external_port, suggested)
-
-        def describe() -> str:  # said only when a log line or an error needs it
-            return f"PCP {what} {request.describe()}"
-
         packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
-        return Ask("pcp", packet, describe, _Matcher(opcode, opdata),
-                   lambda message: self.read(message, describe), ("pcp", request.nonce))
+        return Ask("pcp", packet, f"PCP {what}", _Matcher(opcode, opdata), self.read,
+                   ("pcp", request.nonce), request)
 
     def address(self) -> Ask | None:
         """PCP has no such request: the client maps briefly instead (RFC 6887 §11.6)."""
@@ -133,10 +129,9 @@ class PcpDialect:
 
     def probe(self, local: IPAddress) -> Ask:
         """ANNOUNCE (RFC 6887 §14.1): a header, answered by a header."""
-        describe = "PCP ANNOUNCE probe"
         packet = pcp.Request(pcp.Opcode.ANNOUNCE, 0, local).encode()
-        return Ask("pcp", packet, describe, _Matcher(pcp.Opcode.ANNOUNCE, None),
-                   lambda message: self.read(message, describe))
+        return Ask("pcp", packet, "PCP ANNOUNCE probe", _Matcher(pcp.Opcode.ANNOUNCE, None),
+                   self.read)
 
     def heard(self, message: Message, rtt: float | None) -> Heard:
         """Spoken if answered in version 2 by anything but UNSUPP_VERSION."""
