@@ -353,8 +353,7 @@ async def _new_mapping(client: GatewayClient, request: MapRequest, grant: Grant,
 def _igd_scout(client: GatewayClient, step: Step, steps: tuple[Step, ...]) -> IgdScout | None:
     """The UPnP mapper, when ``step`` is a PCP step whose silence moves on and ``steps`` have
     a UPnP step to move on to: it then asks, while PCP is silent, whether the gateway has an
-    IGD (:mod:`.igd_scout`). The step is looked at first: a request that names its protocol
-    (the hot path) pays two attribute reads."""
+    IGD (:mod:`.igd_scout`)."""
     if not (step.silence_falls_back and step.protocol == "pcp") \
             or not any(later.protocol == "upnp" for later in steps[1:]):
         return None

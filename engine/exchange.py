@@ -152,10 +152,8 @@ class Exchange:
     @property
     def describe(self) -> str:
         """What the request is, in words (its :data:`Description` said)."""
-        described_ = self.description
-        if not isinstance(described_, str):
-            described_ = self.description = described_()  # said once
-        return described_
+        words = self.description = described(self.description)  # said once
+        return words
 
     def start(self, now: float) -> None:
         """Room in the window: send the first try (unless the deadline has passed)."""

@@ -83,8 +83,8 @@ class Ask:
     Not frozen (issue 15: one per request): a frozen dataclass sets each field through
     ``object.__setattr__``, four times the cost of building this plain slotted one. Nothing
     changes an Ask once built; it is not hashed. No closure in it either: its words and its
-    reading are its methods, so that a request in flight holds two objects fewer for the
-    garbage collector to walk (a hundred requests out at once make it run often)."""
+    reading are its methods, so that a request in flight holds fewer objects for the garbage
+    collector to walk (a hundred requests out at once make it run often)."""
 
     protocol: DatagramProtocol
     packet: bytes
