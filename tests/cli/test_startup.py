@@ -73,3 +73,33 @@ async def test_the_state_file_needs_no_event_loop(tmp_path: object) -> None:
     assert isinstance(modules, list)
     assert [name for name in ("asyncio", "ssl", "textual", "engine.client", "tempfile")
             if name in modules] == []
+
+
+COLLECTOR = """
+import gc, json, sys
+if sys.argv[1] == "off":
+    gc.disable()
+import tui.cli
+from tui.frozen_imports import frozen_imports
+enabled = gc.isenabled()
+try:
+    with frozen_imports():  # as the TUI's launch: an import that fails
+        raise ImportError("no Textual")
+except ImportError:
+    pass
+print(json.dumps({"enabled": enabled, "after_failure": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
+"""
+
+
+async def test_the_collector_is_paused_for_the_imports_and_set_back() -> None:
+    # The command line's modules are frozen (never walked again: issue 15's one-shot), and
+    # the collector is left as the importer had it, on or off.
+    on = await _python(COLLECTOR, "on")
+    assert on["enabled"] is True
+    assert isinstance(on["frozen"], int)
+    assert on["frozen"] > 10_000
+    assert on["after_failure"] is True
+    off = await _python(COLLECTOR, "off")
+    assert off["enabled"] is False
+    assert off["after_failure"] is False

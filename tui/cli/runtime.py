@@ -25,6 +25,7 @@ from tui.exit_codes import (
     EXIT_USAGE,
     exit_code_for,
 )
+from tui.frozen_imports import frozen_imports
 
 from .args import Connection, parse
 from .context import Context, Failure, resolve_gateway
@@ -162,7 +163,9 @@ async def _run(args: argparse.Namespace, conn: Connection, *,
 
 def _run_tui(args: argparse.Namespace, conn: Connection) -> int:
     try:
-        from tui.launch import run_app
+        with frozen_imports():  # Textual's modules too, which build_app would import
+            from tui.launch import run_app
+            importlib.import_module("tui.app")
     except ImportError as exc:
         Output(False).error(f"the terminal UI is not available: {exc}")
         return EXIT_FAILURE
