@@ -114,6 +114,9 @@ if TYPE_CHECKING:
     from .types import (
         MappingProtocol,
     )
+    from .unrecorded_delete import (
+        delete_unrecorded,
+    )
     from .wire.pcp import (
         Filter,
         PreferFailure,
@@ -180,6 +183,7 @@ _EXPORTS: dict[str, str] = {
     "protocol_name": ".protocols",
     "MapRequest": ".request",
     "MappingProtocol": ".types",
+    "delete_unrecorded": ".unrecorded_delete",
     "Filter": ".wire.pcp",
     "PreferFailure": ".wire.pcp",
     "ThirdParty": ".wire.pcp",
@@ -240,6 +244,7 @@ __all__ = [
     "TransportError",
     "UnsupportedVersion",
     "Via",
+    "delete_unrecorded",
     "discover",
     "external_address",
     "map_port",

@@ -466,3 +466,19 @@ async def test_holds_tells_a_lost_upnp_mapping(start_igd: StartIgd) -> None:
         assert not await mapper.holds(request, timeout=2.0)
         other_hosts_mapping(igd, 8080)                          # and another host took it
         assert not await mapper.holds(request, timeout=2.0)
+
+
+# --- a delete without a record: PCP refused by ICMP, then UPnP ---------------------------------
+
+
+async def test_a_delete_without_record_on_a_upnp_only_gateway_uses_upnp(
+        start_igd: StartIgd) -> None:
+    igd = await start_igd()
+    async with client_for(igd) as client:
+        await client.map(TCP, 8090, lifetime=3600)
+        other_hosts_mapping(igd, 8091)
+        mapping = await engine.delete_unrecorded(client, TCP, 8090)
+        assert (mapping.via, mapping.nonce, mapping.deleted) == ("upnp", None, True)
+        # Another host's entry on the external port named is left alone.
+        await engine.delete_unrecorded(client, TCP, 8091)
+    assert [(m.external_port, m.internal_address) for m in igd.mappings()] == [(8091, OTHER)]

@@ -58,7 +58,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("client: the link to a gateway, GatewayClient, PortMapping, one-shot calls, and the "
           "same client driven without an event loop (BlockingClient)", (
         "engine.link", "engine.mapping", "engine.probe_result", "engine.igd_scout",
-        "engine.client", "engine.oneshot", "engine.blocking",
+        "engine.client", "engine.oneshot", "engine.blocking", "engine.unrecorded_delete",
     )),
     Layer("manager: events, the mapping state table and its glue, records, the router view", (
         "engine.events", "engine.manager.*", "engine.mapping_record", "engine.statefile",

@@ -81,5 +81,6 @@ def test_pcp_and_natpmp_epochs_are_judged_apart() -> None:
     # A NAT-PMP epoch far below PCP's says nothing about PCP's.
     assert not seen.observe(_natpmp(3, "203.0.113.7"), now=10.1).restarted
     assert seen.observe(_pcp(2), now=20.0).restarted
-    assert seen.epochs["pcp"] is not None
-    assert seen.epochs["pcp"].server_epoch == 2
+    state = seen.negotiation.epochs["pcp"]
+    assert state is not None
+    assert state.server_epoch == 2

@@ -75,8 +75,9 @@ The package, one module per concern: :mod:`~tui.cli.args` (the parser and its ch
 :mod:`~tui.cli.validation` (the one request check), :mod:`~tui.cli.output` (text and
 JSON), :mod:`~tui.cli.context` (a command's run and its state-file records),
 :mod:`~tui.cli.runtime` (logging, signals, the loop), one ``cmd_*`` module per command,
-:mod:`~tui.cli.hold` (``map --hold``), and two stand-ins for engine facilities still to
-come: :mod:`~tui.cli.delete_without_record` and :mod:`~tui.cli.announcement_epochs`.
+:mod:`~tui.cli.hold` (``map --hold``), :mod:`~tui.cli.delete_check` (whether a NAT-PMP
+delete took), :mod:`~tui.cli.delete_without_record` (``unmap`` of a mapping without a
+record) and :mod:`~tui.cli.announcement_epochs` (``watch``'s reading of announcements).
 
 Nothing here imports Textual; the TUI is imported only when ``natdeck`` runs without a
 subcommand, and each command's module only when that command runs.

@@ -1,11 +1,12 @@
 """What ``natdeck watch`` makes of each announcement: a restart? a new external address?
 
-To be replaced by the engine: issue 12's negotiation state (``core``: what the gateway
-speaks, its epochs and its address as pure state fed ``now``) and the manager's handling
-of announcements (``manager``) already decide this for a :class:`MappingManager`;
-:class:`AnnouncementEpochs` re-implements that decision for a listener without a
-manager, with :func:`engine.timing.observe_epoch`. When the engine exposes it, this class
-becomes a call to it. Pure: fed announcements and ``now``, no socket, no event loop.
+The epochs are judged by the engine's own :class:`~engine.negotiation.Negotiation`, the
+pure state a client keeps of its gateway (RFC 6886 §3.6 and RFC 6887 §8.5 through
+:meth:`~engine.negotiation.Negotiation.observe_epoch`), so that ``watch`` calls a restart
+what a client or a :class:`~engine.manager.MappingManager` calls one; what is
+``watch``'s own is the rest: which address each announcement replaced, and which
+announcements only repeat the last (each is sent up to ten times). Pure: fed
+announcements and ``now``, no socket, no event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from engine import timing
+from engine.negotiation import Negotiation
 from engine.wire.addresses import IPAddress
 
 if TYPE_CHECKING:
@@ -44,24 +45,20 @@ class Heard:
 class AnnouncementEpochs:
     """The epochs and external address seen in a gateway's announcements so far."""
 
-    epochs: dict[str, timing.EpochState | None] = field(
-        default_factory=lambda: {"pcp": None, "natpmp": None})
-    address: IPAddress | None = None
+    negotiation: Negotiation = field(default_factory=Negotiation)
+    """The gateway as a client knows it: its epochs, and the address announced last."""
     last: dict[str, IPAddress | None] = field(default_factory=dict)
     """The external address each kind of announcement carried last (None for ANNOUNCE)."""
 
     def observe(self, announcement: Announcement, now: float) -> Heard:
         """Take one announcement heard at loop time ``now``."""
         protocol: Protocol = "natpmp" if announcement.kind == "natpmp_address" else "pcp"
-        rule = timing.EpochRule.PCP if protocol == "pcp" else timing.EpochRule.NATPMP
-        seen = timing.observe_epoch(rule, self.epochs[protocol], announcement.epoch, now)
-        self.epochs[protocol] = seen.state
-        restarted = seen.verdict is timing.EpochVerdict.LOST_STATE
-        previous = self.address
+        restarted = self.negotiation.observe_epoch(protocol, announcement.epoch, now)
+        previous = self.negotiation.external_address
         changed = (announcement.external_address is not None and previous is not None
                    and announcement.external_address != previous)
         if announcement.external_address is not None:
-            self.address = announcement.external_address
+            self.negotiation.external_address = announcement.external_address
         # A repeat says nothing new unless its epoch shows another restart.
         repeat = (announcement.kind in self.last and not restarted and not changed
                   and self.last[announcement.kind] == announcement.external_address)
