@@ -6,7 +6,7 @@ thousands of objects that live as long as the process. The collector, set off by
 allocation, walked them again and again while they loaded (~40 collections, ~5 ms of a
 one-shot ``natdeck map``'s ~60 ms of imports), and every later full collection, the one at
 exit included, walked them again: frozen (:func:`gc.freeze`), they are never walked, and a
-one-shot ``natdeck map`` took ~18 ms less from exec to exit (issue 15). The few cycles the
+one-shot ``natdeck map`` took 18-23 ms less from exec to exit (issue 15). The few cycles the
 imports leave behind stay with the frozen objects: a few kilobytes, once.
 """
 
