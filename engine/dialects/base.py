@@ -105,11 +105,6 @@ class Ask:
         subject = self.subject
         return self.words if subject is None else f"{self.words} {subject.describe()}"
 
-    @property
-    def describe(self) -> str:
-        """What the request is, in words."""
-        return self.description()
-
     def read(self, message: Message) -> Grant:
         """A matched answer as a :class:`Grant`, or the typed error it carries."""
         return self.reader(message, self.description)

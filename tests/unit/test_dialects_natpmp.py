@@ -27,7 +27,7 @@ REQUEST = MapRequest(Protocol.TCP, 8080, lifetime=3600, via="natpmp")
 def test_the_map_request_suggests_the_internal_port() -> None:
     sent = DIALECT.map(REQUEST, LOCAL, "map")
     assert sent.packet == natpmp.MapPacket(Protocol.TCP, 8080, 8080, 3600).encode()
-    assert sent.describe == "NAT-PMP map tcp 8080"
+    assert sent.description() == "NAT-PMP map tcp 8080"
 
 
 def test_a_delete_asks_for_external_port_zero() -> None:

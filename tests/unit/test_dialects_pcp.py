@@ -42,7 +42,7 @@ def answer(result: int = PcpResult.SUCCESS, *, nonce: bytes = NONCE, port: int =
 def test_the_request_carries_what_was_asked() -> None:
     sent = ask()
     assert sent.protocol == "pcp"
-    assert sent.describe == "PCP map tcp 8080"
+    assert sent.description() == "PCP map tcp 8080"
     assert sent.packet == pcp.Request(pcp.Opcode.MAP, 3600, LOCAL, pcp.MapData(
         NONCE, Protocol.TCP, 8080, 8080, IPv4Address(0))).encode()
 
@@ -124,7 +124,7 @@ def test_peer_answers_must_name_the_same_remote_peer() -> None:
     request = MapRequest(Protocol.UDP, 5000, lifetime=600, via="pcp", nonce=NONCE,
                          remote_address=IPv4Address("198.51.100.20"), remote_port=443)
     sent = DIALECT.map(request, LOCAL, "map")
-    assert sent.describe == "PCP PEER udp 5000 to 198.51.100.20:443"
+    assert sent.description() == "PCP PEER udp 5000 to 198.51.100.20:443"
 
     def peer_answer(remote_port: int) -> pcp.Response:
         return pcp.Response(pcp.Opcode.PEER, 0, 600, 5, pcp.PeerData(
