@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import PortUnreachable, UnsupportedVersion
+from .errors import GatewayError
 from .mapping import DEFAULT_TIMEOUT, PortMapping
-from .protocols import Protocol, as_protocol
+from .negotiation import ANSWERS_ONLY, AUTO_ORDER, falls_back, skips_after
+from .protocols import as_protocol
 from .request import checked_protocol, from_fields, new_nonce
 from .types import MappingProtocol, Via
 
@@ -45,6 +46,11 @@ async def delete_unrecorded(client: GatewayClient, protocol: int, internal_port:
     request = from_fields(proto, internal_port, external_port, None, 0, via, False, (), None,
                           nonce, None, None)
     request.validate(deleting=True)
+    # With "auto", map's order and the protocols that can carry the request (NAT-PMP and
+    # UPnP IGD: TCP and UDP; UPnP IGD: an IPv4 gateway); only answers move on, as for the
+    # external address (silence is not a refusal).
+    order = (first,) if via != "auto" else tuple(
+        p for p in AUTO_ORDER if p in client.mappers and client.mappers[p].refusal(request) is None)
     mapping = PortMapping(
         gateway=client.gateway, gateway_port=client.port,
         local_address=await client.local_address(), protocol=as_protocol(proto),
@@ -52,24 +58,19 @@ async def delete_unrecorded(client: GatewayClient, protocol: int, internal_port:
         external_port=internal_port if external_port is None else external_port,
         external_address=None, lifetime=0, expires_at=0.0, via=first, epoch=0, nonce=nonce,
         suggested_external_port=internal_port)
-    # What the gateway's answer to PCP says to try next; only "auto" falls back, and only
-    # for TCP and UDP, which NAT-PMP and UPnP IGD can carry.
-    fallbacks = via == "auto" and proto in (Protocol.TCP, Protocol.UDP)
-    try:
-        await client.delete(mapping, timeout=timeout)
-    except PortUnreachable:
-        if not fallbacks or "upnp" not in client.mappers:
-            raise
-        await _delete_with(client, mapping, "upnp", timeout)
-    except UnsupportedVersion:
-        if not fallbacks:
-            raise
-        await _delete_with(client, mapping, "natpmp", timeout)
-    return mapping
-
-
-async def _delete_with(client: GatewayClient, mapping: PortMapping, via: MappingProtocol,
-                       timeout: float | None) -> None:
-    mapping.via = via
-    mapping.nonce = None  # only PCP has one
-    await client.delete(mapping, timeout=timeout)
+    skipped: frozenset[MappingProtocol] = frozenset()
+    for index, step in enumerate(order):
+        if step in skipped:
+            continue
+        mapping.via = step
+        mapping.nonce = nonce if step == "pcp" else None  # only PCP has one
+        try:
+            await client.delete(mapping, timeout=timeout)
+        except GatewayError as exc:
+            skipped |= skips_after(exc)
+            if not falls_back(via, ANSWERS_ONLY, exc) \
+                    or all(later in skipped for later in order[index + 1:]):
+                raise
+            continue
+        return mapping
+    raise AssertionError("unreachable")  # pragma: no cover - the last step returns or raises

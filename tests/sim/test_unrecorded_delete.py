@@ -74,3 +74,12 @@ async def test_the_request_is_validated_before_anything_is_sent(
         with pytest.raises(InvalidRequest, match="NAT-PMP"):
             await engine.delete_unrecorded(client, 47, 0, via="natpmp")
     assert sim.counters.received == 0
+
+
+async def test_what_nat_pmp_cannot_carry_does_not_fall_back_to_it(start_sim: StartSim) -> None:
+    # GRE has no ports and NAT-PMP maps only TCP and UDP: PCP's refusal is the answer.
+    sim = await start_sim(GatewayConfig(speak_pcp=False))
+    async with _client(sim) as client:
+        with pytest.raises(UnsupportedVersion):
+            await engine.delete_unrecorded(client, 47, 0)
+    assert sim.counters.requests[("natpmp", 1)] + sim.counters.requests[("natpmp", 2)] == 0
