@@ -126,6 +126,28 @@ def test_igdv1_upnp_only(lab: Lab, tmp_path: Path) -> None:
     assert lab.dnat_rules() == []
 
 
+def test_unmap_without_a_record_on_a_upnp_only_gateway_removes_only_our_rule(
+        lab: Lab, tmp_path: Path) -> None:
+    # A state directory that knows nothing (another machine's, a lost one): PCP meets ICMP
+    # port unreachable, UPnP IGD deletes our entry and leaves another host's alone, and the
+    # kernel's rules are what natdeck reports.
+    start(lab, UPNP_ONLY)
+    mapped = natdeck(lab, tmp_path / "made", "map", "tcp", "42008", "--json")
+    assert mapped.returncode == 0, mapped.stderr
+    upnpc_map_for_another_host(lab, 42009)
+    theirs = [r for r in lab.dnat_rules() if r.external_port == 42009]
+    assert len(theirs) == 1
+    assert rule(42008, 42008) in lab.dnat_rules()
+    removed = natdeck(lab, tmp_path / "unknown", "unmap", "tcp", "42008", "--json")
+    assert removed.returncode == 0, removed.stderr
+    [line] = json_lines(removed)
+    assert (line["event"], line["via"], line["external_port"]) == ("not_held", "upnp", 42008)
+    assert lab.dnat_rules() == theirs
+    left = natdeck(lab, tmp_path / "unknown", "unmap", "tcp", "42009", "--json")
+    assert left.returncode == 0, left.stderr
+    assert lab.dnat_rules() == theirs  # another host's entry on that port: not ours to delete
+
+
 def test_another_hosts_port_is_the_port_in_use_error(lab: Lab, tmp_path: Path) -> None:
     start(lab, UPNP_ONLY, force_igd_desc_v1=True)   # no AddAnyPortMapping: no other port
     upnpc_map_for_another_host(lab, 42004)
