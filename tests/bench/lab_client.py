@@ -244,12 +244,15 @@ def floor_packets(kind: str, local: str, ports: range, lifetime: int) -> list[li
 
 
 class _Answer(asyncio.DatagramProtocol):
-    """The asyncio floor's protocol: hands each datagram to the one future waiting."""
+    """The asyncio floor's protocol: hands each datagram to the one future waiting (marked in
+    the run's trace where it comes in, as natdeck's channel is: :func:`_trace_channel`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: Run) -> None:
+        self.run = run
         self.waiting: asyncio.Future[bytes] | None = None
 
     def datagram_received(self, data: bytes, addr: object) -> None:
+        self.run.mark("<")
         if self.waiting is not None and not self.waiting.done():
             self.waiting.set_result(data)
 
@@ -261,21 +264,21 @@ async def asyncio_floor(run: Run, gateway: str, local: str, packets: list[list[b
     retransmission). Context for natdeck's CPU: the event loop's own share of it."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        _Answer, local_addr=(local, 0), remote_addr=(gateway, port))
+        lambda: _Answer(run), local_addr=(local, 0), remote_addr=(gateway, port))
     try:
         for phase, batch in zip(("create", "delete"), packets, strict=True):
             start = time.perf_counter()
             for packet in batch:
                 protocol.waiting = loop.create_future()
                 transport.sendto(packet)
+                run.mark(">")
                 answer = await asyncio.wait_for(protocol.waiting, FLOOR_WAIT)
                 code = int.from_bytes(answer[2:4]) if answer[0] == 0 else answer[3]
                 if code:
                     run.errors.append(f"result {code}")
                 else:
                     run.ok += 1
-            run.phases[phase] = time.perf_counter() - start
-            run.requests += len(batch)
+            _phase_done(run, phase, start, len(batch))
     finally:
         transport.close()
 

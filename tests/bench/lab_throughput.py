@@ -42,13 +42,16 @@ _DESCRIPTION = {
     "natdeck-manager": "natdeck MappingManager (PCP), gathered add/remove",
     "natpmpc": "natpmpc, one process per request",
     "py-natpmp": "py-natpmp `map_port`, sequential",
+    "asyncio-natpmp": "bare asyncio UDP, NAT-PMP (no checks)",
+    "asyncio-pcp": "bare asyncio UDP, PCP (no checks)",
 }
 #: The clients of the slow-gateway run: the floors and natdeck concurrent (issue 15's goal).
 SLOW_CLIENTS = ("floor-natpmp", "floor-pcp", "natdeck-natpmp-gather", "natdeck-pcp-gather")
-#: The clients of the traced fast-gateway rounds: the floors, py-natpmp and natdeck both ways.
-TRACED_CLIENTS = ("floor-natpmp", "floor-pcp", "py-natpmp", "natdeck-natpmp-seq",
-                  "natdeck-pcp-seq", "natdeck-natpmp-blocking", "natdeck-pcp-blocking",
-                  "natdeck-natpmp-gather", "natdeck-pcp-gather")
+#: The clients of the traced fast-gateway rounds: the floors, py-natpmp, natdeck both ways, and
+#: a bare asyncio client (the event loop's own share of a sequential asyncio turnaround).
+TRACED_CLIENTS = ("floor-natpmp", "floor-pcp", "py-natpmp", "asyncio-natpmp", "asyncio-pcp",
+                  "natdeck-natpmp-seq", "natdeck-pcp-seq", "natdeck-natpmp-blocking",
+                  "natdeck-pcp-blocking", "natdeck-natpmp-gather", "natdeck-pcp-gather")
 #: What each console setting stands for, for the tables' titles.
 SPEED = {"fast": "fast miniupnpd (log to /dev/null)",
          "slow": "slow miniupnpd (log to the real /dev/console)"}
@@ -306,15 +309,20 @@ def traced_goals(results: dict[str, list[dict[str, Any]]]) -> list[Goal]:
                           f"natdeck {ours * 1e3:.2f} ms, floor {floor * 1e3:.2f} ms"))
     _, peer_rounds = _idle(results, "py-natpmp")
     peer = median(peer_rounds) if peer_rounds else float("nan")
-    for mode, how in (("seq", "sequential"), ("blocking", "`BlockingClient`")):
+    # Beside each, the bare client that waits the same way (nothing checked): what the
+    # event loop, or the blocking socket, takes of the turnaround before natdeck's code.
+    for mode, how, bare, bare_name in (("seq", "sequential", "asyncio", "bare asyncio"),
+                                       ("blocking", "`BlockingClient`", "floor", "bare blocking")):
         for kind, name in (("natpmp", "NAT-PMP"), ("pcp", "PCP")):
             _, rounds = _idle(results, f"natdeck-{kind}-{mode}")
+            _, bare_rounds = _idle(results, f"{bare}-{kind}")
             turnaround = median(rounds) if rounds else float("nan")
             goals.append(Goal(f"fast gateway (traced), {name}: natdeck {how} turnaround "
                               f"{TIMES} py-natpmp's (NAT-PMP)",
                               turnaround / peer if peer > 0 else float("nan"), 1.0, "x",
                               f"natdeck {_turnaround(rounds)}, py-natpmp "
-                              f"{_turnaround(peer_rounds)}"))
+                              f"{_turnaround(peer_rounds)}, {bare_name} {name} "
+                              f"{_turnaround(bare_rounds)}"))
     return goals
 
 

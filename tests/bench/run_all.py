@@ -36,6 +36,7 @@ from tests.bench import (
     recovery,
     scale,
     tui_tick,
+    turnaround_steps,
     upnp_cold,
 )
 from tests.bench.report import Goal, goal_table
@@ -159,6 +160,26 @@ def lab_sections(plan: Plan) -> None:
                     + lab_throughput.trace_summary(results),
                     lab_throughput.traced_goals(results))
 
+        def steps() -> str:
+            results = turnaround_steps.measure(lab, plan.lab_count, plan.traced_rounds, pin=PIN)
+            return (f"### Where a sequential natdeck's turnaround goes, step by step: "
+                    f"{plan.lab_count} maps, then their deletes\n\n"
+                    f"Median of {plan.traced_rounds} interleaved rounds of each run's median "
+                    f"turnaround{', pinned as above' if PIN else ''}: from an answer's datagram "
+                    "to the end of the next request's send, each step timed where it ends "
+                    "(`tests/bench/turnaround_steps.py`). *decode and check*: the datagram "
+                    "checked and decoded; *match, take*: matched to its request and taken; *to "
+                    "the caller*: epochs, the window's round trip, the grant read into a "
+                    "mapping, back to the caller (on asyncio, the event loop's wake-up of the "
+                    "caller too); *validate, build packet*: the next request validated and "
+                    "encoded; *exchange, window, timers*: the exchange and its retransmission "
+                    "schedule up to the socket; *socket send call*: the kernel's, which on the "
+                    "lab's veth pair runs the gateway namespace's receive path (netfilter, "
+                    "miniupnpd's wake-up) inside the call, as it does for every client. Each "
+                    "mark is one more call on a cold path, so the total runs above the traced "
+                    "table's turnaround of the same client: the steps are shares of it.\n\n"
+                    + turnaround_steps.render(results))
+
         def recover() -> str:
             lab.restart_gateway(console="fast")
             results = recovery.measure(lab, plan.recovery_count, plan.recovery_rounds,
@@ -179,6 +200,7 @@ def lab_sections(plan: Plan) -> None:
 
         section("1. mapping throughput on a fast miniupnpd", fast)
         section("1. where the fast gateway's time went (traced)", traced)
+        section("1. a sequential turnaround, step by step", steps)
         section("4. recovery on miniupnpd", recover)
         section("1. mapping throughput on a slow miniupnpd", slow)
         # Last: it leaves miniupnpd UPnP-only (enable_natpmp=no).

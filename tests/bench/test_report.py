@@ -87,6 +87,7 @@ def test_the_traced_rows_compare_what_each_client_makes_the_gateway_wait() -> No
                             (0.006, ">"), (0.006, ">"), (0.009, "<"), (0.012, "<")]}
     results = {"floor-natpmp": [one_at_a_time(10e-6)], "floor-pcp": [one_at_a_time(20e-6)],
                "py-natpmp": [one_at_a_time(40e-6)],
+               "asyncio-natpmp": [one_at_a_time(26e-6)],
                "natdeck-natpmp-seq": [one_at_a_time(80e-6)],
                "natdeck-pcp-seq": [one_at_a_time(30e-6)],
                "natdeck-natpmp-blocking": [one_at_a_time(40e-6)],
@@ -103,6 +104,10 @@ def test_the_traced_rows_compare_what_each_client_makes_the_gateway_wait() -> No
                 "py-natpmp's (NAT-PMP)"]
     assert seq.value == pytest.approx(2.0)
     assert seq.met is False
+    # Beside it, what the event loop takes alone (per request sent: half a turnaround here,
+    # one of two requests a phase follows an answer); the blocking rows, the bare blocking
+    # client.
+    assert "bare asyncio NAT-PMP 13 µs" in seq.detail
     pcp = goals[f"fast gateway (traced), PCP: natdeck sequential turnaround {TIMES} "
                 "py-natpmp's (NAT-PMP)"]
     assert pcp.value == pytest.approx(0.75)
@@ -110,6 +115,22 @@ def test_the_traced_rows_compare_what_each_client_makes_the_gateway_wait() -> No
                      f"{TIMES} py-natpmp's (NAT-PMP)"]
     assert blocking.value == pytest.approx(1.0)
     assert blocking.met is True
+    assert "bare blocking NAT-PMP 5 µs" in blocking.detail
     untraced = goals[f"fast gateway (traced), PCP: the gateway's wait for natdeck concurrent "
                      f"{TIMES} its wait for the sequential floor, a run"]
     assert untraced.met is None  # natdeck PCP concurrent was not in these rounds
+
+
+def test_a_turnaround_is_cut_into_its_steps_only_when_every_mark_came_in_order() -> None:
+    from tests.bench.turnaround_steps import steps
+
+    # One whole turnaround (1 µs a step), then one whose request went out with no caller's
+    # call between (the NAT-PMP address request before the first map): left out.
+    whole = [("<", 0.0), ("a", 1e-6), ("m", 2e-6), ("u", 3e-6), ("c", 4e-6), ("e", 5e-6),
+             ("k", 6e-6), (">", 8e-6)]
+    other = [("<", 1.0), ("a", 1.1), ("m", 1.2), ("e", 1.3), ("k", 1.4), (">", 1.5)]
+    found = steps([("c", -1.0), ("e", -1.0), ("k", -1.0), (">", -1.0), *whole, *other])
+    assert found["total"] == [pytest.approx(8e-6)]
+    assert found["decode and check"] == [pytest.approx(1e-6)]
+    assert found["socket send call"] == [pytest.approx(2e-6)]
+    assert all(len(times) == 1 for times in found.values())
