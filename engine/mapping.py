@@ -237,6 +237,10 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
     mapping.permanent = grant.permanent
     mapping.epoch = epoch
     mapping.via = via
+    # The request's nonce is the mapping's from now on: a recreation by another protocol
+    # (NAT-PMP, then PCP) drew a new one, which its renewals and delete must send again
+    # (RFC 6887 §11.1: another nonce is NOT_AUTHORIZED); NAT-PMP and UPnP IGD send none.
+    mapping.nonce = request.nonce if via == "pcp" else None
     mapping.options = grant.options or mapping.options
     mapping.client = client
     return mapping

@@ -8,6 +8,7 @@ terminal UI's manager and ``natdeck map`` record through
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv6Address
@@ -174,10 +175,17 @@ def _int(data: dict[str, Any], name: str, low: int, high: int,
 
 def _float(data: dict[str, Any], name: str) -> float:
     value = data.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value \
-            or value < 0:
+    if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"{name} is {value!r}, not a time")
-    return float(value)
+    try:
+        time_ = float(value)
+    except OverflowError:  # an integer beyond any float (10**400)
+        raise ValueError(f"{name} is an integer too large for a time") from None
+    # Finite only: JSON as Python reads it has NaN, Infinity and 1e400 (inf), and an
+    # infinite ``updated`` is a record that never expires, so is never pruned.
+    if not math.isfinite(time_) or time_ < 0:
+        raise ValueError(f"{name} is {value!r}, not a time")
+    return time_
 
 
 def _address(data: dict[str, Any], name: str) -> IPAddress:

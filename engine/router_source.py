@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .errors import GatewayError, NatDeckError
 from .router_view import RouterMapping
@@ -35,6 +35,7 @@ __all__ = [
     "ListingUnavailable",
     "RouterListing",
     "RouterPoller",
+    "SkipsUnreadable",
     "UpnpRouterListing",
     "listing_delay",
 ]
@@ -73,6 +74,19 @@ class RouterListing(Protocol):
         ...
 
 
+@runtime_checkable
+class SkipsUnreadable(Protocol):
+    """A :class:`RouterListing` that counts the entries its last listing could not read.
+
+    A gateway may list an entry natdeck cannot parse (a bad port, an unknown protocol);
+    the listing goes on without it (one bad entry must not hide the others), and this
+    count lets the router view and ``natdeck list`` say that entries are missing.
+    """
+
+    skipped: int
+    """Entries the last good listing held but could not read (0 before any)."""
+
+
 class ListingUnavailable(GatewayError):
     """The gateway does not list its mappings: it has no UPnP IGD, or refuses to list.
 
@@ -93,6 +107,8 @@ class UpnpRouterListing:
 
     def __init__(self, igd: UpnpGateway) -> None:
         self.igd = igd
+        self.skipped = 0
+        """Entries the last good listing held but could not read (:class:`SkipsUnreadable`)."""
 
     @classmethod
     def on(cls, gateway: str, *, ssdp_port: int | None = None, local_address: str | None = None,
@@ -106,9 +122,10 @@ class UpnpRouterListing:
                                local_address=local_address, timeout=timeout))
 
     async def list_mappings(self) -> list[RouterMapping]:
-        """Every mapping the IGD holds. Raises :class:`ListingUnavailable`."""
+        """Every mapping the IGD holds (and :attr:`skipped` those it could not read).
+        Raises :class:`ListingUnavailable`."""
         try:
-            return (await self.igd.list_mappings()).mappings
+            listing = await self.igd.list_mappings()
         except UpnpTimeout as exc:
             await self.igd.close()
             raise ListingUnavailable(
@@ -119,6 +136,8 @@ class UpnpRouterListing:
         except (UpnpReplyError, UpnpTransportError) as exc:
             await self.igd.close()
             raise ListingUnavailable(f"the gateway's mappings could not be read: {exc}") from exc
+        self.skipped = listing.skipped
+        return listing.mappings
 
     async def delete_mapping(self, mapping: RouterMapping) -> None:
         """Delete ``mapping`` (one already gone counts as deleted); raises the gateway's
@@ -136,13 +155,16 @@ class Listing:
     """One attempt to read the table: its ``rows``, or the ``error`` that stopped it.
 
     ``at`` is the loop time the listing was read at (its leases count down from it),
-    ``took`` how many seconds it took.
+    ``took`` how many seconds it took, ``skipped`` how many entries the gateway listed
+    that could not be read (not in ``rows``; only a :class:`SkipsUnreadable` source
+    counts them).
     """
 
     rows: tuple[RouterMapping, ...] | None
     error: NatDeckError | None
     at: float
     took: float = 0.0
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -201,7 +223,8 @@ class RouterPoller:
             # A source is not meant to leak these; it must not end the watcher if it does.
             failed = ListingUnavailable(f"listing the gateway's mappings failed: {exc}")
             return Listing(None, failed, started, self.now() - started)
-        return Listing(tuple(rows), None, self.now(), self.now() - started)
+        skipped = self.source.skipped if isinstance(self.source, SkipsUnreadable) else 0
+        return Listing(tuple(rows), None, self.now(), self.now() - started, skipped)
 
     def delay(self) -> float:
         """Seconds from the end of one listing to the next, after :attr:`failures`."""

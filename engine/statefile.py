@@ -164,6 +164,11 @@ class StateFile:
         except OSError as exc:
             return self._warned(StateLoad(damaged=True),
                                 f"cannot read the state file {self.path}: {exc}")
+        except Exception as exc:  # a file _read does not foresee: still never fatal (a bug)
+            log.debug("reading %s failed", self.path, exc_info=True)
+            return self._warned(StateLoad(damaged=True),
+                                f"cannot read the state file {self.path}: "
+                                f"{type(exc).__name__}: {exc}")
 
     def find(self, gateway: str | IPAddress, gateway_port: int, protocol: int,
              internal_port: int) -> tuple[MappingRecord | None, list[str]]:
@@ -249,7 +254,9 @@ class StateFile:
                                         f"than {_MAX_FILE_SIZE} bytes")
         try:
             document = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError: also an integer of more than sys.get_int_max_str_digits() digits;
+        # RecursionError: arrays or objects nested too deep ("[" * 200000).
+        except (ValueError, RecursionError) as exc:
             loaded.damaged = True
             return self._warned(loaded, f"ignoring the state file {self.path}: it is not "
                                         f"valid JSON ({exc}); stored nonces are lost, so a "
@@ -259,7 +266,8 @@ class StateFile:
             return self._warned(loaded, f"ignoring the state file {self.path}: "
                                         "not a JSON object")
         version = document.get("version")
-        if version != FORMAT_VERSION:
+        # `type is int`: true and 1.0 are equal to 1 in Python, and are not version 1.
+        if type(version) is not int or version != FORMAT_VERSION:
             loaded.damaged = True
             return self._warned(loaded, f"ignoring the state file {self.path}: format version "
                                         f"{version!r}, this natdeck reads {FORMAT_VERSION}")

@@ -19,6 +19,7 @@ from .negotiation import ANSWERS_ONLY, AUTO_ORDER, falls_back, skips_after
 from .protocols import as_protocol
 from .request import checked_protocol, from_fields, new_nonce
 from .types import MappingProtocol, Via
+from .wire import pcp
 
 if TYPE_CHECKING:
     from .client import GatewayClient
@@ -28,10 +29,13 @@ __all__ = ["delete_unrecorded"]
 
 async def delete_unrecorded(client: GatewayClient, protocol: int, internal_port: int, *,
                             external_port: int | None = None, via: Via = "auto",
+                            nonce: bytes | None = None, options: tuple[pcp.Option, ...] = (),
                             timeout: float | None = DEFAULT_TIMEOUT) -> PortMapping:
     """Delete the mapping of ``protocol`` and ``internal_port`` (its external port,
     ``internal_port`` unless ``external_port`` says, for UPnP IGD, which names a mapping by
     it) without a stored :class:`PortMapping`; see the module for the protocol chosen.
+    ``nonce`` and ``options`` are those of a PCP request this client sent but got no answer
+    to (the manager's unanswered add): its mapping is deleted with them (RFC 6887 §11.1, §13).
 
     Returns the mapping as deleted (its ``via`` says which protocol did it). A UPnP IGD
     entry is deleted only if it is still this host's (another host's is left alone).
@@ -41,10 +45,10 @@ async def delete_unrecorded(client: GatewayClient, protocol: int, internal_port:
     """
     proto = checked_protocol(protocol)
     first: MappingProtocol = "pcp" if via == "auto" else via
-    nonce = new_nonce() if first == "pcp" else None
+    nonce = (nonce or new_nonce()) if first == "pcp" else None
     # The one validation every request passes, as a delete (lifetime 0).
     request = from_fields(proto, internal_port, external_port, None, 0, via, False, (), None,
-                          nonce, None, None)
+                          nonce, None, None, options)
     request.validate(deleting=True)
     # With "auto", map's order and the protocols that can carry the request (NAT-PMP and
     # UPnP IGD: TCP and UDP; UPnP IGD: an IPv4 gateway); only answers move on, as for the
@@ -57,7 +61,7 @@ async def delete_unrecorded(client: GatewayClient, protocol: int, internal_port:
         internal_port=internal_port,
         external_port=internal_port if external_port is None else external_port,
         external_address=None, lifetime=0, expires_at=0.0, via=first, epoch=0, nonce=nonce,
-        suggested_external_port=internal_port)
+        suggested_external_port=internal_port, options=options)
     skipped: frozenset[MappingProtocol] = frozenset()
     for index, step in enumerate(order):
         if step in skipped:

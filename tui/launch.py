@@ -19,6 +19,7 @@ from engine.errors import NoGatewayError
 from engine.manager import MappingManager
 from engine.protocols import as_protocol
 from engine.statefile import StateFile
+from engine.upnp import SSDP_PORT
 
 from .backend import EngineFactory, EngineParts
 from .exit_codes import EXIT_NO_GATEWAY, EXIT_OK, EXIT_USAGE
@@ -45,7 +46,7 @@ def _checked_via(via: str) -> Via:
 
 
 def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
-                 keep: bool) -> EngineFactory:
+                 keep: bool, ssdp_port: int = SSDP_PORT) -> EngineFactory:
     @asynccontextmanager
     async def factory() -> AsyncIterator[EngineParts]:
         # Built on the worker's loop: the manager's sockets belong to it. The router view
@@ -55,12 +56,14 @@ def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
         # open. On q the deletes may take up to QUIT_DEADLINE; a second q stops waiting.
         from engine.router_source import UpnpRouterListing
 
-        router = UpnpRouterListing.on(gateway, local_address=local)
+        # Both search the gateway's IGD on ssdp_port (--ssdp-port: a simulated IGD's).
+        router = UpnpRouterListing.on(gateway, ssdp_port=ssdp_port, local_address=local)
         try:
             yield EngineParts(MappingManager(gateway, gateway_port=gateway_port,
                                              local_address=local, via=via, keep=keep,
                                              state_file=StateFile(),
-                                             close_deadline=QUIT_DEADLINE),
+                                             close_deadline=QUIT_DEADLINE,
+                                             ssdp_port=ssdp_port),
                               router=router)
         finally:
             await router.close()
@@ -70,8 +73,11 @@ def _real_engine(gateway: str, local: str, gateway_port: int, via: Via,
 
 def build_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
               demo: bool, maps: Sequence[tuple[int, int]] = (), keep: bool = False,
-              via: str = "auto") -> NatDeckApp:
+              via: str = "auto", ssdp_port: int = SSDP_PORT) -> NatDeckApp:
     """The app :func:`run_app` would run (``NatDeckApp``), without running it.
+
+    ``ssdp_port`` is where the gateway's UPnP IGD answers SSDP searches (``--ssdp-port``;
+    the demo's simulated IGD has its own).
 
     Raises :class:`~engine.errors.NoGatewayError` when discovery finds no gateway and
     ``ValueError`` for a bad address or ``via``.
@@ -90,7 +96,7 @@ def build_app(*, gateway: str | None, local: str | None, gateway_port: int = 535
                           initial_maps=[*initial, *requests], via=chosen)
     found = discover(gateway=gateway, local_address=local)
     return NatDeckApp(engine=_real_engine(str(found.gateway), str(found.local_address),
-                                          gateway_port, chosen, keep),
+                                          gateway_port, chosen, keep, ssdp_port),
                       initial_maps=requests, via=chosen)
 
 
@@ -105,17 +111,17 @@ def left_open(app: NatDeckApp) -> int:
 
 def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
             demo: bool, maps: Sequence[tuple[int, int]] = (), keep: bool = False,
-            via: str = "auto") -> int:
+            via: str = "auto", ssdp_port: int = SSDP_PORT) -> int:
     """Open the terminal UI; return the exit status (0 after a normal quit).
 
     ``maps`` are (IP protocol number, internal port) pairs mapped at start;
     ``keep`` leaves the mappings at the gateway on quit; ``via`` is auto, pcp, natpmp or
-    upnp. With ``demo`` the gateway is simulated in this process and nothing
-    leaves the machine.
+    upnp; ``ssdp_port`` is where the gateway's UPnP IGD answers SSDP searches. With
+    ``demo`` the gateway is simulated in this process and nothing leaves the machine.
     """
     try:
         app = build_app(gateway=gateway, local=local, gateway_port=gateway_port, demo=demo,
-                        maps=maps, keep=keep, via=via)
+                        maps=maps, keep=keep, via=via, ssdp_port=ssdp_port)
     except NoGatewayError as exc:
         print(f"natdeck: {exc}", file=sys.stderr)
         return EXIT_NO_GATEWAY

@@ -26,17 +26,24 @@ from engine.router_view import RouterChange, RouterEntry, RouterTable
 
 from .exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_TIMEOUT
 from .formatting import clock_time
-from .router_presentation import ROUTER_COLUMNS, router_cells
+from .router_presentation import ROUTER_COLUMNS, router_cells, skipped_text
 from .safe_text import sanitize
 
-__all__ = ["entry_json", "failure_status", "json_lines", "list_once", "render_table", "watch"]
+__all__ = ["OwnNow", "entry_json", "failure_status", "json_lines", "list_once", "render_table",
+           "watch"]
+
+#: natdeck's own mappings as they are now, (protocol, external port) -> key: ``list
+#: --watch`` asks before each listing, since ``natdeck map`` or the app may add some.
+OwnNow = Callable[[], Mapping[tuple[int, int], MappingKey]]
 
 #: Longest description printed in the table (JSON has it whole).
 DESCRIPTION_WIDTH = 40
 
 
-def render_table(rows: Iterable[RouterEntry], now: float) -> str:
-    """The entries as an aligned text table at loop time ``now``, and the summary line."""
+def render_table(rows: Iterable[RouterEntry], now: float, skipped: int = 0) -> str:
+    """The entries as an aligned text table at loop time ``now``, and the summary line
+    (which also counts the ``skipped`` entries the gateway listed but natdeck could not
+    read: they are not in the table)."""
     entries = list(rows)
     header = [label.upper() for _, label, _ in ROUTER_COLUMNS]
     lines = [[text for text, _ in router_cells(entry, now)] for entry in entries]
@@ -49,8 +56,9 @@ def render_table(rows: Iterable[RouterEntry], now: float) -> str:
     hosts = {e.mapping.internal_client for e in entries if e.gone_at is None}
     ours = sum(1 for e in entries if e.ours is not None and e.gone_at is None)
     count = sum(1 for e in entries if e.gone_at is None)
-    out.append(f"{count} mapping{'' if count == 1 else 's'}, {len(hosts)} "
+    summary = (f"{count} mapping{'' if count == 1 else 's'}, {len(hosts)} "
                f"host{'' if len(hosts) == 1 else 's'}, {ours} of ours")
+    out.append(f"{summary}; {skipped_text(skipped)}" if skipped else summary)
     return "\n".join(out)
 
 
@@ -76,11 +84,13 @@ def entry_json(entry: RouterEntry, now: float | None = None) -> dict[str, object
     }
 
 
-def json_lines(rows: Iterable[RouterEntry], now: float | None = None) -> Iterator[str]:
+def json_lines(rows: Iterable[RouterEntry], now: float | None = None,
+               skipped: int = 0) -> Iterator[str]:
     """One JSON object per mapping (``ensure_ascii``: no control character reaches the
-    terminal)."""
+    terminal); each also says, as ``skipped``, how many entries of the same listing could
+    not be read."""
     for entry in rows:
-        yield json.dumps(entry_json(entry, now), sort_keys=False)
+        yield json.dumps({**entry_json(entry, now), "skipped": skipped}, sort_keys=False)
 
 
 def _table(local_addresses: Collection[str],
@@ -113,22 +123,32 @@ async def list_once(source: RouterListing | None, out: TextIO, err: TextIO, *,
     table.update(listing.rows, listing.at)
     entries = table.view(listing.at, sort="host")
     if as_json:
-        for line in json_lines(entries, listing.at):
+        _warn_skipped(err, listing.skipped)
+        for line in json_lines(entries, listing.at, listing.skipped):
             print(line, file=out)
     else:
-        print(render_table(entries, listing.at), file=out)
+        print(render_table(entries, listing.at, listing.skipped), file=out)
+    # Now, not at exit: a reader that went away (``| head -1``) is the caller's to handle.
+    out.flush()
     return EXIT_OK
 
 
-def _change_json(change: RouterChange, wall: float) -> str:
+def _warn_skipped(err: TextIO, skipped: int) -> None:
+    # JSON has the count in every object, and there is none when no entry could be read.
+    if skipped:
+        print(f"natdeck: warning: {skipped_text(skipped)}", file=err, flush=True)
+
+
+def _change_json(change: RouterChange, wall: float, skipped: int) -> str:
     record: dict[str, object] = {"event": change.kind, "time": round(wall, 3)}
     record.update(entry_json(change.entry))
+    record["skipped"] = skipped
     return json.dumps(record)
 
 
 async def watch(source: RouterListing | None, out: TextIO, err: TextIO, *,
                 as_json: bool = False, local_addresses: Collection[str] = (),
-                own: Mapping[tuple[int, int], MappingKey] | None = None,
+                own: Mapping[tuple[int, int], MappingKey] | OwnNow | None = None,
                 interval: float = DEFAULT_INTERVAL, timeout: float = 10.0,
                 listings: int | None = None,
                 wall: Callable[[], float] = time.time,
@@ -138,8 +158,14 @@ async def watch(source: RouterListing | None, out: TextIO, err: TextIO, *,
 
     Runs until cancelled (Ctrl-C), or for ``listings`` listings. A failed listing is
     said once on ``err`` (and again only when the reason changes); the watch goes on.
+    ``own`` may be an :data:`OwnNow`, asked before each listing is shown. A change in
+    how many entries could not be read is said too (text: a line; JSON: ``skipped``).
     """
-    printer = _ChangePrinter(out, err, as_json, _table(local_addresses, own), wall, stamp)
+    fixed = own if own is None or isinstance(own, Mapping) else None
+    printer = _ChangePrinter(out, err, as_json, _table(local_addresses, fixed), wall, stamp)
+    if own is not None and not isinstance(own, Mapping):
+        printer.own_now = own
+        printer.local_addresses = local_addresses
     poller = RouterPoller(source, interval=interval, timeout=timeout)
     seen = 0
     async with contextlib.aclosing(poller.watch()) as every:
@@ -160,6 +186,11 @@ class _ChangePrinter:
         self.table = table
         self.wall, self.stamp = wall, stamp
         self.last_error = ""
+        self.own_now: OwnNow | None = None
+        """Asked before each listing: natdeck's mappings now (None: fixed at the start)."""
+        self.local_addresses: Collection[str] = ()
+        self.skipped = 0
+        """How many unreadable entries were said last."""
 
     def show(self, listing: Listing) -> None:
         if listing.rows is None:
@@ -169,19 +200,32 @@ class _ChangePrinter:
                 self.last_error = reason
             return
         self.last_error = ""
+        if self.own_now is not None:
+            # Before the update, so that a mapping natdeck made since the last listing
+            # opens as ours.
+            self.table.set_ours(self.local_addresses, self.own_now())
         first = self.table.listings == 0
         changes = self.table.update(listing.rows, listing.at)
+        skipped = listing.skipped
+        now = self.wall()
         if first:
             entries = self.table.view(listing.at, sort="host")
             if self.as_json:
-                for line in json_lines(entries, listing.at):
+                _warn_skipped(self.err, skipped)
+                for line in json_lines(entries, listing.at, skipped):
                     print(line, file=self.out)
             else:
-                print(render_table(entries, listing.at), file=self.out)
-        now = self.wall()
+                print(render_table(entries, listing.at, skipped), file=self.out)
+        elif skipped != self.skipped:
+            if self.as_json:
+                _warn_skipped(self.err, skipped)
+            else:
+                said = skipped_text(skipped) if skipped else "every entry could be read again"
+                print(f"{self.stamp(now)} {said}", file=self.out)
+        self.skipped = skipped
         for change in changes:
             if self.as_json:
-                print(_change_json(change, now), file=self.out)
+                print(_change_json(change, now, skipped), file=self.out)
             else:
                 print(f"{self.stamp(now)} {sanitize(change.sentence)}", file=self.out)
         self.out.flush()

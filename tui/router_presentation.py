@@ -20,7 +20,7 @@ from .formatting import countdown, endpoint
 from .presentation import Cell, Cells
 from .safe_text import sanitize
 
-__all__ = ["ROUTER_COLUMNS", "RouterStatus", "router_cells"]
+__all__ = ["ROUTER_COLUMNS", "RouterStatus", "router_cells", "skipped_text"]
 
 #: (column key, heading, width) of the router table; None sizes a column to its content.
 ROUTER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
@@ -32,6 +32,14 @@ ROUTER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("who", "Who", None),
     ("description", "Description", None),
 )
+
+
+def skipped_text(skipped: int) -> str:
+    """``2 entries the gateway listed could not be read`` (the view's status line and
+    ``natdeck list`` say it)."""
+    return (f"{skipped} entr{'y' if skipped == 1 else 'ies'} the gateway listed could not "
+            "be read")
+
 
 _WHO_STYLE = {"ours": "bold cyan", "this": "cyan", "other": ""}
 
@@ -98,6 +106,8 @@ class RouterStatus:
     interval: float
     retry_in: float | None = None
     """Seconds to the next try after a failed listing (0: trying now; None: no failure)."""
+    skipped: int = 0
+    """Entries the last good listing held but could not read (not in the table)."""
 
     def text(self) -> Text:
         """The summary, the order and the filter; then the state of the listing."""
@@ -121,9 +131,13 @@ class RouterStatus:
                 line.append(f"{why}. Showing natdeck's own mappings.", style="yellow")
         elif why is not None:
             line.append(f"The last listing failed: {why}", style="yellow")
-        elif self.answer is not None:
-            line.append_text(self.answer)
         else:
-            line.append(f"Listed every {self.interval:g} s · d deletes another host's · "
-                        "Enter on ours shows it", style="dim")
+            if self.skipped:
+                # First: the table is not the gateway's whole table.
+                line.append(f"{skipped_text(self.skipped)} · ", style="yellow")
+            if self.answer is not None:
+                line.append_text(self.answer)
+            else:
+                line.append(f"Listed every {self.interval:g} s · d deletes another host's · "
+                            "Enter on ours shows it", style="dim")
         return line

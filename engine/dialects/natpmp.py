@@ -4,7 +4,8 @@ The matching rule (issue 14 finding 5): an answer is believed only if it
 echoes what we sent, errors as much as successes:
 
 - a 16-byte map answer must echo the protocol (its opcode) and the internal
-  port, whatever its result code (RFC 6886 §3.3);
+  port, whatever its result code (RFC 6886 §3.3), and a success must be of the
+  same kind: lifetime 0 for a delete (§3.4), more for a mapping;
 - an 8-byte error (§3.5) only with its opcode 0 or 128 + ours (erratum 5406)
   and only as UNSUPPORTED_OPCODE, or as UNSUPPORTED_VERSION, which answers a
   NAT-PMP request only when no PCP request in flight takes it (a NAT-PMP
@@ -53,7 +54,7 @@ def map_matcher(packet: natpmp.MapPacket) -> _MapMatcher:
 
 
 class _MapMatcher:
-    __slots__ = ("internal_port", "opcode", "packet", "protocol")
+    __slots__ = ("deleting", "internal_port", "opcode", "packet", "protocol")
 
     def __init__(self, packet: natpmp.MapPacket) -> None:
         self.packet = packet
@@ -61,12 +62,19 @@ class _MapMatcher:
         # Read once, compared for every answer offered.
         self.protocol = packet.protocol
         self.internal_port = packet.internal_port
+        self.deleting = packet.lifetime == 0
 
     def __call__(self, message: Message) -> Match:
         if isinstance(message, natpmp.MapResponse):
-            if message.protocol == self.protocol and message.internal_port == self.internal_port:
-                return Match.YES
-            return Match.NO
+            if message.protocol != self.protocol or message.internal_port != self.internal_port:
+                return Match.NO
+            if message.result == NatPmpResult.SUCCESS \
+                    and (message.lifetime == 0) != self.deleting:
+                # The late answer to the other operation on the same port (the map before a
+                # delete, the delete before a map): a delete is answered with lifetime 0
+                # (§3.4), a mapping with more. Believed, it would say the port closed or open.
+                return Match.NO
+            return Match.YES
         if isinstance(message, natpmp.ErrorResponse):
             return _short_error(message, self.opcode)
         if isinstance(message, pcp.Response):

@@ -10,7 +10,9 @@ is believed only if it echoes what we sent, errors as much as successes:
   UNSUPP_VERSION, MALFORMED_REQUEST, UNSUPP_OPCODE;
 - an 8-byte NAT-PMP error only as UNSUPPORTED_VERSION (a NAT-PMP gateway
   refusing version 2, RFC 6887 §9);
-- a success with an unknown mandatory option is not believed (§7.3).
+- a success with an unknown mandatory option is not believed (§7.3);
+- a success answers a delete only with lifetime 0, a MAP or PEER only with more (§15): the
+  late answer to the other operation on the same mapping is not this one's.
 
 Anything else from the gateway's address is dropped by the transport, and logged.
 """
@@ -39,17 +41,21 @@ HEADER_ONLY_ERRORS = frozenset({PcpResult.UNSUPP_VERSION, PcpResult.MALFORMED_RE
                                 PcpResult.UNSUPP_OPCODE})
 
 
-def matcher(opcode: int, data: pcp.MapData | pcp.PeerData | None) -> _Matcher:
-    """The matcher of a PCP request with ``opcode`` and ``data`` (``None``: ANNOUNCE)."""
-    return _Matcher(opcode, data)
+def matcher(opcode: int, data: pcp.MapData | pcp.PeerData | None, *,
+            deleting: bool = False) -> _Matcher:
+    """The matcher of a PCP request with ``opcode`` and ``data`` (``None``: ANNOUNCE);
+    ``deleting``: its lifetime is 0."""
+    return _Matcher(opcode, data, deleting)
 
 
 class _Matcher:
-    __slots__ = ("data", "opcode")
+    __slots__ = ("data", "deleting", "opcode")
 
-    def __init__(self, opcode: int, data: pcp.MapData | pcp.PeerData | None) -> None:
+    def __init__(self, opcode: int, data: pcp.MapData | pcp.PeerData | None,
+                 deleting: bool = False) -> None:
         self.opcode = opcode
         self.data = data
+        self.deleting = deleting
 
     def __call__(self, message: Message) -> Match:
         if isinstance(message, natpmp.ErrorResponse):
@@ -78,6 +84,13 @@ class _Matcher:
         if isinstance(data, pcp.PeerData) and (
                 not isinstance(got, pcp.PeerData) or got.remote_port != data.remote_port
                 or got.remote_address != data.remote_address):
+            return Match.NO
+        if message.result == PcpResult.SUCCESS and (message.lifetime == 0) != self.deleting:
+            # A success whose lifetime says the other operation on the same mapping (same
+            # nonce, protocol and port): the late answer to the MAP or renewal sent before a
+            # delete, or to the delete sent before a new MAP. Believed, it would say a port
+            # is closed that may still be open, or open that was just closed (§15: a delete
+            # is answered with lifetime 0).
             return Match.NO
         if message.result == PcpResult.SUCCESS and message.options \
                 and message.unknown_mandatory_options:
@@ -120,7 +133,8 @@ class PcpDialect:
             opdata = pcp.MapData(request.nonce, int(request.protocol), request.internal_port,
                                  request.suggested_external_port, suggested)
         packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
-        return Ask("pcp", packet, f"PCP {what}", _Matcher(opcode, opdata), self.read,
+        return Ask("pcp", packet, f"PCP {what}", _Matcher(opcode, opdata, request.lifetime == 0),
+                   self.read,
                    ("pcp", request.nonce), request)
 
     def address(self) -> Ask | None:

@@ -4,6 +4,11 @@ A delete is sent whatever natdeck believes of the mapping (lost, failed,
 unconfirmed): "lost" is a guess from an epoch, and a delete of a missing mapping
 is harmless. On exit every delete is started at once; the client's in-flight
 window lets them out as fast as the gateway answers, until the caller's deadline.
+
+An add that went out but got no answer (silence, or its caller cancelled it) may
+have made a mapping the manager does not keep: it is taken back, the same request
+with lifetime 0 (same nonce and ports, "try drop"), in the background
+(:class:`TakeBacks`); the manager's close waits for those deletes too.
 """
 
 from __future__ import annotations
@@ -12,19 +17,22 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..client import GatewayClient, PortMapping
 from ..codes import PcpResult
-from ..errors import NatDeckError, ResultCodeError
+from ..errors import GatewayTimeout, NatDeckError, ResultCodeError
 from ..events import ManagerClosed, MappingKey, MappingState
+from ..request import MapRequest
+from ..unrecorded_delete import delete_unrecorded
 from .state import Trigger
 
 if TYPE_CHECKING:
-    from .mappings import MappingTable
+    from .mappings import Entry, MappingTable
+    from .watch import GatewayWatch
 
-__all__ = ["CLOSE_DEADLINE", "CloseProgress", "delete_many", "delete_mapping",
-           "requests_in_flight"]
+__all__ = ["CLOSE_DEADLINE", "CloseProgress", "TakeBacks", "delete_many", "delete_mapping",
+           "hand_back", "may_hold", "requests_in_flight", "take_back"]
 
 log = logging.getLogger("engine.manager")
 
@@ -129,3 +137,92 @@ async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapp
         await asyncio.wait(adding, timeout=until - loop.time())
     return {e.view.key: e.mapping for e in table.entries.values()
             if e.mapping is not None and not e.mapping.deleted}
+
+
+def hand_back(table: MappingTable, watch: GatewayWatch, entry: Entry,
+              exc: BaseException) -> None:
+    """A ``remove`` ended without its delete answered (refused, silent, a bug, or its
+    caller cancelled it): the mapping goes back where it was, renewed and removable again,
+    not left REMOVING for good."""
+    if table.entries.get(entry.view.key) is not entry \
+            or entry.view.state is not MappingState.REMOVING:
+        return  # forgotten meanwhile (close() deleted it): nothing to hand back
+    if isinstance(exc, NatDeckError):
+        entry.view.reason = f"delete failed: {exc}"
+        table.answered(entry, exc, "delete")
+        watch.failed_request(exc)
+    elif isinstance(exc, Exception):
+        log.error("internal error while deleting %s", entry.view.key, exc_info=exc)
+        entry.view.reason = f"delete failed: {exc!r}"
+    table.fire(entry, Trigger.DELETE_FAILED)
+
+
+def may_hold(exc: BaseException) -> bool:
+    """Whether an add that ended with ``exc`` may have left a mapping at the gateway: it
+    went out and no answer came (silence, or the caller stopped waiting). An answer (a
+    result code), or a request refused or never sent (no try: it waited its turn), made
+    none."""
+    if isinstance(exc, GatewayTimeout):
+        return exc.tries > 0
+    return isinstance(exc, asyncio.CancelledError)
+
+
+async def take_back(client: GatewayClient, key: MappingKey, options: dict[str, Any],
+                    timeout: float) -> None:
+    """Delete the mapping an unanswered add (``client.map``'s ``options``) may have made:
+    the same request with lifetime 0 (its nonce, ports and PCP options), by the protocol
+    it went by (``"auto"``: as :func:`~engine.unrecorded_delete.delete_unrecorded` chooses).
+    Never raises a :class:`NatDeckError`: a failure is logged (the mapping, if any, expires
+    on its own)."""
+    try:
+        request = MapRequest.make(key.protocol, key.internal_port, **options)
+        await delete_unrecorded(client, request.protocol, request.internal_port,
+                                external_port=request.suggested_external_port,
+                                via=request.via, nonce=request.nonce, options=request.options,
+                                timeout=timeout)
+    except NatDeckError as exc:
+        log.info("could not take back the unanswered add of %s: %s", key, exc)
+
+
+class TakeBacks:
+    """The deletes of what unanswered adds may have made (:func:`take_back`), one per key,
+    until :meth:`close`: a new add of the key waits for its delete (:meth:`wait`), which
+    would else delete the new mapping (NAT-PMP and UPnP IGD name it by its ports only)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[MappingKey, asyncio.Task[None]] = {}
+        self.closed = False
+
+    def start(self, client: GatewayClient, key: MappingKey, options: dict[str, Any],
+              timeout: float) -> None:
+        """Take back what the add of ``key`` may have made, in the background (not once
+        closed: nothing outlives :meth:`close`)."""
+        if self.closed:
+            return
+        task = asyncio.get_running_loop().create_task(take_back(client, key, options, timeout))
+        self.tasks[key] = task
+        task.add_done_callback(lambda done: self._done(key, done))
+
+    def _done(self, key: MappingKey, task: asyncio.Task[None]) -> None:
+        if self.tasks.get(key) is task:
+            del self.tasks[key]
+
+    async def wait(self, key: MappingKey) -> None:
+        """Until the delete of what an earlier add of ``key`` may have made is over."""
+        task = self.tasks.get(key)
+        if task is not None:
+            await asyncio.wait([task])
+
+    async def close(self, until: float) -> None:
+        """Start no more; let those out finish until loop time ``until``, cancel the rest."""
+        self.closed = True
+        tasks = list(self.tasks.values())
+        try:
+            if tasks:
+                loop = asyncio.get_running_loop()
+                await asyncio.wait(tasks, timeout=max(0.0, until - loop.time()))
+        finally:
+            # Also when close() itself is cancelled: no delete outlives it.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,7 +20,9 @@ probes), :mod:`.closing` deletes. What it does:
 * UPnP IGD (no epoch, :mod:`.presence`): re-added at about half its lease; every
   ``upnp_check_interval`` s each mapping is looked up, and one the gateway no longer
   holds (a reboot, a flush) is asked for again; a permanent lease is only looked up.
-* Removing always sends the delete and cancels any request in flight first.
+* Removing always sends the delete and cancels any request in flight first; a remove
+  that ends unanswered (or cancelled) leaves the mapping managed. An add that went out
+  unanswered (or cancelled) is taken back: the same request with lifetime 0.
 
 Keywords beyond :func:`~engine.map_port`'s: ``holder_pid`` is written in every
 record of the ``state_file`` (``natdeck map --hold``: another natdeck will not map or
@@ -52,6 +54,7 @@ from ..events import (
     MappingState,
 )
 from ..protocols import PORTED_PROTOCOLS, as_protocol
+from ..request import nonce_for
 from ..statefile import StateFile
 from ..transport import SERVER_PORT
 from ..upnp.ssdp import SSDP_PORT
@@ -62,6 +65,7 @@ from .closing import (
     CloseProgress,
     close_all,
     delete_mapping,
+    hand_back,
     requests_in_flight,
     settle,
 )
@@ -204,9 +208,7 @@ class MappingManager:
             self._hub.emit(result)
             return result
         finally:
-            self.client.close()
-            self.records.close()  # the changes of the last moments (deletes) too
-            self._hub.close()
+            await _shut(self.table, self.records, self._hub, now + wait)
 
     def events(self) -> AsyncIterator[Event]:
         """A new subscription to every event from now on; it ends when the manager closes."""
@@ -239,8 +241,9 @@ class MappingManager:
                   timeout: float | None = None) -> ManagedMapping:
         """Map ``internal_port`` and keep it mapped. Takes :func:`~engine.map_port`'s options.
 
-        Raises what the first request raised (the mapping is then not kept) and emits
-        :class:`~engine.events.MappingFailed`. Returns once its record's write is over."""
+        Raises what the first request raised (the mapping is then not kept; unanswered or
+        cancelled, what it may have made is deleted in the background, :mod:`.closing`) and
+        emits :class:`~engine.events.MappingFailed`. Returns once its record's write is over."""
         self._check_open()
         key = MappingKey(int(as_protocol(int(protocol))), internal_port)
         if key in self.table.entries:
@@ -253,10 +256,12 @@ class MappingManager:
         view = ManagedMapping(key=key, protocol=proto, internal_port=internal_port,
                               state=MappingState.REQUESTING, requested_lifetime=requested,
                               suggested_external_port=suggested or None)
-        options: dict[str, Any] = dict(  # client.map's keyword arguments, for the first request
+        # client.map's keyword arguments, for the first request; its nonce drawn here, so
+        # that the delete of an unanswered add (.closing) can send it again.
+        options: dict[str, Any] = dict(
             external_port=external_port, external_address=external_address, lifetime=requested,
             via=via or self.via, prefer_failure=prefer_failure, filters=tuple(filters),
-            third_party=third_party, nonce=nonce)
+            third_party=third_party, nonce=nonce or nonce_for(via or self.via))
         entry = Entry(view, MappingMachine(), options)
         self.table.entries[key], self.table.views[key] = entry, view
         entry.task = task = asyncio.ensure_future(
@@ -286,11 +291,8 @@ class MappingManager:
         self.table.fire(entry, Trigger.REMOVE)
         try:
             await delete_mapping(self.client, entry.mapping, self.timeout)
-        except NatDeckError as exc:
-            entry.view.reason = f"delete failed: {exc}"
-            self.table.answered(entry, exc, "delete")
-            self.watch.failed_request(exc)
-            self.table.fire(entry, Trigger.DELETE_FAILED)
+        except BaseException as exc:  # (cancelled, or a bug, too: never left REMOVING)
+            hand_back(self.table, self.watch, entry, exc)
             raise
         self.table.forget(key, deleted=True)
         await self.records.written()
@@ -328,3 +330,20 @@ class MappingManager:
     async def refresh_external_address(self) -> IPAddress:
         """Ask the gateway for its external address now."""
         return await self.watch.refresh_external_address(self.timeout)
+
+
+async def _shut(table: MappingTable, records: Records, hub: EventHub, until: float) -> None:
+    """The last of :meth:`MappingManager.close`, each step whatever the one before did:
+    the deletes of unanswered adds (until loop time ``until``), the socket, the state
+    file, the event streams. A state file that cannot be written is logged: the
+    subscribers' streams end all the same (else they would wait forever)."""
+    try:
+        await table.taking_back.close(until)
+    finally:
+        table.client.close()
+        try:
+            records.close()  # the changes of the last moments (deletes) too
+        except Exception:
+            log.exception("could not write the state file on close")
+        finally:
+            hub.close()

@@ -33,6 +33,7 @@ from ..events import (
     opcode_label,
 )
 from ..wire.addresses import IPAddress
+from .closing import TakeBacks
 from .records import Records
 from .requests import send_request
 from .schedule import Alarm, DueTimes
@@ -81,8 +82,8 @@ class MappingTable:
     def __init__(self, client: GatewayClient, watch: GatewayWatch, emit: Callable[[Event], None],
                  records: Records, *, rng: random.Random, timeout: float) -> None:
         self.client, self.watch, self.emit, self.records = client, watch, emit, records
-        self.rng = rng
-        self.timeout = timeout
+        self.rng, self.timeout = rng, timeout
+        self.taking_back = TakeBacks()  # what unanswered adds may have made (.closing)
         self.entries: dict[MappingKey, Entry] = {}
         self.views: dict[MappingKey, ManagedMapping] = {}
         # By entry (hashed by identity), not by MappingKey (a dataclass: its hash is Python).
@@ -187,8 +188,7 @@ class MappingTable:
         elif action is Action.DELETE:
             self.due.set(entry, None)  # nothing scheduled runs while it deletes
         elif action is Action.RESUME:
-            at = entry.view.next_renewal_at
-            self.set_due(entry, now if at is None else at)
+            self.set_due(entry, resume_at(entry.view, now))
         return action
 
     def lost(self, entry: Entry, reason: str, was: MappingState) -> None:
@@ -288,7 +288,7 @@ class MappingTable:
         view = entry.view
         self.answered(entry, mapping, request)
         trigger = entry.machine.answered(self.watch.last_change)
-        moved = view.external_port != mapping.external_port or view.nonce != mapping.nonce
+        moved = record_moved(view, mapping)
         show_grant(view, mapping, request)
         self.watch.status.via = mapping.via
         if mapping.via == "upnp":
@@ -301,7 +301,7 @@ class MappingTable:
             self.watch.external_address(mapping.external_address, "response")
         self.fire(entry, trigger)
         if moved or self.records.stale(mapping):
-            # A new mapping, or a new port or nonce: what `natdeck unmap` needs.
+            # A new mapping, or a new port, nonce or protocol: what `natdeck unmap` needs.
             self.records.record(mapping)
 
     def failed(self, entry: Entry, exc: NatDeckError, *, renewal: bool,
@@ -325,6 +325,22 @@ class MappingTable:
             self.emit(MappingFailed(self._now(), view.key, exc, retry,
                                     recovering=recovering or view.state is not
                                     MappingState.REQUESTING, gateway_answered=True))
+
+
+def record_moved(view: ManagedMapping, mapping: PortMapping) -> bool:
+    """Whether a grant changes what the mapping's record holds for `natdeck unmap`: its
+    external port, its nonce or its protocol (a recreation by another one)."""
+    return (view.external_port, view.nonce, view.via) \
+        != (mapping.external_port, mapping.nonce, mapping.via)
+
+
+def resume_at(view: ManagedMapping, now: float) -> float | None:
+    """When a mapping whose delete failed is next due: when it was (at once if never). A
+    FAILED one waits for a change, its expiry alone due (:meth:`MappingTable.set_due` adds
+    it): "now" would be a DUE it ignores, and its expiry would never be told (MappingLost)."""
+    if view.next_renewal_at is not None or view.state is MappingState.FAILED:
+        return view.next_renewal_at
+    return now
 
 
 def renewal_time(mapping: PortMapping, rng: random.Random) -> float | None:

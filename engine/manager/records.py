@@ -129,16 +129,14 @@ class Records:
             self._timer.cancel()
             self._timer = None
         self._retrying = False
-        try:
-            done = self._batch is None or not len(self._batch) or self._write(self._batch)
-        except Exception as exc:  # not a failed write (OSError: retried) but a bug: said
-            self._release(exc)
-            raise
+        # Never raises: a write that fails, for whatever reason, is said by _write.
+        done = self._batch is None or not len(self._batch) or self._write(self._batch)
         self._release(written=done)
 
     def close(self) -> None:
         """Write every pending change now, once: no retry is left behind if it fails, and
-        :meth:`written` returns (nothing will write the changes now)."""
+        :meth:`written` returns (nothing will write the changes now). Never raises: a
+        failed write is logged and kept in :attr:`error`."""
         self._closed = True
         try:
             self.flush()
@@ -148,28 +146,35 @@ class Records:
                 self._timer = None
             self._release(written=not self.pending)
 
-    def _release(self, error: Exception | None = None, *, written: bool = True) -> None:
+    def _release(self, *, written: bool = True) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
-            if waiter.done():
-                continue
-            if error is None:
+            if not waiter.done():
                 waiter.set_result(written)
-            else:
-                waiter.set_exception(error)
 
     def _write(self, batch: StateBatch) -> bool:
-        """Write ``batch``; whether it reached the disk (else it is kept and retried)."""
+        """Write ``batch``; whether it reached the disk (else it is kept and retried).
+
+        Never raises :class:`Exception`: a failed write is said and kept in :attr:`error`.
+        """
         assert self.state_file is not None
         self.writes += 1
         try:
             warnings = batch.flush()
-        except OSError as exc:
-            # Said once a spell of failures (retried every RETRY_DELAY s), not each time.
-            log.log(logging.DEBUG if self.error is not None else logging.WARNING,
+        except Exception as exc:
+            # Not only OSError (a full disk, a read-only directory): a record that cannot be
+            # serialised, or a state file the reader fails on, is a failed write too. Raised,
+            # it reached MappingManager.add() after the gateway granted the mapping: add()
+            # failed while the manager and the gateway both held it, and `error` said nothing.
+            # Said once a spell of failures (retried every RETRY_DELAY s), not each time; the
+            # traceback of an unexpected one, which is a bug to report.
+            first = self.error is None
+            log.log(logging.WARNING if first else logging.DEBUG,
                     "could not update %s: %s (%d changes kept, tried again every %g s)",
-                    self.state_file.path, exc, len(batch), RETRY_DELAY)
-            self.error = exc.strerror or str(exc)
+                    self.state_file.path, exc, len(batch), RETRY_DELAY,
+                    exc_info=first and not isinstance(exc, OSError))
+            self.error = (exc.strerror or str(exc)) if isinstance(exc, OSError) \
+                else f"{type(exc).__name__}: {exc}"
             if not self._closed:
                 self._retry()
             return False

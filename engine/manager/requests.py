@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .. import timing
 from ..errors import NatDeckError
 from ..events import MappingAdded, MappingFailed, MappingRecovered, MappingRenewed, MappingState
+from .closing import may_hold
 from .state import Action, trigger_for_error
 
 if TYPE_CHECKING:
@@ -32,16 +33,26 @@ def _now() -> float:
 
 
 async def first_request(table: MappingTable, entry: Entry, timeout: float) -> None:
-    """The add: ask for the mapping with the options it was added with."""
+    """The add: ask for the mapping with the options it was added with.
+
+    Failed, the mapping is not kept; unanswered (silence, or its caller cancelled it),
+    what it may have made at the gateway is taken back (:class:`.closing.TakeBacks`).
+    """
     key = entry.view.key
-    entry.machine.sent_at = _now()
     try:
+        # An earlier add of the key that went unanswered: its delete first, lest it take
+        # away the mapping this one makes.
+        if key in table.taking_back.tasks:
+            await table.taking_back.wait(key)
+        entry.machine.sent_at = _now()
         mapping = await table.client.map(int(entry.view.protocol), entry.view.internal_port,
                                         timeout=timeout, **entry.options)
     except BaseException as exc:
         table.entries.pop(key, None)
         table.views.pop(key, None)
         table.due.set(entry, None)
+        if may_hold(exc) and entry.machine.sent_at is not None:
+            table.taking_back.start(table.client, key, entry.options, table.timeout)
         if isinstance(exc, NatDeckError):
             table.answered(entry, exc, "map")
             entry.machine.fire(trigger_for_error(exc))

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..errors import GatewayError
 from ..types import DeviceInfo
 from ..wire.addresses import IPAddress
 from .errors import UpnpInvalidRequest, UpnpReplyError, UpnpResultError
@@ -90,8 +91,17 @@ class IgdConnection:
             # another host than the description, and tolerates sloppy SCPDs; the control URLs
             # are checked again below, against the gateway's address.
             device = await UpnpFactory(requester, non_strict=True).async_create_device(location)
+        except GatewayError:
+            raise  # the requester's own: refused, timed out, a body over its bounds
         except UpnpError as exc:
             raise UpnpReplyError(f"the IGD description at {location} is unusable: {exc}") from None
+        except Exception as exc:
+            # The factory trusts the documents more than we do: a sloppy or hostile one fails
+            # in it with a builtin error (an argument naming a state variable the SCPD does not
+            # declare: KeyError; an icon's width not a number: ValueError; an XML entity:
+            # defusedxml's EntitiesForbidden). Still the gateway's answer, not believed.
+            raise UpnpReplyError(f"the IGD description at {location} is unusable: "
+                                 f"{type(exc).__name__}: {str(exc)[:100]}") from None
         services: dict[str, UpnpService] = {}
         for each in device.all_devices:
             for service in each.services.values():

@@ -23,6 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from ..errors import GatewayError
 from ..wire.addresses import IPAddress, to_address
 from . import pinholes, portmap, router
 from .codes import UpnpErrorCode
@@ -344,7 +345,7 @@ async def _described(requester: BoundedRequester, answers: list[SsdpAnswer]) -> 
     for answer in answers[:MAX_CANDIDATES]:
         try:
             connections.append(await IgdConnection.open(requester, answer.location))
-        except (UpnpReplyError, UpnpTimeout) as exc:
+        except GatewayError as exc:  # unusable, silent or unreachable: the next one may do
             failure = exc
     if not connections:
         assert failure is not None
@@ -359,10 +360,16 @@ async def _described(requester: BoundedRequester, answers: list[SsdpAnswer]) -> 
 
 
 async def _wan_state(connection: IgdConnection) -> tuple[bool, ExternalAddress]:
-    connected = await _connected(connection, "rank IGDs")
+    """Whether the IGD says its WAN is connected, and its external address: to rank it among
+    others. One that fails to say (an error, silence, a dropped connection) ranks last, and
+    the others are still ranked."""
+    try:
+        connected = await _connected(connection, "rank IGDs")
+    except GatewayError:
+        return False, ExternalAddress(None, False, None)
     try:
         external = await _external(connection, "rank IGDs")
-    except (UpnpResultError, UpnpReplyError):
+    except GatewayError:
         external = ExternalAddress(None, False, None)
     return bool(connected), external
 

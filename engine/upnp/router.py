@@ -6,7 +6,14 @@ from __future__ import annotations
 from .codes import UpnpErrorCode
 from .connection import IgdConnection
 from .errors import UpnpReplyError, UpnpResultError
-from .listing import GenericWalk, RouterMapping, parse_entry, parse_port_listing, same_table
+from .listing import (
+    MAX_ENTRIES,
+    GenericWalk,
+    RouterMapping,
+    parse_entry,
+    parse_port_listing,
+    same_table,
+)
 from .results import RouterListing
 
 __all__ = ["LIST_PAGE", "MAX_WALKS", "list_all"]
@@ -36,11 +43,11 @@ async def list_all(connection: IgdConnection) -> RouterListing:
 
 
 async def _list_v2(connection: IgdConnection) -> RouterListing:
-    mappings: list[RouterMapping] = []
+    seen: dict[tuple[int, int, str], RouterMapping] = {}
     skipped = 0
     for protocol in ("TCP", "UDP"):
         start = 1
-        while start <= 0xFFFF:
+        while start <= 0xFFFF and len(seen) + skipped < MAX_ENTRIES:
             try:
                 reply = await connection.call(
                     "GetListOfPortMappings", "list mappings", NewStartPort=start,
@@ -55,12 +62,23 @@ async def _list_v2(connection: IgdConnection) -> RouterListing:
                 page, bad = parse_port_listing(reply.get("NewPortListing", ""))
             except ValueError as exc:
                 raise UpnpReplyError(f"list mappings: {exc}") from None
-            mappings.extend(page)
+            for mapping in page:
+                seen.setdefault(mapping.key, mapping)
             skipped += bad
             if len(page) + bad < LIST_PAGE or not page:
                 break
-            start = max(m.external_port for m in page) + 1
-    return RouterListing(mappings, "GetListOfPortMappings", skipped)
+            # The next page starts past this one's last port. An IGD that ignores
+            # NewStartPort (answering the same page again) or pages by a port it did not
+            # list would be asked forever: not believed (the generic walk may do instead).
+            ports = [m.external_port for m in page]
+            below = min((port for port in ports if port), default=start)
+            if below < start or max(ports) < start:
+                raise UpnpReplyError(
+                    f"list mappings: GetListOfPortMappings from port {start} listed port "
+                    f"{min(ports)}: it does not page")
+            start = max(ports) + 1
+    return RouterListing(list(seen.values()), "GetListOfPortMappings", skipped)
+
 
 async def _walk(connection: IgdConnection) -> GenericWalk:
     walk = GenericWalk()

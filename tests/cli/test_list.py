@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 from engine.simulator import Mapping
 from engine.simulator.upnp import IgdConfig, SimulatedIgd
 from tests.support.loopback import REPO_ROOT, free_udp_port, python_env
+from tui import cli
 
 from .conftest import Sim
 
@@ -152,3 +154,68 @@ async def test_watch_process_stops_on_a_signal_with_exit_0(sim: Sim, igd: Simula
     assert process.returncode == 0, err.decode()
     assert err.decode() == ""
     assert len(out.decode().splitlines()) == 1  # the table's other row; no change meanwhile
+
+
+@pytest.mark.parametrize("watching", [False, True], ids=["list", "list --watch"])
+async def test_a_closed_stdout_ends_the_listing_quietly_with_exit_0(
+        sim: Sim, igd: SimulatedIgd, watching: bool) -> None:
+    # `natdeck list | head -1`: the reader is gone before the table is printed.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tui.cli", "list", *(["--watch"] if watching else []),
+            *target(sim, igd), cwd=REPO_ROOT, env=python_env(), stdout=writer,
+            stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.close(writer)
+    # With --watch too: it stops watching on its own, no signal needed.
+    _, err = await asyncio.wait_for(process.communicate(), 15)
+    assert err.decode() == ""
+    assert process.returncode == 0
+
+
+async def test_watch_marks_as_ours_what_natdeck_mapped_after_it_started(
+        sim: Sim, igd: SimulatedIgd, run: Any) -> None:
+    stop = asyncio.Event()
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0.4)
+        # Another natdeck maps (and records) it while the watch runs.
+        assert await cli.main_async(["map", "tcp", "8080", *sim.target]) == 0
+        await asyncio.sleep(0.5)
+        [ours] = sim.gateway.core.state.select(lambda m: m.external_port == 8080)
+        sim.gateway.core.state.remove(ours.key)
+        await asyncio.sleep(0.5)
+        stop.set()
+
+    task = asyncio.create_task(meanwhile())
+    result = await run("list", "--watch", "--json", "--interval", "0.1", *target(sim, igd),
+                       stop=stop)
+    await task
+    assert result.code == 0, result.err
+    events = [json.loads(line) for line in result.lines if line.startswith('{"event"')]
+    # The closing is certain to come after the state file had the record, so the watch
+    # must know it by then (it read the state file once, at the start).
+    closed = next(e for e in events if e["event"] == "closed" and e["external_port"] == 8080)
+    assert closed["ours"] is True
+
+
+async def test_entries_the_gateway_listed_but_natdeck_could_not_read_are_counted(
+        sim: Sim, igd: SimulatedIgd, run: Any) -> None:
+    # Two entries no UPnP client can read (an internal port past 65535), among good ones.
+    now = asyncio.get_running_loop().time()
+    for client, protocol, port in (("198.18.0.40", 6, 40000), ("198.18.0.41", 17, 40001)):
+        address = ip_address(client)
+        sim.gateway.core.state.put(Mapping(address, protocol, 70000, port, 600, now + 600,
+                                           "upnp", requested_by=address))
+    text = await run("list", *target(sim, igd))
+    assert text.code == 0, text.err
+    assert text.lines[-1] == ("2 mappings, 2 hosts, 0 of ours; 2 entries the gateway listed "
+                              "could not be read")
+    as_json = await run("list", "--json", *target(sim, igd))
+    assert as_json.code == 0, as_json.err
+    assert len(as_json.objects) == 2
+    assert {o["skipped"] for o in as_json.objects} == {2}
+    assert as_json.err_lines == ["natdeck: warning: 2 entries the gateway listed could not "
+                                 "be read"]

@@ -49,6 +49,9 @@ from .conftest import Sim
     ["probe", "extra"],
     ["watch", "--count", "0"],
     ["watch", "--listen-port", "0"],
+    ["watch", "--via", "upnp"],
+    ["unmap", "udp", "--all", "--gateway", "::1"],
+    ["map", "tcp", "80", "--via", "upnp", "--gateway", "::1"],
     ["frobnicate"],
 ])
 async def test_bad_arguments_exit_2_before_sending(sim: Sim, run: Any, argv: list[str],
@@ -63,6 +66,27 @@ async def test_bad_arguments_exit_2_before_sending(sim: Sim, run: Any, argv: lis
     assert result.out == ""
     assert sim.gateway.counters.received == 0
     assert not state_dir.exists()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["watch", "--via", "upnp"], "UPnP IGD sends no announcements"),
+    (["unmap", "udp", "--all", "--gateway", "::1"],
+     "unmap --all is NAT-PMP's delete-all, which speaks only IPv4"),
+    (["unmap", "tcp", "--all", "--gateway", "::1", "--via", "natpmp"],
+     "NAT-PMP speaks only IPv4"),
+    (["map", "tcp", "80", "--via", "upnp", "--gateway", "::1"],
+     "UPnP IGD maps ports only for IPv4 hosts"),
+    (["unmap", "tcp", "80", "--via", "upnp", "--gateway", "::1"],
+     "UPnP IGD maps ports only for IPv4 hosts"),
+])
+async def test_what_the_gateway_cannot_do_is_refused_before_sending(
+        sim: Sim, run: Any, argv: list[str], said: str) -> None:
+    # (The gateway named last wins: ::1, where nothing listens; nothing is sent anyway.)
+    result = await run(*argv[:1], *sim.target, *argv[1:])
+    assert result.code == 2, (result.out, result.err)
+    [line] = result.err_lines
+    assert said in line
+    assert "Traceback" not in result.err
 
 
 async def test_bad_gateway_address(run: Any) -> None:
@@ -193,14 +217,15 @@ def test_no_subcommand_runs_the_tui(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tui.launch", fake)
     code = cli.main(["--gateway", "127.0.0.1", "--gateway-port", "15351", "--local", "127.0.0.2",
                      "--demo", "--map", "tcp:8080", "--map", "udp:5000", "--map", "gre:0",
-                     "--keep", "--via", "pcp"])
+                     "--keep", "--via", "pcp", "--ssdp-port", "11900"])
     assert code == 5
     assert calls == [dict(gateway="127.0.0.1", local="127.0.0.2", gateway_port=15351, demo=True,
-                          maps=[(6, 8080), (17, 5000), (47, 0)], keep=True, via="pcp")]
+                          maps=[(6, 8080), (17, 5000), (47, 0)], keep=True, via="pcp",
+                          ssdp_port=11900)]
     calls.clear()
     assert cli.main([]) == 5
     assert calls == [dict(gateway=None, local=None, gateway_port=5351, demo=False, maps=[],
-                          keep=False, via="auto")]
+                          keep=False, via="auto", ssdp_port=1900)]
 
 
 @pytest.mark.parametrize("spec", ["tcp", "tcp:", "tcp:99999", "nope:80", ":80", "all:80"])

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from engine.client import PortMapping
-from engine.events import MappingRenewed
+from engine.events import MappingRenewed, MappingState
 from engine.manager.records import FLUSH_DELAY, RETRY_DELAY, Records
 from engine.protocols import Protocol
 from engine.statefile import StateFile
 from tests.support.manager_rig import rig, run_fast_virtual
-from tests.support.records import FullDisk
+from tests.support.records import FullDisk, Unserialisable
 from tests.support.virtual_time import now
 
 TCP = Protocol.TCP
@@ -189,6 +189,30 @@ def test_a_state_file_that_cannot_be_written_does_not_hold_add_or_remove(
             assert r.manager.records.pending == 1  # the record's removal, now
             assert ports(state) == set()
             assert r.manager.records.error is not None
+
+    run_fast_virtual(scenario)
+
+
+def test_a_write_that_fails_with_other_than_oserror_does_not_fail_add_or_close(
+        tmp_path: Path) -> None:
+    # Records caught only OSError: anything else (a record json cannot write, a file the
+    # reader failed on) escaped into add(), which raised while the manager and the gateway
+    # both held the mapping, with records.error None; close() raised it too.
+    state = Unserialisable(tmp_path)
+    state.broken = True
+
+    async def scenario() -> None:
+        async with rig(lifetime=7200, state_file=state, record=False) as r:
+            view = await r.manager.add(TCP, 20000)
+            assert view.state is MappingState.ACTIVE
+            assert r.manager.records.error is not None
+            assert "not JSON serializable" in r.manager.records.error
+            assert r.manager.records.pending == 1  # kept, and tried again
+            assert list(r.manager.mappings) == [view.key]
+            assert [m.internal_port for m in r.gateway.mappings] == [20000]
+            r.manager.save_state()  # fails again: said, not raised
+            assert r.manager.records.pending == 1
+        # (closing the manager wrote once more, failed, and did not raise)
 
     run_fast_virtual(scenario)
 

@@ -1,4 +1,4 @@
-"""Mapping records as the state file keeps them, made up for tests, and a state file whose
+"""Mapping records as the state file keeps them, made up for tests, and state files whose
 writes fail (engine.statefile)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ipaddress import IPv4Address
 
 from engine.statefile import MappingRecord, RecordKey, StateFile
 
-__all__ = ["NONCE", "FullDisk", "make_record"]
+__all__ = ["NONCE", "FullDisk", "Unserialisable", "make_record"]
 
 NONCE = bytes(range(12))
 
@@ -35,4 +35,16 @@ class FullDisk(StateFile):
     def apply(self, changes: Mapping[RecordKey, MappingRecord | None]) -> list[str]:
         if self.full:
             raise OSError(28, "No space left on device")
+        return super().apply(changes)
+
+
+class Unserialisable(StateFile):
+    """A state file whose writes fail as ``json.dumps`` does on a value it cannot write
+    (not an :class:`OSError`) while ``broken`` is set."""
+
+    broken = False
+
+    def apply(self, changes: Mapping[RecordKey, MappingRecord | None]) -> list[str]:
+        if self.broken:
+            raise TypeError("Object of type bytes is not JSON serializable")
         return super().apply(changes)

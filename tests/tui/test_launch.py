@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from engine.events import MappingKey, MappingState
+from engine.manager import MappingManager
 from engine.protocols import Protocol
+from engine.simulator.upnp import IgdConfig, SimulatedIgd
 from tui.app import NatDeckApp
 from tui.demo import DEMO_MAPS, SimulatorControls
 from tui.launch import EXIT_USAGE, build_app, run_app
+from tui.screens.router import RouterScreen
 
-from .conftest import app_until, logged, quit_app, started
+from .conftest import HOST, DemoGateway, app_until, logged, mapped, quit_app, started
 
 
 def test_a_bad_gateway_address_is_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,3 +72,38 @@ async def test_the_demo_runs_on_its_own_simulated_gateway() -> None:
         await app_until(pilot, lambda: logged(app, "(announce)"), "the log line")
         await quit_app(pilot)
     assert [m for m in gateway.mappings if m.client == "127.0.0.1"] == []
+
+
+async def test_the_app_asks_the_igd_on_the_given_ssdp_port(
+        demo_gateway: DemoGateway, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    # `natdeck --gateway ... --ssdp-port N --via upnp`: both the manager (mapping via UPnP)
+    # and the router view (listing) must search the IGD on N, not on 1900.
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path))
+    given: list[dict[str, Any]] = []
+
+    def loopback_manager(*args: Any, **kwargs: Any) -> MappingManager:
+        given.append(dict(kwargs))
+        # Announcements by unicast on loopback: no multicast group is joined.
+        kwargs.update(multicast=False, announce_host=HOST,
+                      announce_ports=(demo_gateway.announce_port,))
+        return MappingManager(*args, **kwargs)
+
+    monkeypatch.setattr("tui.launch.MappingManager", loopback_manager)
+    gateway = demo_gateway.gateway
+    async with SimulatedIgd(gateway=gateway, config=IgdConfig(secure_mode=False)) as igd:
+        app = build_app(gateway=HOST, local=HOST, gateway_port=gateway.address[1], demo=False,
+                        maps=[(6, 3456)], via="upnp", ssdp_port=igd.ssdp_port)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await started(pilot, probed=False)
+            await mapped(pilot, app, MappingKey(Protocol.TCP, 3456))
+            assert [kwargs.get("ssdp_port") for kwargs in given] == [igd.ssdp_port]
+            assert [m.via for m in gateway.mappings if m.internal_port == 3456] == ["upnp"]
+            await pilot.press("g")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, RouterScreen)
+            await app_until(pilot, lambda: screen.listed, "the listing")
+            assert (6, 3456, "") in screen.model.entries
+            await quit_app(pilot)
+        assert igd.searches >= 2

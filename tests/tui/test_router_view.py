@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from textual.geometry import Region
 from textual.pilot import Pilot
+from textual.widgets import Static
 from textual.widgets._footer import FooterKey
 
 from engine.errors import NatDeckError
@@ -22,6 +23,7 @@ from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
 from engine.router_source import UpnpRouterListing
 from engine.router_view import RouterMapping
+from engine.simulator import Mapping
 from engine.simulator.upnp import Neighbour
 from tests.support.loopback import free_udp_port
 from tui.app import NatDeckApp
@@ -171,6 +173,15 @@ async def test_help_lists_the_router_keys() -> None:
         assert keys["Back"] == "esc / g"
         assert keys["Delete"] == "d"
         assert keys["Filter"] == "/"
+        # Only the view's own keys: not Screen's generic tab / shift+tab / ctrl+c.
+        assert list(keys) == ["Back", "Sort", "Reverse", "Filter", "Delete", "Refresh", "Help",
+                              "Quit"]
+        # What the view shows, not the main screen's About and mapping states.
+        shown = " ".join(str(w.render()) for w in help_screen.query(Static))
+        assert "every mapping the gateway holds, whoever made it" in shown
+        assert "Reading the table" in shown
+        assert "Mapping states" not in shown
+        assert "renewals at 1/2-5/8" not in shown
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, RouterScreen)
@@ -256,9 +267,12 @@ async def test_no_footer_key_hides_another(size: tuple[int, int]) -> None:
             assert right <= x, f"{right_key} covers {left_key}"
 
 
-async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
+@pytest.mark.parametrize(("size", "whole"), [((80, 24), False), ((120, 30), True)],
+                         ids=["80x24", "120x30"])
+async def test_a_refused_delete_is_shown_and_nothing_breaks(size: tuple[int, int],
+                                                            whole: bool) -> None:
     app = demo(secure_mode=True)
-    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+    async with app.run_test(size=size, notifications=True) as pilot:
         screen = await open_router(pilot, app)
         select(screen, PLEX)
         await pilot.press("d")
@@ -267,6 +281,14 @@ async def test_a_refused_delete_is_shown_and_nothing_breaks() -> None:
         await app_until(pilot, lambda: logged(app, "could not delete tcp 32400 of 198.18.0.12"),
                         "the refusal in the log")
         assert "ActionNotAuthorized (606)" in str(screen.status_line.render())
+        # The toast, as the main screen's: below 100 columns the code only (the sentence
+        # covered the table), the line above the table and the log keep the sentence.
+        [toast] = [n for n in app._notifications if n.title == "The gateway refused"]
+        if whole:
+            assert "ActionNotAuthorized (606)" in toast.message
+            assert "refused DeletePortMapping" in toast.message
+        else:
+            assert toast.message == "ActionNotAuthorized"
         assert any(m.external_port == 32400 for m in listing_of(app).gateway.mappings)
         await pilot.press("r")
         await pilot.pause()
@@ -445,3 +467,21 @@ async def test_what_is_painted_is_what_was_set_after_a_reorder() -> None:
             checked += 1
         assert checked == 8
         app.clock = None
+
+
+async def test_entries_the_gateway_listed_but_could_not_be_read_are_counted() -> None:
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_router(pilot, app)
+        assert "could not be read" not in str(screen.status_line.render())
+        # An entry no UPnP client can read (internal port past 65535) joins the table.
+        state = listing_of(app).gateway.core.state
+        now = asyncio.get_running_loop().time()
+        client = ip_address("198.18.0.40")
+        state.put(Mapping(client, 6, 70000, 40000, 600, now + 600, "upnp",
+                          requested_by=client))
+        await pilot.press("r")
+        await app_until(pilot, lambda: screen.skipped == 1, "the count")
+        assert "1 entry the gateway listed could not be read" in str(
+            screen.status_line.render())
+        assert str(screen.model.summary()) == "8 mappings, 6 hosts, 1 of ours"

@@ -127,3 +127,16 @@ def test_natpmp_refuses_what_it_cannot_carry(request_: MapRequest, words: str) -
     assert refusal is not None
     assert words in refusal
     assert DIALECT.refusal(REQUEST) is None
+
+
+def test_a_success_of_the_other_operation_on_the_port_is_not_this_ones_answer() -> None:
+    # The map's late answer after the delete went out (same protocol and internal port):
+    # taken as the delete's, it would say closed a port that may be open; and back.
+    delete = DIALECT.map(MapRequest(Protocol.TCP, 8080, lifetime=0, via="natpmp"), LOCAL,
+                         "delete")
+    assert delete.match(natpmp.MapResponse(Protocol.TCP, 0, 9, 8080, 8080, 3600)) is Match.NO
+    assert delete.match(natpmp.MapResponse(Protocol.TCP, 0, 9, 8080, 0, 0)) is Match.YES
+    assert delete.match(natpmp.MapResponse(Protocol.TCP, NatPmpResult.NOT_AUTHORIZED, 9,
+                                           8080, 0, 0)) is Match.YES
+    mapping = DIALECT.map(REQUEST, LOCAL, "map")
+    assert mapping.match(natpmp.MapResponse(Protocol.TCP, 0, 9, 8080, 0, 0)) is Match.NO

@@ -158,3 +158,16 @@ def test_the_answer_key_indexes_answers_by_what_their_request_sent() -> None:
     # Answers without data are offered to every request out.
     assert answer_key(pcp.Response(pcp.Opcode.MAP, PcpResult.MALFORMED_REQUEST, 0, 1)) is None
     assert answer_key(natpmp.ErrorResponse(0x81, 1, 0)) is None
+
+
+def test_a_success_of_the_other_operation_on_the_mapping_is_not_this_ones_answer() -> None:
+    # The late answer to a MAP (or renewal) arriving after the delete went out: same nonce,
+    # protocol and port. Taken as the delete's, it would say closed a port that may be open.
+    delete = DIALECT.map(MapRequest(Protocol.TCP, 8080, lifetime=0, nonce=NONCE), LOCAL,
+                         "delete")
+    assert delete.match(answer(lifetime=3600)) is Match.NO
+    assert delete.match(answer(lifetime=0)) is Match.YES
+    # An error answers either, whatever its (error) lifetime.
+    assert delete.match(answer(PcpResult.NOT_AUTHORIZED, lifetime=30)) is Match.YES
+    # And the delete's late answer is not a new MAP's.
+    assert ask().match(answer(lifetime=0)) is Match.NO

@@ -67,6 +67,23 @@ def test_granted_sets_every_field_of_a_new_mapping_from_its_source() -> None:
     assert again.extra_options == (pcp.PreferFailure(),)
 
 
+def test_granted_in_place_keeps_the_nonce_of_the_request_that_moved_the_mapping() -> None:
+    """A NAT-PMP mapping recreated by PCP (a fresh nonce) renews and deletes with that
+    nonce; moved back to NAT-PMP it has none."""
+    client = cast(Any, types.SimpleNamespace(gateway=GATEWAY, port=5351))
+    first = MapRequest.make(Protocol.TCP, 5000, via="natpmp")
+    mapping = granted(client, None, first, Grant("natpmp", 1, 5000, EXTERNAL, 100), LOCAL, 0.0)
+    assert mapping.nonce is None
+    by_pcp = dataclasses.replace(request_for(mapping, 100), via="auto", nonce=b"p" * 12)
+    again = granted(client, mapping, by_pcp, Grant("pcp", 2, 5000, EXTERNAL, 100), LOCAL, 1.0)
+    assert again is mapping
+    assert (mapping.via, mapping.nonce) == ("pcp", b"p" * 12)
+    assert request_for(mapping, 0).nonce == b"p" * 12  # the delete the gateway accepts
+    back = dataclasses.replace(request_for(mapping, 100), via="auto", nonce=None)
+    granted(client, mapping, back, Grant("natpmp", 3, 5000, EXTERNAL, 100), LOCAL, 2.0)
+    assert (mapping.via, mapping.nonce) == ("natpmp", None)
+
+
 def test_a_fixed_schedule_is_the_same_every_time_and_a_jittered_one_draws() -> None:
     assert list(NATPMP_RETRANSMIT.timeouts()) == [0.25 * 2 ** n for n in range(9)]
     assert list(NATPMP_RETRANSMIT.timeouts()) == list(NATPMP_RETRANSMIT.timeouts())

@@ -63,6 +63,7 @@ def test_json_lines_one_object_per_mapping() -> None:
         "internal_client": "192.168.1.20", "internal_port": 8080,
         "description": "PCP MAP 00112233445566778899aabb", "lease": 90, "permanent": False,
         "enabled": True, "remote_host": "", "made_by": "pcp", "this_host": True, "ours": True,
+        "skipped": 0,
     }
     assert objects[1]["lease"] is None
     assert objects[1]["permanent"] is True

@@ -302,7 +302,7 @@ def _unmap_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the mapping's external port (default: the stored one)")
     parser.add_argument("--all", action="store_true",
                         help="NAT-PMP: delete every mapping of PROTO (tcp or udp) made "
-                             "from this address (RFC 6886 §3.4)")
+                             "from this address (RFC 6886 §3.4; IPv4 gateways only)")
     _command_options(parser, timeout_help=_DEFAULT_TIMEOUT_HELP)
 
 
@@ -365,7 +365,7 @@ _SUBCOMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None
         "Listen for the gateway's announcements (NAT-PMP address changes, PCP ANNOUNCE) and "
         "print one line each, noting address changes and restarts. Sends nothing. Repeats "
         "of an announcement are not printed (--repeats prints them). --via pcp or natpmp "
-        "shows only that protocol's.",
+        "shows only that protocol's (UPnP IGD sends none: --via upnp is refused).",
         _watch_arguments),
     "list": (
         "every mapping the gateway holds, whoever made it",
@@ -397,9 +397,11 @@ def _check(main_parser: argparse.ArgumentParser,
             and conn.gateway.version != conn.local.version:
         parser.error(f"--gateway {conn.gateway} and --local {conn.local} are not of one "
                      "address family")
-    if conn.via == "natpmp" and conn.gateway is not None and conn.gateway.version == 6:
-        parser.error("NAT-PMP speaks only IPv4 (RFC 6886); use --via pcp for an IPv6 gateway")
     command = args.command
+    if conn.gateway is not None and conn.gateway.version == 6:
+        _check_ipv6(parser, args, conn)
+    if command == "watch" and conn.via == "upnp":
+        parser.error("UPnP IGD sends no announcements; watch takes --via auto, pcp or natpmp")
     if command is None:
         for protocol, port in args.maps or ():
             try:
@@ -425,6 +427,21 @@ def _check(main_parser: argparse.ArgumentParser,
                             ("--listen-port", args.listen_port)):
             if value:
                 parser.error(f"{flag} goes with --hold")
+
+
+def _check_ipv6(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                conn: Connection) -> None:
+    """Refuse, before sending, what an IPv6 gateway cannot do: NAT-PMP (and so ``unmap
+    --all``, its delete-all) is IPv4 only, and a UPnP IGD maps ports only for IPv4 hosts
+    (the engine would refuse each mapping after the usage checks passed)."""
+    if conn.via == "natpmp":
+        parser.error("NAT-PMP speaks only IPv4 (RFC 6886); use --via pcp for an IPv6 gateway")
+    if args.command == "unmap" and args.all:
+        parser.error("unmap --all is NAT-PMP's delete-all, which speaks only IPv4 (RFC 6886); "
+                     "an IPv6 gateway has none: unmap each PORT")
+    if args.command in ("map", "unmap") and conn.via == "upnp":
+        parser.error("UPnP IGD maps ports only for IPv4 hosts; use --via pcp for an IPv6 "
+                     "gateway")
 
 
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Connection] | int:

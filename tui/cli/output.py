@@ -43,16 +43,21 @@ class Output:
             stream.write(line + "\n")
             stream.flush()
         except BrokenPipeError:
-            if stream is not sys.stdout:
-                return
-            self.closed = True
-            # Later writes (and the interpreter's final flush) must not fail again.
-            with contextlib.suppress(OSError, ValueError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            if self.on_closed is not None:
-                self.on_closed()
+            if stream is sys.stdout:
+                self.stdout_closed()
+
+    def stdout_closed(self) -> None:
+        """stdout's reader went away (a write raised ``BrokenPipeError``): remember it,
+        send later output to /dev/null and call ``on_closed``. For writers that print to
+        stdout themselves (``natdeck list``)."""
+        self.closed = True
+        # Later writes (and the interpreter's final flush) must not fail again.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if self.on_closed is not None:
+            self.on_closed()
 
     def result(self, data: dict[str, Any], text: str) -> None:
         """One result: a JSON object with ``--json``, else ``text``."""

@@ -172,7 +172,8 @@ def _run_tui(args: argparse.Namespace, conn: Connection) -> int:
     return int(run_app(gateway=None if conn.gateway is None else str(conn.gateway),
                        local=None if conn.local is None else str(conn.local),
                        gateway_port=conn.gateway_port, demo=args.demo,
-                       maps=list(args.maps or ()), keep=args.keep, via=conn.via))
+                       maps=list(args.maps or ()), keep=args.keep, via=conn.via,
+                       ssdp_port=conn.ssdp_port))
 
 
 def main(argv: Sequence[str] | None = None, *,

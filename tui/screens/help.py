@@ -1,8 +1,13 @@
-"""The help screen: every key of the main screen, built from the live bindings."""
+"""The help screen: a screen's keys, built from its live bindings, and what it shows.
+
+The main screen's help explains natdeck and the mapping states (:data:`MAIN_HELP`); the
+router view's, the gateway's table and its Who column (:data:`ROUTER_HELP`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
@@ -12,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-__all__ = ["HelpScreen", "KeyHelp"]
+__all__ = ["MAIN_HELP", "ROUTER_HELP", "HelpBody", "HelpScreen", "KeyHelp"]
 
 #: (key as shown, description, tooltip).
 KeyHelp = tuple[str, str, str]
@@ -48,18 +53,51 @@ _STATES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class HelpBody:
+    """What a help screen says besides the keys: a paragraph, then a glossary."""
+
+    about: str
+    glossary_title: str
+    glossary: tuple[tuple[str, str], ...]
+    """(term, meaning) rows."""
+
+
+#: The main screen's help: natdeck, then each mapping state.
+MAIN_HELP = HelpBody(_ABOUT, "Mapping states", _STATES)
+
+#: The router view's help: the gateway's whole table, then what its Who and Lease cells say.
+ROUTER_HELP = HelpBody(
+    "The router view lists every mapping the gateway holds, whoever made it, as its UPnP "
+    "IGD lists them (NAT-PMP and PCP cannot list a table; on miniupnpd the three share "
+    "one), refreshed every few seconds while the view is open. New entries are highlighted "
+    "and logged, vanished ones struck through for a moment. Enter on one of natdeck's own "
+    "selects it in the main table; d deletes another host's, after a confirmation, and the "
+    "gateway's answer (a refusal too) is shown above the table. A gateway that cannot list "
+    "its table is said to be so, and natdeck's own mappings are shown instead.",
+    "Reading the table",
+    (("ours", "one of natdeck's own mappings (unmap it in the main table)"),
+     ("this", "another program on this host made it"),
+     ("other", "another host on the network made it"),
+     ("PCP, NAT-PMP, UPnP", "the protocol that made it, as the gateway's description tells"),
+     ("perm.", "a lease without end (UPnP's 0): it stays until deleted")),
+)
+
+
 class HelpScreen(ModalScreen[None]):
-    """Lists the gateway panel's notes in full, the keys (from the bindings the main screen
-    has right now) and the states."""
+    """Lists the gateway panel's notes in full, the keys (from the bindings the screen
+    below has right now) and ``body``'s glossary (the main screen's: the states)."""
 
     BINDINGS = [
         Binding("escape,q,question_mark", "close", "Close", id="help.close",
-                tooltip="Back to the main screen"),
+                tooltip="Back to the screen below"),
     ]
 
-    def __init__(self, keys: Sequence[KeyHelp], notes: Sequence[Text] = ()) -> None:
+    def __init__(self, keys: Sequence[KeyHelp], notes: Sequence[Text] = (),
+                 body: HelpBody = MAIN_HELP) -> None:
         super().__init__()
         self._keys = tuple(keys)
+        self._body = body
         self._notes = tuple(notes)
         """What the gateway panel says in a word, in full (announcements off, a warning)."""
 
@@ -73,21 +111,22 @@ class HelpScreen(ModalScreen[None]):
         states = Table.grid(padding=(0, 2))
         states.add_column(style="bold", no_wrap=True)
         states.add_column()
-        for name, meaning in _STATES:
+        for name, meaning in self._body.glossary:
             states.add_row(Text(name), Text(meaning, style="dim"))
         with VerticalScroll(id="help-body") as body:
             body.border_title = "Help"
             body.border_subtitle = "esc to close"
-            yield Static(Text(_ABOUT), classes="help-about")
+            yield Static(Text(self._body.about), classes="help-about")
             if self._notes:
                 yield Static(Text("The gateway now", style="bold underline"),
                              classes="help-heading")
                 yield Static(Text("\n").join(self._notes), id="help-notes")
             yield Static(Text("Keys", style="bold underline"), classes="help-heading")
             yield Static(table, id="help-keys")
-            yield Static(Text("Mapping states", style="bold underline"), classes="help-heading")
+            yield Static(Text(self._body.glossary_title, style="bold underline"),
+                         classes="help-heading")
             yield Static(states, id="help-states")
 
     def action_close(self) -> None:
-        """Back to the main screen."""
+        """Back to the screen below."""
         self.dismiss(None)

@@ -43,11 +43,12 @@ from engine.router_view import (
     parse_query,
 )
 
+from ..presentation import short_error
 from ..router_presentation import RouterStatus
 from ..safe_text import sanitize
 from ..widgets.router_table import RouterTableView
 from .confirm_delete import ConfirmDelete
-from .help import HelpScreen
+from .help import ROUTER_HELP, HelpScreen, KeyHelp
 from .main import NARROW
 
 __all__ = ["ROUTER_BINDINGS", "RouterDeleted", "RouterListed", "RouterScreen", "show_in_table"]
@@ -124,6 +125,18 @@ def _log_changes(log: LogLine | None, changes: list[RouterChange]) -> None:
             log(wall, sanitize(change.sentence), _CHANGE_STYLE[change.kind])
 
 
+def _own_keys(screen: RouterScreen) -> list[KeyHelp]:
+    """The router view's keys, one line per action with every key bound to it: only
+    ROUTER_BINDINGS (ids ``router.``). Screen's own (tab, shift+tab, ctrl+c) are Textual's,
+    the same on every screen, and not what the view's help is about."""
+    keys: dict[str, tuple[list[str], Binding]] = {}
+    for entry in screen.active_bindings.values():
+        if entry.node is screen and (entry.binding.id or "").startswith("router."):
+            shown, _ = keys.setdefault(entry.binding.action, ([], entry.binding))
+            shown.append(screen.app.get_key_display(entry.binding))
+    return [(" / ".join(shown), b.description, b.tooltip) for shown, b in keys.values()]
+
+
 class RouterScreen(Screen[MappingKey | None]):
     """Every mapping on the gateway. Dismisses with the main table's key of one of
     natdeck's own mappings (Enter on it), or None (back)."""
@@ -148,6 +161,8 @@ class RouterScreen(Screen[MappingKey | None]):
         """Why the last listing failed (None after a good one)."""
         self.listed = False
         """Whether the gateway has listed its table at least once."""
+        self.skipped = 0
+        """Entries the last good listing held but could not read (not in the table)."""
         self._gateway_seen: tuple[object, ...] | None = None
         self.sort_by: SortKey = "host"
         self.reverse = False
@@ -217,6 +232,7 @@ class RouterScreen(Screen[MappingKey | None]):
         else:
             self.unavailable = None
             self.listed = True
+            self.skipped = listing.skipped
             self._mark_ours()
             changes = self.model.update(listing.rows, listing.at)
             _log_changes(self._log, changes)
@@ -234,7 +250,7 @@ class RouterScreen(Screen[MappingKey | None]):
             None if self.filter_query.empty else self.filter_input.value, len(entries),
             self.listed, self.unavailable, self.answer, self.poller.interval,
             None if self.source is None or self.unavailable is None
-            else self.poller.next_in() or 0.0)
+            else self.poller.next_in() or 0.0, self.skipped)
         with self.app.batch_update():
             self.table.sync(entries, now)
             self.status_line.update(status.text())
@@ -249,14 +265,8 @@ class RouterScreen(Screen[MappingKey | None]):
         self.dismiss(None)
 
     def action_help(self) -> None:
-        """Show this view's keys (one line per action, with every key bound to it)."""
-        keys: dict[str, tuple[list[str], Binding]] = {}
-        for entry in self.active_bindings.values():
-            if entry.node is self and entry.binding.description:
-                shown, _ = keys.setdefault(entry.binding.action, ([], entry.binding))
-                shown.append(self.app.get_key_display(entry.binding))
-        self.app.push_screen(HelpScreen([(" / ".join(shown), b.description, b.tooltip)
-                                         for shown, b in keys.values()]))
+        """Show this view's keys and what the view shows."""
+        self.app.push_screen(HelpScreen(_own_keys(self), body=ROUTER_HELP))
 
     def action_sort(self) -> None:
         """Sort by the next key."""
@@ -362,7 +372,10 @@ class RouterScreen(Screen[MappingKey | None]):
             error = sanitize(str(message.error))
             text = f"could not delete {what}: {error}"
             self.answer = Text(f"Gateway's answer: {error}", style="bold red")
-            self.notify(error, title="The gateway refused", severity="error", timeout=8)
+            # As the main screen's failures: a toast is half the screen wide, and the whole
+            # sentence covered the table below NARROW; the line above the table keeps it.
+            toast = short_error(message.error) if self.app.size.width < NARROW else error
+            self.notify(toast, title="The gateway refused", severity="error", timeout=8)
             style = "bold red"
         if self._log is not None:
             self._log(time.time(), text, style)
