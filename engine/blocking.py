@@ -142,7 +142,8 @@ class BlockingChannel(GatewayChannel):
         window = self.windows[protocol]
         exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name,
-                            first_timer=window.first_timer)
+                            first_timer=window.first_timer,
+                            nominal_first=window.first_timeout)
         first = number = 0
         window.take()
         self._current = exchange

@@ -372,9 +372,12 @@ def _mapper(client: GatewayClient, protocol: MappingProtocol) -> Mapper:
 
 
 def _auto_protocols(client: GatewayClient) -> tuple[MappingProtocol, ...]:
-    """The mapping protocols ``via="auto"`` may try: UPnP IGD maps for IPv4 hosts only (over
-    IPv6 it opens pinholes)."""
-    return tuple(p for p in client.mappers if p != "upnp" or client.gateway.version == 4)
+    """The mapping protocols ``via="auto"`` may try: NAT-PMP speaks IPv4 only (RFC 6886), and
+    UPnP IGD maps for IPv4 hosts only (over IPv6 it opens pinholes): PCP alone for an IPv6
+    gateway."""
+    if client.gateway.version == 4:
+        return tuple(client.mappers)
+    return tuple(p for p in client.mappers if p not in ("natpmp", "upnp"))
 
 
 # A PortMapping restored without its client (the state file's) gets one of these.

@@ -19,6 +19,7 @@ to a request sent once gives a round-trip sample.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
@@ -112,7 +113,8 @@ class Outcome:
 class Exchange:
     """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
 
-    __slots__ = ("_first_timer", "_next_try_at", "_outbox", "_stretch", "_waits", "created",
+    __slots__ = ("_first_timer", "_next_try_at", "_nominal", "_outbox", "_stretch", "_waits",
+                 "created",
                  "deadline_at", "description", "done", "error", "gateway", "match_fn", "outcome",
                  "packet", "previous_sent_at", "protocol", "retransmissions", "sent_at", "state",
                  "tries")
@@ -120,15 +122,21 @@ class Exchange:
     def __init__(self, packet: bytes, match: Callable[[Message], Match],
                  waits: Iterator[float], *, now: float, deadline: float | None,
                  describe: Description, protocol: DatagramProtocol, gateway: str,
-                 first_timer: Callable[[], float] | None = None) -> None:
+                 first_timer: Callable[[], float] | None = None,
+                 nominal_first: float | None = None) -> None:
         """``waits``: how long to wait after each try (the RFC schedule). ``first_timer``: the
         first timer that fits the gateway, asked when the first try goes out (after any time
         queued, so the round trips measured by then count); every wait is then stretched by
-        the factor that makes the first at least that (:func:`~engine.timing.stretch`)."""
+        the factor that makes the first at least that (:func:`~engine.timing.stretch`).
+        ``nominal_first``: the schedule's first wait without RFC 3315's ``RAND`` (PCP's IRT),
+        which the first timer is held against instead of the drawn one, so that every wait
+        keeps its ``RAND``: held against the drawn wait, each one drawn below the first timer
+        would be raised to it, and half of all fresh requests would retransmit in step."""
         self.packet = packet
         self.match_fn = match
         self._waits = waits
         self._first_timer = first_timer
+        self._nominal = nominal_first
         self._stretch = 1.0
         self.created = now
         self.deadline_at = None if deadline is None else now + deadline
@@ -171,7 +179,8 @@ class Exchange:
             self._timeout(now)
             return
         if self._first_timer is not None:  # the first try: fit the schedule to the gateway
-            self._stretch = stretch(wait, self._first_timer())
+            first = wait if self._nominal is None or not math.isfinite(wait) else self._nominal
+            self._stretch = stretch(first, self._first_timer())
             self._first_timer = None
         wait *= self._stretch
         if self.tries:

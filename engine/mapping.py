@@ -219,10 +219,11 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
             now,  # granted_at
             request.suggested_external_port,  # suggested_external_port
             request.external_address,  # suggested_external_address
-            # A success means every option we sent was processed (all are mandatory,
-            # RFC 6887 §7.3); a gateway that does not echo them must not make the
-            # renewal and the deletion forget THIRD_PARTY or the FILTERs.
-            grant.options or request.options,  # options
+            # What we sent, which renewals and the delete send again: a success means
+            # every option of ours was processed (all are mandatory, RFC 6887 §7.3). Not
+            # the answer's: one that echoes a vendor option and not THIRD_PARTY would
+            # have the renewal map this host instead, and the third party's lapse.
+            request.options,  # options
             request.remote_address,  # remote_address
             request.remote_port,  # remote_port
             client.port,  # gateway_port
@@ -241,7 +242,7 @@ def granted(client: GatewayClient, mapping: PortMapping | None, request: MapRequ
     # (NAT-PMP, then PCP) drew a new one, which its renewals and delete must send again
     # (RFC 6887 §11.1: another nonce is NOT_AUTHORIZED); NAT-PMP and UPnP IGD send none.
     mapping.nonce = request.nonce if via == "pcp" else None
-    mapping.options = grant.options or mapping.options
+    mapping.options = request.options  # what was sent (above): never the answer's
     mapping.client = client
     return mapping
 

@@ -165,7 +165,10 @@ class MapRequest:
         address asked for, or none."""
         if not self.prefer_failure:
             return True
-        if self.external_port and external_port != self.external_port:
+        # The port the request suggested on the wire: the internal port when the caller
+        # named none (PREFER_FAILURE holds the server to it all the same).
+        suggested = self.suggested_external_port
+        if suggested and external_port != suggested:
             return False
         wanted = self.external_address
         return wanted is None or wanted.is_unspecified or external_address == wanted

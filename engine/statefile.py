@@ -30,7 +30,11 @@ under the user's state directory:
   nothing a newer natdeck wrote is silently destroyed.
 
 The file is our own output but is still read as untrusted input: every record is
-validated, and an invalid record is dropped with a warning.
+validated. An entry that is not a valid record (hand-edited, damaged, or written by a
+newer natdeck) is reported with a warning and is not a record: no lookup, listing or
+count sees it. But it is not dropped either: every rewrite carries it through unchanged
+(after the records), so its nonce can still be recovered by hand, until it is plainly
+long expired by its own ``updated`` and ``lifetime`` (see :func:`_long_expired`).
 
 The record itself (:class:`MappingRecord`, re-exported here) lives in
 :mod:`engine.mapping_record`. Importing this module costs no event loop: the client (and
@@ -44,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import stat
 import sys
@@ -128,6 +133,10 @@ class StateLoad:
     warnings: list[str] = field(default_factory=list)
     damaged: bool = False
     """The file exists but could not be used as a whole (corrupt, other version)."""
+    unparsed: list[object] = field(default_factory=list)
+    """The entries of ``mappings`` that are not valid records, as read (JSON values).
+
+    Not records, never a mapping: only there for a rewrite to carry them through."""
 
     def find(self, gateway: str | IPAddress, gateway_port: int, protocol: int,
              internal_port: int) -> MappingRecord | None:
@@ -282,7 +291,8 @@ class StateFile:
                 record = MappingRecord.from_json(entry)
             except ValueError as exc:
                 self._warned(loaded, f"ignoring record {index} of the state file "
-                                     f"{self.path}: {exc}")
+                                     f"{self.path}: {exc} (kept in the file as it is)")
+                loaded.unparsed.append(entry)
                 continue
             if record.key in seen:
                 continue
@@ -300,7 +310,10 @@ class StateFile:
                 self._move_aside()
             now = self._clock()
             current = [r for r in loaded.records if r.expires() + _EXPIRED_GRACE >= now]
-            self._write(change(current))
+            # Entries that are not records are carried through unchanged (nothing a newer
+            # natdeck or a hand wrote is lost), unless they are plainly long gone.
+            carried = [e for e in loaded.unparsed if not _long_expired(e, now)]
+            self._write(change(current), carried)
             return loaded.warnings
 
     def _move_aside(self) -> None:
@@ -324,8 +337,9 @@ class StateFile:
             except OSError as exc:  # pragma: no cover
                 log.warning("could not make %s private: %s", self.directory, exc)
 
-    def _write(self, records: list[MappingRecord]) -> None:
-        document = {"version": FORMAT_VERSION, "mappings": [r.to_json() for r in records]}
+    def _write(self, records: list[MappingRecord], carried: list[object]) -> None:
+        document = {"version": FORMAT_VERSION,
+                    "mappings": [r.to_json() for r in records] + carried}
         payload = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
         fd, temp = _create_temporary(self.directory)
         try:
@@ -406,6 +420,32 @@ class StateBatch:
             for key, record in pending.items():
                 self._pending.setdefault(key, record)  # (a newer change wins)
             raise
+
+
+def _long_expired(entry: object, now: float) -> bool:
+    """Whether an entry that is not a valid record is still plainly a mapping that expired
+    more than :data:`_EXPIRED_GRACE` ago, so pruned as a record would be.
+
+    Only when its own ``updated`` and ``lifetime`` are finite, non-negative numbers and
+    ``permanent`` is absent or false: anything else (a field this natdeck does not
+    understand) keeps the entry.
+    """
+    if not isinstance(entry, dict) or entry.get("permanent", False) is not False:
+        return False
+    times: list[float] = []
+    for name in ("updated", "lifetime"):
+        value = entry.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        try:
+            times.append(float(value))
+        except OverflowError:  # an integer beyond any float
+            return False
+    updated, lifetime = times
+    if not (math.isfinite(updated) and math.isfinite(lifetime)) or updated < 0 \
+            or lifetime < 0:
+        return False
+    return updated + lifetime + _EXPIRED_GRACE < now
 
 
 def _create_temporary(directory: Path) -> tuple[int, Path]:

@@ -91,6 +91,9 @@ def is_gateway_address(reported: str, gateway: IPAddress) -> bool:
     target: IPAddress = gateway
     if isinstance(target, IPv6Address):
         target = IPv6Address(str(target).split("%", 1)[0])
+        # A gateway named in its IPv4-mapped form (::ffff:a.b.c.d) is the IPv4 address the
+        # peer was turned into above.
+        target = target.ipv4_mapped or target
     return peer == target
 
 
@@ -332,7 +335,8 @@ class GatewayChannel:
         # The first timer follows the round trip measured by the time the request goes out.
         exchange = Exchange(packet, match, iter(schedule), now=now, deadline=deadline,
                             describe=describe, protocol=protocol, gateway=self._name,
-                            first_timer=window.first_timer)
+                            first_timer=window.first_timer,
+                            nominal_first=window.first_timeout)
         pending = _Pending(exchange, loop.create_future(), window, key)
         queue = self._queued[protocol]
         if pending.window.room > 0 and not queue:

@@ -31,6 +31,7 @@ from .log_bridge import EngineLogHandler, EngineLogTap
 from .map_request import MapRequest, Via
 from .mapping_detail import Asked, detail_lines
 from .presentation import EngineNote, gateway_lines
+from .safe_text import sanitize
 from .screens import MainScreen
 
 __all__ = ["FLUSH_DELAY", "NatDeckBase"]
@@ -70,6 +71,8 @@ class NatDeckBase(App[int]):
         self.engine_error: BaseException | None = None
         self.force_quit = False
         """Whether a second q asked to exit without waiting for the deletes."""
+        self._records_error: str | None = None
+        """The state file's write error last shown (the toast is for a new one)."""
         self.left_behind = 0
         """Mappings left open at the gateway when a second q stopped the deletes."""
         self._dirty: dict[MappingKey, None] = {}
@@ -133,8 +136,21 @@ class NatDeckBase(App[int]):
 
     def _show_gateway(self, now: float) -> None:
         status = self.manager.status if self.manager is not None else None
+        records_error = self.manager.records.error if self.manager is not None else None
+        self._warn_records(records_error)
         self.main.panel.show(gateway_lines(status, now, self.note,
-                                           narrow=self.main.has_class("-compact")))
+                                           narrow=self.main.has_class("-compact"),
+                                           records_error=records_error))
+
+    def _warn_records(self, error: str | None) -> None:
+        """Toast once when the state file stops being written (the panel line stays while
+        it lasts): the mappings made meanwhile are unknown to 'natdeck unmap'."""
+        if error is not None and self._records_error is None:
+            self.notify(f"{sanitize(error, limit=120)}. 'natdeck unmap' will not know the "
+                        "mappings made meanwhile; natdeck keeps trying.",
+                        title="Could not write the state file", severity="warning",
+                        timeout=10)
+        self._records_error = error
 
     def _show_detail(self, now: float) -> None:
         key = self.main.table.selected_key()

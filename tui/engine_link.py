@@ -148,7 +148,7 @@ class EngineLink:
         """The mappings requested at start."""
         for request in self.initial:
             self._commands.put_nowait(AddMapping(request))
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], Command] = {}
         self.parts: EngineParts | None = None
         self.quitting = False
         self.closed: ManagerClosed | None = None
@@ -193,14 +193,19 @@ class EngineLink:
                     try:
                         await self._serve(manager, parts.demo)
                     finally:
-                        await self._cancel_running()
+                        await self._cancel_running(keep_adds=True)
                         if manager.keep:
                             self._note(f"leaving {len(manager.mappings)} mapping(s) in place "
                                        "(keep)", "dim")
                         elif manager.mappings:
                             self._note(f"deleting {len(manager.mappings)} mapping(s)…", "dim")
                         # Leave here (not only in __aexit__) to keep what it reports.
-                        self.closed = await manager.close()
+                        try:
+                            self.closed = await manager.close()
+                        finally:
+                            # close() has answered or given up on the adds it settled;
+                            # none may outlive the worker.
+                            await self._cancel_running()
                         if self.closed.left and not self.closed.kept:
                             self._note(self.closed.summary, "bold red")
                 # The manager has closed: its event stream ends after the last event.
@@ -226,13 +231,24 @@ class EngineLink:
             if isinstance(command, Quit):
                 return
             task = asyncio.create_task(self._execute(manager, demo, command))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._running[task] = command
+            task.add_done_callback(self._forget_task)
 
-    async def _cancel_running(self) -> None:
-        for task in list(self._running):
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+
+    async def _cancel_running(self, *, keep_adds: bool = False) -> None:
+        """Cancel the commands still running and wait for them.
+
+        With ``keep_adds`` the adds are left running: ``manager.close()`` waits for
+        their answers and deletes what they made with the rest, whereas a cancelled
+        add only becomes a take-back in the background that the exit may not see.
+        """
+        tasks = [task for task, command in self._running.items()
+                 if not (keep_adds and isinstance(command, AddMapping))]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _execute(self, manager: MappingManager, demo: DemoControls | None,
                        command: Command) -> None:

@@ -24,11 +24,12 @@ from engine.upnp import SSDP_PORT
 from .backend import EngineFactory, EngineParts
 from .exit_codes import EXIT_NO_GATEWAY, EXIT_OK, EXIT_USAGE
 from .map_request import VIAS, MapRequest, Via
+from .safe_text import sanitize
 
 if TYPE_CHECKING:
     from .app import NatDeckApp
 
-__all__ = ["EXIT_NO_GATEWAY", "EXIT_USAGE", "build_app", "run_app"]
+__all__ = ["EXIT_NO_GATEWAY", "EXIT_USAGE", "build_app", "left_open", "run_app", "still_open_note"]
 
 #: How long quitting may spend deleting the mappings (a second q stops sooner).
 QUIT_DEADLINE = 60.0
@@ -131,8 +132,24 @@ def run_app(*, gateway: str | None, local: str | None, gateway_port: int = 5351,
     status = app.run()
     if app.engine_error is not None:
         print(f"natdeck: {app.engine_error}", file=sys.stderr)
-    left = left_open(app)
-    if left:
-        print(f"natdeck: {left} mapping(s) are still open at the gateway until they expire; "
-              "'natdeck unmap' can delete them (they are in its state file)", file=sys.stderr)
+    note = still_open_note(app)
+    if note is not None:
+        print(f"natdeck: {note}", file=sys.stderr)
     return EXIT_OK if status is None else int(status)
+
+
+def still_open_note(app: NatDeckApp) -> str | None:
+    """What the exit says of the mappings quitting left open (None: it left none).
+
+    'natdeck unmap' finds only what the state file holds: it is offered only if the
+    records' last write succeeded (``manager.records.error``), else the error is said.
+    """
+    left = left_open(app)
+    if not left:
+        return None
+    head = f"{left} mapping(s) are still open at the gateway until they expire; "
+    error = app.manager.records.error if app.manager is not None else None
+    if error is None:
+        return head + "'natdeck unmap' can delete them (they are in its state file)"
+    return head + (f"their records could not be written to the state file "
+                   f"({sanitize(error)}), so 'natdeck unmap' may not know them")

@@ -40,8 +40,8 @@ Cells = tuple[Cell, ...]
 
 #: (column key, heading, width) of the mappings table, in order. A width of None sizes
 #: the column to its content: it grows when a longer value arrives (a countdown going
-#: from 9:59 to 1:59:59, a state with its reason), and never shrinks, so a tick never
-#: re-measures the table.
+#: from 9:59 to 1:59:59, a state with its reason), and shrinks once the widest value is
+#: gone (a count of the cells of each width: a tick never re-measures the table).
 MAPPING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("mapping", "Mapping", None),
     ("external", "External", None),
@@ -99,6 +99,10 @@ def _state_cell(mapping: ManagedMapping, brief: bool = False,
 def _state_words(mapping: ManagedMapping, brief: bool) -> Cell:
     state = mapping.state
     style = _STATE_STYLE.get(state, "")
+    if state is MappingState.ACTIVE and (mapping.reason or "").startswith("delete failed"):
+        # A d that failed hands the mapping back active: a bare "active" would read as if
+        # d had never been pressed. The detail line has the error.
+        return ("not deleted" if brief else "active (delete failed)", "yellow")
     if brief:
         # The reason is in the detail line under the table, and in the event log.
         return (_STATE_WORDS.get(state, str(state.value)), style)
@@ -177,14 +181,15 @@ def _renewal_cell(mapping: ManagedMapping, now: float) -> Cell:
 
 
 def mapping_cells(mapping: ManagedMapping, now: float, *, suggested: int | None = None,
-                  brief: bool = False, state_cells: int | None = None) -> Cells:
+                  brief: bool = False, state_cells: int | None = None,
+                  external_cells: int | None = None) -> Cells:
     """The cells of one mapping's row at loop time ``now``, in :data:`MAPPING_COLUMNS` order.
 
     A grant on another external port than the suggested one (the engine's record, else
     ``suggested``) says so in the External cell. ``brief``: the State cell is one word
     ("failed", not "failed: NOT_AUTHORIZED for 30m00s"), so that a row fits 80 columns.
-    ``state_cells``: the State cell is cut to that many cells (an ellipsis ends it), the
-    room the other columns leave it.
+    ``state_cells`` and ``external_cells``: the State or External cell is cut to that many
+    cells (an ellipsis ends it), the room the other columns leave it.
     """
     if mapping.external_port is not None:
         where = endpoint(mapping.external_address, mapping.external_port)
@@ -193,6 +198,8 @@ def mapping_cells(mapping: ManagedMapping, now: float, *, suggested: int | None 
                           else (where, "bold"))
     else:
         external = ("—", "dim")
+    if external_cells is not None:
+        external = (clip(external[0], external_cells), external[1])
     via: Cell = (PROTOCOL_LABELS.get(mapping.via, "—") if mapping.via else "—", "")
     if mapping.permanent:
         lifetime: Cell = ("permanent", "")
@@ -262,9 +269,11 @@ def _igd_line(status: GatewayStatus, *, model: bool = True) -> Text:
 
 
 def gateway_lines(status: GatewayStatus | None, now: float,
-                  note: EngineNote | None = None, *, narrow: bool = False) -> list[Text]:
+                  note: EngineNote | None = None, *, narrow: bool = False,
+                  records_error: str | None = None) -> list[Text]:
     """The gateway panel's lines for ``status`` at loop time ``now``; ``narrow`` (under 70
-    columns) puts the external address beside the RTT and leaves the IGD's model to help."""
+    columns) puts the external address beside the RTT and leaves the IGD's model to help.
+    ``records_error`` (``manager.records.error``) says why the state file is not written."""
     lines: list[Text] = []
     if status is None:
         lines.append(Text("No gateway yet.", style="dim"))
@@ -342,9 +351,20 @@ def gateway_lines(status: GatewayStatus | None, now: float,
             if more:
                 line.append(" (the event log says why)", style="dim")
             lines.append(line)
+    if records_error is not None:
+        lines.append(state_file_line(records_error))
     if note is not None:
         lines.append(Text(sanitize(note.text), style=note.style))
     return lines
+
+
+def state_file_line(error: str) -> Text:
+    """The panel's line while the state file cannot be written: until a write succeeds,
+    'natdeck unmap' would not know the new mappings, were natdeck stopped."""
+    line = Text("State file ", style="bold")
+    line.append("not written: ", style="bold red")
+    line.append(sanitize(error, limit=60), style="red")
+    return line
 
 
 def gateway_notes(status: GatewayStatus | None) -> list[Text]:

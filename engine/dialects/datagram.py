@@ -26,9 +26,17 @@ from .base import Ask, DatagramDialect, Grant, Heard
 from .base import grant as make_grant
 from .natpmp import NatPmpDialect
 
-__all__ = ["DatagramLink", "DatagramMapper"]
+__all__ = ["DatagramLink", "DatagramMapper", "address_budget"]
 
 log = logging.getLogger("engine.dialects")
+
+
+def address_budget(timeout: float | None, spent: float) -> float | None:
+    """Seconds NAT-PMP's external address request may take after the map it follows: what
+    is left of the caller's ``timeout`` after the map's ``spent`` seconds (``None``: no
+    deadline), so that the call as a whole keeps to its timeout. Not a shorter cap: the
+    request may wait its turn behind many maps on a gateway that serves one at a time."""
+    return None if timeout is None else max(0.0, timeout - spent)
 
 
 class DatagramLink(Protocol):
@@ -88,7 +96,8 @@ class DatagramMapper:
         local = link.explicit_local_address or await link.local_address()
         ask = self.dialect.map(request, local, what)
         # link.run awaited here, not through _ask: one coroutine less on every request.
-        grant = self._read(ask, await link.run(ask, timeout=timeout, retransmit=retransmit))
+        outcome = await link.run(ask, timeout=timeout, retransmit=retransmit)
+        grant = self._read(ask, outcome)
         negotiation = link.negotiation
         if request.lifetime == 0:
             return grant
@@ -96,9 +105,10 @@ class DatagramMapper:
             negotiation.external_address = grant.external_address
         elif self._asks_address:
             # A NAT-PMP mapping answer does not carry the external address (RFC 6886 §3.3).
-            if negotiation.external_address is None:
+            budget = address_budget(timeout, outcome.elapsed)
+            if negotiation.external_address is None and (budget is None or budget > 0):
                 try:
-                    await self._shared_address(timeout)
+                    await self._shared_address(budget)
                 except (GatewayTimeout, ResultCodeError) as exc:
                     log.info("mapped, but the external address is unknown: %s", exc)
             # Built, not dataclasses.replace(): this runs for every NAT-PMP mapping.

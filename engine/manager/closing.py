@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .watch import GatewayWatch
 
 __all__ = ["CLOSE_DEADLINE", "CloseProgress", "TakeBacks", "delete_many", "delete_mapping",
-           "hand_back", "may_hold", "requests_in_flight", "take_back"]
+           "delete_unanswered", "hand_back", "may_hold", "requests_in_flight", "take_back"]
 
 log = logging.getLogger("engine.manager")
 
@@ -67,9 +67,15 @@ async def delete_mapping(client: GatewayClient, mapping: PortMapping, timeout: f
     try:
         await client.delete(mapping, timeout=timeout)
     except ResultCodeError as exc:
-        if exc.protocol != "pcp" or exc.code != PcpResult.NO_RESOURCES:
+        if not _nothing_to_delete(exc):
             raise
         mapping.deleted = True
+
+
+def _nothing_to_delete(exc: ResultCodeError) -> bool:
+    """Whether a refused delete says only that the gateway holds no such mapping (miniupnpd's
+    NO_RESOURCES to a PCP delete; see :func:`delete_mapping`)."""
+    return exc.protocol == "pcp" and exc.code == PcpResult.NO_RESOURCES
 
 
 async def delete_many(client: GatewayClient, mappings: dict[MappingKey, PortMapping],
@@ -126,15 +132,22 @@ def requests_in_flight(table: MappingTable) -> list[asyncio.Task[None]]:
             and e.view.state is not MappingState.REQUESTING]
 
 
-async def settle(table: MappingTable, until: float) -> dict[MappingKey, PortMapping]:
+async def settle(table: MappingTable, until: float, *,
+                 give_up: bool = False) -> dict[MappingKey, PortMapping]:
     """What natdeck holds at the gateway, once the adds in flight have been answered (until
     loop time ``until``): an add answered after the exit would leave a mapping nobody
-    deletes."""
+    deletes. ``give_up``: the adds still unanswered then are cancelled, which takes back
+    what each may have made (:class:`TakeBacks`; reported left if that is not answered)."""
     loop = asyncio.get_running_loop()
     adding = [e.task for e in table.entries.values()
               if e.view.state is MappingState.REQUESTING and e.task is not None]
     if adding and until > loop.time():
         await asyncio.wait(adding, timeout=until - loop.time())
+    if give_up:
+        unanswered = [task for task in adding if not task.done()]
+        for task in unanswered:
+            task.cancel()
+        await asyncio.gather(*unanswered, return_exceptions=True)
     return {e.view.key: e.mapping for e in table.entries.values()
             if e.mapping is not None and not e.mapping.deleted}
 
@@ -168,20 +181,35 @@ def may_hold(exc: BaseException) -> bool:
 
 
 async def take_back(client: GatewayClient, key: MappingKey, options: dict[str, Any],
-                    timeout: float) -> None:
+                    timeout: float) -> bool:
     """Delete the mapping an unanswered add (``client.map``'s ``options``) may have made:
     the same request with lifetime 0 (its nonce, ports and PCP options), by the protocol
     it went by (``"auto"``: as :func:`~engine.unrecorded_delete.delete_unrecorded` chooses).
-    Never raises a :class:`NatDeckError`: a failure is logged (the mapping, if any, expires
-    on its own)."""
+    Whether the gateway answered it (nothing is left). Never raises a :class:`NatDeckError`:
+    a failure is logged (the mapping, if any, expires on its own)."""
     try:
-        request = MapRequest.make(key.protocol, key.internal_port, **options)
+        await delete_unanswered(client, key, options, timeout)
+    except NatDeckError as exc:
+        log.info("could not take back the unanswered add of %s: %s", key, exc)
+        return False
+    return True
+
+
+async def delete_unanswered(client: GatewayClient, key: MappingKey, options: dict[str, Any],
+                            timeout: float) -> None:
+    """:func:`take_back`'s delete, for a caller that tells the user how it went (the one-shot
+    ``natdeck map``): raises what :func:`~engine.unrecorded_delete.delete_unrecorded` raises,
+    but not a PCP gateway's "no such mapping" (NO_RESOURCES, see :func:`delete_mapping`):
+    nothing is left either way."""
+    request = MapRequest.make(key.protocol, key.internal_port, **options)
+    try:
         await delete_unrecorded(client, request.protocol, request.internal_port,
                                 external_port=request.suggested_external_port,
                                 via=request.via, nonce=request.nonce, options=request.options,
                                 timeout=timeout)
-    except NatDeckError as exc:
-        log.info("could not take back the unanswered add of %s: %s", key, exc)
+    except ResultCodeError as exc:
+        if not _nothing_to_delete(exc):
+            raise
 
 
 class TakeBacks:
@@ -190,8 +218,11 @@ class TakeBacks:
     would else delete the new mapping (NAT-PMP and UPnP IGD name it by its ports only)."""
 
     def __init__(self) -> None:
-        self.tasks: dict[MappingKey, asyncio.Task[None]] = {}
+        self.tasks: dict[MappingKey, asyncio.Task[bool]] = {}
         self.closed = False
+        #: The keys whose take-back failed or was cut short: what they may have left at the
+        #: gateway (:meth:`close` returns them, for the manager's ``ManagerClosed.left``).
+        self.unsure: list[MappingKey] = []
 
     def start(self, client: GatewayClient, key: MappingKey, options: dict[str, Any],
               timeout: float) -> None:
@@ -203,9 +234,12 @@ class TakeBacks:
         self.tasks[key] = task
         task.add_done_callback(lambda done: self._done(key, done))
 
-    def _done(self, key: MappingKey, task: asyncio.Task[None]) -> None:
+    def _done(self, key: MappingKey, task: asyncio.Task[bool]) -> None:
         if self.tasks.get(key) is task:
             del self.tasks[key]
+        if (task.cancelled() or task.exception() is not None or not task.result()) \
+                and key not in self.unsure:
+            self.unsure.append(key)
 
     async def wait(self, key: MappingKey) -> None:
         """Until the delete of what an earlier add of ``key`` may have made is over."""
@@ -213,8 +247,11 @@ class TakeBacks:
         if task is not None:
             await asyncio.wait([task])
 
-    async def close(self, until: float) -> None:
-        """Start no more; let those out finish until loop time ``until``, cancel the rest."""
+    async def close(self, until: float) -> tuple[MappingKey, ...]:
+        """Start no more; let those out finish until loop time ``until``, cancel the rest.
+        The keys whose take-back failed or did not finish: what may be left at the gateway."""
+        if self.closed and not self.tasks:  # closed before (MappingManager.close, then _shut)
+            return tuple(self.unsure)
         self.closed = True
         tasks = list(self.tasks.values())
         try:
@@ -226,3 +263,8 @@ class TakeBacks:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self.unsure:
+            log.warning("%d add(s) that went unanswered may have left a mapping at the gateway "
+                        "(their delete was not answered): %s", len(self.unsure),
+                        ", ".join(str(key) for key in self.unsure[:5]))
+        return tuple(self.unsure)

@@ -34,6 +34,7 @@ UPnP mappings are looked up (None: never).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
@@ -196,7 +197,7 @@ class MappingManager:
         if self._listener is not None:
             self._listener.close()
         wait = self.close_deadline if deadline is None else deadline
-        held = await settle(self.table, now if self.keep else now + wait)
+        held = await settle(self.table, now if self.keep else now + wait, give_up=not self.keep)
         try:
             if self.keep:
                 result = ManagerClosed(now, 0, tuple(held), kept=True)
@@ -205,6 +206,7 @@ class MappingManager:
                 self._hub.emit(ManagerClosing(now, len(held), self.closing.deadline))
                 result = await close_all(self.table, held, self.closing,
                                          lambda key: self.table.forget(key, deleted=True))
+            result = _with_unsure(result, await self.table.taking_back.close(now + wait))
             self._hub.emit(result)
             return result
         finally:
@@ -330,6 +332,16 @@ class MappingManager:
     async def refresh_external_address(self) -> IPAddress:
         """Ask the gateway for its external address now."""
         return await self.watch.refresh_external_address(self.timeout)
+
+
+def _with_unsure(result: ManagerClosed, unsure: tuple[MappingKey, ...]) -> ManagerClosed:
+    """``result`` with the adds whose take-back failed (:class:`.closing.TakeBacks`) among
+    what is left: they may hold a mapping at the gateway, and the caller must be told."""
+    extra = tuple(key for key in unsure if key not in result.left)
+    if not extra:
+        return result
+    why = result.why or f"{extra[0]}: an unanswered add, whose delete was not answered either"
+    return dataclasses.replace(result, left=result.left + extra, why=why)
 
 
 async def _shut(table: MappingTable, records: Records, hub: EventHub, until: float) -> None:

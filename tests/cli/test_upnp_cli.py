@@ -111,12 +111,17 @@ async def test_permanent_only_router_is_recorded_permanent(make_igd: Any, run: A
     assert igd.ports() == set()
 
 
-async def test_port_in_use_on_an_igdv1_router(make_igd: Any, run: Any) -> None:
+async def test_port_in_use_on_an_igdv1_router(make_igd: Any, run: Any, state_dir: Path,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     igd = await make_igd(IgdConfig(igd_version=1, secure_mode=False))
+    # Another host (127.0.0.2), with a state file of its own.
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(tmp_path / "other-host"))
     other = await run("map", "tcp", "8080", "--gateway", "127.0.0.1", "--gateway-port",
                       str(igd.gateway_port), "--ssdp-port", str(igd.igd.ssdp_port),
                       "--local", "127.0.0.2")
     assert other.code == 0, other.err
+    monkeypatch.setenv("NATDECK_STATE_DIR", str(state_dir))
     mine = await run("map", "tcp", "8080", *igd.target)
     assert mine.code == 1
     assert "ConflictInMappingEntry (718)" in mine.err
@@ -245,5 +250,26 @@ async def test_a_killed_hold_of_a_permanent_lease_is_recorded_and_unmap_elsewher
     removed = await run_process("unmap", "tcp", "8080", "--json", *igd.target)
     assert removed.code == 0, removed.err
     assert json.loads(removed.out)["event"] == "deleted"
+    assert igd.ports() == set()
+    assert StateFile(state_dir).load().records == []
+
+
+async def test_unmap_with_another_external_port_than_the_record_is_refused(
+        make_igd: Any, run: Any, state_dir: Path) -> None:
+    # An IGD answers the delete of a port it has no entry at as success: before, unmap said
+    # "deleted", dropped the record and left the recorded mapping open.
+    igd = await make_igd()
+    assert (await run("map", "tcp", "8080", *igd.target)).code == 0
+    refused = await run("unmap", "tcp", "8080", "--external-port", "9999", *igd.target)
+    assert refused.code == 2
+    assert refused.out == ""
+    [line] = refused.err_lines
+    assert "with external port 8080, not 9999" in line
+    assert "DeletePortMapping" not in igd.igd.action_log  # nothing was sent
+    assert igd.ports() == {(6, 8080)}
+    assert StateFile(state_dir).load().records != []
+    # The recorded port, given or not, deletes it.
+    deleted = await run("unmap", "tcp", "8080", "--external-port", "8080", *igd.target)
+    assert deleted.code == 0, deleted.err
     assert igd.ports() == set()
     assert StateFile(state_dir).load().records == []

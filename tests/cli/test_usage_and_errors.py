@@ -190,16 +190,19 @@ async def test_missing_state_file_is_silent(sim: Sim, run: Any, state_dir: Path)
     assert result.err == ""
 
 
-async def test_unwritable_state_dir_is_a_warning(sim: Sim, run: Any, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unwritable_state_dir_fails_and_deletes_the_mapping(
+        sim: Sim, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, exit 0 with a warning, and a PCP mapping nobody could delete (its nonce lost).
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("")
     monkeypatch.setenv("NATDECK_STATE_DIR", str(blocker / "state"))
     result = await run("map", "tcp", "8080", *sim.target)
-    assert result.code == 0
+    assert result.code == 1
+    assert result.out == ""
     [line] = result.err_lines
-    assert line.startswith("natdeck: warning: could not write the state file")
-    assert (6, 8080) in sim.mapped()
+    assert line.startswith("natdeck: could not write the state file")
+    assert "tcp 8080 was deleted again" in line
+    assert sim.mapped() == {}
 
 
 # -- the TUI hand-off and help ---------------------------------------------------------------

@@ -128,7 +128,9 @@ async def test_an_unknown_optional_option_is_ignored_not_dropped(sim: SimulatedG
     async with GatewayClient(host, port) as client:
         mapping = await client.map(Protocol.UDP, 8080, via="pcp", timeout=ANSWERED)
         assert client.channel.dropped == 0
-    assert mapping.options == (pcp.UnknownOption(200, b"abcd"),)
+    # The mapping keeps what was sent, which its renewals and delete send again: never the
+    # answer's options (a vendor's, echoed back, or a THIRD_PARTY left out).
+    assert mapping.options == ()
 
 
 async def test_pcp_unknown_result_code_is_a_typed_error(sim: SimulatedGateway) -> None:
@@ -322,3 +324,60 @@ async def test_a_gateway_that_does_not_echo_options(start_sim: StartSim) -> None
     assert [m.internal_address for m in gw.mappings] == [third]
     await mapping.delete(timeout=ANSWERED)
     assert gw.mappings == ()
+
+
+async def test_renewals_and_the_delete_send_what_the_map_sent_not_the_answers_options(
+        ) -> None:
+    # The gateway answers a THIRD_PARTY map without echoing THIRD_PARTY and with a vendor
+    # option of its own (optional, 128-255). Kept as the mapping's options, that answer made
+    # the renewal map this host instead and the delete miss the third party's mapping.
+    sent: list[tuple[pcp.Option, ...]] = []
+
+    def vendor_option(request: bytes, answers: list[bytes]) -> list[bytes]:
+        if request[0] != pcp.PCP_VERSION:
+            return answers
+        sent.append(pcp.decode_request(request).options)
+        return [replace(answer, options=(pcp.UnknownOption(200, b"abcd"),)).encode()
+                if answer.result == PcpResult.SUCCESS else raw
+                for raw, answer in ((raw, pcp.decode_response(raw)) for raw in answers)]
+
+    async with SimulatedGateway("127.0.0.1", 0, tamper=vendor_option,
+                                config=GatewayConfig(allow_third_party=True)) as gateway:
+        host, port = gateway.address
+        clock = asyncio.get_running_loop().time
+        async with GatewayClient(host, port, upnp=False) as client:
+            mapping = await client.map(Protocol.UDP, 5000, via="pcp", lifetime=600,
+                                       third_party="127.0.0.9", timeout=ANSWERED)
+            await client.renew(mapping, timeout=ANSWERED)
+            held = [(str(m.internal_address), m.internal_port)
+                    for m in gateway.core.state.mappings(clock())]
+            assert held == [("127.0.0.9", 5000)]
+            await client.delete(mapping, timeout=ANSWERED)
+            assert gateway.core.state.mappings(clock()) == ()
+    third_party = pcp.ThirdParty(IPv4Address("127.0.0.9"))
+    assert sent == [(third_party,)] * 3
+
+
+async def test_a_gateway_named_in_its_ipv4_mapped_form_is_heard(sim: SimulatedGateway) -> None:
+    host, port = sim.address
+    async with GatewayClient(f"::ffff:{host}", port) as client:
+        mapping = await client.map(Protocol.TCP, 8080, via="natpmp", timeout=ANSWERED)
+        assert mapping.external_port == 8080
+        assert client.channel.dropped == 0
+
+
+async def test_auto_on_an_ipv6_gateway_tries_pcp_alone() -> None:
+    # RFC 6886 is IPv4 only: a PCP gateway silent over IPv6 is not asked in NAT-PMP.
+    seen: list[int] = []
+
+    def silent(request: bytes, answers: list[bytes]) -> list[bytes]:
+        seen.append(request[0])
+        return []
+
+    async with SimulatedGateway("::1", 0, tamper=silent) as gateway:
+        host, port = gateway.address[:2]
+        async with GatewayClient(host, port, upnp=False) as client:
+            with pytest.raises(engine.GatewayTimeout):
+                await client.map(Protocol.TCP, 8080, timeout=1.0)
+    assert seen
+    assert set(seen) == {pcp.PCP_VERSION}

@@ -261,3 +261,36 @@ def test_take_back_logs_a_gateway_error_and_never_raises_it(
     with caplog.at_level(logging.INFO, logger="engine.manager"):
         run_fast_virtual(scenario)
     assert "could not take back the unanswered add of tcp/20000" in caplog.text
+
+
+def test_an_unanswered_add_whose_delete_goes_unanswered_too_is_reported_left() -> None:
+    """A silent gateway: the add's take-back is not answered either, so the manager cannot
+    say the mapping is gone: close() counts it among what is left (the TUI says so on exit)."""
+    async def scenario() -> None:
+        async with rig(lifetime=7200, probe_on_start=False, via="pcp", timeout=2) as r:
+            r.gateway.tamper = drop_answers
+            with pytest.raises(GatewayTimeout):
+                await r.manager.add(TCP, 20000)
+            closed = await r.manager.close(deadline=3.0)
+            assert closed.left == (MappingKey(int(TCP), 20000),)
+            assert closed.why is not None
+            assert "unanswered" in closed.why
+
+    run_fast_virtual(scenario)
+
+
+def test_an_add_still_unanswered_at_the_close_deadline_is_taken_back_or_reported_left() -> None:
+    """close() waits for the adds in flight until its deadline; one still unanswered then
+    is cancelled, which takes it back; with no time left for that delete, it is counted
+    among what is left rather than forgotten."""
+    async def scenario() -> None:
+        async with rig(gateway={"delay": 2.0}, lifetime=7200, probe_on_start=False,
+                       via="pcp", timeout=30) as r:
+            adding = asyncio.ensure_future(r.manager.add(TCP, 20000))
+            await asyncio.sleep(0.1)  # the request is out, its answer 2 s away
+            closed = await r.manager.close(deadline=1.0)
+            assert closed.left == (MappingKey(int(TCP), 20000),)
+            with pytest.raises(asyncio.CancelledError):
+                await adding
+
+    run_fast_virtual(scenario)

@@ -6,6 +6,8 @@ import asyncio
 
 from engine.events import MappingKey
 from engine.protocols import Protocol
+from tui.engine_link import AddMapping
+from tui.launch import left_open
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen, MapDialog
 
@@ -159,6 +161,29 @@ async def test_q_with_keep_leaves_the_mappings(demo_gateway: DemoGateway) -> Non
         await quit_app(pilot)
     assert app.return_code == 0
     assert gateway_ports(demo_gateway) == {(6, 8080), (17, 5000)}
+
+
+async def test_q_lets_the_adds_in_flight_finish_and_deletes_them(
+        demo_gateway: DemoGateway) -> None:
+    """Review defect 1: quitting cancelled the adds in flight, each becoming a take-back in
+    the background that the exit neither counted nor reported. Now close() waits for their
+    answers and deletes their mappings with the rest."""
+    app = demo_gateway.app(demo_gateway.manager(close_deadline=10.0), initial_maps=TWO_MAPS)
+    async with app.run_test() as pilot:
+        await started(pilot)
+        await mapped(pilot, app, TCP_8080, UDP_5000)
+        demo_gateway.gateway.configure(delay=0.1)  # each request answered 0.1 s late
+        for port in range(9000, 9004):
+            app.send(AddMapping(MapRequest(Protocol.TCP, port)))
+        await pilot.pause(0.05)
+        await pilot.press("q")
+        await app_until(pilot, lambda: app.return_code is not None or not app.is_running,
+                        "the app to exit", 10.0)
+        assert gateway_ports(demo_gateway) == set()
+    closed = app.link.closed
+    assert closed is not None
+    assert (closed.deleted, closed.left) == (6, ()), closed
+    assert left_open(app) == 0
 
 
 async def test_closing_the_app_any_other_way_still_deletes(demo_gateway: DemoGateway) -> None:

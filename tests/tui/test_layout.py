@@ -367,3 +367,42 @@ async def test_a_failing_row_fits_80_columns_and_its_reason_is_below() -> None:
         assert fits(), "the State column did not narrow again"
         await pilot.press("q")
         await pilot.pause()
+
+
+async def test_an_address_change_never_makes_the_table_scroll_sideways_at_80x24(
+        demo_gateway: DemoGateway) -> None:
+    """Review defect 3: after A, "confirming…", "ask 0:03" and the longer new address
+    widened columns that never narrowed again: the table scrolled sideways for good."""
+    maps = [*TWO_MAPS, MapRequest(Protocol.TCP, 25565)]
+    app = demo_gateway.app(demo=True, initial_maps=maps, tick=TICK)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await mapped(pilot, app, TCP_8080, MappingKey(Protocol.TCP, 25565), shown=True)
+        table = app.main.table
+        external = table.column_keys.index("external")
+
+        def fits() -> bool:
+            return (not table.show_horizontal_scrollbar
+                    and table.virtual_size.width <= table.scrollable_content_region.width)
+
+        def confirming() -> bool:
+            return any(cells[6][0] == "confirming…" for cells in table.shown_cells.values())
+
+        def settled() -> bool:
+            return (not confirming() and all(
+                "198.51.100.23" in cells[external][0] for cells in table.shown_cells.values()))
+
+        await pilot.press("A")
+        await app_until(pilot, confirming, "a row confirming")
+        await pilot.pause()
+        assert fits(), {k: table.column_width(k) for k in table.column_keys}
+        await app_until(pilot, settled, "every row confirmed on the new address", 15.0)
+        await pilot.pause(AFTER_A_TICK)
+        assert fits(), {k: table.column_width(k) for k in table.column_keys}
+        # The columns narrowed again, and the new addresses are shown whole.
+        assert not any(cells[external][0].endswith("…") for cells in table.shown_cells.values())
+        assert table.column_width("state") == len("active")
+        assert len(table.rows) == 3
+        assert table.size.height - table.header_height >= 3, "a row is hidden"
+        await pilot.press("q")
+        await pilot.pause()

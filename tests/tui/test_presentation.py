@@ -278,3 +278,28 @@ def test_the_state_cell_is_cut_to_the_room_the_table_gives_it() -> None:
     assert cut == ("renewing (3 failed)…", whole[1])
     assert mapping_cells(renewing, 160.0, state_cells=len(whole[0]))[-1] == whole
     assert mapping_cells(renewing, 160.0, brief=True, state_cells=12)[-1][0] == "renewing"
+
+
+def test_an_active_mapping_whose_delete_failed_says_so() -> None:
+    """Review defect 4: a failed d left the row reading just "active"."""
+    mapping = _mapping(MappingState.ACTIVE, reason="delete failed: no answer (1 try)")
+    assert mapping_cells(mapping, 0.0)[6] == ("active (delete failed)", "yellow")
+    assert mapping_cells(mapping, 0.0, brief=True)[6] == ("not deleted", "yellow")
+    assert mapping_cells(_mapping(MappingState.ACTIVE), 0.0)[6][0] == "active"
+
+
+def test_a_state_file_that_cannot_be_written_has_a_line_in_the_panel() -> None:
+    status = GatewayStatus(gateway=IPv4Address("192.168.1.1"), port=5351)
+    plain = [line.plain for line in gateway_lines(status, 0.0, records_error="Not a directory")]
+    assert "State file not written: Not a directory" in plain
+    assert not any("State file" in line for line in
+                   (x.plain for x in gateway_lines(status, 0.0)))
+
+
+def test_the_external_cell_is_cut_to_the_room_under_100_columns() -> None:
+    mapping = _mapping(MappingState.ACTIVE, **GRANTED)
+    whole = mapping_cells(mapping, 0.0)[1][0]
+    cut = mapping_cells(mapping, 0.0, brief=True, external_cells=10)[1][0]
+    assert cell_len(cut) == 10
+    assert cut.endswith("…")
+    assert whole.startswith(cut[:-1])

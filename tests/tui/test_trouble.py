@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from engine.codes import PcpResult
 from engine.errors import NoGatewayError
 from engine.events import MappingKey, MappingState
 from engine.protocols import Protocol
+from engine.statefile import StateFile
 from tui.app import NatDeckApp
 from tui.backend import EngineParts
 from tui.engine_link import AddMapping
+from tui.launch import still_open_note
 from tui.log_bridge import EngineLogHandler
 from tui.map_request import MapRequest
 from tui.screens import HelpScreen
@@ -160,3 +164,44 @@ async def test_an_engine_that_cannot_start_is_shown_and_q_still_quits() -> None:
         await pilot.press("q")
         await app_until(pilot, lambda: app.return_code is not None, "the quit")
     assert app.return_code == 1
+
+
+async def test_a_state_file_that_cannot_be_written_is_said(
+        demo_gateway: DemoGateway, tmp_path: Path) -> None:
+    """Review defect 2: the records' write error was shown nowhere, and the exit offered
+    'natdeck unmap' for mappings it could not know."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # the state directory's parent is a file: every write fails
+    manager = demo_gateway.manager(state_file=StateFile(blocker / "natdeck"))
+    app = demo_gateway.app(manager, initial_maps=[MapRequest(Protocol.TCP, 8080)])
+    title = "Could not write the state file"
+    async with app.run_test(notifications=True) as pilot:
+        await started(pilot)
+        await app_until(pilot, lambda: "State file not written: Not a directory"
+                        in app.main.panel.plain, "the panel's line")
+        manager.records.flush()  # fails again: no second toast
+        app.refresh_view()
+        await pilot.pause()
+        assert [n.title for n in app._notifications].count(title) == 1
+        blocker.unlink()  # writable again: the next write clears the line
+        manager.records.flush()
+        assert manager.records.error is None
+        app.refresh_view()
+        await pilot.pause()
+        assert "State file" not in app.main.panel.plain
+        shutil.rmtree(blocker)
+        blocker.write_text("")  # unwritable again: a new spell of failures, a new toast
+        app.send(AddMapping(MapRequest(Protocol.TCP, 9090)))
+        await app_until(pilot, lambda: "State file not written" in app.main.panel.plain,
+                        "the line again")
+        assert [n.title for n in app._notifications].count(title) == 2
+        demo_gateway.gateway.configure(silent=True)
+        await pilot.press("q")
+        await pilot.pause(0.2)
+        await pilot.press("q")  # leave the mappings open
+        await app_until(pilot, lambda: app.return_code is not None, "the exit")
+    note = still_open_note(app)
+    assert note is not None
+    assert note.startswith("2 mapping(s) are still open"), note
+    assert "natdeck unmap' can delete" not in note
+    assert "could not be written to the state file" in note

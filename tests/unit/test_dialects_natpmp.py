@@ -140,3 +140,12 @@ def test_a_success_of_the_other_operation_on_the_port_is_not_this_ones_answer() 
                                            8080, 0, 0)) is Match.YES
     mapping = DIALECT.map(REQUEST, LOCAL, "map")
     assert mapping.match(natpmp.MapResponse(Protocol.TCP, 0, 9, 8080, 0, 0)) is Match.NO
+
+
+def test_the_address_request_after_a_map_gets_what_is_left_of_the_callers_timeout() -> None:
+    from engine.dialects.datagram import address_budget
+
+    # A map that took 16 s of a 20 s timeout leaves its address request 4 s, not 20 more.
+    assert address_budget(20.0, 16.0) == pytest.approx(4.0)
+    assert address_budget(20.0, 25.0) == 0.0
+    assert address_budget(None, 16.0) is None

@@ -306,3 +306,27 @@ def test_a_failed_request_says_its_description_once_in_its_error() -> None:
     assert "NAT-PMP map tcp 8080" in str(ex.error)
     assert ex.describe == "NAT-PMP map tcp 8080"
     assert said == [1]
+
+
+def test_the_first_timer_keeps_rfc_3315s_rand_when_held_against_the_nominal_first_wait() -> None:
+    # PCP's first wait is IRT 3 s with RAND in [-0.1, +0.1]. Held against the drawn wait, a
+    # first timer of IRT + G (3.01 s, before any round trip) raised every draw below it to
+    # 3.01 s: half of all fresh requests retransmitted in step. Against the nominal 3 s, each
+    # keeps its RAND, stretched by 3.01 / 3.
+    def first_wait(drawn: float) -> float:
+        ex = Exchange(PACKET, yes, iter([drawn, 2 * drawn]), now=0.0, deadline=None,
+                      describe="PCP map", protocol="pcp", gateway="192.0.2.1",
+                      first_timer=lambda: 3.01, nominal_first=3.0)
+        ex.start(0.0)
+        timer = ex.timer()
+        assert timer is not None
+        return timer
+
+    assert first_wait(2.7) == pytest.approx(2.7 * 3.01 / 3)
+    assert first_wait(3.3) == pytest.approx(3.3 * 3.01 / 3)
+    assert len({round(first_wait(2.7 + k * 0.06), 6) for k in range(11)}) == 11
+    # A measured slow gateway still stretches the whole schedule, RAND and all.
+    ex = Exchange(PACKET, yes, iter([2.7, 5.4]), now=0.0, deadline=None, describe="PCP map",
+                  protocol="pcp", gateway="192.0.2.1", first_timer=lambda: 6.0, nominal_first=3.0)
+    ex.start(0.0)
+    assert ex.timer() == pytest.approx(5.4)

@@ -96,6 +96,11 @@ def test_prefer_failure_is_honoured_only_by_what_was_asked() -> None:
     assert request.honoured_by(8080, IPv4Address("203.0.113.7"))
     assert not request.honoured_by(8081, IPv4Address("203.0.113.7"))
     assert MapRequest(Protocol.TCP, 80).honoured_by(9999, None)
+    # No external port named: the wire suggests the internal port, which PREFER_FAILURE
+    # holds the gateway to as much (RFC 6887 §13.2).
+    implicit = MapRequest(Protocol.TCP, 80, prefer_failure=True)
+    assert implicit.honoured_by(80, None)
+    assert not implicit.honoured_by(40000, None)
 
 
 def test_helpers_refuse_in_the_shared_words() -> None:

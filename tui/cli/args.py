@@ -299,7 +299,8 @@ def _unmap_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("port", type=_port_arg, metavar="PORT", nargs="?", default=None,
                         help="the internal port (not with --all)")
     parser.add_argument("--external-port", type=_port_arg, default=None, metavar="N",
-                        help="the mapping's external port (default: the stored one)")
+                        help="the mapping's external port (default: the stored one; "
+                             "another than the stored one is refused)")
     parser.add_argument("--all", action="store_true",
                         help="NAT-PMP: delete every mapping of PROTO (tcp or udp) made "
                              "from this address (RFC 6886 §3.4; IPv4 gateways only)")

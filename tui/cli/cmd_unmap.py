@@ -11,7 +11,9 @@
 A stored record decides the protocol: a PCP mapping is deleted with PCP and its nonce
 even under ``--via natpmp`` (a NAT-PMP delete cannot remove it; a warning says so); a
 UPnP IGD mapping with UPnP, by the external port the record holds (DeletePortMapping,
-once the gateway's entry there is checked to still be this host's).
+once the gateway's entry there is checked to still be this host's). It also decides the
+external port and the local address: ``--external-port`` or ``--local`` (or the detected
+address) that disagree with the record are refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from engine.client import DEFAULT_TIMEOUT
 from engine.protocols import protocol_name
-from tui.exit_codes import EXIT_OK, EXIT_UNCONFIRMED
+from tui.exit_codes import EXIT_OK, EXIT_UNCONFIRMED, EXIT_USAGE
 
 from .context import Context, Failure, live_holder
 from .delete_check import check_natpmp_delete
@@ -45,6 +47,16 @@ async def run_unmap(ctx: Context) -> int:
         raise Failure(f"{what} is held by natdeck process {holder} ('map --hold' or the "
                       "terminal UI), which would map it again; remove it there, or stop that "
                       f"process (kill -INT {holder}): it deletes its mappings as it exits")
+    if record is not None and args.external_port not in (None, record.external_port):
+        # The record names the mapping: deleting another port (a UPnP IGD answers "no
+        # entry there" as success) would report it deleted, drop its record, and leave it.
+        raise Failure(
+            f"{what} is recorded (in {ctx.state.path}) with external port "
+            f"{record.external_port}, not {args.external_port}: run 'natdeck unmap "
+            f"{protocol_name(protocol)} {port}' without --external-port to delete the "
+            f"recorded mapping (then --external-port {args.external_port} deletes one there "
+            "that natdeck has no record of)", EXIT_USAGE)
+    await ctx.refuse_other_local(record, "unmap")
     if record is not None and ctx.conn.via not in ("auto", record.via):
         ctx.out.warn(f"{what} was mapped with {via_name(record.via)} (stored in "
                      f"{ctx.state.path}): deleting it with {via_name(record.via)}"
@@ -54,9 +66,13 @@ async def run_unmap(ctx: Context) -> int:
     async with ctx.client() as client:
         if record is not None:
             mapping = record.to_mapping()
-            if args.external_port is not None:
-                mapping.external_port = args.external_port
-            await client.delete(mapping, timeout=timeout)
+            # The manager's rule: a PCP gateway's NO_RESOURCES to this delete (miniupnpd,
+            # once it no longer holds the mapping) means it is gone too.
+            # Imported here: the manager's package is the TUI's and `map --hold`'s, ~18 ms
+            # that an unmap with no record (or a usage error) need not pay.
+            from engine.manager.closing import delete_mapping
+
+            await delete_mapping(client, mapping, timeout)
         else:
             mapping = await delete_without_record(ctx, client, protocol, port, timeout)
         doubt = None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.protocols import protocol_name
 from engine.statefile import MappingRecord, StateFile
 from engine.wire.addresses import IPAddress
 from tui.exit_codes import EXIT_FAILURE
@@ -67,12 +68,34 @@ class Context:
         return record
 
     def store(self, record: MappingRecord) -> None:
-        """Record a mapping; a state file that cannot be written is a warning."""
-        try:
-            self.state_warnings(self.state.record(record))
-        except OSError as exc:
-            self.out.warn(f"could not write the state file {self.state.path}: {exc}; "
-                          "'natdeck unmap' will not know this mapping")
+        """Record a mapping. Raises :class:`OSError` when the state file cannot be written:
+        the caller decides what becomes of a mapping ``natdeck unmap`` would not know."""
+        self.state_warnings(self.state.record(record))
+
+    async def refuse_other_local(self, record: MappingRecord | None, command: str) -> None:
+        """Raise :class:`Failure` if ``record`` was made from another local address than
+        this command's (``--local``, else the one the kernel picks: nothing is sent).
+
+        The state file keeps one record per (gateway, protocol, internal port), without
+        the local address: mapping from another address would overwrite the record (and
+        strand the first mapping), unmapping would delete another address's mapping.
+        """
+        if record is None:
+            return
+        local = self.local
+        if local is None:
+            async with self.client() as client:
+                local = await client.local_address()
+        if local == record.local_address:
+            return
+        what = f"{protocol_name(record.protocol)} {record.internal_port}"
+        unmap = f"natdeck unmap {protocol_name(record.protocol)} {record.internal_port}"
+        raise Failure(
+            f"{what} at {self.gateway} is recorded (in {self.state.path}) as mapped from "
+            f"{record.local_address}, not from {local}, and natdeck keeps one record per "
+            f"port: {'delete that mapping first' if command == 'map' else 'delete it'} "
+            f"with '{unmap} --local {record.local_address}' (if that address is gone, the "
+            "mapping expires on its own)")
 
     def forget(self, protocol: int, port: int) -> None:
         """Drop the record of (protocol, port) at this gateway, if any."""

@@ -81,7 +81,8 @@ async def hold(ctx: Context, record: MappingRecord | None) -> int:
         fields = _view_fields("mapped", view, ctx, manager)
         ctx.out.result(fields, mapping_text("mapped", fields))
         if manager.records.error is not None and ctx.state is not None:
-            # As the one-shot map says it (the engine's log line is not shown by default).
+            # Said, not only logged (the engine's log line is not shown by default); the
+            # mapping is kept, unlike a one-shot map's: this process deletes it as it ends.
             ctx.out.warn(f"could not write the state file {ctx.state.path}: "
                          f"{manager.records.error}; 'natdeck unmap' will not know this "
                          f"mapping until a retry succeeds (every {RETRY_DELAY:g} s)")

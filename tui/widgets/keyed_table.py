@@ -6,8 +6,9 @@ function, compared with what is shown, and only the cells that changed are
 set. Values that change every second (countdowns) are refreshed only for the
 rows on screen and :data:`MARGIN` rows around them; a row scrolled into view is
 brought up to date before it is painted. Columns sized to their content widen
-when a longer value arrives and shrink only when asked
-(:meth:`KeyedTable.fit_column`), which keeps measuring cheap. A subclass says
+when a longer value arrives and shrink when asked (:meth:`KeyedTable.fit_column`),
+or, with :attr:`KeyedTable.shrink_columns`, as soon as the widest value is gone:
+a count of the cells of each width keeps measuring cheap. A subclass says
 how to bring one row up to date (:meth:`KeyedTable.show_row`).
 
 Textual's ``DataTable.update_cell`` bumps one counter that is part of the key
@@ -29,8 +30,9 @@ added with the default height).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.cells import cell_len
 from rich.style import Style
@@ -91,6 +93,10 @@ class KeyedTable(DataTable[Text]):
     one row up to date at :attr:`now`, for the rows that scroll into view.
     """
 
+    shrink_columns: ClassVar[bool] = False
+    """Whether a content-sized column narrows once its widest value is gone (else only
+    :meth:`fit_column` narrows it)."""
+
     def __init__(self, columns: Columns, *, clock: Callable[[], float] | None = None,
                  id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, id=id)
@@ -104,6 +110,9 @@ class KeyedTable(DataTable[Text]):
         """The time rows scrolled into view are computed at (default: the last given)."""
         self.now = 0.0
         self._widths: dict[str, int] = {}
+        # How many shown cells of each width each content-sized column has: its width is
+        # the widest one left, known without measuring every row again.
+        self._counts: dict[str, Counter[int]] = {}
         self._cells: dict[str, Cells] = {}
         self.cell_updates = 0
         """How many cells were set (the tests check a tick's cost)."""
@@ -115,6 +124,7 @@ class KeyedTable(DataTable[Text]):
             self.add_column(label, key=key, width=width)
             if width is None:
                 self._widths[key] = cell_len(label)
+                self._counts[key] = Counter()
 
     # -- rows --------------------------------------------------------------------------------
 
@@ -184,6 +194,7 @@ class KeyedTable(DataTable[Text]):
         shown = self._cells.get(key)
         if shown is None:
             for column, cell in zip(self.column_keys, cells, strict=True):
+                self._count(column, cell[0], 1)
                 self._grows(column, cell[0])
             self.add_row(*(self.make_cell(column, cell, key)
                            for column, cell in zip(self.column_keys, cells, strict=True)),
@@ -195,6 +206,8 @@ class KeyedTable(DataTable[Text]):
             return
         for column, new, old in zip(self.column_keys, cells, shown, strict=True):
             if new != old:
+                self._count(column, old[0], -1)
+                self._count(column, new[0], 1)
                 value = self.make_cell(column, new, key)
                 if self._grows(column, new[0]):
                     self.update_cell(key, column, value, update_width=True)
@@ -202,16 +215,21 @@ class KeyedTable(DataTable[Text]):
                     self.set_cell(key, column, value)
                 self.cell_updates += 1
         self._cells[key] = cells
+        self._shrink(shown)
 
     def remove_key(self, key: str) -> bool:
         """Remove row ``key``; False when there was none."""
-        if self._cells.pop(key, None) is None:
+        shown = self._cells.pop(key, None)
+        if shown is None:
             return False
+        for column, cell in zip(self.column_keys, shown, strict=True):
+            self._count(column, cell[0], -1)
         try:
             self.remove_row(key)
         except RowDoesNotExist:
             return False
         self.rows_removed += 1
+        self._shrink(shown)
         return True
 
     def fit_column(self, column: str) -> None:
@@ -221,8 +239,7 @@ class KeyedTable(DataTable[Text]):
             return  # a column of fixed width
         index = self.column_keys.index(column)
         label = self.columns_spec[index][1]
-        width = max([cell_len(label), *(cell_len(cells[index][0])
-                                        for cells in self._cells.values())])
+        width = max(cell_len(label), max(self._counts[column], default=0))
         self._widths[column] = width
         spec = self.columns[ColumnKey(column)]
         if spec.content_width != width:
@@ -232,6 +249,27 @@ class KeyedTable(DataTable[Text]):
             self._update_count += 1
             self._require_update_dimensions = True
             self.refresh()
+
+    def _count(self, column: str, text: str, change: int) -> None:
+        counts = self._counts.get(column)
+        if counts is None:
+            return
+        width = cell_len(text)
+        counts[width] += change
+        if counts[width] <= 0:
+            del counts[width]
+
+    def _shrink(self, gone: Cells) -> None:
+        """With :attr:`shrink_columns`, narrow each content-sized column whose widest cell
+        was among ``gone`` (replaced or removed) and is no longer shown anywhere."""
+        if not self.shrink_columns:
+            return
+        for column, (text, _) in zip(self.column_keys, gone, strict=True):
+            known = self._widths.get(column)
+            if known is not None and cell_len(text) == known \
+                    and not self._counts[column].get(known):
+                self.fit_column(column)
+                self.column_narrowed(column)
 
     def _grows(self, column: str, text: str) -> bool:
         known = self._widths.get(column)
@@ -246,6 +284,10 @@ class KeyedTable(DataTable[Text]):
 
     def column_widened(self, column: str) -> None:
         """A content-sized column widened for a longer value (a subclass may make room)."""
+
+    def column_narrowed(self, column: str) -> None:
+        """A content-sized column may have narrowed (:attr:`shrink_columns`): a subclass may
+        give the room to another."""
 
     # -- cheap repaints ----------------------------------------------------------------------
 

@@ -18,7 +18,10 @@ The State cell is bounded at every width: under 100 columns it is a word (the
 screen sets :attr:`MappingsTable.brief_states`), and from 100 on it has the
 reason, cut with an ellipsis to the room the other columns leave
 (:attr:`MappingsTable.state_room`): a long reason never pushes the row past the
-table's edge. The detail line and the event log say the rest.
+table's edge. Under 100 columns the External cell takes that place: it is cut to
+the room the others leave (an IPv6 address, an "(asked …)" port, a wide
+"confirming…" in the State column), so the row fits 80 columns. Columns narrow
+again once their widest value is gone. The detail line and the event log say the rest.
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ from ..mapping_detail import Asked
 from ..presentation import MAPPING_COLUMNS, mapping_cells
 from .keyed_table import KeyedTable
 
-__all__ = ["STATE_MIN_CELLS", "MappingsTable"]
+__all__ = ["EXTERNAL_MIN_CELLS", "STATE_MIN_CELLS", "MappingsTable"]
 
 #: The State cell keeps at least this many cells however wide the other columns grow (the
 #: longest state in a word, "confirming…", and one more).
 STATE_MIN_CELLS = 12
+
+#: Under 100 columns the External cell keeps at least this many (an IPv4 address whole):
+#: narrower than 80 columns, the row may still scroll.
+EXTERNAL_MIN_CELLS = 15
 
 
 def _row_key(key: MappingKey) -> str:
@@ -51,6 +58,8 @@ class MappingsTable(KeyedTable):
     ``asked`` holds what this session knows of each mapping beyond the engine's view
     (the external port it suggested); the app fills it, the table reads it.
     """
+
+    shrink_columns = True  # a wide "confirming…" or "ask 0:03" must not keep its room
 
     BINDINGS = [
         Binding("home", "scroll_top", "First row", show=False),
@@ -69,8 +78,10 @@ class MappingsTable(KeyedTable):
         """Whether the State column says each state in a word (the reason is in the
         detail line): a narrow terminal has no room for it."""
         self.state_room: int | None = None
-        """The most cells a State cell takes: what the other columns leave of the table's
-        width (at least :data:`STATE_MIN_CELLS`); None until the table has a size."""
+        """The most cells the State cell takes (the External cell under 100 columns, with
+        :attr:`brief_states`): what the other columns leave of the table's width (at
+        least :data:`STATE_MIN_CELLS`, :data:`EXTERNAL_MIN_CELLS`); None until the table
+        has a size."""
         self._room_stale = False  # another column widened: the room is measured again
 
     @property
@@ -111,14 +122,21 @@ class MappingsTable(KeyedTable):
         if mapping is None:
             self._keys.pop(row, None)
             self.remove_key(row)
-            return
-        asked = self.asked.get(key)
-        self._keys[row] = key
-        self.show_cells(row, mapping_cells(
-            mapping, now, suggested=None if asked is None else asked.suggested,
-            brief=self.brief_states, state_cells=self.state_room))
+        else:
+            asked = self.asked.get(key)
+            self._keys[row] = key
+            brief = self.brief_states
+            self.show_cells(row, mapping_cells(
+                mapping, now, suggested=None if asked is None else asked.suggested,
+                brief=brief, state_cells=None if brief else self.state_room,
+                external_cells=self.state_room if brief else None))
         if self._room_stale:
             self.fit_state_room()
+
+    @property
+    def _elastic(self) -> str:
+        """The column cut to the room the others leave."""
+        return "external" if self.brief_states else "state"
 
     def set_brief_states(self, brief: bool) -> None:
         """Say each state in a word (True), or with its reason; every row is shown again
@@ -126,20 +144,29 @@ class MappingsTable(KeyedTable):
         if brief == self.brief_states:
             return
         self.brief_states = brief
+        # Uncut first: the room is measured once the State column fits its new cells.
+        self.state_room = None
         for row in list(self._keys):
             self.show_row(row)
         self.fit_column("state")
+        self.fit_column("external")
+        self.fit_state_room()
 
     def column_widened(self, column: str) -> None:
-        if column != "state":
+        if column != self._elastic:
             self._room_stale = True  # (made once the row is shown: not in the middle of it)
+
+    def column_narrowed(self, column: str) -> None:
+        # More room for the elastic column: the cells it cut may be shown whole again.
+        self.column_widened(column)
 
     def on_resize(self) -> None:
         self.fit_state_room()
 
     def fit_state_room(self) -> None:
-        """Measure the room the other columns leave the State column; if it changed, cut
-        again the rows whose State cell it changes, and narrow the column if it must."""
+        """Measure the room the other columns leave the State column (External, with
+        :attr:`brief_states`); if it changed, cut again the rows whose cell it changes,
+        and narrow the column if it must."""
         self._room_stale = False
         width = self.scrollable_content_region.width
         if width <= 0:
@@ -148,16 +175,18 @@ class MappingsTable(KeyedTable):
             # Kept for the scroll bar that more rows bring, so that they do not overflow.
             width -= self.styles.scrollbar_size_vertical
         padding = 2 * self.cell_padding
+        elastic = self._elastic
         others = sum(self.column_width(key) + padding for key in self.column_keys
-                     if key != "state")
-        room = max(width - others - padding, STATE_MIN_CELLS)
+                     if key != elastic)
+        least = EXTERNAL_MIN_CELLS if self.brief_states else STATE_MIN_CELLS
+        room = max(width - others - padding, least)
         if room == self.state_room:
             return
         self.state_room = room
-        state = self.column_keys.index("state")
+        index = self.column_keys.index(elastic)
         for row, cells in list(self.shown_cells.items()):
-            text = cells[state][0]
+            text = cells[index][0]
             if cell_len(text) > room or text.endswith("…"):  # too long now, or was cut
                 self.show_row(row)
-        if self.column_width("state") > room:
-            self.fit_column("state")
+        if self.column_width(elastic) > room:
+            self.fit_column(elastic)
