@@ -19,7 +19,6 @@ to a request sent once gives a round-trip sample.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
@@ -114,10 +113,9 @@ class Exchange:
     """One request to a gateway, from queued to answered or failed; no I/O, no clock."""
 
     __slots__ = ("_first_timer", "_next_try_at", "_nominal", "_outbox", "_stretch", "_waits",
-                 "created",
-                 "deadline_at", "description", "done", "error", "gateway", "match_fn", "outcome",
-                 "packet", "previous_sent_at", "protocol", "retransmissions", "sent_at", "state",
-                 "tries")
+                 "created", "deadline_at", "description", "done", "error", "gateway", "match_fn",
+                 "outcome", "packet", "previous_sent_at", "protocol", "retransmissions", "sent_at",
+                 "state", "tries")
 
     def __init__(self, packet: bytes, match: Callable[[Message], Match],
                  waits: Iterator[float], *, now: float, deadline: float | None,
@@ -179,7 +177,7 @@ class Exchange:
             self._timeout(now)
             return
         if self._first_timer is not None:  # the first try: fit the schedule to the gateway
-            first = wait if self._nominal is None or not math.isfinite(wait) else self._nominal
+            first = wait if self._nominal is None else self._nominal
             self._stretch = stretch(first, self._first_timer())
             self._first_timer = None
         wait *= self._stretch

@@ -19,7 +19,7 @@ from .wire.addresses import IPAddress, to_address
 if TYPE_CHECKING:
     from .client import PortMapping
 
-__all__ = ["MappingRecord", "Via", "record_key"]
+__all__ = ["MappingRecord", "Via", "read_time", "record_key"]
 
 Via = Literal["pcp", "natpmp", "upnp"]
 
@@ -154,7 +154,7 @@ class MappingRecord:
             external_address=None if external is None else _address(data, "external_address"),
             via=via, lifetime=_int(data, "lifetime", 0, 0xFFFFFFFF),
             epoch=_int(data, "epoch", 0, 0xFFFFFFFF), nonce=nonce,
-            created=_float(data, "created"), updated=_float(data, "updated"),
+            created=read_time(data, "created"), updated=read_time(data, "updated"),
             requested_lifetime=_int(data, "requested_lifetime", 0, 0xFFFFFFFF, default=0),
             pid=pid, permanent=permanent)
 
@@ -173,7 +173,9 @@ def _int(data: dict[str, Any], name: str, low: int, high: int,
     return value
 
 
-def _float(data: dict[str, Any], name: str) -> float:
+def read_time(data: dict[str, Any], name: str) -> float:
+    """``data[name]`` as seconds: a finite, non-negative JSON number (not a bool). Raises
+    ``ValueError`` otherwise, an integer too large for a float included."""
     value = data.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"{name} is {value!r}, not a time")

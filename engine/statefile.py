@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import stat
 import sys
@@ -58,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
-from .mapping_record import MappingRecord, Via, record_key
+from .mapping_record import MappingRecord, Via, read_time, record_key
 from .wire.addresses import IPAddress, to_address
 
 if sys.platform != "win32":
@@ -426,24 +425,15 @@ def _long_expired(entry: object, now: float) -> bool:
     """Whether an entry that is not a valid record is still plainly a mapping that expired
     more than :data:`_EXPIRED_GRACE` ago, so pruned as a record would be.
 
-    Only when its own ``updated`` and ``lifetime`` are finite, non-negative numbers and
-    ``permanent`` is absent or false: anything else (a field this natdeck does not
-    understand) keeps the entry.
+    Only when its own ``updated`` and ``lifetime`` read as times (:func:`~engine.
+    mapping_record.read_time`: finite, non-negative numbers) and ``permanent`` is absent or
+    false: anything else (a field this natdeck does not understand) keeps the entry.
     """
     if not isinstance(entry, dict) or entry.get("permanent", False) is not False:
         return False
-    times: list[float] = []
-    for name in ("updated", "lifetime"):
-        value = entry.get(name)
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            return False
-        try:
-            times.append(float(value))
-        except OverflowError:  # an integer beyond any float
-            return False
-    updated, lifetime = times
-    if not (math.isfinite(updated) and math.isfinite(lifetime)) or updated < 0 \
-            or lifetime < 0:
+    try:
+        updated, lifetime = read_time(entry, "updated"), read_time(entry, "lifetime")
+    except ValueError:
         return False
     return updated + lifetime + _EXPIRED_GRACE < now
 

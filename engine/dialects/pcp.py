@@ -134,8 +134,7 @@ class PcpDialect:
                                  request.suggested_external_port, suggested)
         packet = pcp.encode_request(opcode, request.lifetime, local, opdata, request.options)
         return Ask("pcp", packet, f"PCP {what}", _Matcher(opcode, opdata, request.lifetime == 0),
-                   self.read,
-                   ("pcp", request.nonce), request)
+                   self.read, ("pcp", request.nonce), request)
 
     def address(self) -> Ask | None:
         """PCP has no such request: the client maps briefly instead (RFC 6887 §11.6)."""
