@@ -454,3 +454,31 @@ def test_fifty_concurrent_natpmp_maps_on_a_slow_console_reach_it_once_each(lab: 
     assert lab.counters().requests_received == 101
     assert lab.dnat_rules() == []
     print(f"50 maps and deletes on a slow console: {took:.1f} s")
+
+
+def test_an_add_whose_answers_are_lost_is_taken_back_and_its_rule_removed(lab: Lab) -> None:
+    # The manager's add goes out, miniupnpd writes the DNAT rule, and every answer is
+    # dropped on the way back: the add fails, and its take-back (the same request, lifetime
+    # 0, same nonce) reaches miniupnpd, which removes the rule. Its answer is dropped too,
+    # so the manager cannot know: close() counts the mapping as left, and the kernel's rules
+    # are what is believed here.
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> engine.ManagerClosed:
+        manager = engine.MappingManager(lab.gateway_lan, via="pcp", lifetime=600, timeout=2.0,
+                                        listen=False, probe_on_start=False)
+        async with manager:
+            lab.set_loss(100, direction="responses")
+            with pytest.raises(GatewayTimeout):
+                await manager.add(TCP, 40020)
+            seen["mappings"] = dict(manager.mappings)
+            closed = await manager.close(deadline=3.0)
+        return closed
+
+    closed = run_in_client(lab, scenario)
+    lab.set_loss(0)
+
+    assert seen["mappings"] == {}
+    assert closed.left == (engine.MappingKey(TCP, 40020),)
+    assert lab.dnat_rules() == []
+    assert lab.miniupnpd_rule_count() == 0
